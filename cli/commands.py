@@ -1,0 +1,3 @@
+"""The list of commands `serengeti-tf` offers: one import and one entry per verb module."""
+
+ALL = []

@@ -1,0 +1,45 @@
+"""`serengeti-tf`: the command group. Each verb lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from serengeti_tf import __version__
+from serengeti_tf.errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="serengeti-tf")
+def cli() -> None:
+    """Train camera-trap species classifiers that stay good on rare species (two-phase training)."""
+
+
+def _register() -> None:
+    # Imported here so `serengeti-tf --help` stays quick and each verb is one module.
+    from serengeti_tf_cli import commands
+
+    for command in commands.ALL:
+        cli.add_command(command)
+
+
+def main(argv=None) -> None:
+    _register()
+    try:
+        cli.main(args=argv, prog_name="serengeti-tf", standalone_mode=False)
+    except UserError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Typed configuration: dataclass defaults, YAML files that override only what differs, CLI overrides.
+
+Resolution order (later wins): dataclass defaults -> YAML file(s) -> `--set section.key=value`
+-> dedicated CLI flags. Every command saves the resolved result as `config.yaml` in its output
+folder (`save_config`) so the run can be reproduced with `--config that/config.yaml`.
+
+Validation errors name the key and what was received, e.g.
+`config: train.epochs must be an int >= 1, got -3`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from serengeti_tf.errors import UserError
+
+SAMPLERS = ("none", "ros", "rus", "ros_rus_15k", "ros_rus_5k", "uniform", "sqrt")
+
+
+@dataclass
+class DataConfig:
+    """Where the source data is and how `prepare` turns it into shards."""
+
+    # auto | lila_csv | coco | folders | csv. `auto` infers from `metadata`.
+    source_format: str = "auto"
+    # Metadata files: the LILA CSV pair, one COCO Camera Traps JSON, or one plain CSV.
+    metadata: list[str] = field(default_factory=list)
+    # Folder that image paths in the metadata are relative to (the class-folder root for `folders`).
+    image_root: str = ""
+    # Seasons to keep (LILA Snapshot Serengeti only); empty keeps every season.
+    seasons: list[int] = field(default_factory=list)
+    drop_empty: bool = True
+    drop_human: bool = True
+    drop_multi_species: bool = True
+    # train/val/test fractions of captures, stratified per species.
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    # capture: all frames of a capture share a split; site: whole sites share a split (cross-site test).
+    group_by: str = "capture"
+    seed: int = 0
+    # Shorter side of the stored image, in pixels (>= the training crop).
+    image_size: int = 256
+    jpeg_quality: int = 90
+    # Images per TFRecord shard (each train shard holds one class only).
+    shard_size: int = 1024
+    # Worker processes for image preparation; 0 uses every core.
+    workers: int = 0
+
+
+@dataclass
+class SamplerConfig:
+    """Phase-1 re-balancing: which plan, and how tf.data realises it."""
+
+    name: str = "none"
+    # repeat: exact per-class counts per epoch; rejection: tf.data rejection_resample, approximate.
+    realisation: str = "repeat"
+    # ROS (paper appendix A.3): classes below thresholds[i] are multiplied by multipliers[i].
+    ros_thresholds: list[int] = field(default_factory=lambda: [100, 500, 1000, 5000])
+    ros_multipliers: list[float] = field(default_factory=lambda: [10, 8, 6, 4])
+    ros_cap: int = 5000
+    # RUS cap; null uses the sampler's default (15,000, or 5,000 for ros_rus_5k).
+    rus_cap: Optional[int] = None
+    # Undersampled classes draw a fresh random subset every epoch unless this is set.
+    fixed_undersample_subset: bool = False
+    # Per-class target for `uniform`; null uses the mean class size (total stays the same).
+    uniform_target: Optional[int] = None
+    shuffle_buffer: int = 2048
+    seed: int = 0
+    # Make tf.data ordering reproducible for `seed` (slower).
+    deterministic: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"
+    # Square input side in pixels: 224 as in the paper, smaller for CPU runs.
+    input_size: int = 224
+
+
+@dataclass
+class TrainConfig:
+    phase: int = 1
+    epochs: int = 30
+    # Global batch size: split across replicas under a tf.distribute strategy.
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    early_stopping_patience: int = 5
+    # Train-time augmentation; phase 2 defaults to none (enables the cached-feature fast path).
+    augment: bool = True
+    phase2_augment: bool = False
+    # Cap on steps per epoch (null: one full pass over the sampled epoch).
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+    seed: int = 0
+    mixed_precision: bool = False
+    strategy: str = "default"
+    xla: bool = False
+    # Loss options (issue 6 extends these).
+    loss: str = "cross_entropy"
+    class_weighting: str = "none"
+    effective_number_beta: float = 0.999
+    focal_gamma: float = 2.0
+    logit_adjust_tau: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    top_k: int = 5
+    batch_size: int = 128
+    bootstrap_samples: int = 1000
+    # Class groups by train count: head >= head_min, tail < tail_max, medium in between.
+    head_min: int = 5000
+    tail_max: int = 500
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Range and choice rules: (predicate, description of what is allowed).
+_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "data.source_format": (lambda v: v in ("auto", "lila_csv", "coco", "folders", "csv"),
+                           "one of auto, lila_csv, coco, folders, csv"),
+    "data.group_by": (lambda v: v in ("capture", "site"), "one of capture, site"),
+    "data.split_fractions": (lambda v: len(v) == 3 and all(0 <= x <= 1 for x in v)
+                             and abs(sum(v) - 1) < 1e-6 and v[0] > 0,
+                             "three fractions in [0, 1] summing to 1 with train > 0"),
+    "data.image_size": (lambda v: 16 <= v <= 4096, "an int in [16, 4096]"),
+    "data.jpeg_quality": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
+    "data.shard_size": (lambda v: v >= 1, "an int >= 1"),
+    "data.workers": (lambda v: v >= 0, "an int >= 0"),
+    "data.seasons": (lambda v: all(s >= 1 for s in v), "season numbers >= 1"),
+    "sampler.name": (lambda v: v in SAMPLERS, "one of " + ", ".join(SAMPLERS)),
+    "sampler.realisation": (lambda v: v in ("repeat", "rejection"), "one of repeat, rejection"),
+    "sampler.ros_thresholds": (lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
+                               "increasing positive ints"),
+    "sampler.ros_multipliers": (lambda v: len(v) > 0 and all(x >= 1 for x in v), "numbers >= 1"),
+    "sampler.ros_cap": (lambda v: v >= 1, "an int >= 1"),
+    "sampler.rus_cap": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "sampler.uniform_target": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "sampler.shuffle_buffer": (lambda v: v >= 1, "an int >= 1"),
+    "model.name": (lambda v: v in ("resnet18",), "one of resnet18"),
+    "model.input_size": (lambda v: 32 <= v <= 1024, "an int in [32, 1024]"),
+    "train.phase": (lambda v: v in (1, 2), "1 or 2"),
+    "train.epochs": (lambda v: v >= 1, "an int >= 1"),
+    "train.batch_size": (lambda v: v >= 1, "an int >= 1"),
+    "train.learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
+    "train.optimizer": (lambda v: v in ("adam", "sgd"), "one of adam, sgd"),
+    "train.early_stopping_patience": (lambda v: v >= 0, "an int >= 0 (0 disables it)"),
+    "train.steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "train.validation_steps": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "train.strategy": (lambda v: v in ("default", "mirrored", "multi_worker"),
+                       "one of default, mirrored, multi_worker"),
+    "train.loss": (lambda v: v in ("cross_entropy", "focal", "balanced_softmax", "logit_adjusted"),
+                   "one of cross_entropy, focal, balanced_softmax, logit_adjusted"),
+    "train.class_weighting": (lambda v: v in ("none", "inverse", "effective_number"),
+                              "one of none, inverse, effective_number"),
+    "train.effective_number_beta": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
+    "train.focal_gamma": (lambda v: v >= 0, "a float >= 0"),
+    "eval.split": (lambda v: v in ("train", "val", "test"), "one of train, val, test"),
+    "eval.top_k": (lambda v: v >= 1, "an int >= 1"),
+    "eval.batch_size": (lambda v: v >= 1, "an int >= 1"),
+    "eval.bootstrap_samples": (lambda v: v >= 0, "an int >= 0"),
+    "eval.head_min": (lambda v: v >= 1, "an int >= 1"),
+    "eval.tail_max": (lambda v: v >= 1, "an int >= 1"),
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
+    """Checks `value` against the annotated type `tp`, allowing int->float; returns the value."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(key, value, inner)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config: {key} must be a list, got {value!r}")
+        (item_type,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer() and key.endswith("multipliers"):
+        return int(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise UserError(f"config: {key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _apply(obj, updates: dict, prefix: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise UserError(f"config: unknown key '{full}' (known in '{prefix.rstrip('.') or 'top level'}': "
+                            f"{', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"config: {full} must be a mapping, got {value!r}")
+            _apply(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(full, value, hints[key]))
+
+
+def validate(config: Config) -> Config:
+    """Checks every range/choice rule; raises UserError naming the first bad key."""
+    for key, (ok, allowed) in _RULES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise UserError(f"config: {key} must be {allowed}, got {value!r}")
+    if len(config.sampler.ros_thresholds) != len(config.sampler.ros_multipliers):
+        raise UserError("config: sampler.ros_thresholds and sampler.ros_multipliers must have the same length, "
+                        f"got {len(config.sampler.ros_thresholds)} and {len(config.sampler.ros_multipliers)}")
+    if config.eval.tail_max > config.eval.head_min:
+        raise UserError(f"config: eval.tail_max ({config.eval.tail_max}) must not exceed "
+                        f"eval.head_min ({config.eval.head_min})")
+    return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parses `section.key=value`; the value is read as YAML (so 3, 0.1, true, [1, 2] work)."""
+    if "=" not in text:
+        raise UserError(f"config: override must look like section.key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def nested(key: str, value: Any) -> dict:
+    """`'train.epochs', 3` -> `{'train': {'epochs': 3}}`."""
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config: file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config: {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config: {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def resolve(files: typing.Sequence[str | Path] = (), overrides: typing.Sequence[str] = (),
+            updates: typing.Sequence[dict] = ()) -> Config:
+    """Defaults, then each YAML file, then `key=value` overrides, then update dicts (CLI flags)."""
+    config = Config()
+    for path in files:
+        _apply(config, load_yaml(path), "")
+    for text in overrides:
+        _apply(config, nested(*parse_override(text)), "")
+    for update in updates:
+        _apply(config, update, "")
+    return validate(config)
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict) -> Config:
+    config = Config()
+    _apply(config, data, "")
+    return validate(config)
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def save_config(config: Config, out_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Writes the fully resolved config beside a command's outputs (atomically)."""
+    from serengeti_tf.io_utils import write_text
+
+    path = Path(out_dir) / name
+    write_text(path, dump(config))
+    return path
+
+
+def load_saved(path: str | Path) -> Config:
+    """Reads a `config.yaml` written by `save_config`."""
+    return from_dict(load_yaml(path))

@@ -1,0 +1,88 @@
+"""Reading a prepared dataset folder: the on-disk contract between `prepare` and everything after it.
+
+Layout (written by `shards.py` / `prepare.py`):
+
+    DATASET_DIR/
+      config.yaml            resolved config of the prepare run
+      class_map.json         {"num_classes": N, "classes": [{"index", "name", "paper_name"}, ...]}
+      counts.csv             species, paper_name, train, val, test, total   (one row per class)
+      manifest.csv           every input row: path, species, capture_id, site, datetime, season,
+                             frame, source, drop_reason ('' = kept), split
+      shards.json            {"train": [{"file", "class", "num_examples"}, ...], "val": [...], "test": [...]}
+      dataset_info.json, features.json       TFDS metadata (tfds.builder_from_directory)
+      camera_traps-<split>.tfrecord-XXXXX-of-YYYYY   shards; each train shard holds one class only
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import read_json
+
+SPLITS = ("train", "val", "test")
+TFDS_NAME = "camera_traps"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(f"prepared dataset: {what} missing at {path} (run `serengeti-tf prepare` first)")
+    return path
+
+
+def class_names(dataset_dir: str | Path) -> list[str]:
+    """Class names in label-index order."""
+    data = read_json(_require(Path(dataset_dir) / "class_map.json", "class_map.json"))
+    classes = sorted(data["classes"], key=lambda c: c["index"])
+    return [c["name"] for c in classes]
+
+
+def class_map(dataset_dir: str | Path) -> dict:
+    return read_json(_require(Path(dataset_dir) / "class_map.json", "class_map.json"))
+
+
+def counts(dataset_dir: str | Path) -> pd.DataFrame:
+    """Per-class image counts per split, in label-index order."""
+    frame = pd.read_csv(_require(Path(dataset_dir) / "counts.csv", "counts.csv"), keep_default_na=False)
+    order = {name: i for i, name in enumerate(class_names(dataset_dir))}
+    return frame.sort_values("species", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def train_counts(dataset_dir: str | Path) -> dict[str, int]:
+    frame = counts(dataset_dir)
+    return dict(zip(frame["species"], frame["train"].astype(int)))
+
+
+def shard_index(dataset_dir: str | Path) -> dict:
+    return read_json(_require(Path(dataset_dir) / "shards.json", "shards.json"))
+
+
+def split_files(dataset_dir: str | Path, split: str) -> list[str]:
+    """Absolute shard paths of one split, in the order they were written."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    root = Path(dataset_dir)
+    return [str(root / s["file"]) for s in shard_index(root)[split]]
+
+
+def train_class_files(dataset_dir: str | Path) -> dict[str, list[str]]:
+    """Class name -> absolute paths of the train shards holding only that class (every class listed)."""
+    root = Path(dataset_dir)
+    files: dict[str, list[str]] = {name: [] for name in class_names(root)}
+    for shard in shard_index(root)["train"]:
+        files[shard["class"]].append(str(root / shard["file"]))
+    return files
+
+
+def manifest(dataset_dir: str | Path) -> pd.DataFrame:
+    return pd.read_csv(_require(Path(dataset_dir) / "manifest.csv", "manifest.csv"),
+                       keep_default_na=False, dtype={"capture_id": str, "site": str, "season": str})
+
+
+def stored_image_size(dataset_dir: str | Path) -> int:
+    """Shorter side of the stored images (data.image_size of the prepare run)."""
+    from serengeti_tf import config as cfg
+
+    return cfg.load_saved(_require(Path(dataset_dir) / "config.yaml", "config.yaml")).data.image_size
