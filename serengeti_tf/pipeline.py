@@ -1,0 +1,360 @@
+"""tf.data input pipeline: read prepared shards, realise a sampling plan, decode, augment, batch.
+
+Train (`make_train_dataset`) returns a batched dataset where ONE full iteration is ONE phase-1
+epoch; Keras `fit` re-iterates it every epoch, which reshuffles everything and draws fresh
+undersampled subsets. Two realisations of a plan (`config.sampler.realisation`):
+
+repeat (exact)
+    Each class is read alone from its own train shards. A class with `original` n and `target`
+    t = k*n + r is streamed as k full passes (each in a fresh order) plus one pass filtered by a
+    random keep-mask with exactly r ones, so it delivers exactly t images per epoch: every image
+    k or k+1 times when oversampling; a uniformly random subset of t images when undersampling
+    (a new subset every epoch unless `sampler.fixed_undersample_subset`, which keeps the mask and
+    the read order fixed). A class with t >= n never loses an image. The classes are interleaved
+    with `Dataset.choose_from_datasets` driven by a per-epoch shuffled sequence holding class c
+    exactly t_c times, so each epoch delivers exactly the plan's counts in a uniformly mixed order.
+
+rejection (approximate)
+    A source stream draws classes i.i.d. from the original distribution (`sample_from_datasets`
+    over per-class endless streams) and `Dataset.rejection_resample` reshapes it to the plan's
+    target distribution. An epoch is defined as the plan's total number of examples (`take`), so
+    per-class counts are random around the plan (about binomial). TF mixes the untouched source
+    (probability m = min_i t_i/p_i) with a rejection-filtered copy; in expectation it reads
+    M = max_i t_i/p_i source examples per delivered example (`rejection_reads_per_example`), with
+    t, p the target and original class fractions: ~6.7 for the paper's ROS plan, ~1.8 for RUS.
+    Rejected records are never decoded (decoding happens after resampling).
+
+Memory: records are shuffled as serialised JPEG bytes; each active class holds a buffer of
+max(16, shuffle_buffer / classes) records (at most its size), so the shuffle memory is about
+`sampler.shuffle_buffer` records in total (twice that for rejection, which reads two streams).
+
+Randomness comes from seeds derived from `seed` (default `config.sampler.seed`);
+`config.sampler.deterministic` additionally makes the parallel stages keep their order, so a
+seed reproduces the same batches. Per-element augmentation uses stateless ops fed by a seeded
+`Dataset.random` stream, so it is reproducible too and differs every epoch.
+
+Distribution: the datasets use auto-shard policy DATA, so Keras can distribute them under any
+tf.distribute strategy without file-based sharding (train shards hold one class each).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from serengeti_tf import dataset as ds_reader
+from serengeti_tf.config import Config
+from serengeti_tf.errors import UserError
+from serengeti_tf.records import FEATURE_SPEC
+from serengeti_tf.sampling import check_plan_matches
+
+AUTOTUNE = tf.data.AUTOTUNE
+# The model's input normalisation: ImageNet channel statistics on [0, 1] pixels.
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+# Augmentation (train only). The crop keeps >= 25% of the area: animals in camera-trap frames are
+# often small, so the Inception default of 8% would crop many of them out.
+CROP_AREA_RANGE = (0.25, 1.0)
+CROP_ASPECT_RANGE = (3 / 4, 4 / 3)
+BRIGHTNESS_DELTA = 0.2  # fraction of the [0, 255] range
+CONTRAST_RANGE = (0.8, 1.25)
+# Minimum per-class shuffle buffer (records), however many classes share `shuffle_buffer`.
+MIN_CLASS_BUFFER = 16
+# Shards of one class read at once (mixes a big class's shards without many open files).
+CLASS_CYCLE_LENGTH = 4
+
+
+# ---------------------------------------------------------------- image transforms (graph-safe)
+
+def normalize(image: tf.Tensor) -> tf.Tensor:
+    """[0, 255] pixels (any dtype) -> float32 with ImageNet mean/std per channel."""
+    image = tf.cast(image, tf.float32) / 255.0
+    return (image - tf.constant(MEAN_RGB)) / tf.constant(STD_RGB)
+
+
+def _resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
+    # ceil + max keeps both sides >= size despite float rounding, so the crop never pads.
+    new_h = tf.maximum(tf.cast(tf.math.ceil(height * scale - 1e-3), tf.int32), size)
+    new_w = tf.maximum(tf.cast(tf.math.ceil(width * scale - 1e-3), tf.int32), size)
+    return tf.image.resize(image, [new_h, new_w], antialias=True)
+
+
+def eval_transform(image_uint8: tf.Tensor, input_size: int) -> tf.Tensor:
+    """Eval-time view: resize the shorter side to `input_size`, center crop square, normalise."""
+    image = _resize_shorter_side(image_uint8, input_size)
+    image = tf.image.resize_with_crop_or_pad(image, input_size, input_size)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    image.set_shape([input_size, input_size, 3])
+    return normalize(image)
+
+
+def decode_for_eval(jpeg_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
+    """Encoded image bytes (JPEG, PNG, BMP or GIF) -> eval view, float32 [S, S, 3] normalised."""
+    image = tf.io.decode_image(jpeg_bytes, channels=3, expand_animations=False)
+    return eval_transform(image, input_size)
+
+
+def augment_decode(jpeg_bytes: tf.Tensor, seed: tf.Tensor, input_size: int) -> tf.Tensor:
+    """Train-time view from JPEG bytes: random resized crop, horizontal flip, brightness, contrast.
+
+    Stateless ops: the same `seed` (shape [2]) gives the same view. The crop window is decoded
+    alone (`decode_and_crop_jpeg`), which is cheaper than decoding the whole image.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    shape = tf.io.extract_jpeg_shape(jpeg_bytes)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seeds[0],
+        min_object_covered=0.0, aspect_ratio_range=CROP_ASPECT_RANGE, area_range=CROP_AREA_RANGE,
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    image = tf.image.decode_and_crop_jpeg(jpeg_bytes, window, channels=3)
+    image = tf.image.resize(image, [input_size, input_size], antialias=True)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = tf.image.stateless_random_brightness(image, BRIGHTNESS_DELTA * 255.0, seeds[2])
+    image = tf.image.stateless_random_contrast(image, CONTRAST_RANGE[0], CONTRAST_RANGE[1], seeds[3])
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    image.set_shape([input_size, input_size, 3])
+    return normalize(image)
+
+
+def _parse_image_label(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    spec = {"image": FEATURE_SPEC["image"], "label": FEATURE_SPEC["label"]}
+    parsed = tf.io.parse_single_example(serialized, spec)
+    return parsed["image"], tf.cast(parsed["label"], tf.int32)
+
+
+# ---------------------------------------------------------------- helpers
+
+def derive_seed(seed: int, *parts) -> int:
+    """A stable 31-bit seed for one random stage, so stages never share a random stream."""
+    text = "/".join(str(p) for p in (seed, *parts))
+    return zlib.crc32(text.encode("utf-8")) & 0x7FFFFFFF
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    # Train shards hold one class each: file sharding across workers would split by class.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def _read_files(files: Sequence[str], seed: int | None, shuffle_files: bool) -> tf.data.Dataset:
+    """Serialized records from `files`; file order reshuffled every iteration if asked."""
+    files_ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(files), dtype=tf.string))
+    if shuffle_files and len(files) > 1:
+        files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if len(files) == 1:
+        return tf.data.TFRecordDataset(files_ds)
+    return files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), CLASS_CYCLE_LENGTH),
+                               block_length=1, deterministic=True)
+
+
+def _keep_mask(length: int, keep: int, seed: int, reshuffle: bool) -> tf.data.Dataset:
+    """`length` booleans with exactly `keep` True, in a random order (a new one each iteration)."""
+    mask = np.zeros(length, dtype=bool)
+    mask[:keep] = True
+    return tf.data.Dataset.from_tensor_slices(mask).shuffle(length, seed=seed,
+                                                            reshuffle_each_iteration=reshuffle)
+
+
+def _filtered(records: tf.data.Dataset, mask: tf.data.Dataset) -> tf.data.Dataset:
+    return (tf.data.Dataset.zip((records, mask))
+            .filter(lambda record, keep: keep)
+            .map(lambda record, keep: record))
+
+
+def class_stream(files: Sequence[str], original: int, target: int, seed: int, buffer: int,
+                 fixed_subset: bool = False) -> tf.data.Dataset:
+    """One class's serialized records for one epoch: exactly `target` of its `original` images.
+
+    k = target // original full passes (each freshly shuffled) plus a pass keeping exactly
+    r = target % original images chosen by a random mask.
+    """
+    if original <= 0 or target <= 0:
+        raise UserError(f"class_stream needs original and target >= 1, got {original} and {target}")
+    full_passes, remainder = divmod(target, original)
+    buffer = max(1, min(buffer, original))
+    parts = []
+    if full_passes:
+        parts.append(_read_files(files, derive_seed(seed, "files"), True)
+                     .shuffle(buffer, seed=derive_seed(seed, "records"), reshuffle_each_iteration=True)
+                     .repeat(full_passes))
+    if remainder:
+        if fixed_subset:
+            # The mask applies to the stored order, so the same images are kept every epoch.
+            kept = _filtered(_read_files(files, None, False),
+                             _keep_mask(original, remainder, derive_seed(seed, "mask"), reshuffle=False))
+            parts.append(kept.shuffle(max(1, min(buffer, remainder)), seed=derive_seed(seed, "kept"),
+                                      reshuffle_each_iteration=True))
+        else:
+            shuffled = (_read_files(files, derive_seed(seed, "files-r"), True)
+                        .shuffle(buffer, seed=derive_seed(seed, "records-r"), reshuffle_each_iteration=True))
+            parts.append(_filtered(shuffled, _keep_mask(original, remainder, derive_seed(seed, "mask"),
+                                                        reshuffle=True)))
+    stream = parts[0]
+    for part in parts[1:]:
+        stream = stream.concatenate(part)
+    return stream
+
+
+def rejection_reads_per_example(plan: pd.DataFrame) -> float:
+    """Expected source examples read per delivered example by `rejection_resample`: max_i t_i / p_i."""
+    original = plan["original"].to_numpy(dtype=np.float64)
+    target = plan["target"].to_numpy(dtype=np.float64)
+    active = original > 0
+    p = original[active] / original.sum()
+    t = target[active] / target.sum()
+    return float(np.max(t / p))
+
+
+def _class_buffer(shuffle_buffer: int, active_classes: int) -> int:
+    return max(MIN_CLASS_BUFFER, shuffle_buffer // max(1, active_classes))
+
+
+def _check_plan_against_shards(dataset_dir: str | Path, plan: pd.DataFrame) -> dict[str, list[str]]:
+    names = ds_reader.class_names(dataset_dir)
+    check_plan_matches(plan, names)
+    files = ds_reader.train_class_files(dataset_dir)
+    stored: dict[str, int] = {name: 0 for name in names}
+    for shard in ds_reader.shard_index(dataset_dir)["train"]:
+        stored[shard["class"]] += int(shard["num_examples"])
+    for row in plan.itertuples(index=False):
+        if int(row.original) != stored[row.species]:
+            raise UserError(f"sampling plan: class {row.species!r} has original count {row.original} but the "
+                            f"dataset's train shards hold {stored[row.species]}; make the plan from this dataset")
+    if int(plan["target"].sum()) <= 0:
+        raise UserError(f"sampling plan delivers no training images (targets sum to {int(plan['target'].sum())})")
+    return files
+
+
+# ---------------------------------------------------------------- realisations (serialized records)
+
+def _repeat_records(files: dict[str, list[str]], plan: pd.DataFrame, config: Config, seed: int) -> tf.data.Dataset:
+    active = plan[plan["target"] > 0].reset_index(drop=True)
+    buffer = _class_buffer(config.sampler.shuffle_buffer, len(active))
+    streams = [class_stream(files[row.species], int(row.original), int(row.target),
+                            derive_seed(seed, "class", row.species), buffer,
+                            config.sampler.fixed_undersample_subset)
+               for row in active.itertuples(index=False)]
+    if len(streams) == 1:
+        return streams[0]
+    choices = np.repeat(np.arange(len(active), dtype=np.int64), active["target"].to_numpy())
+    # A full-length shuffle of the class sequence: uniformly mixed, and each class exactly t times.
+    choice_ds = tf.data.Dataset.from_tensor_slices(choices).shuffle(
+        len(choices), seed=derive_seed(seed, "choices"), reshuffle_each_iteration=True)
+    return tf.data.Dataset.choose_from_datasets(streams, choice_ds, stop_on_empty_dataset=True)
+
+
+def _rejection_records(files: dict[str, list[str]], plan: pd.DataFrame, config: Config,
+                       seed: int) -> tf.data.Dataset:
+    # Classes are numbered among the non-empty ones: an empty class would put 0/0 in TF's ratios.
+    source_rows = plan[plan["original"] > 0].reset_index(drop=True)
+    buffer = _class_buffer(config.sampler.shuffle_buffer, len(source_rows))
+    streams = []
+    for label, row in enumerate(source_rows.itertuples(index=False)):
+        class_seed = derive_seed(seed, "class", row.species)
+        stream = (_read_files(files[row.species], derive_seed(class_seed, "files"), True)
+                  .shuffle(max(1, min(buffer, int(row.original))), seed=derive_seed(class_seed, "records"),
+                           reshuffle_each_iteration=True)
+                  .repeat()
+                  .map(lambda record, label=label: (tf.constant(label, tf.int32), record)))
+        streams.append(stream)
+    original = source_rows["original"].to_numpy(dtype=np.float64)
+    target = source_rows["target"].to_numpy(dtype=np.float64)
+    weights = (original / original.sum()).tolist()
+    source = (streams[0] if len(streams) == 1 else tf.data.Dataset.sample_from_datasets(
+        streams, weights=weights, seed=derive_seed(seed, "source"), stop_on_empty_dataset=True,
+        rerandomize_each_iteration=True))
+    resampled = source.rejection_resample(
+        class_func=lambda label, record: label, target_dist=(target / target.sum()).astype(np.float32),
+        initial_dist=(original / original.sum()).astype(np.float32), seed=derive_seed(seed, "reject"))
+    return resampled.map(lambda label, element: element[1]).take(int(target.sum()))
+
+
+# ---------------------------------------------------------------- public datasets
+
+def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Config, augment: bool,
+                       seed: int | None = None) -> tuple[tf.data.Dataset, int]:
+    """Batched phase-1 (or phase-2) training data realising `plan`; one iteration = one epoch.
+
+    Returns `(dataset, steps_per_epoch)`: batches of `(images float32 [B, S, S, 3] normalised,
+    labels int32 [B])` with B = `config.train.batch_size` (the last batch may be smaller) and
+    S = `config.model.input_size`; steps_per_epoch = ceil(plan total / B), also the dataset's
+    cardinality. Without `augment` the images get the eval transform.
+    """
+    if config.sampler.realisation not in ("repeat", "rejection"):
+        raise UserError(f"sampler.realisation must be repeat or rejection, got {config.sampler.realisation!r}")
+    files = _check_plan_against_shards(dataset_dir, plan)
+    seed = config.sampler.seed if seed is None else int(seed)
+    size, batch_size = config.model.input_size, config.train.batch_size
+    total = int(plan["target"].sum())
+    steps = math.ceil(total / batch_size)
+    deterministic = bool(config.sampler.deterministic)
+    if config.sampler.realisation == "repeat":
+        records = _repeat_records(files, plan, config, seed)
+    else:
+        records = _rejection_records(files, plan, config, seed)
+    if augment:
+        # One [2]-int64 seed per element, new every epoch, reproducible for `seed`.
+        element_seeds = tf.data.Dataset.random(seed=derive_seed(seed, "augment"),
+                                               rerandomize_each_iteration=True).batch(2)
+        paired = tf.data.Dataset.zip((records, element_seeds))
+
+        def transform(record, element_seed):
+            image, label = _parse_image_label(record)
+            return augment_decode(image, element_seed, size), label
+        data = paired.map(transform, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    else:
+        def transform(record):
+            image, label = _parse_image_label(record)
+            return decode_for_eval(image, size), label
+        data = records.map(transform, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    data = (data.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+            .apply(tf.data.experimental.assert_cardinality(steps))
+            .prefetch(AUTOTUNE)
+            .with_options(_options(deterministic)))
+    return data, steps
+
+
+def make_eval_dataset(dataset_dir: str | Path, split: str, config: Config,
+                      batch_size: int | None = None) -> tf.data.Dataset:
+    """Batched `(images, labels int32)` of one split in stored order (the order of `split_metadata`)."""
+    files = ds_reader.split_files(dataset_dir, split)
+    batch_size = config.eval.batch_size if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise UserError(f"eval batch size must be >= 1, got {batch_size}")
+    size = config.model.input_size
+
+    def transform(record):
+        image, label = _parse_image_label(record)
+        return decode_for_eval(image, size), label
+    records = tf.data.TFRecordDataset(tf.constant(files, dtype=tf.string))
+    return (records.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size)
+            .prefetch(AUTOTUNE)
+            .with_options(_options(True)))
+
+
+def split_metadata(dataset_dir: str | Path, split: str) -> pd.DataFrame:
+    """path, capture_id, site, frame, label of every record of `split`, in `make_eval_dataset` order."""
+    files = ds_reader.split_files(dataset_dir, split)
+    spec = {key: value for key, value in FEATURE_SPEC.items() if key != "image"}
+    columns: dict[str, list] = {"path": [], "capture_id": [], "site": [], "frame": [], "label": []}
+    records = tf.data.TFRecordDataset(tf.constant(files, dtype=tf.string)).batch(1024)
+    for batch in records.map(lambda serialized: tf.io.parse_example(serialized, spec)):
+        for key in ("path", "capture_id", "site"):
+            columns[key].extend(value.decode("utf-8") for value in batch[key].numpy())
+        columns["frame"].extend(int(v) for v in batch["frame"].numpy())
+        columns["label"].extend(int(v) for v in batch["label"].numpy())
+    frame = pd.DataFrame(columns)
+    return frame.astype({"frame": np.int64, "label": np.int64})
