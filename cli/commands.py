@@ -1,3 +1,5 @@
 """The list of commands `serengeti-tf` offers: one import and one entry per verb module."""
 
-ALL = []
+from serengeti_tf_cli.plan import plan
+
+ALL = [plan]
