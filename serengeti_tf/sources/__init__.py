@@ -1,0 +1,231 @@
+"""Metadata readers: each turns one input format into the manifest table (one row per image).
+
+`read_source(data)` picks the reader for `data.source_format` (or detects it), checks the inputs,
+and applies the reader-level decisions every format shares: species joined per image or capture
+(`zebra+wildebeest`, marked `multi_species`), `unlabelled` rows, and season selection.
+The manifest columns are `MANIFEST_COLUMNS`, described in docs/design.md.
+
+Formats: `lila_csv` (the LILA Snapshot Serengeti CSV pair), `coco` (COCO Camera Traps JSON, streamed),
+`folders` (`root/<Species>/` or camtrapR `root/<Station>/<Species>/`), `csv` (path + label columns).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from serengeti_tf.errors import UserError
+
+MANIFEST_COLUMNS: tuple[str, ...] = ("path", "species", "capture_id", "site", "datetime", "season",
+                                     "frame", "source", "drop_reason", "split")
+FORMATS: tuple[str, ...] = ("lila_csv", "coco", "folders", "csv")
+
+# Columns that identify each half of the LILA CSV pair.
+LILA_IMAGES_COLUMNS = {"capture_id", "image_path_rel"}
+LILA_ANNOTATIONS_COLUMNS = {"capture_id", "question__species"}
+
+_SEASON_IN_TEXT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)$", re.IGNORECASE)
+_SEASON_IN_PATH = re.compile(r"(?:^|/)S(\d+)(?:/|_)", re.IGNORECASE)
+
+
+def csv_header(path: str | Path) -> list[str]:
+    """The column names of a CSV file (reads only its first line)."""
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"metadata file {path} is not a readable CSV: {str(err).splitlines()[0]}") from None
+
+
+def _check_inputs(metadata: Sequence[str], image_root: str) -> None:
+    if not image_root:
+        raise UserError("data.image_root is not set: give the folder the image paths are relative to")
+    if not Path(image_root).is_dir():
+        raise UserError(f"image root not found (data.image_root): {image_root}")
+    for path in metadata:
+        if not Path(path).is_file():
+            raise UserError(f"metadata file not found (data.metadata): {path}")
+
+
+def detect_format(metadata: Sequence[str], image_root: str) -> str:
+    """Infers the source format from the metadata files: one of `FORMATS`.
+
+    No metadata -> `folders`; one `.json` -> `coco`; two CSVs -> `lila_csv`; one CSV -> `csv`.
+    """
+    metadata = [str(m) for m in metadata]
+    _check_inputs(metadata, image_root)
+    if not metadata:
+        return "folders"
+    suffixes = [Path(m).suffix.lower() for m in metadata]
+    if len(metadata) == 1 and suffixes[0] == ".json":
+        return "coco"
+    if all(s == ".csv" for s in suffixes) and len(metadata) == 2:
+        return "lila_csv"
+    if len(metadata) == 1 and suffixes[0] == ".csv":
+        columns = set(csv_header(metadata[0]))
+        if columns >= LILA_IMAGES_COLUMNS or columns >= LILA_ANNOTATIONS_COLUMNS:
+            raise UserError(f"{metadata[0]} is one half of the LILA CSV pair; give both "
+                            "SnapshotSerengeti_*_images.csv and SnapshotSerengeti_*_annotations.csv")
+        return "csv"
+    raise UserError(f"cannot infer the metadata format from {metadata}: expected one COCO .json, "
+                    "the two LILA .csv files, one plain .csv, or none (class folders)")
+
+
+def _reader(name: str) -> Callable[[list[str], str], pd.DataFrame]:
+    # Imported here: the readers import the helpers defined in this module.
+    if name == "lila_csv":
+        from serengeti_tf.sources.lila_csv import read_lila_csv as reader
+    elif name == "coco":
+        from serengeti_tf.sources.coco_camera_traps import read_coco as reader
+    elif name == "folders":
+        from serengeti_tf.sources.folders import read_folders as reader
+    elif name == "csv":
+        from serengeti_tf.sources.plain_csv import read_plain_csv as reader
+    else:
+        raise UserError(f"data.source_format must be one of auto, {', '.join(FORMATS)}, got {name!r}")
+    return reader
+
+
+def read_source(data) -> pd.DataFrame:
+    """Reads `data.metadata` / `data.image_root` (a `config.DataConfig`) into the manifest table.
+
+    Marks `unlabelled` rows, `multi_species` rows (when `data.drop_multi_species`), repeated
+    listings of one image (`duplicate`) and rows outside `data.seasons` (`season_excluded`);
+    every input row keeps its row in the manifest.
+    """
+    metadata = [str(m) for m in data.metadata]
+    _check_inputs(metadata, data.image_root)
+    name = detect_format(metadata, data.image_root) if data.source_format == "auto" else data.source_format
+    if name == "folders" and metadata:
+        raise UserError(f"source_format 'folders' reads class folders under data.image_root and takes no "
+                        f"metadata files, got {metadata}")
+    if name != "folders" and not metadata:
+        raise UserError(f"source_format '{name}' needs data.metadata (metadata file paths), got none")
+    frame = _reader(name)(metadata, data.image_root)
+    frame = finish_manifest(frame, name)
+    frame = merge_duplicate_paths(frame)
+    frame = mark_reader_drops(frame, drop_multi_species=data.drop_multi_species)
+    return select_seasons(frame, data.seasons)
+
+
+# ---- helpers shared by the readers --------------------------------------------------------------
+
+def normalise_season(value) -> str:
+    """`SER_S9`, `S9`, `s09`, 9 -> `S9`; anything else unchanged; missing -> ``."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, (int, float)):
+        return f"S{int(value)}"
+    text = str(value).strip()
+    match = _SEASON_IN_TEXT.search(text)
+    return f"S{int(match.group(1))}" if match else text
+
+
+def season_from_path(path: str) -> str:
+    """The season folder of a LILA Snapshot Serengeti path (`S9/B03/...` -> `S9`), else ``."""
+    match = _SEASON_IN_PATH.search(path)
+    return f"S{int(match.group(1))}" if match else ""
+
+
+def join_species(labels: pd.Series) -> str:
+    """The sorted, `+`-joined set of canonical species in `labels` (`wildebeest+zebra`)."""
+    return "+".join(sorted({s for s in labels if isinstance(s, str) and s}))
+
+
+def species_by_key(keys: pd.Series, species: pd.Series) -> pd.Series:
+    """Maps each key to the `+`-joined set of its species (one annotation row per species)."""
+    pairs = pd.DataFrame({"key": keys.astype(str).to_numpy(), "species": species.fillna("").astype(str).to_numpy()})
+    pairs = pairs[pairs["species"] != ""].drop_duplicates().sort_values(["key", "species"])
+    return pairs.groupby("key", sort=False)["species"].agg("+".join)
+
+
+def canonical_series(names: pd.Series) -> pd.Series:
+    """Canonical species for a column of raw labels (each distinct label converted once)."""
+    from serengeti_tf.species import canonical_species
+
+    names = names.fillna("").astype(str)
+    table = {raw: (canonical_species(raw) if raw.strip() else "") for raw in names.unique()}
+    return names.map(table)
+
+
+def finish_manifest(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Puts a reader's output into the manifest layout: every column, in order, with clean types."""
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for column in MANIFEST_COLUMNS:
+        if column == "frame":
+            values = frame["frame"].to_numpy() if "frame" in frame else 0
+            out["frame"] = pd.to_numeric(pd.Series(values, index=out.index), errors="coerce").fillna(0).astype("int64")
+        elif column in frame:
+            out[column] = pd.Series(frame[column].to_numpy(), index=out.index).fillna("").astype(str)
+        else:
+            out[column] = ""
+    out["source"] = source
+    out["split"] = ""
+    return out
+
+
+def merge_duplicate_paths(frame: pd.DataFrame) -> pd.DataFrame:
+    """One kept row per image: an image listed several times (e.g. in two captures) gets the union
+    of its labels on its first listing, and its later listings are marked `duplicate`.
+
+    Without this the same file could be trained on with two labels, or land in train and test.
+    """
+    repeated = frame["path"].duplicated(keep=False)
+    if not repeated.any():
+        return frame
+    frame = frame.copy()
+    labels = frame.loc[repeated, ["path", "species"]]
+    labels = labels.assign(species=labels["species"].str.split("+")).explode("species")
+    union = species_by_key(labels["path"], labels["species"])
+    frame.loc[repeated, "species"] = frame.loc[repeated, "path"].map(union).fillna("")
+    later = frame["path"].duplicated(keep="first") & (frame["drop_reason"] == "")
+    frame.loc[later, "drop_reason"] = "duplicate"
+    return frame
+
+
+def mark_reader_drops(frame: pd.DataFrame, drop_multi_species: bool = True) -> pd.DataFrame:
+    """Marks `unlabelled` rows and (optionally) `multi_species` rows; keeps existing reasons."""
+    frame = frame.copy()
+    free = frame["drop_reason"] == ""
+    frame.loc[free & (frame["species"] == ""), "drop_reason"] = "unlabelled"
+    if drop_multi_species:
+        free = frame["drop_reason"] == ""
+        frame.loc[free & frame["species"].str.contains("+", regex=False), "drop_reason"] = "multi_species"
+    return frame
+
+
+def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
+    """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons).
+
+    Raises UserError when a requested season is not in the data at all.
+    """
+    if not seasons:
+        return frame
+    wanted = [f"S{int(s)}" for s in seasons]
+    present = sorted({s for s in frame["season"].unique() if s}, key=_season_sort_key)
+    unknown = [w for w in wanted if w not in present]
+    if unknown:
+        raise UserError(f"unknown season {', '.join(u[1:] for u in unknown)} (data.seasons): the data holds "
+                        f"{'seasons ' + ', '.join(present) if present else 'no season information'}")
+    frame = frame.copy()
+    frame.loc[~frame["season"].isin(wanted), "drop_reason"] = "season_excluded"
+    return frame
+
+
+def _season_sort_key(season: str):
+    digits = season[1:]
+    return (0, int(digits)) if digits.isdigit() else (1, season)
+
+
+def relative_posix(path: str, image_root: str | Path) -> str:
+    """`path` relative to `image_root` in posix form (absolute paths under the root are rebased)."""
+    text = str(path).strip().replace("\\", "/")
+    candidate = Path(text)
+    if candidate.is_absolute():
+        try:
+            return candidate.resolve().relative_to(Path(image_root).resolve()).as_posix()
+        except ValueError:
+            return candidate.as_posix()
+    return text[2:] if text.startswith("./") else text

@@ -1,0 +1,79 @@
+"""Canonical species names (LILA COCO lowercase) and the paper's camelCase display names.
+
+One canonical form is used everywhere after the readers: the lowercase names of LILA's COCO Camera
+Traps file (`gazellethomsons`, `otherbird`, `monkeyvervet`, `empty`, `human`). The CSV's camelCase
+names lowercase to it; a few LILA spellings differ between the two schemas and are aliased. Names
+from other datasets (`Virginia Opossum`) become lowercase with `_` for inner whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The paper's 52 species (Table 4, s9_class_counts.csv order: most to least frequent in train).
+PAPER_SPECIES: tuple[str, ...] = (
+    "wildebeest", "zebra", "gazelleThomsons", "elephant", "buffalo", "warthog", "giraffe",
+    "gazelleGrants", "impala", "otherBird", "hartebeest", "hyenaSpotted", "guineaFowl", "lionFemale",
+    "topi", "baboon", "secretaryBird", "eland", "hippopotamus", "dikDik", "ostrich", "cheetah",
+    "reedbuck", "koriBustard", "insectSpider", "jackal", "lionMale", "serval", "hare", "mongoose",
+    "vervetMonkey", "porcupine", "batEaredFox", "aardvark", "waterbuck", "aardwolf", "leopard",
+    "bushbuck", "vulture", "duiker", "hyenaStriped", "cattle", "reptiles", "rhinoceros", "steenbok",
+    "honeyBadger", "caracal", "civet", "wildcat", "genet", "zorilla", "rodents",
+)
+
+EMPTY = "empty"
+HUMAN = "human"
+
+# Spellings that differ between LILA's CSV and COCO schemas (keys: lowercase, separators removed).
+_ALIASES: dict[str, str] = {
+    "blank": EMPTY,
+    "vervetmonkey": "monkeyvervet",
+    "birdother": "otherbird",
+}
+
+# Canonical names whose paper name is not simply the lowercase of it.
+_PAPER_OVERRIDES: dict[str, str] = {"monkeyvervet": "vervetMonkey"}
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+def _squash(name: str) -> str:
+    return _SEPARATORS.sub("", name.strip().lower())
+
+
+def _paper_by_canonical() -> dict[str, str]:
+    table = {_squash(n): n for n in PAPER_SPECIES}
+    for canonical, paper in _PAPER_OVERRIDES.items():
+        table.pop(_squash(paper), None)
+        table[canonical] = paper
+    return table
+
+
+_PAPER_BY_CANONICAL = _paper_by_canonical()
+# Every name known to be a Snapshot Serengeti label (so `Gazelle Thomsons` still maps to it).
+_SERENGETI = frozenset(_PAPER_BY_CANONICAL) | {EMPTY, HUMAN, "bat"}
+
+
+def canonical_species(name: str) -> str:
+    """Returns the one canonical (LILA COCO lowercase) form of a species label.
+
+    `gazelleThomsons` -> `gazellethomsons`, `blank` -> `empty`, `vervetMonkey` -> `monkeyvervet`,
+    `birdother` -> `otherbird`; other names are lowercased with inner whitespace as `_`
+    (`Virginia Opossum` -> `virginia_opossum`). Surrounding whitespace is ignored.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"species name must be a str, got {name!r} ({type(name).__name__})")
+    squashed = _squash(name)
+    if squashed in _ALIASES:
+        return _ALIASES[squashed]
+    if squashed in _SERENGETI:
+        return squashed
+    return re.sub(r"\s+", "_", name.strip().lower())
+
+
+def paper_name(canonical: str) -> str:
+    """The paper's camelCase name for a canonical species (`monkeyvervet` -> `vervetMonkey`).
+
+    Names outside the paper's 52 classes are returned unchanged.
+    """
+    return _PAPER_BY_CANONICAL.get(canonical, canonical)
