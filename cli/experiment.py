@@ -1,0 +1,27 @@
+"""`serengeti-tf experiment`: the paper's whole grid (baseline + samplers x phases x seeds), one report."""
+
+from __future__ import annotations
+
+import click
+
+from serengeti_tf_cli.common import config_options, resolve_config
+
+
+@click.command("experiment")
+@click.argument("experiment_config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), required=True,
+              help="Prepared dataset folder (from `serengeti-tf prepare`).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="experiment",
+              show_default=True, help="Experiment folder: runs/, runs.csv, report/.")
+@click.option("--seeds", type=int, default=None, help="Repeat the grid with this many seeds (mean ± std).")
+@click.option("--samplers", default=None, help="Comma list overriding experiment.samplers, e.g. none,ros,rus.")
+@click.option("--epochs", type=int, default=None, help="Epochs per run (train.epochs).")
+@config_options
+def experiment(experiment_config, data_dir, out_dir, seeds, samplers, epochs, config_files, overrides) -> None:
+    """Train and evaluate every sampler through phase 1 and phase 2; rerun to continue after a stop."""
+    from serengeti_tf.experiment import run_experiment
+
+    config = resolve_config((experiment_config, *config_files), overrides, {
+        "experiment.seeds": seeds, "train.epochs": epochs,
+        "experiment.samplers": [s.strip() for s in samplers.split(",")] if samplers else None})
+    run_experiment(config, data_dir, out_dir, print_fn=click.echo)
