@@ -1,0 +1,54 @@
+"""`serengeti-tf prepare OUT_DIR`: metadata + images -> training-ready, class-sharded TFRecords."""
+
+from __future__ import annotations
+
+import click
+
+from serengeti_tf_cli.common import config_options, resolve_config
+
+
+def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
+    """Accepts `--seasons 9 --seasons 10` and `--seasons 9,10`."""
+    out: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().upper().removeprefix("S")
+            if not part:
+                continue
+            if not part.isdigit():
+                raise click.BadParameter(f"expected season numbers like 9 or 9,10, got {value!r}")
+            out.append(int(part))
+    return tuple(out)
+
+
+@click.command("prepare")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--metadata", multiple=True, type=click.Path(),
+              help="Metadata file: the LILA CSV pair (give both), a COCO Camera Traps JSON, or a plain CSV. "
+                   "Repeatable. Omit for a folder-per-class layout.")
+@click.option("--image-root", type=click.Path(), help="Folder the image paths are relative to.")
+@click.option("--format", "source_format", type=click.Choice(["auto", "lila_csv", "coco", "folders", "csv"]),
+              help="Metadata format (default: auto-detect).")
+@click.option("--seasons", multiple=True, callback=_seasons, metavar="N[,N...]",
+              help="Snapshot Serengeti seasons to keep, e.g. --seasons 9 (repeatable or comma list).")
+@click.option("--image-size", type=int, help="Shorter side of the stored images in pixels (default 256).")
+@click.option("--group-by", type=click.Choice(["capture", "site"]),
+              help="Split unit: capture (default) or site (cross-site test).")
+@click.option("--seed", type=int, help="Seed of the split and the shard order.")
+@click.option("--workers", type=int, help="Image worker processes (0 = every core).")
+@click.option("--overwrite", is_flag=True, help="Replace an output folder holding a different dataset.")
+@config_options
+def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, group_by, seed, workers,
+            overwrite, config_files, overrides) -> None:
+    """Prepare OUT_DIR: filter, split 80/10/10 by capture, and write class-sharded TFRecords.
+
+    Rerunning continues an interrupted run and does nothing when the dataset is up to date.
+    """
+    from serengeti_tf.prepare import format_summary, prepare_dataset
+
+    config = resolve_config(config_files, overrides, {
+        "data.metadata": metadata, "data.image_root": image_root, "data.source_format": source_format,
+        "data.seasons": seasons, "data.image_size": image_size, "data.group_by": group_by,
+        "data.seed": seed, "data.workers": workers})
+    summary = prepare_dataset(config, out_dir, overwrite=overwrite)
+    click.echo(format_summary(summary))
