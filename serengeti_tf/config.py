@@ -121,19 +121,6 @@ class TrainConfig:
     crt_learning_rate: float = 1e-3
     # Batches per cRT epoch (null: training-set size / batch_size).
     crt_steps_per_epoch: Optional[int] = None
-    # Classifier re-balancing after training (issue 6, `rebalancing.py`):
-    # none | posthoc_logit_adjustment | tau_norm | crt. The taus are swept on the validation split.
-    head_rebalancing: str = "none"
-    posthoc_taus: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
-    tau_norm_taus: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
-                                                                0.8, 0.9, 1.0, 1.25, 1.5])
-    # Bias of a tau-normalised head: scale (b_c / ||w_c||^tau), keep, or zero.
-    tau_norm_bias: str = "scale"
-    # cRT: a fresh head trained with class-balanced sampling on cached backbone features.
-    crt_epochs: int = 10
-    crt_learning_rate: float = 1e-3
-    # Batches per cRT epoch (null: training-set size / batch_size).
-    crt_steps_per_epoch: Optional[int] = None
 
 
 @dataclass
@@ -209,15 +196,6 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
                               "one of none, inverse, effective_number"),
     "train.effective_number_beta": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "train.focal_gamma": (lambda v: v >= 0, "a float >= 0"),
-    "train.logit_adjust_tau": (lambda v: v >= 0, "a float >= 0"),
-    "train.head_rebalancing": (lambda v: v in ("none", "posthoc_logit_adjustment", "tau_norm", "crt"),
-                               "one of none, posthoc_logit_adjustment, tau_norm, crt"),
-    "train.posthoc_taus": (lambda v: len(v) > 0 and all(t >= 0 for t in v), "a non-empty list of floats >= 0"),
-    "train.tau_norm_taus": (lambda v: len(v) > 0 and all(t >= 0 for t in v), "a non-empty list of floats >= 0"),
-    "train.tau_norm_bias": (lambda v: v in ("scale", "keep", "zero"), "one of scale, keep, zero"),
-    "train.crt_epochs": (lambda v: v >= 1, "an int >= 1"),
-    "train.crt_learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
-    "train.crt_steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "train.logit_adjust_tau": (lambda v: v >= 0, "a float >= 0"),
     "train.head_rebalancing": (lambda v: v in ("none", "posthoc_logit_adjustment", "tau_norm", "crt"),
                                "one of none, posthoc_logit_adjustment, tau_norm, crt"),
