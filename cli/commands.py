@@ -4,6 +4,5 @@ from serengeti_tf_cli.demo import demo
 from serengeti_tf_cli.experiment import experiment
 from serengeti_tf_cli.plan import plan
 from serengeti_tf_cli.prepare import prepare
-from serengeti_tf_cli.train import train_command
 
-ALL = [plan, prepare, experiment, demo, train_command]
+ALL = [plan, prepare, experiment, demo]
