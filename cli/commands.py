@@ -4,5 +4,6 @@ from serengeti_tf_cli.demo import demo
 from serengeti_tf_cli.experiment import experiment
 from serengeti_tf_cli.plan import plan
 from serengeti_tf_cli.prepare import prepare
+from serengeti_tf_cli.train import train_command
 
-ALL = [plan, prepare, experiment, demo]
+ALL = [plan, prepare, experiment, demo, train_command]

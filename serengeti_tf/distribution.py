@@ -1,0 +1,140 @@
+"""Scaling switches for training: tf.distribute strategy, mixed precision, worker roles.
+
+Batch sizes are GLOBAL: `train.batch_size` images per step summed over every replica (each of R
+replicas sees batch_size / R), so a run means the same thing on 1 CPU or 8 GPUs.
+
+- `default`: the default strategy (one device).
+- `mirrored`: `tf.distribute.MirroredStrategy` over the local GPUs; on a CPU-only host the CPU is
+  split into `SERENGETI_TF_CPU_REPLICAS` (default 2) logical devices, which must happen before
+  TensorFlow initialises its devices (so create the strategy before any other TF work).
+- `multi_worker`: `tf.distribute.MultiWorkerMirroredStrategy`; each process reads its role from
+  the `TF_CONFIG` environment variable. The chief writes the run folder; other workers write into
+  a temporary folder and resume from the chief's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Iterator, Optional
+
+from serengeti_tf.errors import UserError
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+CPU_REPLICAS_ENV = "SERENGETI_TF_CPU_REPLICAS"
+
+
+def _split_cpu(replicas: int) -> None:
+    """Splits the CPU into `replicas` logical devices; a no-op (with a note) once TF is initialised."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
+    except RuntimeError:
+        # Already initialised (e.g. called twice in one process): keep whatever devices exist.
+        pass
+
+
+def cpu_replicas() -> int:
+    raw = os.environ.get(CPU_REPLICAS_ENV, "2")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{CPU_REPLICAS_ENV} must be an int >= 1, got {raw!r}")
+    return value
+
+
+def tf_config() -> Optional[dict]:
+    """The parsed TF_CONFIG, or None when unset."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise UserError(f"TF_CONFIG is not valid JSON ({err}); got {raw[:80]!r}") from None
+    if not isinstance(data, dict) or "cluster" not in data or "task" not in data:
+        raise UserError(f"TF_CONFIG must hold 'cluster' and 'task', got keys {sorted(data) if isinstance(data, dict) else data!r}")
+    return data
+
+
+def make_strategy(name: str):
+    """Creates the named tf.distribute strategy; call it before any other TensorFlow work."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise UserError(f"train.strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if not tf.config.list_physical_devices("GPU"):
+            _split_cpu(cpu_replicas())
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+            return tf.distribute.MirroredStrategy(devices=devices)
+        return tf.distribute.MirroredStrategy()
+    if tf_config() is None:
+        raise UserError("--strategy multi_worker needs the TF_CONFIG environment variable "
+                        "(cluster addresses and this process's task), got none")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy=None) -> bool:
+    """True for the process that writes the run folder (always, outside multi-worker training)."""
+    config = tf_config()
+    if config is None or strategy is None or not _is_multi_worker(strategy):
+        return True
+    task = config["task"]
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config["cluster"]
+
+
+def worker_label() -> str:
+    config = tf_config() or {"task": {"type": "worker", "index": 0}}
+    return f"{config['task'].get('type', 'worker')}{config['task'].get('index', 0)}"
+
+
+def _is_multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def precision_policy_name(enabled: bool) -> str:
+    """mixed_float16 on GPU (tensor cores), mixed_bfloat16 on CPU (float16 is slow/unsupported there)."""
+    import tensorflow as tf
+
+    if not enabled:
+        return "float32"
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def precision(enabled: bool) -> Iterator[str]:
+    """Sets the Keras global dtype policy for building models, restoring the previous one after."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    name = precision_policy_name(enabled)
+    keras.config.set_dtype_policy(name)
+    try:
+        yield name
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def shard_by_data(dataset, strategy):
+    """Multi-worker runs split batches by element: class-sharded files cannot be split by file."""
+    import tensorflow as tf
+
+    if not _is_multi_worker(strategy):
+        return dataset
+    options = tf.data.Options()
+    # No core API replaces this option yet.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -1,0 +1,189 @@
+"""The run folder of `serengeti-tf train`: what it holds, how it is claimed, and its resume state.
+
+    RUN_DIR/
+      fingerprint.json     what this folder holds (config, dataset, init run): guards against overwrites
+      config.yaml          fully resolved config (rerun with --config RUN_DIR/config.yaml)
+      lineage.json         phase, sampler, dataset dir, init_run (the phase-1 run of a phase-2 run), seed
+      class_map.json       copy of the dataset's class map (label index -> species)
+      versions.json        python, tensorflow, keras, numpy, ... versions and devices
+      metrics.csv          one row per finished epoch: loss, accuracy, val_loss, val_accuracy, val_macro_f1
+      tensorboard/         the same scalars for TensorBoard
+      checkpoints/         state.json (resume state), epoch-NNN.keras (last finished epoch, with
+                           optimizer state), best.keras (best val macro F1), features-*.npz (phase-2 cache)
+      model.keras          final model = the best checkpoint by val macro F1
+      timings.json         seconds per epoch, feature pass, total
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import claim_output_dir, read_json, write_csv, write_json
+
+METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
+                  "learning_rate", "seconds")
+# Settings that change how a run is computed but not what it holds: a rerun may change them.
+_NOT_FINGERPRINTED = ("strategy", "xla")
+
+
+@dataclass
+class RunPaths:
+    """Where a run writes (`root`) and, for a non-chief worker, whose state it resumes (`resume_root`)."""
+
+    root: Path
+    resume_root: Optional[Path] = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def state_file(self) -> Path:
+        return (self.resume_root or self.root) / "checkpoints" / "state.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.keras"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.keras"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+
+@dataclass
+class RunState:
+    """Resume state, rewritten atomically after every finished epoch (after its checkpoint)."""
+
+    epochs_done: int = 0
+    checkpoint: str = ""  # file name in checkpoints/ of the last finished epoch (model + optimizer)
+    best_score: Optional[float] = None
+    best_epoch: int = 0
+    wait: int = 0  # epochs since the best one (early stopping)
+    stopped_early: bool = False
+    finished: bool = False
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def read_state(paths: RunPaths) -> RunState:
+    if not paths.state_file.exists():
+        return RunState()
+    data = read_json(paths.state_file)
+    return RunState(**data)
+
+
+def write_state(paths: RunPaths, state: RunState) -> None:
+    write_json(paths.checkpoints / "state.json", state.to_dict())
+
+
+def write_metrics(paths: RunPaths, history: list[dict]) -> None:
+    """metrics.csv from the state's history, so it always has exactly one row per finished epoch."""
+    frame = pd.DataFrame(history, columns=list(METRIC_COLUMNS))
+    write_csv(paths.metrics, frame)
+
+
+def fingerprint(config: cfg.Config, dataset_dir: str | Path, init_run: str | Path | None) -> dict:
+    """What a run folder holds: resolved config (minus execution-only settings), data, init run."""
+    settings = cfg.to_dict(config)
+    for key in _NOT_FINGERPRINTED:
+        settings["train"].pop(key, None)
+    return {"kind": "serengeti-tf train run", "config": settings,
+            "dataset_dir": str(Path(dataset_dir).resolve()),
+            "init_run": str(Path(init_run).resolve()) if init_run else None}
+
+
+def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir, init_run,
+                  overwrite: bool) -> bool:
+    """Claims `run_dir` for this run; True when it already holds this run (resume or done).
+
+    A folder holding another run (or unrelated files) is refused unless `overwrite`; with
+    `overwrite` even the same run starts again from scratch.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run dir {run_dir} exists and is not a folder")
+    fp = fingerprint(config, dataset_dir, init_run)
+    same = claim_output_dir(run_dir, fp, overwrite=overwrite)
+    if same and overwrite:
+        print_fn(f"--overwrite: discarding the existing run in {run_dir}")
+        shutil.rmtree(run_dir)
+        same = claim_output_dir(run_dir, fp)
+    return same
+
+
+def default_run_dir(config: cfg.Config, init_run: str | Path | None = None, root: str | Path = "runs") -> Path:
+    """`runs/<sampler>-phase<k>-seed<s>`; a phase-2 run is named after its phase-1 run's sampler."""
+    sampler = config.sampler.name
+    if config.train.phase == 2 and init_run:
+        lineage = Path(init_run) / "lineage.json"
+        if lineage.exists():
+            sampler = read_json(lineage).get("sampler", sampler)
+    return Path(root) / f"{sampler}-phase{config.train.phase}-seed{config.train.seed}"
+
+
+def versions() -> dict[str, Any]:
+    """Software versions and devices, for `versions.json`."""
+    import keras
+    import numpy
+    import sklearn
+    import tensorflow as tf
+
+    import serengeti_tf
+
+    return {
+        "python": sys.version.split()[0],
+        "serengeti_tf": serengeti_tf.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pd.__version__,
+        "scikit_learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+    }
+
+
+def write_run_files(paths: RunPaths, config: cfg.Config, lineage: dict, class_map: dict) -> None:
+    """The descriptive files of a run: config, lineage, class map, versions."""
+    cfg.save_config(config, paths.root)
+    write_json(paths.root / "lineage.json", lineage)
+    write_json(paths.root / "class_map.json", class_map)
+    write_json(paths.root / "versions.json", versions())
+
+
+def same_class_map(a: dict, b: dict) -> bool:
+    """Equal label-index -> name mapping (paper display names may differ)."""
+    def names(m: dict) -> list:
+        return [(c["index"], c["name"]) for c in sorted(m.get("classes", []), key=lambda c: c["index"])]
+
+    return names(a) == names(b)
+
+
+def read_run_json(run_dir: str | Path, name: str) -> dict:
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a finished training run: {name} missing")
+    try:
+        return read_json(path)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON: {err}") from None

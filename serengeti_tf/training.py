@@ -1,0 +1,420 @@
+"""Phase-1 and phase-2 training runs (the `train` job).
+
+Phase 1 trains ResNet-18 from scratch on the sampler's re-balanced data (`config.sampler`).
+Phase 2 loads a phase-1 run's model, freezes everything but the head (`model.freeze_backbone`)
+and retrains the head on the ORIGINAL train distribution with a fresh optimizer.
+
+Phase-2 fast path (default: `train.phase2_augment` false): with a frozen backbone and no
+augmentation, every epoch would push the same images through the same frozen network, so the
+pooled features of the train and val splits are computed once (cached in `checkpoints/`) and only
+the Dense head is fitted on them. The head starts from the same weights, sees the same loss and
+optimizer, and is written back into the full model for `model.keras`.
+
+Both phases share the run folder, logging, checkpointing, early stopping and resume logic
+(`runs.py`, `callbacks.py`); see `runs.py` for the folder layout.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from serengeti_tf import config as cfg
+from serengeti_tf import dataset as ds_reader
+from serengeti_tf import distribution, runs
+from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import atomic_path, write_json
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer, loss, compile
+# ---------------------------------------------------------------------------------------------
+
+def make_optimizer(train_config: cfg.TrainConfig):
+    """A fresh optimizer (`adam` as in the paper, or `sgd` with momentum 0.9)."""
+    import keras
+
+    if train_config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+    if train_config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=train_config.learning_rate, momentum=0.9)
+    raise UserError(f"train.optimizer must be adam or sgd, got {train_config.optimizer!r}")
+
+
+def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
+    """Sparse categorical cross-entropy on logits (== categorical CE on one-hot labels) by default;
+    the imbalance-aware losses of `losses.py` when configured."""
+    import keras
+
+    if train_config.loss == "cross_entropy" and train_config.class_weighting == "none":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    from serengeti_tf import losses
+
+    return losses.make_loss(train_config, loss_counts)
+
+
+def compile_model(model, train_config: cfg.TrainConfig, loss_counts: list[int], optimizer=None):
+    """Compiles with the run's loss, accuracy metric, optimizer (fresh unless given) and XLA flag."""
+    import keras
+
+    model.compile(optimizer=optimizer or make_optimizer(train_config),
+                  loss=make_loss(train_config, loss_counts),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=bool(train_config.xla))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase-2 fast path pieces (also used by the test that compares it with the slow path)
+# ---------------------------------------------------------------------------------------------
+
+def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled backbone features (float32 `[N, 512]`) and labels of every `(image, label)` batch."""
+    import tensorflow as tf
+
+    from serengeti_tf.model import feature_extractor
+
+    features_model = feature_extractor(model)
+    forward = tf.function(lambda x: features_model(x, training=False))
+    feats, labels = [], []
+    for x, y in dataset:
+        feats.append(np.asarray(tf.cast(forward(x), tf.float32)))
+        labels.append(np.asarray(y).reshape(-1))
+    if not feats:
+        return np.zeros((0, features_model.output_shape[-1]), np.float32), np.zeros((0,), np.int32)
+    return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
+
+
+def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+                    print_fn: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Features from `path` when a previous (interrupted) session saved them, else computed + saved."""
+    if path.exists():
+        with np.load(path) as data:
+            return data["features"], data["labels"], 0.0
+    start = time.perf_counter()
+    features, labels = compute()
+    seconds = time.perf_counter() - start
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, features=features, labels=labels)
+    print_fn(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)")
+    return features, labels, seconds
+
+
+def feature_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: Optional[int]):
+    """Batches of cached features; reshuffled every epoch when `seed` is given (else stored order)."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((features, labels.astype(np.int32)))
+    if seed is not None:
+        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path]) -> dict:
+    """Validates everything a run needs BEFORE any folder is claimed; returns the dataset class map."""
+    if not dataset_dir.is_dir():
+        raise UserError(f"prepared dataset folder not found: {dataset_dir} (run `serengeti-tf prepare` first)")
+    class_map = ds_reader.class_map(dataset_dir)
+    ds_reader.shard_index(dataset_dir)
+    ds_reader.counts(dataset_dir)
+    if config.train.phase == 2:
+        if init_run is None:
+            raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
+        if not (init_run / "model.keras").is_file():
+            raise UserError(f"--init {init_run} is not a finished phase-1 run: model.keras missing")
+        init_map = runs.read_run_json(init_run, "class_map.json")
+        if not runs.same_class_map(init_map, class_map):
+            raise UserError(f"class map of --init run {init_run} ({init_map.get('num_classes')} classes) differs "
+                            f"from the dataset's at {dataset_dir} ({class_map.get('num_classes')} classes)")
+        lineage = runs.read_run_json(init_run, "lineage.json")
+        if lineage.get("phase") != 1:
+            raise UserError(f"--init {init_run} must be a phase-1 run, got a phase-{lineage.get('phase')} run")
+    elif init_run is not None:
+        raise UserError(f"--init is only used by phase 2, got --init {init_run} with phase 1")
+    return class_map
+
+
+def _verbosity() -> int:
+    # Keras' per-epoch progress bar (with ETA) only on a terminal; the one-line summary always.
+    return 1 if sys.stdout.isatty() else 0
+
+
+def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
+          init_run: str | Path | None = None, overwrite: bool = False,
+          print_fn: Callable[[str], None] = print) -> Path:
+    """Runs (or resumes, or finds finished) one training run; returns the run folder.
+
+    Raises UserError on bad input, on a refused overwrite, and when the loss becomes NaN/inf
+    (the last good epoch's checkpoint is kept, so the run can be inspected or resumed).
+    """
+    config = cfg.from_dict(cfg.to_dict(config))  # a validated copy: the caller's object stays as it was
+    dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
+    init_run = Path(init_run) if init_run else None
+    class_map = _check_inputs(config, dataset_dir, init_run)
+    if init_run is not None:
+        _adopt_input_size(config, init_run, print_fn)
+    started = time.perf_counter()
+
+    # The strategy comes first: it may configure devices, which TF allows only before other TF work.
+    strategy = distribution.make_strategy(config.train.strategy)
+    chief = distribution.is_chief(strategy)
+    paths, scratch = _run_paths(run_dir, chief)
+    try:
+        resumed = runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
+        state = runs.read_state(paths)
+        if resumed and state.finished and chief:
+            print_fn(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
+                     f"nothing to do (pass --overwrite to train it again)")
+            return run_dir
+        if state.epochs_done:
+            print_fn(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}")
+        if chief:  # written first so an interrupted run is still described; rewritten at the end
+            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {}),
+                                 class_map)
+        import keras
+
+        keras.utils.set_random_seed(config.train.seed)
+        with distribution.precision(config.train.mixed_precision) as policy:
+            if config.train.phase == 1:
+                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn)
+            else:
+                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn)
+        if chief:
+            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info)
+            runs.write_run_files(paths, config, lineage, class_map)
+            _finish(paths, state, info, started, print_fn)
+        return run_dir
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _adopt_input_size(config: cfg.Config, init_run: Path, print_fn) -> None:
+    """Phase 2 runs at the phase-1 model's input size, whatever the config's default says."""
+    size = runs.read_run_json(init_run, "lineage.json").get("input_size")
+    if isinstance(size, int) and size != config.model.input_size:
+        print_fn(f"phase 2 uses the phase-1 model's input size {size}px (config said {config.model.input_size})")
+        config.model.input_size = size
+
+
+def _run_paths(run_dir: Path, chief: bool) -> tuple[runs.RunPaths, Optional[Path]]:
+    """The chief writes `run_dir`; another worker writes a scratch folder but resumes from the chief's."""
+    if chief:
+        return runs.RunPaths(run_dir), None
+    scratch = Path(tempfile.mkdtemp(prefix=f"serengeti-tf-{distribution.worker_label()}-"))
+    return runs.RunPaths(scratch / "run", resume_root=run_dir), scratch
+
+
+def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
+    lineage = {"phase": config.train.phase, "sampler": config.sampler.name,
+               "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
+               "dataset_dir": str(dataset_dir.resolve()),
+               "init_run": str(init_run.resolve()) if init_run else None,
+               "seed": config.train.seed, "model": config.model.name,
+               "input_size": config.model.input_size, "dtype_policy": policy,
+               "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
+               "global_batch_size": config.train.batch_size}
+    if init_run:
+        parent = runs.read_run_json(init_run, "lineage.json")
+        lineage["sampler"] = parent.get("sampler", config.sampler.name)
+        lineage["init_run_lineage"] = parent
+    lineage.update(info.get("lineage", {}))
+    return lineage
+
+
+def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
+    """model.keras = best checkpoint; timings; the run is marked finished last."""
+    if not paths.best.exists():
+        raise UserError(f"no epoch finished in {paths.root}; nothing to save")
+    with atomic_path(paths.model) as tmp:
+        shutil.copyfile(paths.best, tmp)
+    epoch_seconds = [r["seconds"] for r in state.history]
+    write_json(paths.root / "timings.json", {
+        "epochs_run": state.epochs_done, "stopped_early": state.stopped_early,
+        "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
+        "epoch_seconds": epoch_seconds, "train_seconds": round(sum(epoch_seconds), 3),
+        "feature_seconds": round(info.get("feature_seconds", 0.0), 3),
+        "images_per_epoch": info.get("images_per_epoch"),
+        "this_session_seconds": round(time.perf_counter() - started, 3)})
+    state.finished = True
+    runs.write_state(paths, state)
+    print_fn(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
+             f"model at {paths.model}")
+
+
+def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
+         state: runs.RunState, save_best: Callable, save_last: Callable, print_fn) -> None:
+    """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
+    from serengeti_tf.callbacks import EpochRecorder
+
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
+                             config.train.early_stopping_patience, save_best, save_last, print_fn)
+    if state.stopped_early or state.epochs_done >= config.train.epochs:
+        return  # killed after the last epoch's state was written: nothing left to train
+    model.fit(train_data, epochs=config.train.epochs, initial_epoch=state.epochs_done,
+              steps_per_epoch=steps, callbacks=[recorder], verbose=_verbosity(), shuffle=False)
+    if recorder.failed_epoch is not None:
+        kept = (f"the last good checkpoint (epoch {state.epochs_done}) is kept in {paths.checkpoints}"
+                if state.epochs_done else "no epoch finished, so no checkpoint was kept")
+        raise UserError(f"training stopped: loss became {recorder.failed_value} in epoch {recorder.failed_epoch}; "
+                        f"{kept}; try a lower --lr or --set train.mixed_precision=false")
+
+
+def _steps(steps: int, config: cfg.Config) -> int:
+    cap = config.train.steps_per_epoch
+    return max(1, min(steps, cap) if cap else steps)
+
+
+def _val_data(dataset_dir: Path, config: cfg.Config):
+    from serengeti_tf import pipeline
+
+    data = pipeline.make_eval_dataset(dataset_dir, "val", config, batch_size=config.eval.batch_size)
+    return data.take(config.train.validation_steps) if config.train.validation_steps else data
+
+
+def _save_full(model, path: Path) -> None:
+    from serengeti_tf.model import save_model
+
+    save_model(model, path)
+
+
+def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
+    from serengeti_tf.model import load_model
+
+    source = (paths.resume_root or paths.root) / "checkpoints" / state.checkpoint
+    return load_model(source, compile=True)
+
+
+def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
+            strategy, print_fn) -> dict:
+    from serengeti_tf import pipeline, sampling
+    from serengeti_tf.model import build_model
+
+    names = ds_reader.class_names(dataset_dir)
+    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
+    sampling.check_plan_matches(plan, names)
+    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
+                                                    seed=config.train.seed)
+    steps = _steps(steps, config)
+    # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
+    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
+    loss_counts = [int(n) for n in plan["target"]]
+    with strategy.scope():
+        if state.checkpoint:
+            model = _load_checkpoint(paths, state)
+            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
+        else:
+            model = build_model(config.model, len(names))
+            compile_model(model, config.train, loss_counts)
+    print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
+             f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
+             f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
+    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
+         save_best=_save_full, save_last=_save_full, print_fn=print_fn)
+    return {"images_per_epoch": int(plan["target"].sum()),
+            "lineage": {"images_per_epoch": int(plan["target"].sum())}}
+
+
+def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
+            state: runs.RunState, strategy, print_fn) -> dict:
+    from serengeti_tf.model import count_weights, freeze_backbone, load_model
+
+    counts = ds_reader.train_counts(dataset_dir)
+    loss_counts = [int(n) for n in counts.values()]
+    with strategy.scope():
+        model = load_model(init_run / "model.keras", compile=False)
+    if int(model.input_shape[1]) != config.model.input_size:
+        raise UserError(f"model of --init {init_run} takes {model.input_shape[1]}px images but its lineage.json "
+                        f"says {config.model.input_size}px")
+    freeze_backbone(model)
+    trainable, frozen = count_weights(model, True), count_weights(model, False)
+    print_fn(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
+             f"original train distribution ({sum(loss_counts)} images/epoch)")
+    info = {"images_per_epoch": sum(loss_counts),
+            "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
+                        "fast_path": not config.train.phase2_augment,
+                        "images_per_epoch": sum(loss_counts)}}
+    if config.train.phase2_augment:
+        _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
+    else:
+        info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
+                                               strategy, print_fn)
+    return info
+
+
+def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> None:
+    """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
+    from serengeti_tf import pipeline, sampling
+    from serengeti_tf.model import freeze_backbone
+
+    original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
+    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
+    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
+                                                    augment=config.train.phase2_augment, seed=config.train.seed)
+    steps = _steps(steps, config)
+    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
+    with strategy.scope():
+        if state.checkpoint:
+            model = _load_checkpoint(paths, state)
+            freeze_backbone(model)
+            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
+        else:
+            compile_model(model, config.train, loss_counts)
+    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
+         save_best=_save_full, save_last=_save_full, print_fn=print_fn)
+
+
+def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> float:
+    """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
+    from serengeti_tf import pipeline
+    from serengeti_tf.model import head_layer, head_model, load_model, save_model, set_head_weights
+
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    batch = config.eval.batch_size
+
+    def compute(split: str):
+        return lambda: extract_features(model, pipeline.make_eval_dataset(dataset_dir, split, config, batch))
+
+    cache_root = (paths.resume_root or paths.root) / "checkpoints"
+    seconds = 0.0
+    splits = {}
+    for split in ("train", "val"):
+        cached = cache_root / f"features-{split}.npz"
+        target = cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
+        feats, labels, took = cached_features(target, compute(split), print_fn)
+        splits[split], seconds = (feats, labels), seconds + took
+    train_feats, train_labels = splits["train"]
+    steps = _steps(math.ceil(len(train_labels) / config.train.batch_size), config)
+    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=config.train.seed)
+    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
+    val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
+    if config.train.validation_steps:
+        val_data = val_data.take(config.train.validation_steps)
+    with strategy.scope():
+        if state.checkpoint:
+            head = load_model(cache_root / state.checkpoint, compile=True)
+            compile_model(head, config.train, loss_counts, optimizer=head.optimizer)
+        else:
+            head = compile_model(head_model(model), config.train, loss_counts)
+
+    def save_best(fitted_head, path: Path) -> None:
+        # The best checkpoint is always a full model, whichever path trained the head.
+        set_head_weights(model, head_layer(fitted_head).get_weights())
+        save_model(model, path)
+
+    _fit(head, train_data, steps, val_data, config, paths, state,
+         save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn)
+    return seconds
