@@ -141,6 +141,12 @@ def species_by_key(keys: pd.Series, species: pd.Series) -> pd.Series:
     return pairs.groupby("key", sort=False)["species"].agg("+".join)
 
 
+def lookup(keys: pd.Series, table) -> pd.Series:
+    """`keys.map(table)` as strings, `` where a key is absent (whatever the table's dtype)."""
+    values = keys.map(table)
+    return values.astype(object).where(values.notna(), "").astype(str)
+
+
 def canonical_series(names: pd.Series) -> pd.Series:
     """Canonical species for a column of raw labels (each distinct label converted once)."""
     from serengeti_tf.species import canonical_species
@@ -179,7 +185,7 @@ def merge_duplicate_paths(frame: pd.DataFrame) -> pd.DataFrame:
     labels = frame.loc[repeated, ["path", "species"]]
     labels = labels.assign(species=labels["species"].str.split("+")).explode("species")
     union = species_by_key(labels["path"], labels["species"])
-    frame.loc[repeated, "species"] = frame.loc[repeated, "path"].map(union).fillna("")
+    frame.loc[repeated, "species"] = lookup(frame.loc[repeated, "path"], union)
     later = frame["path"].duplicated(keep="first") & (frame["drop_reason"] == "")
     frame.loc[later, "drop_reason"] = "duplicate"
     return frame
@@ -219,13 +225,22 @@ def _season_sort_key(season: str):
     return (0, int(digits)) if digits.isdigit() else (1, season)
 
 
-def relative_posix(path: str, image_root: str | Path) -> str:
-    """`path` relative to `image_root` in posix form (absolute paths under the root are rebased)."""
-    text = str(path).strip().replace("\\", "/")
-    candidate = Path(text)
-    if candidate.is_absolute():
-        try:
-            return candidate.resolve().relative_to(Path(image_root).resolve()).as_posix()
-        except ValueError:
-            return candidate.as_posix()
-    return text[2:] if text.startswith("./") else text
+def relative_posix(paths: pd.Series, image_root: str | Path) -> pd.Series:
+    """Paths relative to `image_root` in posix form; absolute paths under the root are rebased.
+
+    Vectorised (the real metadata lists millions of paths); only absolute paths take the slow route.
+    """
+    text = paths.astype(str).str.strip().str.replace("\\", "/", regex=False)
+    text = text.str.replace(r"^(?:\./)+", "", regex=True)
+    absolute = text.str.startswith("/")
+    if absolute.any():
+        root = Path(image_root).resolve()
+
+        def rebase(value: str) -> str:
+            try:
+                return Path(value).resolve().relative_to(root).as_posix()
+            except ValueError:
+                return Path(value).as_posix()
+
+        text = text.where(~absolute, text[absolute].map(rebase))
+    return text

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.sources import normalise_season, relative_posix, season_from_path, species_by_key
+from serengeti_tf.sources import lookup, normalise_season, relative_posix, season_from_path, species_by_key
 
 BATCH_ROWS = 200_000
 _CHUNK_BYTES = 1 << 20
@@ -144,19 +144,23 @@ def read_coco(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
         images = _collect(_stream_items(path, "images.item", bar), _IMAGE_FIELDS)
         if images.empty:
             raise UserError(f"{path} is not a COCO Camera Traps file: no 'images' list with entries")
+        unnamed = int((images["file_name"] == "").sum())
+        if unnamed:
+            raise UserError(f"{path} is not a COCO Camera Traps file: {unnamed} of {len(images)} images have "
+                            "no 'file_name'")
         annotations = _collect(_stream_items(path, "annotations.item", bar), _ANNOTATION_FIELDS)
         categories = _read_categories(path, bar)
     if categories is None:
         raise UserError(f"{path} is not a COCO Camera Traps file: no 'categories' list "
                         "(MegaDetector batch output is not a labelled dataset)")
 
-    annotations["species"] = annotations["category_id"].map(categories).fillna("")
+    annotations["species"] = lookup(annotations["category_id"], categories)
     species = species_by_key(annotations["image_id"], annotations["species"])
     image_ids = images["id"]
-    paths = images["file_name"].map(lambda p: relative_posix(p, image_root))
+    paths = relative_posix(images["file_name"], image_root)
 
     def image_or_annotation(image_column: str, annotation_column: str) -> pd.Series:
-        from_annotation = image_ids.map(_first_per_image(annotations, annotation_column)).fillna("")
+        from_annotation = lookup(image_ids, _first_per_image(annotations, annotation_column))
         if image_column:
             own = images[image_column]
             return own.where(own != "", from_annotation)
@@ -165,11 +169,11 @@ def read_coco(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     seasons = image_or_annotation("", "season").map(normalise_season)
     seasons = seasons.where(seasons != "", paths.map(season_from_path))
     # Site: the annotation's site (LILA Serengeti) before the image's location.
-    site = image_ids.map(_first_per_image(annotations, "site")).fillna("")
+    site = lookup(image_ids, _first_per_image(annotations, "site"))
     site = site.where(site != "", images["location"])
     return pd.DataFrame({
         "path": paths,
-        "species": image_ids.map(species).fillna(""),
+        "species": lookup(image_ids, species),
         "capture_id": images["seq_id"].where(images["seq_id"] != "", image_ids),
         "site": site,
         "datetime": image_or_annotation("datetime", "datetime"),

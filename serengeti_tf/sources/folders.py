@@ -18,7 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.sources import canonical_series, species_by_key
+from serengeti_tf.sources import canonical_series, lookup, species_by_key
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
@@ -92,5 +92,5 @@ def read_folders(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["species"] = canonical_series(frame["raw_species"])
     union = species_by_key(frame["image_key"], frame["species"])
-    frame["species"] = frame["image_key"].map(union).fillna("")
+    frame["species"] = lookup(frame["image_key"], union)
     return frame.drop(columns=["raw_species", "image_key"])

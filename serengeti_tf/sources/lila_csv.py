@@ -15,7 +15,7 @@ import pandas as pd
 
 from serengeti_tf.errors import UserError
 from serengeti_tf.sources import (LILA_ANNOTATIONS_COLUMNS, LILA_IMAGES_COLUMNS, canonical_series,
-                                  csv_header, normalise_season, relative_posix, season_from_path,
+                                  csv_header, lookup, normalise_season, relative_posix, season_from_path,
                                   species_by_key)
 
 _ANNOTATION_EXTRAS = ("season", "site", "capture_date_local", "capture_time_local")
@@ -67,21 +67,18 @@ def read_lila_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     def capture_column(name: str, fallback: pd.Series) -> pd.Series:
         if name not in per_capture:
             return fallback
-        values = capture_ids.map(per_capture[name]).fillna("").astype(str)
+        values = lookup(capture_ids, per_capture[name])
         return values.where(values != "", fallback)
 
-    paths = images["image_path_rel"].fillna("").astype(str).map(lambda p: relative_posix(p, image_root))
+    paths = relative_posix(images["image_path_rel"].fillna("").astype(str), image_root)
     seasons = capture_column("season", parsed_season).map(normalise_season)
     seasons = seasons.where(seasons != "", paths.map(season_from_path))
-    date = capture_ids.map(per_capture["capture_date_local"]) if "capture_date_local" in per_capture else None
-    time = capture_ids.map(per_capture["capture_time_local"]) if "capture_time_local" in per_capture else None
-    if date is not None:
-        stamp = (date.fillna("") + " " + (time.fillna("") if time is not None else "")).str.strip()
-    else:
-        stamp = pd.Series("", index=images.index)
+    no_value = pd.Series("", index=images.index)
+    stamp = (capture_column("capture_date_local", no_value) + " "
+             + capture_column("capture_time_local", no_value)).str.strip()
     return pd.DataFrame({
         "path": paths,
-        "species": capture_ids.map(species).fillna(""),
+        "species": lookup(capture_ids, species),
         "capture_id": capture_ids,
         "site": capture_column("site", parsed_site),
         "datetime": stamp,

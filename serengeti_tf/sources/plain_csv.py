@@ -14,7 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.sources import (canonical_series, csv_header, normalise_season, relative_posix,
+from serengeti_tf.sources import (canonical_series, csv_header, lookup, normalise_season, relative_posix,
                                   season_from_path, species_by_key)
 
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
@@ -52,12 +52,12 @@ def read_plain_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     columns = find_columns(csv_header(source), source)
     table = pd.read_csv(source, usecols=list(columns.values()), dtype=str, keep_default_na=False)
     table = table.rename(columns={v: k for k, v in columns.items()})
-    table["path"] = table["path"].map(lambda p: relative_posix(p, image_root))
+    table["path"] = relative_posix(table["path"], image_root)
     table = table[table["path"] != ""]
     table["species"] = canonical_series(table["label"])
     union = species_by_key(table["path"], table["species"])
     table = table.drop_duplicates("path").reset_index(drop=True)
-    table["species"] = table["path"].map(union).fillna("")
+    table["species"] = lookup(table["path"], union)
     if "capture_id" not in table:
         table["capture_id"] = table["path"]
     table["capture_id"] = table["capture_id"].where(table["capture_id"] != "", table["path"])
