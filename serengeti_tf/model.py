@@ -116,7 +116,7 @@ def count_weights(model: keras.Model, trainable: bool = True) -> int:
 def feature_extractor(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s layers that outputs the pooled backbone features `[B, 512]`."""
     head_layer(model)  # fails clearly on a model without the expected head
-    return keras.Model(model.inputs, model.get_layer(POOL_NAME).output, name=f"{model.name}_features")
+    return keras.Model(model.inputs[0], model.get_layer(POOL_NAME).output, name=f"{model.name}_features")
 
 
 def head_model(model: keras.Model) -> keras.Model:
