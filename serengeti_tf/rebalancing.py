@@ -12,7 +12,9 @@ All three work on the final Dense layer (the "head") or its logits and leave the
 
 The array functions are pure (numpy in, numpy/DataFrame out). `find_head`, `extract_features`,
 `set_head_weights`, `apply_crt` and `apply_tau_norm` connect them to a Keras model whose last layer
-is a linear Dense head producing logits.
+is a linear Dense head producing logits. `rebalance_head` is the one call for training: it applies
+`train.head_rebalancing` to a trained model's head from cached features, in place, so the saved
+`model.keras` predicts re-balanced logits (post-hoc adjustment is baked into the bias).
 
 Model selection metric: macro F1 over the classes present in the validation labels (a class absent
 from validation has no defined recall); ties go to the smaller tau (the change closest to the
@@ -349,3 +351,83 @@ def apply_tau_norm(model: keras.Model, tau: float, bias_rule: str = "scale",
     weights = head.get_weights()
     kernel, bias = tau_normalize_head(weights[0], weights[1] if head.use_bias else None, tau, bias_rule)
     set_head_weights(head, kernel, bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# One call for training: the configured head re-balancing on cached features
+# ---------------------------------------------------------------------------------------------
+
+def posthoc_bias(bias: np.ndarray, priors: Sequence[float], tau: float) -> np.ndarray:
+    """Bakes post-hoc logit adjustment into a Dense head: `bias - tau * log prior`.
+
+    `x @ W + (b - tau log p)` equals `posthoc_logit_adjustment(x @ W + b, p, tau)`, so a model
+    with this bias predicts the adjusted scores and `model.keras` needs no extra layer.
+    """
+    bias = np.asarray(bias)
+    offset = log_priors(priors)
+    if bias.shape != offset.shape:
+        raise UserError(f"head bias has shape {bias.shape} but there are {offset.size} class priors")
+    return (bias.astype(np.float64) - float(tau) * offset).astype(bias.dtype)
+
+
+def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int],
+                   val_features: np.ndarray, val_labels: np.ndarray,
+                   train_features: Optional[np.ndarray] = None, train_labels: Optional[np.ndarray] = None,
+                   head_name: Optional[str] = None, verbose: int = 2) -> tuple[dict, Optional[pd.DataFrame]]:
+    """Applies `train_config.head_rebalancing` to the model's head in place; returns (summary, sweep table).
+
+    Inputs are cached pooled features (the head's input) of the validation split and, for `crt`,
+    of the unaugmented original training split. `train_counts` are the class counts the model was
+    last trained on (the prior removed by post-hoc adjustment).
+    - `none`: nothing changes.  - `posthoc_logit_adjustment`: tau from `train.posthoc_taus` by val
+      macro F1, baked into the bias (`posthoc_bias`).  - `tau_norm`: tau from `train.tau_norm_taus`,
+      bias rule `train.tau_norm_bias`.  - `crt`: `class_balanced_head_retraining` with `train.crt_*`,
+      `train.batch_size` and `train.seed`.
+    The summary holds the method, chosen tau (or None) and validation scores before and after;
+    the table (one row per tau, or None) is for the caller to write as CSV.
+    """
+    method = train_config.head_rebalancing
+    head = find_head(model, head_name)
+    weights = head.get_weights()
+    kernel, bias = weights[0], (weights[1] if head.use_bias else None)
+    val_x = np.asarray(val_features, dtype=np.float64)
+    _check_head(kernel, bias)
+    if val_x.ndim != 2 or val_x.shape[1] != kernel.shape[0]:
+        raise UserError(f"validation features must be [N, {kernel.shape[0]}], got shape {val_x.shape}")
+
+    def val_scores(k: np.ndarray, b: Optional[np.ndarray]) -> dict[str, float]:
+        logits = val_x @ k.astype(np.float64) + (0.0 if b is None else b.astype(np.float64))
+        return score_predictions(val_labels, np.argmax(logits, axis=1))
+
+    summary: dict = {"method": method, "tau": None, "val_before": val_scores(kernel, bias)}
+    table = None
+    if method == "none":
+        summary["val_after"] = summary["val_before"]
+        return summary, None
+    if method == "posthoc_logit_adjustment":
+        if bias is None:
+            raise UserError("post-hoc logit adjustment is baked into the head bias, but the head has no bias")
+        logits = val_x @ kernel.astype(np.float64) + bias.astype(np.float64)
+        tau, table = sweep_tau(logits, val_labels, train_counts, train_config.posthoc_taus)
+        kernel, bias = kernel, posthoc_bias(bias, train_counts, tau)
+    elif method == "tau_norm":
+        tau, table = sweep_tau_norm(val_x, val_labels, kernel, bias, train_config.tau_norm_taus,
+                                    train_config.tau_norm_bias)
+        kernel, bias = tau_normalize_head(kernel, bias, tau, train_config.tau_norm_bias)
+    elif method == "crt":
+        if train_features is None or train_labels is None:
+            raise UserError("cRT needs the cached features and labels of the training split")
+        if bias is None:
+            raise UserError("cRT trains a head with bias but the model's head has use_bias=False")
+        tau = None
+        kernel, bias = class_balanced_head_retraining(
+            train_features, train_labels, kernel.shape[1], epochs=train_config.crt_epochs,
+            batch_size=train_config.batch_size, learning_rate=train_config.crt_learning_rate,
+            steps_per_epoch=train_config.crt_steps_per_epoch, seed=train_config.seed, verbose=verbose)
+    else:
+        raise UserError("train.head_rebalancing must be one of none, posthoc_logit_adjustment, tau_norm, crt, "
+                        f"got {method!r}")
+    set_head_weights(head, kernel, bias)
+    summary["tau"] = tau
+    summary["val_after"] = val_scores(kernel, bias)
+    return summary, table
