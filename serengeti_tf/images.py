@@ -119,3 +119,17 @@ def _encode(image: Image.Image, quality: int) -> bytes:
 def prepare_jpeg(path: str | os.PathLike, short_side: int, quality: int) -> bytes:
     """load_image + encode_jpeg without the numpy round trip: the worker-process job of `prepare`."""
     return _encode(_load_resized(Path(path), short_side), quality)
+
+
+def prepare_jpegs(paths: list[str], short_side: int, quality: int) -> list[bytes | str]:
+    """Worker job of `prepare` (one chunk): JPEG bytes per image, or the error text of a corrupt/missing one.
+
+    Lives here, not in `shards`, so spawned workers import only numpy and PIL.
+    """
+    out: list[bytes | str] = []
+    for path in paths:
+        try:
+            out.append(prepare_jpeg(path, short_side, quality))
+        except (CorruptImageError, FileNotFoundError) as err:
+            out.append(f"{type(err).__name__}: {err}")
+    return out

@@ -136,20 +136,9 @@ def read_done_record(out_dir: Path, spec: ShardSpec, digest: str) -> Optional[di
     return record
 
 
-def _encode_chunk(paths: list[str], short_side: int, quality: int) -> list[bytes | str]:
-    """Worker job: JPEG bytes per image, or the error text for a corrupt/missing one."""
-    out: list[bytes | str] = []
-    for path in paths:
-        try:
-            out.append(images.prepare_jpeg(path, short_side, quality))
-        except (images.CorruptImageError, FileNotFoundError) as err:
-            out.append(f"{type(err).__name__}: {err}")
-    return out
-
-
 def _ordered_results(executor, tasks: Iterable[list[str]], short_side: int, quality: int,
                      window: int) -> Iterator[list[bytes | str]]:
-    """Runs `_encode_chunk` over `tasks` in the pool, yielding results in task order, <= window pending."""
+    """Runs `images.prepare_jpegs` over `tasks` in the pool, yielding results in task order, <= window pending."""
     tasks = iter(tasks)
     pending: collections.deque = collections.deque()
 
@@ -157,9 +146,9 @@ def _ordered_results(executor, tasks: Iterable[list[str]], short_side: int, qual
         task = next(tasks, None)
         if task is not None:
             if executor is None:
-                pending.append(_encode_chunk(task, short_side, quality))
+                pending.append(images.prepare_jpegs(task, short_side, quality))
             else:
-                pending.append(executor.submit(_encode_chunk, task, short_side, quality))
+                pending.append(executor.submit(images.prepare_jpegs, task, short_side, quality))
 
     for _ in range(window):
         submit_next()
