@@ -183,7 +183,9 @@ def group_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[st
             "macro_f1": mean(per_class["f1"]),
             "classes": " ".join(class_names[i] for i in members),
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["max_train"] = pd.Series([r["max_train"] for r in rows], dtype=object)  # ints, None = no bound
+    return table
 
 
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, samples: int, seed: int,
@@ -484,20 +486,17 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config) -> tuple[np.ndarray, np.ndarray]:
+def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
+                  num_images: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Runs the model over a prepared split in stored order; returns (labels [N], probabilities [N, C])."""
     from tqdm import tqdm
 
     from serengeti_tf import pipeline
 
-    data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+    batch_size = config.eval.batch_size
+    data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=batch_size)
     labels, probs = [], []
-    total = None
-    try:
-        total = int(data.cardinality())
-        total = total if total > 0 else None
-    except (TypeError, ValueError):
-        pass
+    total = math.ceil(num_images / batch_size) if num_images else None
     for images, batch_labels in tqdm(data, total=total, desc=f"evaluate {split}", unit="batch"):
         logits = model(images, training=False)
         probs.append(softmax(np.asarray(logits)))
@@ -518,15 +517,15 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     `config`: its `eval` section sets top-k, batch size, bootstrap and group thresholds (default:
     the run's own config.yaml); model and data settings always come from the run, so the input
     size matches the trained model. `split` overrides `config.eval.split`. A finished evaluation
-    with the same model and settings is not redone (rerun = resume); different settings need
-    `overwrite`.
+    with the same model and settings is not redone (rerun = resume) unless `overwrite`; different
+    settings need `overwrite`.
 
     Writes metrics.json (last, so its presence means complete), per_class.csv (Table 4 layout),
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
     Returns {"out_dir", "metrics", "per_class" (DataFrame), "table", "per_class_table", "skipped"}.
     """
     from serengeti_tf import dataset as ds
-    from serengeti_tf import io_utils
+    from serengeti_tf import io_utils, pipeline
     from serengeti_tf.model import load_model
 
     run_dir = Path(run_dir)
@@ -556,7 +555,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                    "split": split, "input_size": run_config.model.input_size,
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
     done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
-    if done and (out_dir / "metrics.json").is_file():
+    if done and not overwrite and (out_dir / "metrics.json").is_file():
         log.info("%s already evaluated with the same model and settings; reading it", out_dir)
         return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),
                        pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
@@ -564,10 +563,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     cfg.save_config(run_config, out_dir)
     train_counts = ds.train_counts(data_dir)
     model = load_model(model_path)
-    labels, probs = predict_split(model, data_dir, split, run_config)
-    from serengeti_tf import pipeline
-
     meta = pipeline.split_metadata(data_dir, split)
+    labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
     if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
         raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
                         f"images read ({len(labels)}); the prepared dataset may be incomplete")

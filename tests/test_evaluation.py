@@ -284,3 +284,18 @@ def test_evaluate_run_refuses_bad_folders(tmp_path, tiny_dataset):
     run = write_tiny_run(tmp_path / "run", tiny_dataset)
     with pytest.raises(UserError, match="prepared dataset not found"):
         ev.evaluate_run(run, dataset_dir=tmp_path / "missing")
+
+
+def test_evaluate_cli_prints_tables_and_reports_errors(tmp_path, tiny_dataset, capsys):
+    pytest.importorskip("serengeti_tf.pipeline")
+    from serengeti_tf_cli.main import main
+
+    run = write_tiny_run(tmp_path / "run", tiny_dataset)
+    main(["evaluate", str(run), "--per-class", "--bootstrap", "20", "--top-k", "2"])
+    out = capsys.readouterr().out
+    assert "top-2 accuracy" in out and "count_train" in out and "Macro" in out
+    saved = cfg.load_saved(run / "eval" / "config.yaml")
+    assert saved.eval.bootstrap_samples == 20 and saved.eval.top_k == 2 and saved.model.input_size == 32
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2 and "run folder not found" in capsys.readouterr().err

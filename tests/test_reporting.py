@@ -168,3 +168,18 @@ def test_model_labels_keep_loss_variants_apart():
     train.loss = "focal"
     train.class_weighting = "inverse"
     assert rp.model_label("none", train) == "baseline+focal+inverse_weights"
+
+
+def test_compare_cli(tmp_path, capsys):
+    from serengeti_tf_cli.main import main
+
+    base = fake_run(tmp_path, "none-phase1", "none", 1, BASE)
+    rus1 = fake_run(tmp_path, "rus-phase1", "rus", 1, RUS1)
+    rus2 = fake_run(tmp_path, "rus-phase2", "rus", 2, RUS2, init_run=rus1)
+    main(["compare", str(base), str(rus1), str(rus2), "-o", str(tmp_path / "cmp")])
+    out = capsys.readouterr().out
+    assert "### Macro F1" in out and "report.md" in out
+    assert (tmp_path / "cmp" / "config.yaml").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(base), "-o", str(tmp_path / "cmp")])  # other runs: refused
+    assert exit_info.value.code == 2 and "different output" in capsys.readouterr().err

@@ -1,0 +1,41 @@
+"""`serengeti-tf predict MODEL_OR_RUN INPUT -o predictions.csv`: classify a folder or a list of images."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from serengeti_tf_cli.common import config_options, resolve_config
+
+
+@click.command("predict")
+@click.argument("model_or_run", type=click.Path(exists=True))
+@click.argument("inputs", metavar="INPUT", type=click.Path(exists=True))
+@click.option("-o", "--out", "out_csv", type=click.Path(dir_okay=False), default="predictions.csv",
+              show_default=True, help="Predictions CSV; .skipped.csv, .captures.csv, .meta.json, "
+                                      ".config.yaml are written beside it.")
+@click.option("--top-k", type=int, default=None, help="Species per image in the output (eval.top_k, default 5).")
+@click.option("--batch-size", type=int, default=None, help="Images per batch (eval.batch_size, default 128).")
+@click.option("--classes", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="class_map.json; required with a bare .keras file.")
+@click.option("--captures", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="CSV with path and capture_id columns: adds capture-level predictions.")
+@click.option("--image-size", type=int, default=None,
+              help="Shorter side images are decoded to before the eval crop (default: the run's dataset).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
+@config_options
+def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, overwrite,
+            config_files, overrides) -> None:
+    """Classify images. INPUT is a folder, a CSV (path[, capture_id]) or a text file of paths.
+
+    Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
+    """
+    from serengeti_tf.predict import predict_images, summary_text
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size})
+    result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
+                            batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
+                            image_size=image_size, config=config, overwrite=overwrite)
+    click.echo(summary_text(result))
