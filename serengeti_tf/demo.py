@@ -19,37 +19,29 @@ import yaml
 
 from serengeti_tf import config as cfg
 
-# Same content as configs/demo.yaml (a test keeps them equal): the package must run the demo
-# without the repository's configs/ folder.
-DEMO_SETTINGS = """
-data:
-  image_size: 72
-  shard_size: 512
-model:
-  input_size: 64
-train:
-  epochs: 8
-  batch_size: 64
-  early_stopping_patience: 3
-experiment:
-  samplers: [none, rus, ros]
-  seeds: 1
-"""
-
-# CI-sized: a few hundred images, one epoch per phase, tiny inputs.
+# CI-sized: a few hundred images, one epoch per run, tiny inputs.
 SMOKE_SETTINGS = {
     "data": {"image_size": 40},
     "model": {"input_size": 32},
     "train": {"epochs": 1, "batch_size": 32},
     "experiment": {"samplers": ["none", "rus"]},
 }
-DEMO_SCALE = 0.02
-SMOKE_SCALE = 0.002
+SMOKE_SCALE = 0.003
+
+
+def demo_settings_file():
+    """configs/demo.yaml, installed with the package as `serengeti_tf_configs`."""
+    from importlib import resources
+
+    return resources.files("serengeti_tf_configs") / "demo.yaml"
 
 
 def demo_config(smoke: bool = False, overrides: Sequence[str] = ()) -> cfg.Config:
-    updates = [yaml.safe_load(DEMO_SETTINGS)] + ([SMOKE_SETTINGS] if smoke else [])
-    return cfg.resolve(overrides=overrides, updates=updates)
+    """configs/demo.yaml, then the smoke sizes (if asked), then `--set` overrides."""
+    updates = [yaml.safe_load(demo_settings_file().read_text(encoding="utf-8"))]
+    updates += [SMOKE_SETTINGS] if smoke else []
+    updates += [cfg.nested(*cfg.parse_override(text)) for text in overrides]
+    return cfg.resolve(updates=updates)
 
 
 def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] = (),
@@ -66,7 +58,7 @@ def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] 
     if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
         print_fn("    already written; reusing it")
     else:
-        write_demo_dataset(data_dir, scale=SMOKE_SCALE if smoke else DEMO_SCALE, seed=seed)
+        write_demo_dataset(data_dir, seed=seed, **({"scale": SMOKE_SCALE} if smoke else {}))
     config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
                             str(data_dir / "SnapshotSerengeti_v2_1_annotations.csv")]
     config.data.image_root = str(data_dir)
