@@ -18,9 +18,10 @@ exactly, so every reader and filter is exercised as on a real download:
 
 **Class counts.** Each of the paper's 52 classes gets `round(train_count * scale)` images, where
 `train_count` is the class's Table 4 training count (embedded below), and never fewer than
-`min_captures_per_class` captures. The default scale 0.012 gives about 2,000 labelled images
-(wildebeest 581, rarest classes one single-frame capture), which `prepare` then splits 80/10/10,
-so a demo's train split holds about 0.8 * scale * Table 4. Captures have 1-3 frames. On top come a
+`min_captures_per_class` captures. The default scale 0.015 gives 2,342 labelled images (wildebeest
+726 ... about 20 classes with a single one-frame capture) plus about 50 blank/human/two-species
+images, 2,396 in all; `prepare` then splits them 80/10/10 by capture, so a demo's train split holds
+about 0.8 * scale * Table 4 (a class with one capture lands in train only). Captures have 1-3 frames. On top come a
 few blank and human captures and one zebra + wildebeest capture so `prepare`'s filters have work.
 
 **Images** (default 128x96 px JPEG). A capture is drawn on its camera site's fixed background: sky
@@ -46,8 +47,9 @@ a CNN needs many examples to learn the small cue; that is the imbalance problem 
 
 **Honesty.** The prototypes were written once to look plausible; they were not tuned to make any
 sampler or training method win. How hard the data is follows from the drawing rules above only.
-Output is deterministic: the same arguments give byte-identical files (per-capture random streams
-seeded from `seed`; JPEG encoding with fixed settings).
+Output is deterministic: the same arguments give byte-identical files on the same software stack
+(per-capture random streams seeded from `seed`; JPEG encoding with fixed settings); only
+`config.yaml` holds the output folder's absolute path.
 """
 
 from __future__ import annotations
@@ -777,7 +779,8 @@ and {summary['multi_species_captures']} two-species capture(s) for prepare's fil
 How the images are drawn (class prototypes, look-alike pairs, day/night): see the docstring of
 serengeti_tf/demo_data.py. Per-class image counts: {SUMMARY_JSON}.
 
-Next step:  serengeti-tf prepare --config <this folder>/config.yaml --config configs/demo.yaml ...
+Next step:  serengeti-tf prepare PREPARED_DIR --config <this folder>/config.yaml
+(add --config configs/demo.yaml for small CPU-sized images if demo-data was run without it)
 """
 
 
