@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -25,6 +26,8 @@ def _register() -> None:
 
 
 def main(argv=None) -> None:
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries the tool's own output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _register()
     try:
         cli.main(args=argv, prog_name="serengeti-tf", standalone_mode=False)
