@@ -270,10 +270,9 @@ def frames_per_capture(n_images: int, min_captures: int, rng: np.random.Generato
     """Splits `n_images` into captures of 1-3 frames (about 2.4 on average), at least `min_captures`."""
     low = max(min_captures, math.ceil(n_images / 3))
     n_captures = int(np.clip(round(n_images / 2.4), low, n_images))
-    frames = np.ones(n_captures, dtype=int)
-    for _ in range(n_images - n_captures):
-        open_slots = np.flatnonzero(frames < 3)
-        frames[rng.choice(open_slots)] += 1
+    # Each capture has two optional frame slots; the extra frames fill distinct random slots.
+    slots = rng.choice(2 * n_captures, size=n_images - n_captures, replace=False)
+    frames = 1 + np.bincount(slots // 2, minlength=n_captures)
     return frames.tolist()
 
 
