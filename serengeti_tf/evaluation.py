@@ -24,6 +24,7 @@ Conventions (they matter when classes are rare):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -299,12 +300,14 @@ def class_order(class_names: Sequence[str], train_counts: Mapping[str, int]) -> 
 
 
 def per_class_table(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequence[str],
-                    train_counts: Mapping[str, int], macro_row: bool = True) -> pd.DataFrame:
+                    train_counts: Mapping[str, int], macro_row: bool = True,
+                    phase1_counts: Optional[Mapping[str, int]] = None) -> pd.DataFrame:
     """The paper's Table 4: species, precision, recall, f1, count_train, count_test.
 
     Rows sorted by train count (descending); `count_test` is the number of evaluated images of the
     class. With `macro_row`, a last row `Macro` holds the macro averages over all classes and the
-    total counts, as printed in the paper.
+    total counts, as printed in the paper. `phase1_counts` (images per epoch of the phase-1
+    sampler) adds a `count_train_phase1` column, the count Tables 5 and 6 print.
     """
     y_true, y_prob = check_inputs(y_true, y_prob, class_names)
     num_classes = len(class_names)
@@ -313,10 +316,13 @@ def per_class_table(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequ
              "f1": scores["f1"][i], "count_train": int(train_counts.get(class_names[i], 0)),
              "count_test": int(scores["support"][i])} for i in class_order(class_names, train_counts)]
     table = pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
+    if phase1_counts is not None:
+        table["count_train_phase1"] = [int(phase1_counts.get(name, 0)) for name in table["species"]]
     if macro_row:
         table.loc[len(table)] = [MACRO_ROW, scores["precision"].mean(), scores["recall"].mean(),
                                  scores["f1"].mean(), int(table["count_train"].sum()),
-                                 int(table["count_test"].sum())]
+                                 int(table["count_test"].sum())] + \
+            ([int(table["count_train_phase1"].sum())] if phase1_counts is not None else [])
     return table.round({"precision": 4, "recall": 4, "f1": 4})
 
 
@@ -520,7 +526,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     with the same model and settings is not redone (rerun = resume) unless `overwrite`; different
     settings need `overwrite`.
 
-    Writes metrics.json (last, so its presence means complete), per_class.csv (Table 4 layout),
+    Writes metrics.json (last, so its presence means complete), per_class.csv (Table 4 layout,
+    plus count_train_phase1 = the phase-1 sampler's images per class, as in Tables 5 and 6),
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
     Returns {"out_dir", "metrics", "per_class" (DataFrame), "table", "per_class_table", "skipped"}.
     """
@@ -538,7 +545,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
         raise UserError(f"{run_dir}: config.yaml missing (not a training run folder?)")
     run_config = cfg.load_saved(run_dir / "config.yaml")
     if config is not None:
-        run_config.eval = config.eval
+        run_config.eval = dataclasses.replace(config.eval)  # a copy: the caller's config stays as it is
     if split is not None:
         run_config.eval.split = split
     run_config = cfg.validate(run_config)
@@ -574,7 +581,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
                     "model_sha256": fingerprint["model_sha256"],
                     **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
-    table = per_class_table(labels, probs, names, train_counts)
+    table = per_class_table(labels, probs, names, train_counts,
+                            phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
     order = class_order(names, train_counts)
     confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
     io_utils.write_csv(out_dir / "per_class.csv", table)
@@ -589,6 +597,28 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                                    run_config.eval.head_min, run_config.eval.tail_max))
     io_utils.write_json(out_dir / "metrics.json", metrics)
     return _result(out_dir, metrics, table, skipped=False)
+
+
+def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, Any],
+                  train_counts: Mapping[str, int]) -> Optional[dict[str, int]]:
+    """Images per class per epoch of the run's phase-1 sampler (its own, or its init run's for a
+    phase-2 run), recomputed from the sampling plan; None when that sampler is unknown."""
+    from serengeti_tf.sampling import sampling_plan
+
+    sampler = run_config.sampler
+    if int(lineage.get("phase", 1)) == 2:
+        init = Path(str(lineage.get("init_run") or ""))
+        if lineage.get("init_run") and (init / "config.yaml").is_file():
+            sampler = cfg.load_saved(init / "config.yaml").sampler
+        elif lineage.get("sampler") in cfg.SAMPLERS and lineage.get("sampler") == "none":
+            sampler = dataclasses.replace(sampler, name="none")
+        else:
+            return None
+    try:
+        plan = sampling_plan(train_counts, sampler)
+    except UserError:
+        return None
+    return dict(zip(plan["species"], plan["target"].astype(int)))
 
 
 def _result(out_dir: Path, metrics: dict, table: pd.DataFrame, skipped: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 from serengeti_tf import config as cfg
 from serengeti_tf import evaluation as ev
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import write_json
 
 NAMES = ["aardvark", "buffalo", "cheetah", "dikdik"]
 # cheetah (2) is in the test split but never predicted; dikdik (3) is absent from the test split
@@ -211,12 +212,12 @@ def test_summary_text_shows_headline_and_ci():
 
 # ---------------------------------------------------------------- evaluate_run on a tiny run folder
 
-def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed: int = 0) -> Path:
+def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed: int = 0,
+                   sampler: str = "none", rus_cap: int | None = None) -> Path:
     """A run folder as `train` leaves it, with a tiny random Keras model instead of a ResNet-18."""
     import keras
 
     from serengeti_tf import dataset as ds
-    from serengeti_tf.io_utils import write_json
 
     keras.utils.set_random_seed(seed)
     num_classes = len(ds.class_names(dataset_dir))
@@ -229,8 +230,10 @@ def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed:
     config = cfg.Config()
     config.model.input_size = input_size
     config.eval.bootstrap_samples = 50
+    config.sampler.name = sampler
+    config.sampler.rus_cap = rus_cap
     cfg.save_config(config, run_dir)
-    write_json(run_dir / "lineage.json", {"phase": 1, "sampler": "none", "dataset_dir": str(dataset_dir),
+    write_json(run_dir / "lineage.json", {"phase": 1, "sampler": sampler, "dataset_dir": str(dataset_dir),
                                           "init_run": None, "seed": seed})
     write_json(run_dir / "class_map.json", ds.class_map(dataset_dir))
     return run_dir
@@ -256,6 +259,7 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     per_class = pd.read_csv(out / "per_class.csv")
     assert list(per_class["species"]) == ["antelope", "buffalo", "cheetah", "dikdik", "Macro"]
     assert per_class["count_test"].iloc[:-1].tolist() == [2, 2, 2, 2]
+    assert per_class["count_train_phase1"].tolist() == per_class["count_train"].tolist() == [30, 12, 5, 1, 48]
     assert per_class["f1"].iloc[-1] == pytest.approx(metrics["macro_f1"], abs=1e-4)
     confusion = pd.read_csv(out / "confusion_matrix.csv", index_col=0)
     assert confusion.to_numpy().sum() == 8 and np.trace(confusion.to_numpy()) == round(8 * metrics["accuracy"])
@@ -273,6 +277,23 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     assert ev.evaluate_run(run, other, overwrite=True)["metrics"]["bootstrap"]["samples"] == 10
     val = ev.evaluate_run(run, split="val")
     assert val["out_dir"] == run / "eval_val" and val["metrics"]["split"] == "val"
+
+
+def test_per_class_table_phase1_counts_of_a_phase2_run(tmp_path, tiny_dataset):
+    """A phase-2 run's table carries its phase-1 sampler's counts (the paper's Tables 5 and 6)."""
+    pytest.importorskip("serengeti_tf.pipeline")
+    phase1 = write_tiny_run(tmp_path / "rus1", tiny_dataset, sampler="rus", rus_cap=10)
+    phase2 = write_tiny_run(tmp_path / "rus2", tiny_dataset)
+    write_json(phase2 / "lineage.json", {"phase": 2, "sampler": "rus", "dataset_dir": str(tiny_dataset),
+                                         "init_run": str(phase1), "seed": 0})
+    config = cfg.Config()
+    config.eval.bootstrap_samples = 0
+    table = ev.evaluate_run(phase2, config)["per_class"]
+    assert table["count_train_phase1"].tolist() == [10, 10, 5, 1, 26]
+    assert table["count_train"].tolist() == [30, 12, 5, 1, 48]
+    assert config.eval.split == "test"  # the caller's config is not modified
+    ev.evaluate_run(phase2, config, split="val")
+    assert config.eval.split == "test"
 
 
 def test_evaluate_run_refuses_bad_folders(tmp_path, tiny_dataset):
