@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from serengeti_tf.errors import UserError
@@ -28,7 +29,7 @@ LILA_IMAGES_COLUMNS = {"capture_id", "image_path_rel"}
 LILA_ANNOTATIONS_COLUMNS = {"capture_id", "question__species"}
 
 _SEASON_IN_TEXT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)$", re.IGNORECASE)
-_SEASON_IN_PATH = re.compile(r"(?:^|/)S(\d+)(?:/|_)", re.IGNORECASE)
+_SEASON_IN_PATH = r"(?i)(?:^|/)S(\d+)(?:/|_)"
 
 
 def csv_header(path: str | Path) -> list[str]:
@@ -123,10 +124,19 @@ def normalise_season(value) -> str:
     return f"S{int(match.group(1))}" if match else text
 
 
-def season_from_path(path: str) -> str:
-    """The season folder of a LILA Snapshot Serengeti path (`S9/B03/...` -> `S9`), else ``."""
-    match = _SEASON_IN_PATH.search(path)
-    return f"S{int(match.group(1))}" if match else ""
+def season_from_path(paths: pd.Series) -> pd.Series:
+    """The season folder of LILA Snapshot Serengeti paths (`S9/B03/...` -> `S9`), else ``."""
+    digits = paths.astype(str).str.extract(_SEASON_IN_PATH, expand=False)
+    return ("S" + digits.fillna("-1").astype(int).astype(str)).where(digits.notna(), "")
+
+
+def fill_season(seasons: pd.Series, paths: pd.Series) -> pd.Series:
+    """Normalised seasons, taken from the paths where the metadata has none."""
+    seasons = map_unique(seasons.astype(str), normalise_season)
+    missing = seasons == ""
+    if missing.any():
+        seasons = seasons.where(~missing, season_from_path(paths[missing]))
+    return seasons
 
 
 def join_species(labels: pd.Series) -> str:
@@ -136,9 +146,19 @@ def join_species(labels: pd.Series) -> str:
 
 def species_by_key(keys: pd.Series, species: pd.Series) -> pd.Series:
     """Maps each key to the `+`-joined set of its species (one annotation row per species)."""
-    pairs = pd.DataFrame({"key": keys.astype(str).to_numpy(), "species": species.fillna("").astype(str).to_numpy()})
+    pairs = pd.DataFrame({"key": keys.to_numpy(), "species": species.fillna("").astype(str).to_numpy()})
     pairs = pairs[pairs["species"] != ""].drop_duplicates().sort_values(["key", "species"])
-    return pairs.groupby("key", sort=False)["species"].agg("+".join)
+    # Most keys have one species: only the few with several go through the (slow) Python join.
+    several = pairs["key"].duplicated(keep=False)
+    single = pairs.loc[~several].set_index("key")["species"]
+    joined = pairs.loc[several].groupby("key", sort=False)["species"].agg("+".join)
+    return pd.concat([single, joined]) if len(joined) else single
+
+
+def map_unique(values: pd.Series, function) -> pd.Series:
+    """`values.map(function)`, calling `function` once per distinct value (columns with few values)."""
+    table = {v: function(v) for v in values.unique()}
+    return values.map(table)
 
 
 def lookup(keys: pd.Series, table) -> pd.Series:
@@ -157,43 +177,60 @@ def canonical_series(names: pd.Series) -> pd.Series:
 
 
 def finish_manifest(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Puts a reader's output into the manifest layout: every column, in order, with clean types."""
-    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    """Puts a reader's output into the manifest layout: every column, in order, with clean types.
+
+    String columns stay in pandas' string storage (no round trip through Python objects), which
+    keeps the peak memory of reading millions of rows low.
+    """
+    size = len(frame)
+    columns = {}
     for column in MANIFEST_COLUMNS:
         if column == "frame":
-            values = frame["frame"].to_numpy() if "frame" in frame else 0
-            out["frame"] = pd.to_numeric(pd.Series(values, index=out.index), errors="coerce").fillna(0).astype("int64")
-        elif column in frame:
-            out[column] = pd.Series(frame[column].to_numpy(), index=out.index).fillna("").astype(str)
+            values = frame["frame"].reset_index(drop=True) if "frame" in frame else pd.Series(0, index=range(size))
+            columns[column] = pd.to_numeric(values, errors="coerce").fillna(0).astype("int64")
+        elif column in frame and column not in ("source", "split"):
+            values = frame[column].reset_index(drop=True)
+            columns[column] = values.fillna("").astype(str) if values.hasnans or values.dtype != "str" else values
         else:
-            out[column] = ""
-    out["source"] = source
-    out["split"] = ""
-    return out
+            columns[column] = pd.Series(source if column == "source" else "", index=range(size), dtype="str")
+    return pd.DataFrame(columns, copy=False)
+
+
+def _duplicated_paths(paths: pd.Series) -> pd.Series:
+    """True for every row whose path occurs more than once (hashes first: cheap on millions of rows)."""
+    hashes = pd.Series(np.fromiter((hash(p) for p in paths), dtype=np.int64, count=len(paths)), index=paths.index)
+    candidates = hashes.duplicated(keep=False)
+    if not candidates.any():
+        return candidates
+    exact = paths[candidates].duplicated(keep=False)
+    return pd.Series(False, index=paths.index) | exact.reindex(paths.index, fill_value=False)
 
 
 def merge_duplicate_paths(frame: pd.DataFrame) -> pd.DataFrame:
     """One kept row per image: an image listed several times (e.g. in two captures) gets the union
-    of its labels on its first listing, and its later listings are marked `duplicate`.
+    of its labels on all its listings, and its later listings are marked `duplicate`.
 
     Without this the same file could be trained on with two labels, or land in train and test.
+    Changes `frame` in place (read_source owns it) and returns it.
     """
-    repeated = frame["path"].duplicated(keep=False)
+    repeated = _duplicated_paths(frame["path"])
     if not repeated.any():
         return frame
-    frame = frame.copy()
     labels = frame.loc[repeated, ["path", "species"]]
     labels = labels.assign(species=labels["species"].str.split("+")).explode("species")
     union = species_by_key(labels["path"], labels["species"])
     frame.loc[repeated, "species"] = lookup(frame.loc[repeated, "path"], union)
-    later = frame["path"].duplicated(keep="first") & (frame["drop_reason"] == "")
+    repeated_rows = frame.loc[repeated]
+    later = repeated_rows.index[repeated_rows["path"].duplicated(keep="first") & (repeated_rows["drop_reason"] == "")]
     frame.loc[later, "drop_reason"] = "duplicate"
     return frame
 
 
 def mark_reader_drops(frame: pd.DataFrame, drop_multi_species: bool = True) -> pd.DataFrame:
-    """Marks `unlabelled` rows and (optionally) `multi_species` rows; keeps existing reasons."""
-    frame = frame.copy()
+    """Marks `unlabelled` rows and (optionally) `multi_species` rows; keeps existing reasons.
+
+    Changes `frame` in place (read_source owns it) and returns it.
+    """
     free = frame["drop_reason"] == ""
     frame.loc[free & (frame["species"] == ""), "drop_reason"] = "unlabelled"
     if drop_multi_species:
@@ -205,7 +242,7 @@ def mark_reader_drops(frame: pd.DataFrame, drop_multi_species: bool = True) -> p
 def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
     """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons).
 
-    Raises UserError when a requested season is not in the data at all.
+    Changes `frame` in place (read_source owns it) and returns it. Raises UserError when a requested season is not in the data at all.
     """
     if not seasons:
         return frame
@@ -215,7 +252,6 @@ def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
     if unknown:
         raise UserError(f"unknown season {', '.join(u[1:] for u in unknown)} (data.seasons): the data holds "
                         f"{'seasons ' + ', '.join(present) if present else 'no season information'}")
-    frame = frame.copy()
     frame.loc[~frame["season"].isin(wanted), "drop_reason"] = "season_excluded"
     return frame
 
@@ -230,8 +266,14 @@ def relative_posix(paths: pd.Series, image_root: str | Path) -> pd.Series:
 
     Vectorised (the real metadata lists millions of paths); only absolute paths take the slow route.
     """
-    text = paths.astype(str).str.strip().str.replace("\\", "/", regex=False)
-    text = text.str.replace(r"^(?:\./)+", "", regex=True)
+    text = paths.astype(str)
+    # Each rewrite only when some path needs it (each one copies the whole column).
+    if text.str.contains(r"^\s|\s$", regex=True).any():
+        text = text.str.strip()
+    if text.str.contains("\\", regex=False).any():
+        text = text.str.replace("\\", "/", regex=False)
+    if text.str.startswith("./").any():
+        text = text.str.replace(r"^(?:\./)+", "", regex=True)
     absolute = text.str.startswith("/")
     if absolute.any():
         root = Path(image_root).resolve()

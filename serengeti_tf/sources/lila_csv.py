@@ -15,7 +15,7 @@ import pandas as pd
 
 from serengeti_tf.errors import UserError
 from serengeti_tf.sources import (LILA_ANNOTATIONS_COLUMNS, LILA_IMAGES_COLUMNS, canonical_series,
-                                  csv_header, lookup, normalise_season, relative_posix, season_from_path,
+                                  csv_header, fill_season, lookup, map_unique, normalise_season, relative_posix,
                                   species_by_key)
 
 _ANNOTATION_EXTRAS = ("season", "site", "capture_date_local", "capture_time_local")
@@ -46,7 +46,7 @@ def _site_season_from_capture(capture_ids: pd.Series) -> tuple[pd.Series, pd.Ser
     if parts.shape[1] < 2:
         empty = pd.Series("", index=capture_ids.index)
         return empty, empty
-    return parts[1].fillna(""), parts[0].fillna("").map(normalise_season)
+    return parts[1].fillna(""), map_unique(parts[0].fillna(""), normalise_season)
 
 
 def read_lila_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
@@ -71,8 +71,7 @@ def read_lila_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
         return values.where(values != "", fallback)
 
     paths = relative_posix(images["image_path_rel"].fillna("").astype(str), image_root)
-    seasons = capture_column("season", parsed_season).map(normalise_season)
-    seasons = seasons.where(seasons != "", paths.map(season_from_path))
+    seasons = fill_season(capture_column("season", parsed_season), paths)
     no_value = pd.Series("", index=images.index)
     stamp = (capture_column("capture_date_local", no_value) + " "
              + capture_column("capture_time_local", no_value)).str.strip()

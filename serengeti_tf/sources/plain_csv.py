@@ -14,8 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.sources import (canonical_series, csv_header, lookup, normalise_season, relative_posix,
-                                  season_from_path, species_by_key)
+from serengeti_tf.sources import canonical_series, csv_header, fill_season, lookup, relative_posix, species_by_key
 
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "path": ("path", "filepath", "file", "image", "file_name", "filename", "image_path"),
@@ -61,6 +60,6 @@ def read_plain_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     if "capture_id" not in table:
         table["capture_id"] = table["path"]
     table["capture_id"] = table["capture_id"].where(table["capture_id"] != "", table["path"])
-    season = table["season"].map(normalise_season) if "season" in table else pd.Series("", index=table.index)
-    table["season"] = season.where(season != "", table["path"].map(season_from_path))
+    season = table["season"] if "season" in table else pd.Series("", index=table.index)
+    table["season"] = fill_season(season, table["path"])
     return table.drop(columns=["label"])
