@@ -418,3 +418,19 @@ def test_camtrapr_sample_folders(shared_data):
     assert set(manifest["site"]) == {"StationA", "StationB", "StationC"}
     frames = manifest[manifest["capture_id"] == "StationB__2009-04-28__17-48-00"]
     assert sorted(frames["frame"]) == [1, 2, 3]
+
+
+def test_coco_unknown_category_and_orphan_annotation(tmp_path):
+    data = {"images": [{"id": "x", "file_name": "x.jpg", "seq_id": "s", "frame_num": "2"}],
+            "annotations": [{"image_id": "x", "category_id": 99}, {"image_id": "gone", "category_id": 1}],
+            "categories": [{"id": 1, "name": "zebra"}]}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    manifest = read([tmp_path / "c.json"], tmp_path)
+    assert len(manifest) == 1
+    assert manifest.loc[0, "drop_reason"] == "unlabelled" and manifest.loc[0, "frame"] == 2
+
+
+def test_coco_without_annotations_is_all_unlabelled(tmp_path):
+    data = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": []}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    assert list(read([tmp_path / "c.json"], tmp_path)["drop_reason"]) == ["unlabelled"]

@@ -187,32 +187,57 @@ def _read_categories(path: str, bar: tqdm) -> dict[str, str] | None:
     return None
 
 
-def _labels_per_image(annotations: pd.DataFrame, category_names: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Per image key: a species code (into the returned names; `+`-joined combinations included)
-    and the first annotation's season and site codes.
+def _labels_per_image(annotations: pd.DataFrame, category_names: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per distinct image key (sorted): a species code into the returned names (`+`-joined
+    combinations appended), and the first annotation's season and site codes.
 
-    Works on integer codes, not strings, so millions of annotations stay cheap: species codes
-    follow the sorted names, so sorting codes sorts names.
+    Pure numpy on integer codes (no per-row Python objects, no hash tables over strings), so
+    millions of annotations stay cheap. Species codes follow the sorted names, so sorting codes
+    sorts names.
     """
     names = sorted({n for n in category_names if n})
     code_of = {n: i for i, n in enumerate(names)}
     category_codes = np.array([code_of.get(n, -1) for n in category_names] + [-1], dtype=np.int32)
+    keys = annotations["key"].to_numpy()
     codes = category_codes[annotations["category"].to_numpy()]
+    unique_keys, first = np.unique(keys, return_index=True)
+    table = {"key": unique_keys, "season": annotations["season"].to_numpy()[first],
+             "site": annotations["site"].to_numpy()[first], "code": np.full(len(unique_keys), -1, np.int32)}
+
     labelled = codes >= 0
-    pairs = pd.DataFrame({"key": annotations["key"].to_numpy()[labelled], "code": codes[labelled]})
-    pairs = pairs.drop_duplicates().sort_values(["key", "code"], kind="stable")
-    several = pairs["key"].duplicated(keep=False)
-    per_key = pairs.loc[~several].set_index("key")["code"]
-    if several.any():
+    pair_keys, pair_codes = keys[labelled], codes[labelled]
+    order = np.lexsort((pair_codes, pair_keys))
+    pair_keys, pair_codes = pair_keys[order], pair_codes[order]
+    distinct = np.ones(len(pair_keys), dtype=bool)
+    distinct[1:] = (pair_keys[1:] != pair_keys[:-1]) | (pair_codes[1:] != pair_codes[:-1])
+    pair_keys, pair_codes = pair_keys[distinct], pair_codes[distinct]
+    shared = np.zeros(len(pair_keys), dtype=bool)  # the key has more than one species
+    same = pair_keys[1:] == pair_keys[:-1]
+    shared[1:] |= same
+    shared[:-1] |= same
+    slots = np.searchsorted(unique_keys, pair_keys)
+    table["code"][slots[~shared]] = pair_codes[~shared]
+    if shared.any():
         # The few multi-species images: each joined name becomes one more code.
-        joined = pairs.loc[several].groupby("key", sort=False)["code"].agg(lambda c: "+".join(names[i] for i in c))
-        combos = sorted(set(joined))
+        joined: dict[int, list[str]] = {}
+        for slot, code in zip(slots[shared], pair_codes[shared]):
+            joined.setdefault(int(slot), []).append(names[code])
+        combos = sorted({"+".join(v) for v in joined.values()})
         combo_code = {combo: len(names) + i for i, combo in enumerate(combos)}
+        for slot, species in joined.items():
+            table["code"][slot] = combo_code["+".join(species)]
         names = names + combos
-        per_key = pd.concat([per_key, joined.map(combo_code)])
-    first = annotations.loc[~annotations["key"].duplicated(), ["key", "season", "site"]].set_index("key")
-    first["code"] = per_key.reindex(first.index).fillna(-1).astype(np.int32).to_numpy()
-    return first, names
+    return table, names
+
+
+def _align(table: dict[str, np.ndarray], image_keys: np.ndarray) -> dict[str, np.ndarray]:
+    """The label table's columns for each image (-1 where an image has no annotation)."""
+    columns = ("code", "season", "site")
+    if len(table["key"]) == 0:
+        return {name: np.full(len(image_keys), -1, np.int32) for name in columns}
+    slots = np.minimum(np.searchsorted(table["key"], image_keys), len(table["key"]) - 1)
+    found = table["key"][slots] == image_keys
+    return {name: np.where(found, table[name][slots], -1).astype(np.int32) for name in columns}
 
 
 def _species_column(codes: np.ndarray, names: list[str]) -> pd.Series:
@@ -247,16 +272,16 @@ def read_coco(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     labels, species_names = _labels_per_image(annotations, [categories.get(c, "") for c in category.names()])
     del annotations
     # Label codes aligned to the images (the image columns themselves are not copied).
-    aligned = labels.reindex(images["key"].to_numpy()).fillna(-1).astype(np.int32)
+    aligned = _align(labels, images["key"].to_numpy())
     paths = relative_posix(images["file_name"], image_root)
-    annotated_site = site.decode(aligned["site"].to_numpy()).set_axis(images.index)
+    annotated_site = site.decode(aligned["site"]).set_axis(images.index)
     return pd.DataFrame({
         "path": paths,
-        "species": _species_column(aligned["code"].to_numpy(), species_names).set_axis(images.index),
+        "species": _species_column(aligned["code"], species_names).set_axis(images.index),
         "capture_id": images["capture_id"],
         # Site: the annotation's site (LILA Serengeti) before the image's location.
         "site": annotated_site.where(annotated_site != "", location.decode(images["location"].to_numpy())),
         "datetime": images["datetime"],
-        "season": fill_season(season.decode(aligned["season"].to_numpy()).set_axis(images.index), paths),
+        "season": fill_season(season.decode(aligned["season"]).set_axis(images.index), paths),
         "frame": images["frame"],
     }, copy=False)
