@@ -410,7 +410,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
         io_utils.save_figure(path, plot_f1_change(changes[changes["comparison"] == name],
                                                   f"Per-class relative F1 change: {name}"))
         plots.append((name, path))
-    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split)
+    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out)
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
             "per_class_f1": per_class, "f1_change": changes, "plots": [p for _, p in plots],
@@ -418,7 +418,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
 
 
 def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: str,
-                     plots: Sequence[tuple[str, Path]], split: str) -> str:
+                     plots: Sequence[tuple[str, Path]], split: str, out_dir: Path) -> str:
     seeds = sorted(rows["seed"].unique())
     lines = [f"# {title}", "",
              f"{len(rows)} runs evaluated on the {split} split; seeds: {', '.join(map(str, seeds))}. "
@@ -440,8 +440,23 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
         lines += ["No phase-2 runs with a baseline or phase-1 run to compare against.", ""]
     for name, path in plots:
         lines += [f"### {name}", "", f"![{name}]({path.name})", ""]
-    lines += ["## Runs", "", markdown_table(rows[["model", "phase", "seed", "run_dir"]]), ""]
+    lines += ["## Runs", "", "Per-class tables (the paper's Table 4 layout) and confusion matrices of each run:", "",
+              markdown_table(_run_links(rows, out_dir, split)), ""]
     return "\n".join(lines)
+
+
+def _run_links(rows: pd.DataFrame, out_dir: Path, split: str) -> pd.DataFrame:
+    """model, phase, seed, run folder, and relative links to its per-class CSV and confusion PNG."""
+    import os
+
+    def link(run_dir: str, name: str) -> str:
+        target = Path(run_dir) / eval_dir_name(split) / name
+        return f"[{name}]({Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()})"
+
+    return pd.DataFrame({"model": rows["model"], "phase": rows["phase"], "seed": rows["seed"],
+                         "run": rows["run_dir"],
+                         "per-class": [link(r, "per_class.csv") for r in rows["run_dir"]],
+                         "confusion": [link(r, "confusion_matrix.png") for r in rows["run_dir"]]})
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str = "test",

@@ -92,6 +92,7 @@ def test_compare_two_runs_paper_table_and_plots(tmp_path):
     per_class = pd.read_csv(out / "per_class_f1.csv")
     assert list(per_class.columns) == ["species", "count_train", "baseline phase 1", "rus phase 1", "rus phase 2"]
     assert len(pd.read_csv(out / "runs.csv")) == 3
+    assert "](../rus-phase2/eval/per_class.csv)" in report  # links resolve from the report folder
 
 
 def test_compare_requires_evaluated_runs(tmp_path):
