@@ -6,9 +6,9 @@ model on a prepared split and writes everything to `RUN_DIR/eval/` (`eval_<split
 
 Conventions (they matter when classes are rare):
 - Precision/recall/F1 use scikit-learn with `labels=range(C)` and `zero_division=0`, so every class
-  of the class map counts. A class never predicted gets precision 0; a class absent from the
-  evaluated split gets recall 0 and F1 0 (and precision 0, or 0 if it was predicted: all false
-  positives). The HEADLINE `macro_*` values average over ALL C classes (what sklearn does with
+  of the class map counts. A class never predicted gets precision 0 (0/0); a class absent from
+  the evaluated split gets recall 0 (0/0), F1 0 and precision 0 (never predicted: 0/0; predicted:
+  all false positives). The HEADLINE `macro_*` values average over ALL C classes (what sklearn does with
   `labels=range(C)`; the paper's 52 classes are all present in its test split, where both agree).
   `macro_*_present` average over the classes present in the evaluated split only, so a class the
   split happens to lack does not drag the score down; `classes_absent` lists them.
