@@ -149,3 +149,16 @@ def test_s9_sample_split_is_grouped_and_deterministic(shared_data):
     singles = table[table["species"].map(captures) == 1]
     assert len(singles) > 40 and set(singles["split"]) == {"train"}
     assert len(warnings) == int((captures < 3).sum())
+
+
+def test_capture_with_mixed_image_labels_stays_together_under_its_majority_species():
+    rows = [("c1-1.jpg", "zebra", "c1"), ("c1-2.jpg", "zebra", "c1"), ("c1-3.jpg", "lionfemale", "c1")]
+    rows += [(f"z{i}.jpg", "zebra", f"z{i}") for i in range(20)]
+    manifest = pd.DataFrame([dict(path=p, species=s, capture_id=c, site="A", datetime="", season="", frame=1,
+                                  source="test", drop_reason="", split="") for p, s, c in rows],
+                            columns=list(MANIFEST_COLUMNS))
+    out, warnings = assign_splits(manifest, DataConfig())
+    assert out.loc[out["capture_id"] == "c1", "split"].nunique() == 1
+    table = split_table(out).set_index("capture_id")
+    assert table.loc["c1", "species"] == "zebra"
+    assert warnings == []  # lionfemale is no stratum of its own

@@ -139,11 +139,6 @@ def fill_season(seasons: pd.Series, paths: pd.Series) -> pd.Series:
     return seasons
 
 
-def join_species(labels: pd.Series) -> str:
-    """The sorted, `+`-joined set of canonical species in `labels` (`wildebeest+zebra`)."""
-    return "+".join(sorted({s for s in labels if isinstance(s, str) and s}))
-
-
 def species_by_key(keys: pd.Series, species: pd.Series) -> pd.Series:
     """Maps each key to the `+`-joined set of its species (one annotation row per species)."""
     pairs = pd.DataFrame({"key": keys.to_numpy(), "species": species.fillna("").astype(str).to_numpy()})
@@ -202,8 +197,7 @@ def _duplicated_paths(paths: pd.Series) -> pd.Series:
     candidates = hashes.duplicated(keep=False)
     if not candidates.any():
         return candidates
-    exact = paths[candidates].duplicated(keep=False)
-    return pd.Series(False, index=paths.index) | exact.reindex(paths.index, fill_value=False)
+    return paths[candidates].duplicated(keep=False).reindex(paths.index, fill_value=False)
 
 
 def merge_duplicate_paths(frame: pd.DataFrame) -> pd.DataFrame:

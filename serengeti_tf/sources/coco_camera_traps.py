@@ -3,7 +3,9 @@
 The real Snapshot Serengeti S1-11 file is 5.2 GB, so it is never loaded whole: `ijson` streams the
 `images`, `annotations` and `categories` arrays in separate passes (so their order in the file does
 not matter), and each pass keeps only the few fields the manifest needs, flushed every
-`BATCH_ROWS` items into compact pandas columns.
+`BATCH_ROWS` items into compact columns: image ids become 64-bit hashes (the join key), category
+ids, seasons, sites and locations become small integer codes, and the label join runs in numpy.
+Peak memory: see benchmarks/results/coco_reader_memory.md.
 
 LILA's files contain bare `NaN` (not valid JSON; ijson rejects it), so the byte stream goes through
 `NonFiniteAsNull`, which rewrites bare `NaN` / `Infinity` / `-Infinity` values to `null` on the fly.
@@ -34,7 +36,6 @@ _CHUNK_BYTES = 1 << 20
 # A bare non-finite number in value position: after `:` `,` `[` and before `,` `}` `]`. Starting
 # the pattern with the delimiter class (not a lookbehind) makes it ~7x faster on large pieces.
 _NON_FINITE = re.compile(rb"([:,\[]\s*)(?:NaN|-?Infinity)(?=\s*[,}\]])")
-
 
 
 class NonFiniteAsNull:

@@ -8,7 +8,6 @@ gets the capture's `+`-joined species.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
