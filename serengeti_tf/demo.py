@@ -27,6 +27,9 @@ SMOKE_SETTINGS = {
     "experiment": {"samplers": ["none", "rus"]},
 }
 SMOKE_SCALE = 0.003
+# Three captures per class at least, so every class reaches train, val and test (as in the paper,
+# where every class has test images) and per-class scores exist for the rarest classes too.
+DEMO_MIN_CAPTURES = 3
 
 
 def demo_settings_file():
@@ -58,7 +61,8 @@ def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] 
     if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
         print_fn("    already written; reusing it")
     else:
-        write_demo_dataset(data_dir, seed=seed, **({"scale": SMOKE_SCALE} if smoke else {}))
+        write_demo_dataset(data_dir, seed=seed, min_captures_per_class=DEMO_MIN_CAPTURES,
+                           **({"scale": SMOKE_SCALE} if smoke else {}))
     config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
                             str(data_dir / "SnapshotSerengeti_v2_1_annotations.csv")]
     config.data.image_root = str(data_dir)

@@ -69,7 +69,8 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
     """Trains and evaluates every run of the grid (skipping finished ones), then writes the report."""
     from serengeti_tf import evaluation, reporting, training
 
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    # Absolute, so runs.csv and lineage stay valid from any working folder.
+    dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
     if not (dataset_dir / "class_map.json").is_file():
         raise UserError(f"experiment: {dataset_dir} is not a prepared dataset (class_map.json missing); "
                         f"run `serengeti-tf prepare` first")
