@@ -37,6 +37,7 @@ MANIFEST_COLUMNS = ("path", "species", "capture_id", "site", "datetime", "season
                     "drop_reason", "split")
 # Data settings that do not change what is written (only how fast).
 _NOT_FINGERPRINTED = ("workers",)
+MAX_PRINTED_WARNINGS = 5
 
 
 def _file_digest(path: Path) -> str:
@@ -63,10 +64,11 @@ def fingerprint(data: DataConfig) -> dict:
     settings = {k: v for k, v in cfg.to_dict(Config(data=data))["data"].items() if k not in _NOT_FINGERPRINTED}
     settings.pop("metadata")
     settings["image_root"] = str(Path(data.image_root).resolve())
+    # Flat, so a refusal names the setting that differs (`differs in: image_size`).
     return {
         "prepare_format": PREPARE_FORMAT_VERSION,
         "metadata": [{"path": str(Path(p).resolve()), "sha256": _file_digest(Path(p))} for p in data.metadata],
-        "data": settings,
+        **settings,
     }
 
 
@@ -282,7 +284,7 @@ def format_summary(summary: dict) -> str:
     lines = [head,
              f"  images read {summary['images_read']}, kept {summary['images_kept']}, "
              f"classes {summary['num_classes']}, stored short side {summary['image_size']} px"]
-    drops = ", ".join(f"{k} {v}" for k, v in summary["drops"].items() if v and k)
+    drops = ", ".join(f"{k} {v}" for k, v in summary["drops"].items() if v and k and k != "kept")
     lines.append(f"  dropped: {drops or 'none'}")
     for name, part in summary["splits"].items():
         lines.append(f"  {name:5s}: {part['images']} images, {part['captures']} captures, "
@@ -291,5 +293,9 @@ def format_summary(summary: dict) -> str:
     if timings and not summary.get("up_to_date"):
         lines.append(f"  time: {timings.get('total_s', 0):.1f} s (images {timings.get('shards_s', 0):.1f} s, "
                      f"{summary['workers']} workers)")
-    lines += [f"  warning: {w}" for w in summary.get("warnings", [])]
+    warnings = summary.get("warnings", [])
+    lines += [f"  warning: {w}" for w in warnings[:MAX_PRINTED_WARNINGS]]
+    if len(warnings) > MAX_PRINTED_WARNINGS:
+        lines.append(f"  ... and {len(warnings) - MAX_PRINTED_WARNINGS} more warnings "
+                     f"(all in {Path(summary['dataset_dir']) / 'summary.json'})")
     return "\n".join(lines)

@@ -38,7 +38,10 @@ def encode_example(image_jpeg: bytes, label: int, capture_id: str = "", path: st
         "site": _bytes(site.encode("utf-8")),
         "frame": _int(frame),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True sorts the feature map: upb's map order differs between processes, which made
+    # shards written by a resumed run differ in bytes from a clean run's.
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -1,0 +1,342 @@
+"""prepare.py and `serengeti-tf prepare`: outputs, reruns, interruption, refusals, bad input, real sample."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from serengeti_tf import config as cfg
+from serengeti_tf import dataset
+from serengeti_tf.errors import UserError
+from serengeti_tf.prepare import format_summary, prepare_dataset
+
+# Plain-CSV source: species -> number of 2-frame captures.
+CAPTURES = {"zebra": 8, "wildebeest": 5, "aardvark": 3}
+TRUNCATED = "zebra/zebra_c0_f1.jpg"
+
+
+def make_csv_source(root: Path, captures: dict[str, int] = CAPTURES) -> Path:
+    """Small JPEGs + labels.csv (path, label, capture, site), with a human, a blank and a truncated file."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, count in captures.items():
+        for c in range(count):
+            for frame in (1, 2):
+                path = f"{name}/{name}_c{c}_f{frame}.jpg"
+                (root / name).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(root / path, quality=90)
+                rows.append(dict(path=path, label=name, capture=f"{name}-{c}", site=f"site{c % 2}"))
+    for label in ("human", "blank"):
+        (root / "other").mkdir(exist_ok=True)
+        path = f"other/{label}.jpg"
+        Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(root / path)
+        rows.append(dict(path=path, label=label, capture=f"{label}-0", site="site0"))
+    data = (root / TRUNCATED).read_bytes()
+    (root / TRUNCATED).write_bytes(data[: len(data) // 2])
+    metadata = root / "labels.csv"
+    pd.DataFrame(rows).to_csv(metadata, index=False)
+    return metadata
+
+
+def make_config(root: Path, labels: Path, **data) -> cfg.Config:
+    settings = {"metadata": [str(labels)], "image_root": str(root), "image_size": 24, "shard_size": 2,
+                "workers": 1, **data}
+    return cfg.resolve(updates=[{"data": settings}])
+
+
+def shard_bytes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob("camera_traps-*.tfrecord-*"))}
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("source")
+    return root, make_csv_source(root)
+
+
+@pytest.fixture(scope="module")
+def prepared(source, tmp_path_factory):
+    root, metadata = source
+    before = tree_hashes(root)
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    summary = prepare_dataset(make_config(root, metadata, workers=2, shard_size=2), out, progress=False)
+    return out, summary, before
+
+
+def test_prepare_writes_every_documented_output(prepared):
+    out, summary, _ = prepared
+    for name in ("config.yaml", "class_map.json", "counts.csv", "manifest.csv", "splits.csv", "shards.json",
+                 "dataset_info.json", "features.json", "class_distribution.png", "summary.json"):
+        assert (out / name).is_file(), name
+    assert dataset.class_names(out) == ["aardvark", "wildebeest", "zebra"]
+    assert Image.open(out / "class_distribution.png").format == "PNG"
+    assert cfg.load_saved(out / "config.yaml").data.image_size == 24
+    assert summary["up_to_date"] is False and summary["num_classes"] == 3
+
+
+def test_manifest_keeps_every_row_with_its_drop_reason(prepared, source):
+    out, summary, _ = prepared
+    manifest = dataset.manifest(out)
+    assert len(manifest) == 2 * sum(CAPTURES.values()) + 2
+    reasons = manifest.set_index("path")["drop_reason"]
+    assert reasons[TRUNCATED] == "corrupt_image"
+    assert reasons["other/human.jpg"] == "human" and reasons["other/blank.jpg"] == "empty"
+    assert manifest.loc[manifest["drop_reason"] != "", "split"].eq("").all()
+    assert summary["drops"]["corrupt_image"] == 1
+    # No capture is split across train/val/test.
+    kept = manifest[manifest["drop_reason"] == ""]
+    assert kept.groupby("capture_id")["split"].nunique().max() == 1
+
+
+def test_counts_match_shards_and_manifest(prepared):
+    out, summary, _ = prepared
+    counts = dataset.counts(out)
+    index = dataset.shard_index(out)
+    for split in dataset.SPLITS:
+        assert counts[split].sum() == sum(s["num_examples"] for s in index[split]) == summary["splits"][split]["images"]
+    kept = dataset.manifest(out).query("drop_reason == ''")
+    assert counts.set_index("species")["total"].to_dict() == kept["species"].value_counts().to_dict()
+    assert (counts["total"] == counts[["train", "val", "test"]].sum(axis=1)).all()
+
+
+def test_train_shards_hold_one_class_each(prepared):
+    import tensorflow as tf
+
+    from serengeti_tf.records import parse_example
+
+    out, _, _ = prepared
+    names = dataset.class_names(out)
+    for name, files in dataset.train_class_files(out).items():
+        assert files, name
+        labels = {int(e["label"]) for e in tf.data.TFRecordDataset(files).map(parse_example)}
+        assert labels == {names.index(name)}
+
+
+def test_tfds_loads_every_split(prepared):
+    import tensorflow_datasets as tfds
+
+    out, summary, _ = prepared
+    builder = tfds.builder_from_directory(str(out))
+    assert builder.info.features["label"].names == dataset.class_names(out)
+    for split in dataset.SPLITS:
+        if summary["splits"][split]["images"]:
+            examples = list(builder.as_dataset(split=split).as_numpy_iterator())
+            assert len(examples) == summary["splits"][split]["images"]
+            assert all(min(e["image"].shape[:2]) == 24 and e["image"].shape[2] == 3 for e in examples)
+
+
+def test_source_images_are_never_modified(prepared, source):
+    root, _ = source
+    _, _, before = prepared
+    assert tree_hashes(root) == before
+
+
+def test_rerun_of_a_finished_prepare_is_a_no_op(prepared, source):
+    root, metadata = source
+    out, _, _ = prepared
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    summary = prepare_dataset(make_config(root, metadata, workers=1, shard_size=2), out, progress=False)
+    assert summary["up_to_date"] is True
+    assert "up to date" in format_summary(summary)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == stamps
+
+
+def test_interrupted_prepare_resumes_to_byte_identical_shards(prepared, source, tmp_path):
+    root, metadata = source
+    clean, _, _ = prepared
+    out = tmp_path / "ds"
+    done = []
+
+    def interrupt_after_two(spec):
+        done.append(spec.file)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False,
+                        after_shard=interrupt_after_two)
+    assert not (out / "summary.json").exists()
+    summary = prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    assert summary["resumed"] is True
+    assert shard_bytes(out) == shard_bytes(clean)
+    assert dataset.manifest(out).equals(dataset.manifest(clean))
+
+
+def test_killed_cli_prepare_resumes_to_byte_identical_shards(prepared, source, tmp_path):
+    """SIGKILL a real `serengeti-tf prepare` mid-way, rerun it, compare with the clean run."""
+    root, metadata = source
+    clean, _, _ = prepared
+    out = tmp_path / "ds"
+    command = [sys.executable, "-c", "from serengeti_tf_cli.main import main; main()", "prepare", str(out),
+               "--metadata", str(metadata), "--image-root", str(root), "--image-size", "24", "--workers", "1",
+               "--set", "data.shard_size=2"]
+    # shard_size=2 gives ~17 shards, so the kill lands between the first and the last one.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / ".prepare_state"
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list(state.glob("*.json"))) < 3 and process.poll() is None:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "summary.json").exists(), "prepare finished before it could be killed"
+    prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    # The clean run used 2 worker processes, the killed one 1: neither changes a byte.
+    assert shard_bytes(out) == shard_bytes(clean) and len(shard_bytes(out)) > 3
+
+
+def test_folder_holding_a_different_dataset_is_refused_unless_overwrite(prepared, source, tmp_path):
+    root, metadata = source
+    out = tmp_path / "ds"
+    prepare_dataset(make_config(root, metadata), out, progress=False)
+    with pytest.raises(UserError, match="different output.*image_size.*--overwrite"):
+        prepare_dataset(make_config(root, metadata, image_size=20), out, progress=False)
+    summary = prepare_dataset(make_config(root, metadata, image_size=20), out, overwrite=True, progress=False)
+    assert summary["up_to_date"] is False and cfg.load_saved(out / "config.yaml").data.image_size == 20
+
+
+def test_unrelated_non_empty_folder_is_refused(source, tmp_path):
+    root, metadata = source
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        prepare_dataset(make_config(root, metadata), out, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_class_map_disagreeing_with_existing_shards_is_refused(source, tmp_path):
+    root, metadata = source
+    out = tmp_path / "ds"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(make_config(root, metadata), out, progress=False,
+                        after_shard=lambda spec: (_ for _ in ()).throw(KeyboardInterrupt))
+    class_map = json.loads((out / "class_map.json").read_text())
+    class_map["classes"][0]["name"] = "lionfemale"
+    (out / "class_map.json").write_text(json.dumps(class_map))
+    with pytest.raises(UserError, match="class map disagrees"):
+        prepare_dataset(make_config(root, metadata), out, progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image_root": "/nonexistent/images"}, "image root not found"),
+    ({"metadata": ["/nonexistent/labels.csv"]}, "metadata file not found"),
+    ({"seasons": [12]}, "unknown season"),
+])
+def test_bad_input_is_a_one_line_user_error_and_writes_nothing(source, tmp_path, change, message):
+    root, metadata = source
+    out = tmp_path / "ds"
+    with pytest.raises(UserError, match=message) as info:
+        prepare_dataset(make_config(root, metadata, **change), out, progress=False)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+
+
+def test_no_image_left_after_filtering_is_a_user_error(tmp_path):
+    root = tmp_path / "src"
+    (root / "x").mkdir(parents=True)
+    Image.new("RGB", (20, 20)).save(root / "x" / "a.jpg")
+    metadata = root / "labels.csv"
+    pd.DataFrame([{"path": "x/a.jpg", "label": "human"}]).to_csv(metadata, index=False)
+    with pytest.raises(UserError, match="no image left after filtering"):
+        prepare_dataset(make_config(root, metadata), tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_prepare_prints_a_summary_and_errors_in_one_line(source, tmp_path, capsys):
+    from serengeti_tf_cli.main import main
+
+    root, metadata = source
+    out = tmp_path / "ds"
+    args = ["prepare", str(out), "--metadata", str(metadata), "--image-root", str(root), "--image-size", "24",
+            "--workers", "1", "--seed", "3", "--group-by", "capture"]
+    main(args)
+    printed = capsys.readouterr().out
+    assert f"Prepared {out}" in printed and "corrupt_image 1" in printed
+    assert cfg.load_saved(out / "config.yaml").data.seed == 3
+    main(args)
+    assert "up to date" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", str(tmp_path / "other"), "--image-root", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("Error: image root not found") and error.count("\n") == 1
+
+
+def test_cli_seasons_accepts_repeats_and_comma_lists():
+    from serengeti_tf_cli.prepare import _seasons
+
+    assert _seasons(None, None, ("9", "10,11", "S12")) == (9, 10, 11, 12)
+
+
+# ---------------------------------------------------------------- the real Snapshot Serengeti sample
+def _special_sources(folder: Path) -> dict[str, Path]:
+    """Finds the sample's CMYK, greyscale, EXIF-rotated and truncated files by looking at them."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob("S9/*/*/*.JPG")):
+        with Image.open(path) as image:
+            if image.mode == "CMYK":
+                found.setdefault("cmyk", path)
+            elif image.mode == "L":
+                found.setdefault("grey", path)
+            elif image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                found.setdefault("rotated", path)
+            try:
+                image.load()
+            except OSError:
+                found.setdefault("truncated", path)
+    return found
+
+
+def test_real_sample_drops_corrupt_and_keeps_odd_images_rgb_and_upright(shared_data, tmp_path):
+    import tensorflow as tf
+
+    from serengeti_tf.records import parse_example
+
+    sample = shared_data / "serengeti_s9_sample"
+    special = _special_sources(sample)
+    assert set(special) == {"cmyk", "grey", "rotated", "truncated"}
+    config = cfg.resolve(updates=[{"data": {
+        "metadata": [str(sample / "SnapshotSerengeti_v2_1_images.csv"),
+                     str(sample / "SnapshotSerengeti_v2_1_annotations.csv")],
+        "image_root": str(sample), "image_size": 48, "workers": 2}}])
+    out = tmp_path / "s9"
+    prepare_dataset(config, out, progress=False)
+    manifest = dataset.manifest(out).set_index("path")
+    relative = {k: p.relative_to(sample).as_posix() for k, p in special.items()}
+    assert manifest.loc[relative["truncated"], "drop_reason"] == "corrupt_image"
+    stored = {}
+    for example in tf.data.TFRecordDataset(sorted(map(str, out.glob("camera_traps-*")))).map(parse_example):
+        stored[example["path"].numpy().decode()] = tf.io.decode_jpeg(example["image"]).numpy()
+    for kind in ("cmyk", "grey", "rotated"):
+        assert manifest.loc[relative[kind], "drop_reason"] == "", kind
+        image = stored[relative[kind]]
+        assert image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) == 48, kind
+    # Upright: the rotated file's raw grid is portrait, the displayed photo (and the stored one) landscape.
+    with Image.open(special["rotated"]) as raw:
+        assert raw.size[0] < raw.size[1]
+        upright = np.asarray(Image.open(special["rotated"]).convert("RGB").transpose(Image.Transpose.ROTATE_270)
+                             if raw.getexif().get(0x0112) == 6 else raw.convert("RGB"))
+    rotated = stored[relative["rotated"]]
+    assert rotated.shape[1] > rotated.shape[0]
+    reference = np.asarray(Image.fromarray(upright).resize((rotated.shape[1], rotated.shape[0])))
+    assert np.abs(reference.astype(int) - rotated.astype(int)).mean() < 20
+    # The greyscale source is stored as RGB with equal channels.
+    grey = stored[relative["grey"]].astype(int)
+    assert np.abs(grey[..., 0] - grey[..., 1]).max() <= 8
