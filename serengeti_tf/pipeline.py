@@ -358,8 +358,11 @@ def make_eval_dataset(dataset_dir: str | Path, split: str, config: Config,
         image, label = _parse_image_label(record)
         return decode_jpeg_for_eval(image, size), label
     records = tf.data.TFRecordDataset(tf.constant(files, dtype=tf.string))
+    # A known length lets Keras show progress and end an evaluation without a "ran out of data" warning.
+    examples = sum(int(shard["num_examples"]) for shard in ds_reader.shard_index(dataset_dir)[split])
     return (records.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size)
+            .apply(tf.data.experimental.assert_cardinality(math.ceil(examples / batch_size)))
             .prefetch(AUTOTUNE)
             .with_options(_options(True)))
 

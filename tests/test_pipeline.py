@@ -269,6 +269,26 @@ def test_eval_order_matches_split_metadata(data_dir):
     jpeg = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
     np.testing.assert_allclose(images[7], pipeline.decode_for_eval(jpeg, SIZE).numpy(), atol=1e-5)
     assert pipeline.make_eval_dataset(data_dir, "val", config).element_spec[1].dtype == tf.int32
+    assert ds.cardinality().numpy() == 4  # 15 test images in batches of 4
+
+
+def test_keras_fit_takes_one_iteration_per_epoch(data_dir):
+    import warnings
+
+    import keras
+
+    config = _config("ros_rus_5k", batch=16)
+    plan = _plan(data_dir, config)
+    train, steps = pipeline.make_train_dataset(data_dir, plan, config, augment=True)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3, strides=2),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(len(COUNTS))])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(train, epochs=3, steps_per_epoch=steps,
+                            validation_data=pipeline.make_eval_dataset(data_dir, "val", config), verbose=0)
+    assert len(history.history["loss"]) == 3 and len(history.history["val_loss"]) == 3
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
 
 
 def test_works_under_a_distribution_strategy(data_dir):
