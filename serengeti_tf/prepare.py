@@ -256,8 +256,9 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
     io_utils.write_csv(out / "counts.csv", counts)
     io_utils.write_csv(out / "splits.csv", split.split_table(manifest))
     io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts))
-    io_utils.write_json(out / "shards.json", shards.shard_index(plans, records))
-    shards.write_tfds_metadata(out, plans, records, names,
+    index = shards.shard_index(plans, records)
+    io_utils.write_json(out / "shards.json", index)
+    shards.write_tfds_metadata(out, index, names,
                                description=f"Camera-trap images prepared by serengeti-tf from "
                                            f"{', '.join(data.metadata) or data.image_root}")
     drops = {str(k): int(v) for k, v in filters.drop_counts(manifest).items()}

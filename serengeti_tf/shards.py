@@ -277,13 +277,12 @@ def tfds_features(class_names: Sequence[str]):
     })
 
 
-def write_tfds_metadata(out_dir: str | os.PathLike, plans: Sequence[ShardSpec], records: dict[str, dict],
-                        class_names: Sequence[str], description: str = "") -> None:
+def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Sequence[str],
+                        description: str = "") -> None:
     """Writes `dataset_info.json` and `features.json` so `tfds.builder_from_directory` loads every split.
 
-    Split sizes come from the done records (no second pass over the shards). Splits without any
-    shard are left out (TFDS cannot describe an empty split). Files are written to a temporary
-    folder and renamed into place.
+    `index` is the `shards.json` content (split -> [{"file", "num_examples", ...}] in shard order);
+    byte sizes are read from the files. Splits without any example are left out (nothing to load). Files are written to a temporary folder and renamed into place.
     """
     import tensorflow_datasets as tfds
 
@@ -291,11 +290,11 @@ def write_tfds_metadata(out_dir: str | os.PathLike, plans: Sequence[ShardSpec], 
     template = tfds.core.ShardedFileTemplate(data_dir=out, dataset_name=TFDS_NAME, filetype_suffix="tfrecord")
     split_infos = []
     for split in SPLITS:
-        files = [spec.file for spec in plans if spec.split == split]
-        if files:
+        entries = index.get(split, [])
+        if sum(int(e["num_examples"]) for e in entries) > 0:
             split_infos.append(tfds.core.SplitInfo(
-                name=split, shard_lengths=[records[f]["num_examples"] for f in files],
-                num_bytes=sum(records[f]["num_bytes"] for f in files), filename_template=template))
+                name=split, shard_lengths=[int(e["num_examples"]) for e in entries],
+                num_bytes=sum((out / e["file"]).stat().st_size for e in entries), filename_template=template))
     identity = tfds.core.DatasetIdentity(name=TFDS_NAME, version=tfds.core.Version("1.0.0"),
                                          data_dir=os.fspath(out), module_name="")
     info = tfds.core.DatasetInfo(builder=identity, description=description or None,

@@ -2,6 +2,8 @@
 
 `write_tiny_dataset` writes the same layout `prepare` does (see `dataset.py`), with small
 synthetic images whose colour and stripe pattern depend on the class, so a small CNN can learn them.
+Shard names and the TFDS metadata come from `shards`, so a tiny dataset also loads with
+`tfds.builder_from_directory`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import pandas as pd
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf.dataset import TFDS_NAME
 from serengeti_tf.io_utils import write_csv, write_json
 from serengeti_tf.records import encode_example
+from serengeti_tf.shards import shard_file_name, write_tfds_metadata
 
 
 def class_image(label: int, num_classes: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -54,7 +56,7 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
     for split in ("train", "val", "test"):
         groups = [[n] for n in names if per_split[split][n] > 0] if split == "train" else [names]
         for shard_no, group in enumerate(groups):
-            file = f"{TFDS_NAME}-{split}.tfrecord-{shard_no:05d}-of-{total_shards[split]:05d}"
+            file = shard_file_name(split, shard_no, total_shards[split])
             written = 0
             with tf.io.TFRecordWriter(str(out / file)) as writer:
                 for name in group:
@@ -73,6 +75,7 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
                 entry["class"] = group[0]
             shards[split].append(entry)
     write_json(out / "shards.json", shards)
+    write_tfds_metadata(out, shards, names, description="serengeti-tf tiny generated test dataset")
     write_json(out / "class_map.json", {"num_classes": len(names), "classes": [
         {"index": i, "name": n, "paper_name": n} for i, n in enumerate(names)]})
     write_csv(out / "counts.csv", pd.DataFrame([

@@ -95,7 +95,7 @@ def test_written_shards_load_with_tfds_and_parse_with_records(tmp_path, source):
     out = tmp_path / "out"
     plans = shards.plan_shards(manifest, names, 3, 0)
     records = shards.write_shards(manifest, plans, names, _data(root), out, progress=False)
-    shards.write_tfds_metadata(out, plans, records, names)
+    shards.write_tfds_metadata(out, shards.shard_index(plans, records), names)
     builder = tfds.builder_from_directory(str(out))
     assert builder.info.features["label"].names == names
     for split in ("train", "val", "test"):
