@@ -22,9 +22,18 @@ rejection (approximate)
     (probability m = min_i t_i/p_i) with a rejection-filtered copy; in expectation it reads
     M = max_i t_i/p_i source examples per delivered example (`rejection_reads_per_example`), with
     t, p the target and original class fractions: ~6.7 for the paper's ROS plan, ~1.8 for RUS.
-    Rejected records are never decoded (decoding happens after resampling).
+    Rejected records are never decoded (decoding happens after resampling). TF prints
+    "Proportion of examples rejected by sampler is high" (up to 10 lines per epoch) when more than
+    half of the filtered stream is rejected, as for ROS; it is informational.
+    `sampler.fixed_undersample_subset` does not apply (there is no subset to fix).
 
-Memory: records are shuffled as serialised JPEG bytes; each active class holds a buffer of
+Images: eval view = resize the shorter side to S and center crop (done as center-square crop, then
+resize; JPEG records decode only that square); train view = random resized crop (25-100% of the
+area, aspect 3/4-4/3, decoding only the window), horizontal flip, brightness +-20%, contrast
+0.8-1.25. Both are normalised with ImageNet mean/std (`normalize`), what `model.py` expects.
+
+Memory: records are shuffled as serialised JPEG bytes (prepare already stores each class in a
+seeded random order; the buffers add a fresh order every epoch); each active class holds a buffer of
 max(16, shuffle_buffer / classes) records (at most its size), so the shuffle memory is about
 `sampler.shuffle_buffer` records in total (twice that for rejection, which reads two streams).
 

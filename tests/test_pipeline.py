@@ -79,8 +79,9 @@ def test_repeat_order_is_mixed_and_reshuffled(data_dir):
     assert positions.max() - positions.min() > len(first) // 2
 
 
-def test_same_seed_same_batches_other_seed_differs(data_dir):
-    config = _config("ros_rus_5k")
+@pytest.mark.parametrize("realisation", ["repeat", "rejection"])
+def test_same_seed_same_batches_other_seed_differs(data_dir, realisation):
+    config = _config("ros_rus_5k", realisation=realisation)
     plan = _plan(data_dir, config)
 
     def first_epoch(seed):
