@@ -138,3 +138,40 @@ def shard_by_data(dataset, strategy):
     # No core API replaces this option yet.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def patch_for_multi_worker(model, strategy) -> None:
+    """Lets Keras 3 `Model.fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Keras 3.15 fails there in two places: its symbolic build reduces a distributed batch with
+    `strategy.reduce` (which cannot convert a PerReplica batch), and it reduces the scalar logs of
+    every step with `strategy.reduce("MEAN", v, axis=0)` (invalid for a scalar). This instance-level
+    patch builds from this worker's local batch and returns each log as a 1-element vector, whose
+    axis-0 mean is the same value. Metric variables are synchronised on write, so every replica
+    already holds the global value. A no-op for other strategies.
+    """
+    import tensorflow as tf
+
+    if not _is_multi_worker(strategy):
+        return
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    train_step = model.train_step
+
+    def vector_logs_train_step(data):
+        return {key: tf.reshape(value, [1]) for key, value in train_step(data).items()}
+
+    model._maybe_symbolic_build = symbolic_build
+    model.train_step = vector_logs_train_step

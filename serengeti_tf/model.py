@@ -26,22 +26,22 @@ BLOCKS_PER_STAGE = (2, 2, 2, 2)
 MIN_INPUT_SIZE = 32  # five stride-2 steps: 32 px leaves a 1x1 map before pooling
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True, sync: bool = False):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       kernel_initializer="he_normal", name=f"{name}")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=sync, name=f"{name}_bn")(x)
     if relu:
         x = layers.ReLU(name=f"{name}_relu")(x)
     return x
 
 
-def _basic_block(x, filters: int, stride: int, name: str):
+def _basic_block(x, filters: int, stride: int, name: str, sync: bool):
     """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_shortcut", relu=False)
-    y = _conv_bn(x, filters, 3, stride, f"{name}_conv1")
-    y = _conv_bn(y, filters, 3, 1, f"{name}_conv2", relu=False)
+        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_shortcut", relu=False, sync=sync)
+    y = _conv_bn(x, filters, 3, stride, f"{name}_conv1", sync=sync)
+    y = _conv_bn(y, filters, 3, 1, f"{name}_conv2", relu=False, sync=sync)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -51,11 +51,15 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise UserError(f"model: {name} must be an int >= {minimum}, got {value!r}")
 
 
-def build_resnet18(num_classes: int, input_size: int = 224, name: str = "resnet18") -> keras.Model:
+def build_resnet18(num_classes: int, input_size: int = 224, name: str = "resnet18",
+                   synchronized_bn: bool = False) -> keras.Model:
     """ResNet-18 from random initialisation (nothing downloaded); outputs float32 logits.
 
     Input: float32 images `[B, input_size, input_size, 3]` already normalised by the pipeline.
     About 11.2 M weights for 52 classes; the head has `512 * num_classes + num_classes`.
+    `synchronized_bn`: batch statistics over the GLOBAL batch under a multi-replica tf.distribute
+    strategy. Keras 3 never synchronises BN moving statistics between replicas, so without it
+    each worker would end with different moving statistics (and different val metrics).
     """
     _check_int("num_classes", num_classes, 2)
     _check_int("input_size", input_size, MIN_INPUT_SIZE)
@@ -63,25 +67,26 @@ def build_resnet18(num_classes: int, input_size: int = 224, name: str = "resnet1
         raise UserError(f"model: name must be a non-empty string, got {name!r}")
 
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
-    x = _conv_bn(inputs, STAGE_FILTERS[0], 7, 2, "stem_conv")
+    x = _conv_bn(inputs, STAGE_FILTERS[0], 7, 2, "stem_conv", sync=bool(synchronized_bn))
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for stage, (filters, blocks) in enumerate(zip(STAGE_FILTERS, BLOCKS_PER_STAGE), start=2):
         for block in range(1, blocks + 1):
             # The first block of stages 3-5 halves the resolution (stage 2 follows the max-pool).
             stride = 2 if block == 1 and stage > 2 else 1
-            x = _basic_block(x, filters, stride, f"stage{stage}_block{block}")
+            x = _basic_block(x, filters, stride, f"stage{stage}_block{block}", bool(synchronized_bn))
     x = layers.GlobalAveragePooling2D(name=POOL_NAME)(x)
     # float32 head: logits (and the loss on them) stay float32 under a mixed-precision policy.
     outputs = layers.Dense(num_classes, name=HEAD_NAME, dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_model(model_config, num_classes: int) -> keras.Model:
+def build_model(model_config, num_classes: int, synchronized_bn: bool = False) -> keras.Model:
     """Builds the network named by `config.model` (`name`, `input_size`)."""
     if model_config.name not in MODEL_NAMES:
         raise UserError(f"model: unknown model.name {model_config.name!r}; expected one of "
                         f"{', '.join(MODEL_NAMES)}")
-    return build_resnet18(num_classes, model_config.input_size, name=model_config.name)
+    return build_resnet18(num_classes, model_config.input_size, name=model_config.name,
+                          synchronized_bn=synchronized_bn)
 
 
 def head_layer(model: keras.Model) -> layers.Dense:

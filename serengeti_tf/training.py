@@ -255,10 +255,11 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
 
 
 def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
-         state: runs.RunState, save_best: Callable, save_last: Callable, print_fn) -> None:
+         state: runs.RunState, save_best: Callable, save_last: Callable, print_fn, strategy) -> None:
     """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
     from serengeti_tf.callbacks import EpochRecorder
 
+    distribution.patch_for_multi_worker(model, strategy)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
                              config.train.early_stopping_patience, save_best, save_last, print_fn)
@@ -317,13 +318,14 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
             model = _load_checkpoint(paths, state)
             compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
         else:
-            model = build_model(config.model, len(names))
+            # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
+            model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
             compile_model(model, config.train, loss_counts)
     print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
              f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
              f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
     _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, print_fn=print_fn)
+         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
     return {"images_per_epoch": int(plan["target"].sum()),
             "lineage": {"images_per_epoch": int(plan["target"].sum())}}
 
@@ -374,7 +376,7 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
         else:
             compile_model(model, config.train, loss_counts)
     _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, print_fn=print_fn)
+         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
 
 
 def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> float:
@@ -416,5 +418,5 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         save_model(model, path)
 
     _fit(head, train_data, steps, val_data, config, paths, state,
-         save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn)
+         save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn, strategy=strategy)
     return seconds

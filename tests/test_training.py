@@ -1,0 +1,373 @@
+"""Two-phase training runs on a tiny generated dataset (32 px, a few steps, CPU).
+
+In-process: run folder contents, phase-2 freeze (bit-for-bit), fast path == slow path, NaN stop,
+bad input. Subprocesses (each needs a fresh TensorFlow runtime or a kill): resume after SIGKILL,
+MirroredStrategy over two logical CPUs, two-process MultiWorkerMirroredStrategy on localhost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from serengeti_tf import config as cfg
+from serengeti_tf import model as M
+from serengeti_tf import pipeline, runs, training
+from serengeti_tf.errors import UserError
+from serengeti_tf.testing import write_tiny_dataset
+
+NUM_CLASSES = 4  # the tiny_dataset fixture
+RUN_FILES = ("config.yaml", "lineage.json", "class_map.json", "metrics.csv", "model.keras", "timings.json",
+             "versions.json", "checkpoints/state.json", "checkpoints/best.keras")
+TINY_ARGS = ["--input-size", "32", "--batch-size", "8", "--set", "eval.batch_size=16",
+             "--set", "sampler.shuffle_buffer=64"]
+
+
+def tiny_config(phase: int = 1, epochs: int = 2, **train) -> cfg.Config:
+    config = cfg.Config()
+    config.model.input_size = 32
+    config.train.phase = phase
+    config.train.epochs = epochs
+    config.train.batch_size = 8
+    config.train.steps_per_epoch = 2
+    config.eval.batch_size = 16
+    config.sampler.shuffle_buffer = 64
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def weights_of(model: keras.Model) -> dict[str, np.ndarray]:
+    return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in model.weights}
+
+
+def read_metrics(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "metrics.csv")
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "serengeti_tf_cli.main", "train", *args]
+
+
+@pytest.fixture(scope="module")
+def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "p1"
+    assert training.train(tiny_config(), tiny_dataset, run, print_fn=quiet) == run
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1 and phase 2 run folders
+# ---------------------------------------------------------------------------------------------
+
+def test_phase1_writes_the_run_folder(phase1_run, tiny_dataset):
+    for name in RUN_FILES:
+        assert (phase1_run / name).is_file(), name
+    assert list((phase1_run / "tensorboard").glob("events.out.tfevents.*"))
+    metrics = read_metrics(phase1_run)
+    assert list(metrics.columns) == list(runs.METRIC_COLUMNS)
+    assert metrics["epoch"].tolist() == [1, 2]
+    assert metrics[["loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1"]].notna().all().all()
+    lineage = json.loads((phase1_run / "lineage.json").read_text())
+    assert lineage["phase"] == 1 and lineage["sampler"] == "none" and lineage["init_run"] is None
+    assert lineage["dataset_dir"] == str(Path(tiny_dataset).resolve()) and lineage["seed"] == 0
+    assert json.loads((phase1_run / "class_map.json").read_text()) == json.loads(
+        (Path(tiny_dataset) / "class_map.json").read_text())
+    assert cfg.load_saved(phase1_run / "config.yaml").model.input_size == 32
+    versions = json.loads((phase1_run / "versions.json").read_text())
+    assert {"python", "tensorflow", "keras", "numpy"} <= set(versions)
+    timings = json.loads((phase1_run / "timings.json").read_text())
+    assert len(timings["epoch_seconds"]) == 2
+    # Only the last epoch's resumable checkpoint is kept.
+    assert [p.name for p in (phase1_run / "checkpoints").glob("epoch-*.keras")] == ["epoch-002.keras"]
+
+
+def test_model_keras_is_the_best_epoch_by_val_macro_f1(phase1_run, tiny_dataset):
+    metrics = read_metrics(phase1_run)
+    best = int(metrics["val_macro_f1"].idxmax())  # the first of equal scores is kept
+    timings = json.loads((phase1_run / "timings.json").read_text())
+    assert timings["best_epoch"] == best + 1
+    model = M.load_model(phase1_run / "model.keras")
+    config = tiny_config()
+    logits, labels = [], []
+    for x, y in pipeline.make_eval_dataset(tiny_dataset, "val", config, batch_size=16):
+        logits.append(np.asarray(model(x, training=False)))
+        labels.append(np.asarray(y))
+    predictions = np.concatenate(logits).argmax(axis=1)
+    labels = np.concatenate(labels)
+    score = f1_score(labels, predictions, average="macro", zero_division=0)
+    assert score == pytest.approx(metrics["val_macro_f1"][best], abs=1e-9)
+
+
+def _check_phase2(run: Path, phase1_run: Path, expect_head_change: bool = True) -> None:
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["phase"] == 2 and lineage["training_sampler"] == "none"
+    assert lineage["init_run"] == str(phase1_run.resolve())
+    assert lineage["trainable_weights"] == 512 * NUM_CLASSES + NUM_CLASSES
+    before = weights_of(M.load_model(phase1_run / "model.keras"))
+    after = weights_of(M.load_model(run / "model.keras"))
+    assert before.keys() == after.keys()
+    for path, value in before.items():
+        if path.startswith(M.HEAD_NAME + "/"):
+            continue
+        # Every backbone weight, BN moving statistics included, is bit-for-bit unchanged.
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+    head = [p for p in before if p.startswith(M.HEAD_NAME + "/")]
+    assert len(head) == 2
+    assert any(not np.array_equal(before[p], after[p]) for p in head) == expect_head_change
+
+
+def test_phase2_fast_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_path):
+    run = tmp_path / "p2"
+    lines: list[str] = []
+    training.train(tiny_config(phase=2, epochs=3, early_stopping_patience=0), tiny_dataset, run,
+                   init_run=phase1_run, print_fn=lines.append)
+    assert any(f"{512 * NUM_CLASSES + NUM_CLASSES:,} trainable weights" in line for line in lines)
+    _check_phase2(run, phase1_run)
+    assert json.loads((run / "lineage.json").read_text())["fast_path"] is True
+    assert (run / "checkpoints" / "features-train.npz").is_file()
+    assert read_metrics(run)["epoch"].tolist() == [1, 2, 3]
+
+
+def test_phase2_slow_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_path):
+    run = tmp_path / "p2slow"
+    training.train(tiny_config(phase=2, epochs=1, phase2_augment=True), tiny_dataset, run,
+                   init_run=phase1_run, print_fn=quiet)
+    _check_phase2(run, phase1_run)
+    assert json.loads((run / "lineage.json").read_text())["fast_path"] is False
+
+
+def test_fast_path_gives_the_same_head_as_the_slow_path(phase1_run, tiny_dataset):
+    """Same initial head, same batches in the same order: the cached-feature head equals the head
+    trained through the frozen full model, within float tolerance."""
+    config = tiny_config(phase=2)
+    loss_counts = [30, 12, 5, 1]
+    # Fixed order; repeat() + steps_per_epoch as in training (Keras counts an extra optimizer
+    # iteration per epoch on a dataset of unknown length, which shifts Adam's bias correction).
+    images = pipeline.make_eval_dataset(tiny_dataset, "train", config, batch_size=8)
+    steps = 48 // 8
+
+    slow = M.freeze_backbone(M.load_model(phase1_run / "model.keras"))
+    training.compile_model(slow, config.train, loss_counts)
+    slow.fit(images.repeat(), steps_per_epoch=steps, epochs=3, shuffle=False, verbose=0)
+
+    full = M.freeze_backbone(M.load_model(phase1_run / "model.keras"))
+    features, labels = training.extract_features(full, images)
+    assert features.shape == (48, 512)
+    head = training.compile_model(M.head_model(full), config.train, loss_counts)
+    head.fit(training.feature_batches(features, labels, 8, seed=None).repeat(), steps_per_epoch=steps, epochs=3,
+             shuffle=False, verbose=0)
+    assert int(head.optimizer.iterations) == int(slow.optimizer.iterations) == 3 * steps
+    M.set_head_weights(full, M.head_layer(head).get_weights())
+
+    initial = M.head_layer(M.load_model(phase1_run / "model.keras")).get_weights()
+    for fast_w, slow_w, init_w in zip(M.head_layer(full).get_weights(), M.head_layer(slow).get_weights(), initial):
+        assert not np.allclose(slow_w, init_w)  # the head did train
+        np.testing.assert_allclose(fast_w, slow_w, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN loss, reruns, bad input
+# ---------------------------------------------------------------------------------------------
+
+def test_nan_loss_stops_names_the_epoch_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    real = pipeline.make_train_dataset
+
+    def poisoned(dataset_dir, plan, config, augment, seed=None):
+        data, steps = real(dataset_dir, plan, config, augment, seed)
+        bad = data.map(lambda x, y: (x * float("inf"), y))
+        # Two good batches (epoch 1 at steps_per_epoch=2), then infinite images (epoch 2).
+        return data.take(2).concatenate(bad.take(2)), steps
+
+    monkeypatch.setattr(pipeline, "make_train_dataset", poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(UserError, match=r"loss became nan in epoch 2; the last good checkpoint \(epoch 1\)"):
+        training.train(tiny_config(epochs=3), tiny_dataset, run, print_fn=quiet)
+    state = runs.read_state(runs.RunPaths(run))
+    assert state.epochs_done == 1 and not state.finished
+    assert (run / "checkpoints" / "epoch-001.keras").is_file()
+    good = M.load_model(run / "checkpoints" / "epoch-001.keras")
+    assert all(np.isfinite(w).all() for w in weights_of(good).values())
+    assert read_metrics(run)["epoch"].tolist() == [1]
+    assert not (run / "model.keras").exists()
+
+
+def test_finished_run_is_not_retrained_and_other_folders_are_refused(phase1_run, tiny_dataset, tmp_path):
+    stamp = (phase1_run / "model.keras").stat().st_mtime_ns
+    lines: list[str] = []
+    training.train(tiny_config(), tiny_dataset, phase1_run, print_fn=lines.append)
+    assert "already holds this finished run" in lines[0]
+    assert (phase1_run / "model.keras").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="already holds different output"):
+        training.train(tiny_config(epochs=3), tiny_dataset, phase1_run, print_fn=quiet)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty and was not written by serengeti-tf"):
+        training.train(tiny_config(), tiny_dataset, foreign, print_fn=quiet)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_bad_input(phase1_run, tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="prepared dataset folder not found"):
+        training.train(tiny_config(), tmp_path / "nowhere", tmp_path / "r1", print_fn=quiet)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="class_map.json missing"):
+        training.train(tiny_config(), tmp_path / "empty", tmp_path / "r2", print_fn=quiet)
+    with pytest.raises(UserError, match="phase 2 needs --init RUN_DIR"):
+        training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r3", print_fn=quiet)
+    with pytest.raises(UserError, match="--init is only used by phase 2"):
+        training.train(tiny_config(), tiny_dataset, tmp_path / "r4", init_run=phase1_run, print_fn=quiet)
+    with pytest.raises(UserError, match="model.keras missing"):
+        training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r5", init_run=tmp_path, print_fn=quiet)
+    other = write_tiny_dataset(tmp_path / "other", {"antelope": 4, "zebra": 4, "buffalo": 4})
+    with pytest.raises(UserError, match=r"class map of --init run .* \(4 classes\) differs from the dataset's .* \(3 classes\)"):
+        training.train(tiny_config(phase=2), other, tmp_path / "r6", init_run=phase1_run, print_fn=quiet)
+    # Nothing was claimed for any refused run.
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))
+
+
+def test_cli_phase2_without_init_exits_2(tiny_dataset, tmp_path):
+    result = subprocess.run(cli("--data", str(tiny_dataset), "--phase", "2", "--run-dir", str(tmp_path / "r")),
+                            capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: phase 2 needs --init RUN_DIR")
+
+
+def test_default_run_dir(phase1_run):
+    config = tiny_config()
+    config.sampler.name = "ros"
+    config.train.seed = 3
+    assert runs.default_run_dir(config) == Path("runs/ros-phase1-seed3")
+    config.train.phase = 2
+    # Named after the phase-1 run's sampler (none), not the phase-2 config's.
+    assert runs.default_run_dir(config, phase1_run) == Path("runs/none-phase2-seed3")
+
+
+# ---------------------------------------------------------------------------------------------
+# Subprocesses: resume after SIGKILL, distribution strategies
+# ---------------------------------------------------------------------------------------------
+
+def _wait_for(predicate, timeout: float, what: str, process=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process is not None and process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"process ended (code {process.returncode}) before {what}: {out[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_resume_after_sigkill_continues_with_optimizer_state(tiny_dataset, tmp_path):
+    run = tmp_path / "resume"
+    epochs, steps = 3, 4
+    command = cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", str(epochs),
+                  *TINY_ARGS, "--set", f"train.steps_per_epoch={steps}", "--set", "train.early_stopping_patience=0")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=subprocess_env())
+    state_file = run / "checkpoints" / "state.json"
+
+    def epoch_done() -> bool:
+        return state_file.exists() and json.loads(state_file.read_text())["epochs_done"] >= 1
+
+    try:
+        _wait_for(epoch_done, 240, "the first epoch", first)
+        time.sleep(0.5)  # into the next epoch
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done_at_kill = json.loads(state_file.read_text())["epochs_done"]
+    assert first.returncode == -signal.SIGKILL and 1 <= done_at_kill < epochs
+    assert not (run / "model.keras").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming {run} after epoch {done_at_kill}/{epochs}" in second.stdout
+    trained = [line.split()[1] for line in second.stdout.splitlines() if line.startswith("epoch ")]
+    assert trained == [f"{e}/{epochs}" for e in range(done_at_kill + 1, epochs + 1)]
+    assert read_metrics(run)["epoch"].tolist() == list(range(1, epochs + 1))
+    assert runs.read_state(runs.RunPaths(run)).finished
+    # The optimizer state carried over: Adam took every planned step, not only the resumed ones.
+    last = keras.models.load_model(run / "checkpoints" / f"epoch-{epochs:03d}.keras", compile=True)
+    assert int(keras.ops.convert_to_numpy(last.optimizer.iterations)) == epochs * steps
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tiny_dataset, tmp_path):
+    run = tmp_path / "mirrored"
+    result = subprocess.run(
+        cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", "1",
+            "--strategy", "mirrored", *TINY_ARGS, "--set", "train.steps_per_epoch=2"),
+        capture_output=True, text=True, env=subprocess_env(SERENGETI_TF_CPU_REPLICAS="2"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["strategy"] == "mirrored" and lineage["replicas"] == 2
+    assert read_metrics(run)["epoch"].tolist() == [1]
+    assert (run / "model.keras").is_file()
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_multi_worker_strategy_two_processes_on_localhost(tiny_dataset, tmp_path):
+    run = tmp_path / "multi"
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    command = cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", "1",
+                  "--strategy", "multi_worker", *TINY_ARGS, "--set", "train.steps_per_epoch=2")
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                          env=subprocess_env(TF_CONFIG=tf_config)))
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(processes, outputs):
+        assert p.returncode == 0, out[-3000:]
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["strategy"] == "multi_worker" and lineage["replicas"] == 2
+    assert read_metrics(run)["epoch"].tolist() == [1]
+    assert (run / "model.keras").is_file()
+    # Both workers trained the same epoch and, with synchronised weights and BN statistics, report
+    # identical metrics (so their early-stopping decisions agree); only the chief wrote the run.
+    summaries = [[line for line in out.splitlines() if line.startswith("epoch 1/1")] for out in outputs]
+    assert len(summaries[0]) == 1 and [s.rsplit("  ", 2)[0] for s in summaries[0]] == [
+        s.rsplit("  ", 2)[0] for s in summaries[1]]
