@@ -74,9 +74,13 @@ def fingerprint(data: DataConfig) -> dict:
 
 def _is_finished(out: Path, fp: dict) -> bool:
     marker = out / "fingerprint.json"
-    if not (marker.is_file() and (out / "summary.json").is_file()):
+    if not (marker.is_file() and (out / "summary.json").is_file() and (out / "shards.json").is_file()):
         return False
-    return _same_json(io_utils.read_json(marker), fp)
+    if not _same_json(io_utils.read_json(marker), fp):
+        return False
+    # A shard deleted since (by hand) makes the folder unfinished: the resume path rewrites it.
+    index = io_utils.read_json(out / "shards.json")
+    return all((out / entry["file"]).is_file() for entries in index.values() for entry in entries)
 
 
 def _same_json(stored, current) -> bool:
@@ -98,14 +102,15 @@ def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
     from serengeti_tf import filters, sources, split
 
     manifest = sources.read_source(data)
-    manifest = filters.apply_filters(manifest, data)
+    # A fresh 0..n-1 index: shard plans refer to rows by index label.
+    manifest = filters.apply_filters(manifest, data).reset_index(drop=True)
     read = len(manifest)
     if not (manifest["drop_reason"] == "").any():
         drops = ", ".join(f"{k} {v}" for k, v in filters.drop_counts(manifest).items() if v)
         raise UserError(f"no image left after filtering: {read} rows read from {', '.join(data.metadata) or data.image_root}"
                         f" and all dropped ({drops or 'no reason recorded'})")
     manifest, warnings = split.assign_splits(manifest, data)
-    return manifest, list(warnings)
+    return manifest.reset_index(drop=True), list(warnings)
 
 
 def class_names_of(manifest: pd.DataFrame) -> list[str]:
@@ -147,10 +152,11 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
 def mark_corrupt(manifest: pd.DataFrame, corrupt: dict[str, str]) -> pd.DataFrame:
     """Marks images that failed to decode while sharding (`corrupt_image`, or `missing_file` if gone)."""
     manifest = manifest.copy()
-    for path, error in corrupt.items():
-        reason = "missing_file" if error.startswith("FileNotFoundError") else "corrupt_image"
-        rows = (manifest["path"] == path) & (manifest["drop_reason"] == "")
-        manifest.loc[rows, ["drop_reason", "split"]] = [reason, ""]
+    missing = {p for p, error in corrupt.items() if error.startswith("FileNotFoundError")}
+    for reason, paths in (("missing_file", missing), ("corrupt_image", set(corrupt) - missing)):
+        rows = manifest["path"].isin(paths) & (manifest["drop_reason"] == "")
+        manifest.loc[rows, "drop_reason"] = reason
+        manifest.loc[rows, "split"] = ""
     return manifest
 
 

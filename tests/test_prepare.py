@@ -177,6 +177,11 @@ def test_interrupted_prepare_resumes_to_byte_identical_shards(prepared, source, 
     assert summary["resumed"] is True
     assert shard_bytes(out) == shard_bytes(clean)
     assert dataset.manifest(out).equals(dataset.manifest(clean))
+    # A shard deleted after the fact is noticed and rewritten, not reported as up to date.
+    victim = sorted(out.glob("camera_traps-val.*"))[0]
+    victim.unlink()
+    assert prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)["up_to_date"] is False
+    assert shard_bytes(out) == shard_bytes(clean)
 
 
 def test_killed_cli_prepare_resumes_to_byte_identical_shards(prepared, source, tmp_path):
