@@ -5,7 +5,8 @@ per-class counts, the full manifest with drop reasons, the split table, a class-
 a summary and the resolved config. `summary.json` is written last, so its presence means finished.
 
 Rerunning: the folder is claimed with a fingerprint of the inputs (metadata file hashes, image
-root) and every data setting that changes the output. Same fingerprint and finished: nothing to do.
+root; for class-folder sources the file listing) and every data setting that changes the output.
+Image files themselves are not hashed (reading every pixel twice would defeat the point). Same fingerprint and finished: nothing to do.
 Same fingerprint, interrupted: finished shards are kept and the rest written (same bytes as a clean
 run). Different fingerprint: refused unless `overwrite`.
 
@@ -65,11 +66,26 @@ def fingerprint(data: DataConfig) -> dict:
     settings.pop("metadata")
     settings["image_root"] = str(Path(data.image_root).resolve())
     # Flat, so a refusal names the setting that differs (`differs in: image_size`).
-    return {
+    result = {
         "prepare_format": PREPARE_FORMAT_VERSION,
         "metadata": [{"path": str(Path(p).resolve()), "sha256": _file_digest(Path(p))} for p in data.metadata],
         **settings,
     }
+    if not data.metadata:
+        # Folder-per-class sources: the file listing is the metadata.
+        result["image_listing_sha256"] = _listing_digest(Path(data.image_root))
+    return result
+
+
+def _listing_digest(root: Path) -> str:
+    """Hash of every file's relative path and size under `root` (not the pixels: too slow to read)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            digest.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\n".encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _is_finished(out: Path, fp: dict) -> bool:
@@ -234,6 +250,10 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     names = class_names_of(manifest)
     _claim_class_map(out, names, fp, overwrite)
     cfg.save_config(config, out)
+
+    tick = time.perf_counter()
+    import tensorflow  # noqa: F401  - seconds on a busy machine; timed apart from the image work
+    timings["import_tensorflow_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     plans = shards.plan_shards(manifest, names, data.shard_size, data.seed)

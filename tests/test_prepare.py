@@ -345,3 +345,19 @@ def test_real_sample_drops_corrupt_and_keeps_odd_images_rgb_and_upright(shared_d
     # The greyscale source is stored as RGB with equal channels.
     grey = stored[relative["grey"]].astype(int)
     assert np.abs(grey[..., 0] - grey[..., 1]).max() <= 8
+
+
+def test_folder_source_fingerprint_follows_the_file_listing(tmp_path):
+    root = tmp_path / "folders"
+    rng = np.random.default_rng(2)
+    for name in ("zebra", "lionfemale"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / name / f"{i}.jpg")
+    config = cfg.resolve(updates=[{"data": {"image_root": str(root), "image_size": 16, "workers": 1}}])
+    out = tmp_path / "ds"
+    assert prepare_dataset(config, out, progress=False)["num_classes"] == 2
+    assert prepare_dataset(config, out, progress=False)["up_to_date"] is True
+    Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / "zebra" / "new.jpg")
+    with pytest.raises(UserError, match="image_listing_sha256"):
+        prepare_dataset(config, out, progress=False)
