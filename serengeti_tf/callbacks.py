@@ -2,7 +2,7 @@
 
 After every epoch `EpochRecorder`:
 1. evaluates the model on the WHOLE validation split (val loss, accuracy, macro F1) in one pass,
-2. keeps the best model by val macro F1 (`checkpoints/best.keras`),
+2. keeps the best model by val macro F1 (`checkpoints/best-epoch-NNN.keras`),
 3. checkpoints model + optimizer state (`checkpoints/epoch-NNN.keras`) and THEN the resume state
    (`checkpoints/state.json`: epochs done, best score, early-stopping counter, metric history),
    so a kill at any moment leaves a state that points at a complete checkpoint,
@@ -136,23 +136,25 @@ class EpochRecorder(keras.callbacks.Callback):
                "seconds": round(time.perf_counter() - self._epoch_start, 3)}
         state = self.state
         score = row["val_macro_f1"]
-        if state.best_score is None or (math.isfinite(score) and score > state.best_score):
+        improved = state.best_score is None or (math.isfinite(score) and score > state.best_score)
+        # Files first, then the state that names them, then the files it no longer names: a kill
+        # at any point leaves a state whose checkpoints are complete.
+        if improved:
+            best_name = f"best-epoch-{epoch + 1:03d}.keras"
+            self.save_best(self.model, self.paths.checkpoints / best_name)
             state.best_score, state.best_epoch, state.wait = score, epoch + 1, 0
-            self.save_best(self.model, self.paths.best)
+            state.best_checkpoint = best_name
         else:
             state.wait += 1
         stop = self.patience > 0 and state.wait >= self.patience and epoch + 1 < self.total_epochs
+        name = f"epoch-{epoch + 1:03d}.keras"
+        self.save_last(self.model, self.paths.checkpoints / name)
+        state.checkpoint = name
         state.history.append(row)
         state.epochs_done = epoch + 1
         state.stopped_early = stop
-        # Checkpoint first, then the state that names it; then drop the previous checkpoint.
-        name = f"epoch-{epoch + 1:03d}.keras"
-        previous = state.checkpoint
-        self.save_last(self.model, self.paths.checkpoints / name)
-        state.checkpoint = name
         runs.write_state(self.paths, state)
-        if previous and previous != name:
-            (self.paths.checkpoints / previous).unlink(missing_ok=True)
+        runs.tidy_checkpoints(self.paths, state)
         runs.write_metrics(self.paths, state.history)
         self._summaries(row)
         self.print_fn(self._summary_line(row, stop))

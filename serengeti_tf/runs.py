@@ -9,7 +9,8 @@
       metrics.csv          one row per finished epoch: loss, accuracy, val_loss, val_accuracy, val_macro_f1
       tensorboard/         the same scalars for TensorBoard
       checkpoints/         state.json (resume state), epoch-NNN.keras (last finished epoch, with
-                           optimizer state), best.keras (best val macro F1), features-*.npz (phase-2 cache)
+                           optimizer state), best-epoch-NNN.keras (best val macro F1 so far),
+                           features-*.npz (phase-2 feature cache)
       model.keras          final model = the best checkpoint by val macro F1
       timings.json         seconds per epoch, feature pass, total
 """
@@ -60,10 +61,6 @@ class RunPaths:
         return self.root / "model.keras"
 
     @property
-    def best(self) -> Path:
-        return self.checkpoints / "best.keras"
-
-    @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
@@ -74,6 +71,7 @@ class RunState:
 
     epochs_done: int = 0
     checkpoint: str = ""  # file name in checkpoints/ of the last finished epoch (model + optimizer)
+    best_checkpoint: str = ""  # file name in checkpoints/ of the best epoch's full model
     best_score: Optional[float] = None
     best_epoch: int = 0
     wait: int = 0  # epochs since the best one (early stopping)
@@ -94,6 +92,16 @@ def read_state(paths: RunPaths) -> RunState:
 
 def write_state(paths: RunPaths, state: RunState) -> None:
     write_json(paths.checkpoints / "state.json", state.to_dict())
+
+
+def tidy_checkpoints(paths: RunPaths, state: RunState) -> None:
+    """Removes checkpoint files the state does not name (left by a kill mid-save or mid-epoch)."""
+    keep = {state.checkpoint, state.best_checkpoint}
+    for path in paths.checkpoints.glob("*.keras"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+    for path in paths.checkpoints.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def write_metrics(paths: RunPaths, history: list[dict]) -> None:

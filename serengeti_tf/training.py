@@ -172,14 +172,16 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     chief = distribution.is_chief(strategy)
     paths, scratch = _run_paths(run_dir, chief)
     try:
-        resumed = runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
+        runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
         state = runs.read_state(paths)
-        if resumed and state.finished and chief:
+        if state.finished:  # a worker reads the chief's state: it must not train alone
             print_fn(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
                      f"nothing to do (pass --overwrite to train it again)")
             return run_dir
         if state.epochs_done:
             print_fn(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}")
+            if chief:
+                runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
             runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {}),
                                  class_map)
@@ -236,10 +238,11 @@ def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
 
 def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
     """model.keras = best checkpoint; timings; the run is marked finished last."""
-    if not paths.best.exists():
-        raise UserError(f"no epoch finished in {paths.root}; nothing to save")
+    best = paths.checkpoints / state.best_checkpoint
+    if not state.best_checkpoint or not best.is_file():
+        raise UserError(f"no finished epoch with a best checkpoint in {paths.checkpoints}; nothing to save")
     with atomic_path(paths.model) as tmp:
-        shutil.copyfile(paths.best, tmp)
+        shutil.copyfile(best, tmp)
     epoch_seconds = [r["seconds"] for r in state.history]
     write_json(paths.root / "timings.json", {
         "epochs_run": state.epochs_done, "stopped_early": state.stopped_early,

@@ -30,7 +30,7 @@ from serengeti_tf.testing import write_tiny_dataset
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
 RUN_FILES = ("config.yaml", "lineage.json", "class_map.json", "metrics.csv", "model.keras", "timings.json",
-             "versions.json", "checkpoints/state.json", "checkpoints/best.keras")
+             "versions.json", "checkpoints/state.json")
 TINY_ARGS = ["--input-size", "32", "--batch-size", "8", "--set", "eval.batch_size=16",
              "--set", "sampler.shuffle_buffer=64"]
 
@@ -100,8 +100,10 @@ def test_phase1_writes_the_run_folder(phase1_run, tiny_dataset):
     assert {"python", "tensorflow", "keras", "numpy"} <= set(versions)
     timings = json.loads((phase1_run / "timings.json").read_text())
     assert len(timings["epoch_seconds"]) == 2
-    # Only the last epoch's resumable checkpoint is kept.
-    assert [p.name for p in (phase1_run / "checkpoints").glob("epoch-*.keras")] == ["epoch-002.keras"]
+    # Only the last epoch's resumable checkpoint and the best epoch's model are kept.
+    state = runs.read_state(runs.RunPaths(phase1_run))
+    assert sorted(p.name for p in (phase1_run / "checkpoints").glob("*.keras")) == sorted(
+        {"epoch-002.keras", f"best-epoch-{state.best_epoch:03d}.keras"})
 
 
 def test_model_keras_is_the_best_epoch_by_val_macro_f1(phase1_run, tiny_dataset):
