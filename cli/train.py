@@ -20,7 +20,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
               help="Run folder. [default: runs/<sampler>-phase<k>-seed<s>]")
 @click.option("--init", "init_run", type=click.Path(file_okay=False), default=None,
               help="Phase-1 run folder a phase-2 run starts from (required with --phase 2).")
-@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping may end sooner).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping may end sooner). [default: 30]")
 @click.option("--batch-size", type=int, default=None,
               help="GLOBAL batch size: images per step summed over all replicas/workers. [default: 64]")
 @click.option("--lr", "learning_rate", type=float, default=None, help="Learning rate. [default: 0.001]")
