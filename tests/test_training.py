@@ -163,6 +163,17 @@ def test_phase2_slow_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
     assert json.loads((run / "lineage.json").read_text())["fast_path"] is False
 
 
+def test_mixed_precision_run_keeps_float32_logits(tiny_dataset, tmp_path):
+    run = tmp_path / "mixed"
+    training.train(tiny_config(epochs=1, mixed_precision=True), tiny_dataset, run, print_fn=quiet)
+    assert json.loads((run / "lineage.json").read_text())["dtype_policy"] == "mixed_bfloat16"  # CPU
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    model = M.load_model(run / "model.keras")
+    assert model.get_layer("stage2_block1_conv1").compute_dtype == "bfloat16"
+    logits = model(np.zeros((1, 32, 32, 3), np.float32), training=False)
+    assert logits.dtype.name == "float32" and np.isfinite(np.asarray(logits)).all()
+
+
 def test_fast_path_gives_the_same_head_as_the_slow_path(phase1_run, tiny_dataset):
     """Same initial head, same batches in the same order: the cached-feature head equals the head
     trained through the frozen full model, within float tolerance."""
