@@ -333,19 +333,6 @@ def test_resume_after_sigkill_continues_with_optimizer_state(tiny_dataset, tmp_p
     assert int(keras.ops.convert_to_numpy(last.optimizer.iterations)) == epochs * steps
 
 
-def test_mirrored_strategy_over_two_logical_cpus(tiny_dataset, tmp_path):
-    run = tmp_path / "mirrored"
-    result = subprocess.run(
-        cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", "1",
-            "--strategy", "mirrored", *TINY_ARGS, "--set", "train.steps_per_epoch=2"),
-        capture_output=True, text=True, env=subprocess_env(SERENGETI_TF_CPU_REPLICAS="2"), timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lineage = json.loads((run / "lineage.json").read_text())
-    assert lineage["strategy"] == "mirrored" and lineage["replicas"] == 2
-    assert read_metrics(run)["epoch"].tolist() == [1]
-    assert (run / "model.keras").is_file()
-
-
 def _free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:
@@ -357,24 +344,47 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def test_multi_worker_strategy_two_processes_on_localhost(tiny_dataset, tmp_path):
-    run = tmp_path / "multi"
+@pytest.fixture(scope="module")
+def distributed_runs(tiny_dataset, tmp_path_factory) -> dict:
+    """One MirroredStrategy run and one two-worker MultiWorkerMirroredStrategy run, started together
+    (three processes) to keep the file's wall time down; returns run folders, exit codes, outputs."""
+    root = tmp_path_factory.mktemp("distributed")
+    common = ["--data", str(tiny_dataset), "--phase", "1", "--epochs", "1", *TINY_ARGS,
+              "--set", "train.steps_per_epoch=2"]
+    jobs = {"mirrored": (cli(*common, "--run-dir", str(root / "mirrored"), "--strategy", "mirrored"),
+                         subprocess_env(SERENGETI_TF_CPU_REPLICAS="2"))}
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    command = cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", "1",
-                  "--strategy", "multi_worker", *TINY_ARGS, "--set", "train.steps_per_epoch=2")
-    processes = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                          env=subprocess_env(TF_CONFIG=tf_config)))
+        jobs[f"worker{index}"] = (cli(*common, "--run-dir", str(root / "multi"), "--strategy", "multi_worker"),
+                                  subprocess_env(TF_CONFIG=tf_config))
+    processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env=env) for name, (command, env) in jobs.items()}
     try:
-        outputs = [p.communicate(timeout=300)[0] for p in processes]
+        outputs = {name: p.communicate(timeout=400)[0] for name, p in processes.items()}
     finally:
-        for p in processes:
+        for p in processes.values():
             if p.poll() is None:
                 p.kill()
-    for p, out in zip(processes, outputs):
-        assert p.returncode == 0, out[-3000:]
+    return {"root": root, "codes": {name: p.returncode for name, p in processes.items()}, "outputs": outputs}
+
+
+def test_mirrored_strategy_over_two_logical_cpus(distributed_runs):
+    assert distributed_runs["codes"]["mirrored"] == 0, distributed_runs["outputs"]["mirrored"][-3000:]
+    run = distributed_runs["root"] / "mirrored"
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["strategy"] == "mirrored" and lineage["replicas"] == 2
+    assert read_metrics(run)["epoch"].tolist() == [1]
+    model = M.load_model(run / "model.keras")
+    # Two replicas: BN uses global batch statistics, so replicas keep equal moving statistics.
+    assert model.get_layer("stem_conv_bn").synchronized
+
+
+def test_multi_worker_strategy_two_processes_on_localhost(distributed_runs):
+    outputs = [distributed_runs["outputs"][f"worker{i}"] for i in range(2)]
+    for i, out in enumerate(outputs):
+        assert distributed_runs["codes"][f"worker{i}"] == 0, out[-3000:]
+    run = distributed_runs["root"] / "multi"
     lineage = json.loads((run / "lineage.json").read_text())
     assert lineage["strategy"] == "multi_worker" and lineage["replicas"] == 2
     assert read_metrics(run)["epoch"].tolist() == [1]
