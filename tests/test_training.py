@@ -311,7 +311,7 @@ def test_resume_after_sigkill_continues_with_optimizer_state(tiny_dataset, tmp_p
 
     try:
         _wait_for(epoch_done, 240, "the first epoch", first)
-        time.sleep(0.5)  # into the next epoch
+        time.sleep(0.3)  # into the next epoch
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
