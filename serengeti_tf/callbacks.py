@@ -43,13 +43,19 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
             "val_macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0))}
 
 
-def predict_logits(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def inference_function(model: keras.Model):
+    """A compiled forward pass in inference mode; build it once per model and reuse it."""
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+
+def predict_logits(model: keras.Model, dataset: tf.data.Dataset, forward=None) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels for every `(x, y)` batch of `dataset`, locally (no tf.distribute split).
 
     Running locally on every worker gives every worker the same metrics, hence the same
     early-stopping decision (differing decisions would deadlock multi-worker training).
+    `forward`: from `inference_function(model)`, passed when called every epoch (no retracing).
     """
-    forward = tf.function(lambda x: model(x, training=False))
+    forward = forward or inference_function(model)
     logits, labels = [], []
     for x, y in dataset:
         logits.append(np.asarray(forward(x), dtype=np.float32))
@@ -106,6 +112,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.failed_value: Optional[float] = None
         self._epoch_start = 0.0
         self._current_epoch = 0
+        self._forward = None
         self._writer = tf.summary.create_file_writer(str(paths.tensorboard)) if write_summaries else None
 
     # -- NaN/inf ---------------------------------------------------------------------------
@@ -128,7 +135,9 @@ class EpochRecorder(keras.callbacks.Callback):
         if self.failed_epoch is not None:
             self.model.stop_training = True
             return  # nothing of a diverged epoch is kept
-        logits, labels = predict_logits(self.model, self.val_data)
+        if self._forward is None:
+            self._forward = inference_function(self.model)
+        logits, labels = predict_logits(self.model, self.val_data, self._forward)
         row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
                "accuracy": float(logs.get("accuracy", float("nan"))),
                **classification_metrics(logits, labels),

@@ -183,8 +183,9 @@ def _read_files(files: Sequence[str], seed: int | None, shuffle_files: bool) -> 
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if len(files) == 1:
         return tf.data.TFRecordDataset(files_ds)
+    # Sequential interleave (no num_parallel_calls): its order is deterministic by construction.
     return files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), CLASS_CYCLE_LENGTH),
-                               block_length=1, deterministic=True)
+                               block_length=1)
 
 
 def _keep_mask(length: int, keep: int, seed: int, reshuffle: bool) -> tf.data.Dataset:

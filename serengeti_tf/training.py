@@ -82,7 +82,7 @@ def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     from serengeti_tf.model import feature_extractor
 
     features_model = feature_extractor(model)
-    forward = tf.function(lambda x: features_model(x, training=False))
+    forward = tf.function(lambda x: features_model(x, training=False), reduce_retracing=True)
     feats, labels = [], []
     for x, y in dataset:
         feats.append(np.asarray(tf.cast(forward(x), tf.float32)))
