@@ -15,13 +15,17 @@ from serengeti_tf_cli.common import config_options, resolve_config
               show_default=True, help="Experiment folder: runs/, runs.csv, report/.")
 @click.option("--seeds", type=int, default=None, help="Repeat the grid with this many seeds (mean ± std).")
 @click.option("--samplers", default=None, help="Comma list overriding experiment.samplers, e.g. none,ros,rus.")
+@click.option("--methods", default=None,
+              help="Comma list overriding experiment.methods (imbalance methods run beside the samplers), "
+                   "e.g. focal,crt,posthoc_la; see serengeti_tf/methods.py for the names.")
 @click.option("--epochs", type=int, default=None, help="Epochs per run (train.epochs).")
 @config_options
-def experiment(experiment_config, data_dir, out_dir, seeds, samplers, epochs, config_files, overrides) -> None:
+def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, epochs, config_files, overrides) -> None:
     """Train and evaluate every sampler through phase 1 and phase 2; rerun to continue after a stop."""
     from serengeti_tf.experiment import run_experiment
 
     config = resolve_config((experiment_config, *config_files), overrides, {
         "experiment.seeds": seeds, "train.epochs": epochs,
-        "experiment.samplers": [s.strip() for s in samplers.split(",")] if samplers else None})
+        "experiment.samplers": [s.strip() for s in samplers.split(",")] if samplers else None,
+        "experiment.methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None})
     run_experiment(config, data_dir, out_dir, print_fn=click.echo)

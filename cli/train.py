@@ -34,15 +34,26 @@ from serengeti_tf_cli.common import config_options, resolve_config
                    "worker, roles from $TF_CONFIG (run the same command in each). The batch size is global.")
 @click.option("--xla/--no-xla", default=None, help="Compile the train step with XLA (jit_compile).")
 @click.option("--seed", type=int, default=None, help="Seed for weights, sampling and augmentation. [default: 0]")
+@click.option("--loss", type=click.Choice(("cross_entropy", "focal", "balanced_softmax", "logit_adjusted")),
+              default=None, help="Training loss (issue 6). [default: cross_entropy]")
+@click.option("--class-weighting", type=click.Choice(("none", "inverse", "effective_number")), default=None,
+              help="Per-class loss weights: inverse frequency or effective number of samples "
+                   "(beta: --set train.effective_number_beta=0.999). [default: none]")
+@click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma (0 = cross-entropy). [default: 2.0]")
+@click.option("--head-rebalancing", type=click.Choice(("none", "posthoc_logit_adjustment", "tau_norm", "crt")),
+              default=None, help="Re-balance the head of the best model after training (tau swept on val; "
+                                 "crt = class-balanced head retraining on the frozen backbone). [default: none]")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir and start again.")
 @config_options
 def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_size, learning_rate,
-                  input_size, mixed_precision, strategy, xla, seed, overwrite, config_files, overrides):
+                  input_size, mixed_precision, strategy, xla, seed, loss, class_weighting, focal_gamma,
+                  head_rebalancing, overwrite, config_files, overrides):
     """Train one run (phase 1 or 2); rerun the same command to resume an interrupted run.
 
     Writes config.yaml, lineage.json, class_map.json, metrics.csv (train loss/accuracy, val
     loss/accuracy/macro F1 per epoch), tensorboard/, checkpoints/, model.keras (best val macro F1),
-    timings.json and versions.json into the run folder.
+    timings.json and versions.json into the run folder; with --head-rebalancing also
+    rebalancing.json (chosen tau, val scores before/after) and rebalancing_sweep.csv (tau sweeps).
     """
     from serengeti_tf import runs, training
 
@@ -50,6 +61,8 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
         "train.phase": phase, "sampler.name": sampler, "train.epochs": epochs,
         "train.batch_size": batch_size, "train.learning_rate": learning_rate,
         "model.input_size": input_size, "train.mixed_precision": mixed_precision,
-        "train.strategy": strategy, "train.xla": xla, "train.seed": seed})
+        "train.strategy": strategy, "train.xla": xla, "train.seed": seed,
+        "train.loss": loss, "train.class_weighting": class_weighting, "train.focal_gamma": focal_gamma,
+        "train.head_rebalancing": head_rebalancing})
     run_dir = run_dir or runs.default_run_dir(config, init_run)
     training.train(config, dataset_dir, run_dir, init_run=init_run, overwrite=overwrite, print_fn=click.echo)

@@ -142,6 +142,9 @@ class ExperimentConfig:
     # `none` is the paper's baseline: one phase on the original distribution.
     samplers: list[str] = field(default_factory=lambda: ["none", "ros", "rus", "ros_rus_15k", "ros_rus_5k"])
     seeds: int = 1
+    # Imbalance methods (names from `methods.METHODS`) run beside the samplers: one single-phase run
+    # per seed on the original distribution with the method's train.* settings.
+    methods: list[str] = field(default_factory=list)
     # Epochs of phase 2 (null: train.epochs).
     phase2_epochs: Optional[int] = None
 
@@ -276,6 +279,9 @@ def validate(config: Config) -> Config:
     if len(config.sampler.ros_thresholds) != len(config.sampler.ros_multipliers):
         raise UserError("config: sampler.ros_thresholds and sampler.ros_multipliers must have the same length, "
                         f"got {len(config.sampler.ros_thresholds)} and {len(config.sampler.ros_multipliers)}")
+    from serengeti_tf.methods import check_methods  # late: methods.py imports nothing from here at load
+
+    check_methods(config.experiment.methods)
     if config.eval.tail_max > config.eval.head_min:
         raise UserError(f"config: eval.tail_max ({config.eval.tail_max}) must not exceed "
                         f"eval.head_min ({config.eval.head_min})")

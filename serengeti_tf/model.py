@@ -155,6 +155,10 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """Loads a `.keras` model written by `save_model`; UserError when missing or unreadable."""
+    # Registers the custom losses (keras.saving.register_keras_serializable) so a model saved
+    # with its compiled focal / logit-adjusted loss reloads with compile=True in a fresh process.
+    import serengeti_tf.losses  # noqa: F401
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file not found: {path}")

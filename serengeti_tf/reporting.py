@@ -322,6 +322,11 @@ def comparisons(rows: pd.DataFrame) -> list[tuple[str, str, str]]:
         phase1_dirs = set(rows.loc[(rows["model"] == model) & (rows["phase"] == 1), "run_dir"].map(_resolved))
         if phase1 in groups and all(_resolved(i) in phase1_dirs for i in members["init_run"] if i):
             out.append((f"{model} phase 2 vs phase 1", phase1, new))
+    # Single-phase imbalance methods (issue 6: a loss, weighting or head re-balancing on the
+    # original distribution) against the baseline they modify.
+    for model in dict.fromkeys(rows.loc[(rows["phase"] == 1) & (rows["sampler"] == "none"), "model"]):
+        if model != BASELINE and baseline in groups and group_key(model, 2) not in groups:
+            out.append((f"{model} vs baseline", baseline, group_key(model, 1)))
     return out
 
 
@@ -379,6 +384,32 @@ def plot_f1_change(change: pd.DataFrame, title: str):
     return fig
 
 
+def plot_f1_vs_frequency(per_class: pd.DataFrame, title: str = "Per-class F1 against class frequency"):
+    """One marker series (joined by a thin line) per model/phase group of `per_class_f1`: mean
+    test F1 of each class against its number of training images (log x; 0 plotted at 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = per_class.sort_values(["count_train", "species"]).reset_index(drop=True)
+    x = np.maximum(frame["count_train"].to_numpy(dtype=float), 1.0)
+    groups = [c for c in frame.columns if c not in ("species", "count_train")]
+    markers = "os^Dv<>pPX*h"
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
+    for i, group in enumerate(groups):
+        ax.plot(x, frame[group].to_numpy(dtype=float), marker=markers[i % len(markers)], markersize=4,
+                linewidth=0.8, alpha=0.85, label=group)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("F1 (mean over seeds)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    return fig
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").replace("__", "_")
 
@@ -410,15 +441,20 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
         io_utils.save_figure(path, plot_f1_change(changes[changes["comparison"] == name],
                                                   f"Per-class relative F1 change: {name}"))
         plots.append((name, path))
-    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out)
+    frequency_plot = out / "f1_vs_frequency.png"
+    io_utils.save_figure(frequency_plot, plot_f1_vs_frequency(per_class))
+    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out,
+                                frequency_plot)
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
             "per_class_f1": per_class, "f1_change": changes, "plots": [p for _, p in plots],
+            "frequency_plot": frequency_plot,
             "text": tables_md}
 
 
 def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: str,
-                     plots: Sequence[tuple[str, Path]], split: str, out_dir: Path) -> str:
+                     plots: Sequence[tuple[str, Path]], split: str, out_dir: Path,
+                     frequency_plot: Optional[Path] = None) -> str:
     seeds = sorted(rows["seed"].unique())
     lines = [f"# {title}", "",
              f"{len(rows)} runs evaluated on the {split} split; seeds: {', '.join(map(str, seeds))}. "
@@ -432,6 +468,10 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
                 "Classes grouped by training images (thresholds: eval.head_min, eval.tail_max); "
                 "accuracy over the group's test images, macro F1 over its classes.", "",
                 groups_md, ""] if groups_md else []),
+             *(["## Per-class F1 against class frequency", "",
+                "Every model (samplers and imbalance methods): each class's F1 against its number of "
+                "training images (log scale).", "",
+                f"![Per-class F1 against class frequency]({frequency_plot.name})", ""] if frequency_plot else []),
              "## Per-class F1 change", "",
              "Species sorted by number of training images, most frequent left. Relative change = "
              "(F1_new - F1_ref) / F1_ref. Data: [f1_change.csv](f1_change.csv), "

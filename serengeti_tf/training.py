@@ -175,6 +175,10 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
         state = runs.read_state(paths)
         if state.finished:  # a worker reads the chief's state: it must not train alone
+            if chief and rebalancing_pending(config, paths):  # killed between training and re-balancing
+                print_fn(f"{run_dir}: training finished; re-balancing the head ({config.train.head_rebalancing})")
+                _rebalance(config, dataset_dir, paths, state, print_fn)
+                return run_dir
             print_fn(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
                      f"nothing to do (pass --overwrite to train it again)")
             return run_dir
@@ -197,6 +201,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info)
             runs.write_run_files(paths, config, lineage, class_map)
             _finish(paths, state, info, started, print_fn)
+            if rebalancing_pending(config, paths):
+                _rebalance(config, dataset_dir, paths, state, print_fn)
         return run_dir
     finally:
         if scratch is not None:
@@ -423,3 +429,78 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
     _fit(head, train_data, steps, val_data, config, paths, state,
          save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn, strategy=strategy)
     return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Head re-balancing after training (`train.head_rebalancing`, `rebalancing.py`)
+# ---------------------------------------------------------------------------------------------
+
+REBALANCING_JSON = "rebalancing.json"
+REBALANCING_SWEEP = "rebalancing_sweep.csv"
+
+
+def rebalancing_pending(config: cfg.Config, paths: runs.RunPaths) -> bool:
+    """True when the run asks for head re-balancing and `rebalancing.json` (written last) is missing."""
+    return config.train.head_rebalancing != "none" and not (paths.root / REBALANCING_JSON).is_file()
+
+
+def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: runs.RunPaths,
+                         print_fn) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pooled features of the train split (stored order, no augmentation) and the val split.
+
+    Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
+    backbone is the one that computed them); otherwise they are computed once and cached in
+    `checkpoints/rebalance-features-<split>.npz` so an interrupted re-balancing resumes cheaply.
+    """
+    from serengeti_tf import pipeline
+
+    out = {}
+    for split in ("train", "val"):
+        phase2_cache = paths.checkpoints / f"features-{split}.npz"
+        target = phase2_cache if config.train.phase == 2 and phase2_cache.is_file() \
+            else paths.checkpoints / f"rebalance-features-{split}.npz"
+
+        def compute(split=split):
+            data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+            return extract_features(model, data)
+
+        feats, labels, _ = cached_features(target, compute, print_fn)
+        out[split] = (feats, labels)
+    return out
+
+
+def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
+               print_fn) -> dict:
+    """Re-balances the head of the best model; writes the sweep CSV, model.keras, rebalancing.json.
+
+    Always starts from the best CHECKPOINT (never model.keras), so a rerun after a kill anywhere
+    in here re-applies the method once to the trained model instead of twice. Only the head's
+    kernel and bias change (cRT fits a new head on frozen features; the backbone is untouched).
+    """
+    from serengeti_tf import rebalancing
+    from serengeti_tf.io_utils import write_csv
+    from serengeti_tf.model import load_model, save_model
+
+    best = paths.checkpoints / state.best_checkpoint
+    if not state.best_checkpoint or not best.is_file():
+        raise UserError(f"head re-balancing needs the best checkpoint, but {best} is missing; "
+                        f"rerun with --overwrite to train again")
+    start = time.perf_counter()
+    model = load_model(best, compile=False)
+    feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
+    train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
+    summary, sweep = rebalancing.rebalance_head(
+        model, config.train, train_counts, *feats["val"], train_features=feats["train"][0],
+        train_labels=feats["train"][1], verbose=0)
+    if sweep is not None:
+        write_csv(paths.root / REBALANCING_SWEEP, sweep)
+    save_model(model, paths.model)
+    summary.update({"train_counts": train_counts, "source_checkpoint": state.best_checkpoint,
+                    "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
+                    "seconds": round(time.perf_counter() - start, 3)})
+    write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
+    before, after = summary["val_before"].get("macro_f1"), summary["val_after"].get("macro_f1")
+    print_fn(f"head re-balancing {summary['method']}"
+             + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
+             + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}")
+    return summary

@@ -1,0 +1,215 @@
+"""Issue 6 wiring: the method registry, head re-balancing inside `train`, custom-loss reloads,
+and the experiment grid over methods (tiny generated dataset, 32 px, 1 epoch, CPU)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from serengeti_tf import config as cfg
+from serengeti_tf import dataset as ds_reader
+from serengeti_tf import methods, runs, training
+from serengeti_tf import model as M
+from serengeti_tf.errors import UserError
+from serengeti_tf.experiment import plan_runs, run_config, run_experiment
+
+
+def tiny_config(**train) -> cfg.Config:
+    config = cfg.Config()
+    config.model.input_size = 32
+    config.train.epochs = 1
+    config.train.batch_size = 8
+    config.train.steps_per_epoch = 2
+    config.train.crt_epochs = 2
+    config.train.crt_steps_per_epoch = 3
+    config.eval.batch_size = 16
+    config.sampler.shuffle_buffer = 64
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return cfg.validate(config)
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
+    return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in model.weights}
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry and validation
+# ---------------------------------------------------------------------------------------------
+
+def test_every_method_is_a_valid_train_config():
+    assert {"cw_inverse", "cw_effective", "focal", "focal_cw", "balanced_softmax", "logit_adjusted",
+            "posthoc_la", "tau_norm", "crt"} <= set(methods.METHODS)
+    for name in methods.METHODS:
+        overrides = methods.method_overrides(name)
+        assert overrides and set(overrides) <= {"loss", "class_weighting", "head_rebalancing"}
+        cfg.validate(tiny_config(**overrides))
+        assert name in methods.DESCRIPTIONS
+
+
+def test_unknown_or_repeated_method_is_a_user_error_listing_the_known_ones():
+    with pytest.raises(UserError, match="unknown method 'smote'.*known: cw_inverse, .*crt"):
+        cfg.resolve(updates=[{"experiment": {"methods": ["focal", "smote"]}}])
+    with pytest.raises(UserError, match="distinct"):
+        cfg.resolve(updates=[{"experiment": {"methods": ["focal", "focal"]}}])
+    assert cfg.Config().experiment.methods == []
+
+
+def test_plan_adds_one_single_phase_run_per_method_and_seed(tmp_path):
+    config = cfg.resolve(updates=[{"experiment": {"samplers": ["none", "ros"], "seeds": 2,
+                                                  "methods": ["focal_cw", "crt"]}}])
+    planned = plan_runs(config, tmp_path)
+    method_runs = [r for r in planned if r.method]
+    assert [(r.seed, r.method) for r in method_runs] == [(0, "focal_cw"), (0, "crt"), (1, "focal_cw"), (1, "crt")]
+    assert all(r.phase == 1 and r.sampler == "none" and r.init_run is None for r in method_runs)
+    assert method_runs[0].run_dir == tmp_path / "runs" / "seed0" / "focal_cw"
+    # The paper's sampler runs are unchanged.
+    assert [(r.sampler, r.phase) for r in planned if not r.method and r.seed == 0] == [("none", 1), ("ros", 1), ("ros", 2)]
+    focal_cw = run_config(config, method_runs[2])
+    assert (focal_cw.train.loss, focal_cw.train.class_weighting, focal_cw.train.seed) == ("focal", "effective_number", 1)
+    assert (focal_cw.sampler.name, focal_cw.train.phase) == ("none", 1)
+    assert run_config(config, method_runs[1]).train.head_rebalancing == "crt"
+    assert config.train.loss == "cross_entropy"  # the experiment's own config is untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# Head re-balancing inside `train`
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["posthoc_logit_adjustment", "tau_norm", "crt"])
+def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_dataset, tmp_path):
+    run = tmp_path / method
+    lines: list[str] = []
+    # One non-zero tau each, so the head must change (a sweep may rightly keep tau = 0 on tiny data).
+    config = tiny_config(head_rebalancing=method, posthoc_taus=[1.0], tau_norm_taus=[1.0])
+    training.train(config, tiny_dataset, run, print_fn=lines.append)
+    summary = pd.read_json(run / "rebalancing.json", typ="series")
+    assert summary["method"] == method
+    assert any(line.startswith(f"head re-balancing {method}") for line in lines)
+    assert summary["train_counts"] == [int(n) for n in ds_reader.train_counts(tiny_dataset).values()]
+    if method == "crt":
+        assert summary["tau"] is None and not (run / "rebalancing_sweep.csv").exists()
+    else:
+        sweep = pd.read_csv(run / "rebalancing_sweep.csv")
+        assert summary["tau"] in set(sweep["tau"])
+        assert list(sweep.columns[:2]) == ["tau", "macro_f1"]
+
+    state = runs.read_state(runs.RunPaths(run))
+    trained = weights_by_path(M.load_model(run / "checkpoints" / state.best_checkpoint))
+    final_model = M.load_model(run / "model.keras")
+    final = weights_by_path(final_model)
+    head = {w.path for w in M.head_layer(final_model).weights}
+    assert set(final) == set(trained) and head
+    for path, value in final.items():
+        if path not in head:
+            assert np.array_equal(value, trained[path]), f"{method} changed non-head weight {path}"
+    assert any(not np.array_equal(final[p], trained[p]) for p in head), f"{method} left the head unchanged"
+
+    stamp = (run / "model.keras").stat().st_mtime_ns
+    again: list[str] = []
+    training.train(config, tiny_dataset, run, print_fn=again.append)
+    assert "already holds this finished run" in again[0]
+    assert (run / "model.keras").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "killed"
+    config = tiny_config(head_rebalancing="tau_norm")
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt  # as if the process died right after training finished
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_rebalance", killed)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(config, tiny_dataset, run, print_fn=quiet)
+    assert runs.read_state(runs.RunPaths(run)).finished and not (run / "rebalancing.json").exists()
+    lines: list[str] = []
+    training.train(config, tiny_dataset, run, print_fn=lines.append)
+    assert "re-balancing the head (tau_norm)" in lines[0]
+    assert (run / "rebalancing.json").is_file()
+    assert sum("head re-balancing tau_norm" in line for line in lines) == 1
+
+
+@pytest.mark.slow
+def test_phase2_crt_reuses_the_cached_phase2_features(tiny_dataset, tmp_path):
+    base = tmp_path / "p1"
+    training.train(tiny_config(), tiny_dataset, base, print_fn=quiet)
+    run = tmp_path / "p2"
+    training.train(tiny_config(phase=2, head_rebalancing="crt"), tiny_dataset, run, init_run=base, print_fn=quiet)
+    summary = pd.read_json(run / "rebalancing.json", typ="series")
+    assert summary["features_cached"] == ["features-train.npz", "features-val.npz"]
+    assert not list((run / "checkpoints").glob("rebalance-features-*"))
+
+
+@pytest.mark.slow
+def test_a_focal_loss_run_reloads_compiled_in_a_fresh_process(tiny_dataset, tmp_path):
+    run = tmp_path / "focal"
+    training.train(tiny_config(loss="focal", class_weighting="effective_number"), tiny_dataset, run,
+                   print_fn=quiet)
+    state = runs.read_state(runs.RunPaths(run))
+    code = ("import sys; from serengeti_tf.model import load_model; "
+            "m = load_model(sys.argv[1], compile=True); print(type(m.loss).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(run / "checkpoints" / state.checkpoint)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "FocalLoss"
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment grid over methods
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_experiment_with_methods_reports_them_and_a_rerun_skips_finished_runs(tiny_dataset, tmp_path):
+    config = cfg.resolve(updates=[{
+        "model": {"input_size": 32},
+        "train": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 2, "crt_epochs": 1},
+        "eval": {"bootstrap_samples": 20, "head_min": 20, "tail_max": 5},
+        "experiment": {"samplers": ["none"], "seeds": 1, "methods": ["focal", "crt"]},
+    }])
+    out = tmp_path / "exp"
+    result = run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    table = pd.read_csv(out / "runs.csv")
+    assert list(table["method"]) == ["-", "focal", "crt"]
+    assert list(table["model"]) == ["baseline", "baseline+focal", "baseline+crt"]
+    assert (out / "runs" / "seed0" / "crt" / "rebalancing.json").is_file()
+    report = (out / "report" / "report.md").read_text()
+    assert "baseline+focal" in report and "baseline+crt" in report
+    assert "(f1_vs_frequency.png)" in report and Path(result["frequency_plot"]).stat().st_size > 1000
+    per_class = pd.read_csv(out / "report" / "per_class_f1.csv")
+    assert {"baseline phase 1", "baseline+focal phase 1", "baseline+crt phase 1"} <= set(per_class.columns)
+
+    models = sorted(out.glob("runs/seed0/*/model.keras"))
+    stamps = {p: p.stat().st_mtime_ns for p in models}
+    run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    assert {p: p.stat().st_mtime_ns for p in models} == stamps
+    assert pd.read_csv(out / "runs.csv").equals(table)
+
+
+def test_cli_train_and_experiment_have_the_issue6_options(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from serengeti_tf_cli.experiment import experiment
+    from serengeti_tf_cli.train import train_command
+
+    result = CliRunner().invoke(train_command, ["--data", str(tiny_dataset), "--run-dir", str(tmp_path / "r"),
+                                                "--loss", "nope"])
+    assert result.exit_code == 2 and "nope" in result.output
+    assert not (tmp_path / "r").exists()
+    help_text = CliRunner().invoke(train_command, ["--help"]).output
+    for flag in ("--loss", "--class-weighting", "--focal-gamma", "--head-rebalancing"):
+        assert flag in help_text
+    assert "--methods" in CliRunner().invoke(experiment, ["--help"]).output
