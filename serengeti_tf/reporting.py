@@ -399,7 +399,7 @@ def plot_f1_vs_frequency(per_class: pd.DataFrame, title: str = "Per-class F1 aga
     fig, ax = plt.subplots(figsize=(8.0, 5.0))
     for i, group in enumerate(groups):
         ax.plot(x, frame[group].to_numpy(dtype=float), marker=markers[i % len(markers)], markersize=4,
-                linewidth=0.8, alpha=0.85, label=group)
+                linestyle="none", alpha=0.75, label=group)  # classes are not a continuum: no lines
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("training images of the class (log scale)")
