@@ -108,6 +108,23 @@ def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarr
     return features, labels, seconds
 
 
+def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
+                   print_fn) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+    """Pooled features of the train (stored order, no augmentation) and val splits, each computed
+    once and cached at `cache_file(split)`; returns them and the seconds the feature passes took."""
+    from serengeti_tf import pipeline
+
+    out, seconds = {}, 0.0
+    for split in ("train", "val"):
+        def compute(split=split):
+            data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+            return extract_features(model, data)
+
+        feats, labels, took = cached_features(cache_file(split), compute, print_fn)
+        out[split], seconds = (feats, labels), seconds + took
+    return out, seconds
+
+
 def feature_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: Optional[int]):
     """Batches of cached features; reshuffled every epoch when `seed` is given (else stored order)."""
     import tensorflow as tf
@@ -390,23 +407,18 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
 
 def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> float:
     """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
-    from serengeti_tf import pipeline
     from serengeti_tf.model import head_layer, head_model, load_model, save_model, set_head_weights
 
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     batch = config.eval.batch_size
 
-    def compute(split: str):
-        return lambda: extract_features(model, pipeline.make_eval_dataset(dataset_dir, split, config, batch))
-
     cache_root = (paths.resume_root or paths.root) / "checkpoints"
-    seconds = 0.0
-    splits = {}
-    for split in ("train", "val"):
+
+    def cache_file(split: str) -> Path:
         cached = cache_root / f"features-{split}.npz"
-        target = cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
-        feats, labels, took = cached_features(target, compute(split), print_fn)
-        splits[split], seconds = (feats, labels), seconds + took
+        return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
+
+    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn)
     train_feats, train_labels = splits["train"]
     steps = _steps(math.ceil(len(train_labels) / config.train.batch_size), config)
     train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=config.train.seed)
@@ -452,21 +464,13 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     backbone is the one that computed them); otherwise they are computed once and cached in
     `checkpoints/rebalance-features-<split>.npz` so an interrupted re-balancing resumes cheaply.
     """
-    from serengeti_tf import pipeline
-
-    out = {}
-    for split in ("train", "val"):
+    def cache_file(split: str) -> Path:
         phase2_cache = paths.checkpoints / f"features-{split}.npz"
-        target = phase2_cache if config.train.phase == 2 and phase2_cache.is_file() \
-            else paths.checkpoints / f"rebalance-features-{split}.npz"
+        if config.train.phase == 2 and phase2_cache.is_file():
+            return phase2_cache
+        return paths.checkpoints / f"rebalance-features-{split}.npz"
 
-        def compute(split=split):
-            data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
-            return extract_features(model, data)
-
-        feats, labels, _ = cached_features(target, compute, print_fn)
-        out[split] = (feats, labels)
-    return out
+    return split_features(model, dataset_dir, config, cache_file, print_fn)[0]
 
 
 def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
