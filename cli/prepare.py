@@ -36,10 +36,13 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
               help="Split unit: capture (default) or site (cross-site test).")
 @click.option("--seed", type=int, help="Seed of the split and the shard order.")
 @click.option("--workers", type=int, help="Image worker processes (0 = every core).")
+@click.option("--detections", type=click.Path(dir_okay=False),
+              help="MegaDetector batch-output JSON: each detection crop becomes one example "
+                   "(settings under data.crops: category, threshold, select, padding, square, min_size).")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder holding a different dataset.")
 @config_options
 def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, group_by, seed, workers,
-            overwrite, config_files, overrides) -> None:
+            detections, overwrite, config_files, overrides) -> None:
     """Prepare OUT_DIR: filter, split 80/10/10 by capture, and write class-sharded TFRecords.
 
     Rerunning continues an interrupted run and does nothing when the dataset is up to date.
@@ -49,6 +52,7 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
     config = resolve_config(config_files, overrides, {
         "data.metadata": metadata, "data.image_root": image_root, "data.source_format": source_format,
         "data.seasons": seasons, "data.image_size": image_size, "data.group_by": group_by,
-        "data.seed": seed, "data.workers": workers})
+        "data.seed": seed, "data.workers": workers,
+        "data.detections": detections})
     summary = prepare_dataset(config, out_dir, overwrite=overwrite)
     click.echo(format_summary(summary))

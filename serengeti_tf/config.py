@@ -25,6 +25,24 @@ SAMPLERS = ("none", "ros", "rus", "ros_rus_15k", "ros_rus_5k", "uniform", "sqrt"
 
 
 @dataclass
+class CropConfig:
+    """Detector crops (`prepare --detections MD.json`, `predict --detections`): which boxes, how cut."""
+
+    # MD detection category name that becomes crops (MD: animal, person, vehicle).
+    category: str = "animal"
+    # Minimum detector confidence (MD's typical threshold for crops).
+    threshold: float = 0.2
+    # all: every box above the threshold is one example; top1: the most confident box per image.
+    select: str = "all"
+    # Each side of the box grows by this fraction of the box size (context around the animal).
+    padding: float = 0.0
+    # Grow the shorter side to the longer one (centred, kept inside the image) before cutting.
+    square: bool = True
+    # Crops whose shorter side is below this many source pixels are dropped (box_too_small).
+    min_size: int = 8
+
+
+@dataclass
 class DataConfig:
     """Where the source data is and how `prepare` turns it into shards."""
 
@@ -51,6 +69,9 @@ class DataConfig:
     shard_size: int = 1024
     # Worker processes for image preparation; 0 uses every core.
     workers: int = 0
+    # MegaDetector batch-output JSON: when set, each detection crop is one example (`crops.py`).
+    detections: str = ""
+    crops: CropConfig = field(default_factory=CropConfig)
 
 
 @dataclass
@@ -172,6 +193,11 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.shard_size": (lambda v: v >= 1, "an int >= 1"),
     "data.workers": (lambda v: v >= 0, "an int >= 0"),
     "data.seasons": (lambda v: all(s >= 1 for s in v), "season numbers >= 1"),
+    "data.crops.category": (lambda v: v.strip() != "", "a non-empty MD category name"),
+    "data.crops.threshold": (lambda v: 0 <= v <= 1, "a float in [0, 1]"),
+    "data.crops.select": (lambda v: v in ("all", "top1"), "one of all, top1"),
+    "data.crops.padding": (lambda v: 0 <= v <= 2, "a float in [0, 2]"),
+    "data.crops.min_size": (lambda v: v >= 1, "an int >= 1"),
     "sampler.name": (lambda v: v in SAMPLERS, "one of " + ", ".join(SAMPLERS)),
     "sampler.realisation": (lambda v: v in ("repeat", "rejection"), "one of repeat, rejection"),
     "sampler.ros_thresholds": (lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
@@ -268,8 +294,9 @@ def _apply(obj, updates: dict, prefix: str) -> None:
 def validate(config: Config) -> Config:
     """Checks every range/choice rule; raises UserError naming the first bad key."""
     for key, (ok, allowed) in _RULES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
         try:
             good = ok(value)
         except TypeError:

@@ -69,6 +69,7 @@ from PIL import Image
 
 from serengeti_tf import __version__
 from serengeti_tf import config as cfg
+from serengeti_tf.detections import write_md_file
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import atomic_path, claim_output_dir, write_bytes, write_json, write_text
 
@@ -82,6 +83,8 @@ IMAGES_CSV = "SnapshotSerengeti_v2_1_images.csv"
 ANNOTATIONS_CSV = "SnapshotSerengeti_v2_1_annotations.csv"
 COCO_JSON = "SnapshotSerengeti_S9_demo.json"
 SUMMARY_JSON = "demo_summary.json"
+MD_JSON = "md_detections.json"  # MegaDetector-format boxes around the drawn animals (crop path)
+MISSED_SHARE = 0.05  # boxes given a below-threshold confidence in MD_JSON
 # Real cameras number frames with four digits per roll; more images than this open a new roll.
 MAX_IMAGES_PER_ROLL = 9000
 SEASON_START = datetime(2014, 1, 1)
@@ -717,6 +720,60 @@ def render_capture(species: list[str], count: int, frames: int, start: datetime,
     return images
 
 
+def individual_box(ind: _Individual, frame: int, width: int, height: int) -> Optional[list[float]]:
+    """Normalised [x, y, w, h] around one drawn individual in `frame` (the extent `_draw_animal`
+    paints: body, legs to the ground, head, neck and marks), clipped to the image; None if outside."""
+    proto, h = ind.proto, ind.h
+    cx = ind.cx + ind.velocity * frame
+    w = proto.aspect * h
+    cy = ind.ground - proto.legs * h - h / 2
+    head_r = proto.head * h
+    if proto.body == "upright":
+        x0, x1, y0 = cx - w / 2, cx + w / 2, cy - h / 2 - proto.head * h * 0.95
+    else:
+        hx = cx + ind.facing * (w / 2 + 0.15 * head_r)
+        hy = cy - proto.neck * h - 0.1 * h
+        reach = 0.56 * w if proto.body == "insect" else w / 2
+        x0, x1 = min(cx - reach, hx - 1.2 * head_r), max(cx + reach, hx + 1.2 * head_r)
+        y0 = min(cy - h / 2, hy - 1.3 * head_r)
+    x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), ind.ground)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return [round(x0 / width, 4), round(y0 / height, 4), round((x1 - x0) / width, 4), round((y1 - y0) / height, 4)]
+
+
+def md_images(plan: pd.DataFrame, seed: int, image_size: tuple[int, int], horizons: dict[str, float]) -> list[dict]:
+    """MD batch-output `images` entries: one box per drawn individual (animal, or person for humans)
+    with a high confidence, and a low-confidence false box on blank frames (below MD's 0.2).
+
+    Re-draws each capture's placements from its random stream (the one `render_capture` starts
+    with), so the boxes match the written images without rendering them again."""
+    width, height = image_size
+    out = []
+    for index, cap in enumerate(plan.itertuples(index=False)):
+        placements = _individuals(list(cap.species), int(cap.count), width, height, horizons[cap.site],
+                                  np.random.default_rng([seed, 1, index]))
+        conf_rng = np.random.default_rng([seed, 2, index])
+        for k in range(int(cap.frames)):
+            detections = []
+            for ind in placements:
+                box = individual_box(ind, k, width, height)
+                # About 1 in 20 boxes gets a confidence under MD's 0.2, like the animals MD misses.
+                missed = conf_rng.random() < MISSED_SHARE
+                conf = conf_rng.uniform(0.02, 0.19) if missed else conf_rng.uniform(0.6, 0.99)
+                if box is not None:
+                    detections.append({"category": "2" if ind.proto is HUMAN else "1",
+                                       "conf": round(float(conf), 3), "bbox": box})
+            if not placements:
+                x, y = conf_rng.uniform(0.0, 0.7, 2)
+                detections.append({"category": "1", "conf": round(float(conf_rng.uniform(0.01, 0.15)), 3),
+                                   "bbox": [round(float(x), 4), round(float(y), 4), 0.2, 0.2]})
+            detections.sort(key=lambda d: -d["conf"])
+            out.append({"file": image_path(cap.site, cap.roll, cap.first_image + k), "detections": detections,
+                        "max_detection_conf": max((d["conf"] for d in detections), default=0.0)})
+    return out
+
+
 def encode_jpeg(image: np.ndarray, when: datetime, quality: int = 90) -> bytes:
     """JPEG bytes with an EXIF timestamp and a `SYNTHETIC` make/description (fixed settings: deterministic)."""
     exif = Image.Exif()
@@ -847,7 +904,8 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
         "rolls": int(plan.groupby("site")["roll"].max().sum()),
         "classes": [{"species": name, "paper_train": paper, "images": counts[name],
                      "captures": int(per_class_captures.get(name, 0))} for name, paper in PAPER_TRAIN_COUNTS],
-        "files": {"images_csv": IMAGES_CSV, "annotations_csv": ANNOTATIONS_CSV, "coco_json": COCO_JSON},
+        "files": {"images_csv": IMAGES_CSV, "annotations_csv": ANNOTATIONS_CSV, "coco_json": COCO_JSON,
+                  "md_detections": MD_JSON},
     }
     info = {"version": f"demo-{GENERATOR_VERSION}", "synthetic": True,
             "description": "SYNTHETIC Snapshot Serengeti S9-style demo data in the LILA COCO Camera Traps "
@@ -857,6 +915,8 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
     _write_indexed_csv(out / IMAGES_CSV, images_table(plan))
     _write_indexed_csv(out / ANNOTATIONS_CSV, annotations_table(plan, seed))
     write_text(out / COCO_JSON, json.dumps(coco_dataset(plan, seed, (width, height), info), indent=1) + "\n")
+    write_md_file(out / MD_JSON, md_images(plan, seed, (width, height), {k: v[1] for k, v in scenes.items()}),
+                  info={"detector": "SYNTHETIC: boxes drawn by serengeti-tf demo-data, not MegaDetector"})
     write_json(out / SUMMARY_JSON, summary)
     write_text(out / "README.txt", _readme(summary))
     _save_config(config, out)

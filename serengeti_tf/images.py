@@ -85,19 +85,48 @@ def _load_resized(path: Path, short_side: int) -> Image.Image:
         # Another library switched PIL to pad truncated files silently; we must see them as corrupt.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would be padded "
                            "silently. Unset it before preparing images.")
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        image = _decode(path, short_side)
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-        raise CorruptImageError(f"{path}: {err}") from None
+    image = decode_image(path, short_side)
     size = target_size(image.size, short_side)
     if image.size != size:
         # PIL's resize filters scale their support when downscaling, so this is anti-aliased.
         image = image.resize(size, Image.Resampling.BICUBIC)
     return image
+
+
+def decode_image(path: Path, short_side: int) -> Image.Image:
+    """Upright RGB decode whose shorter side is >= `short_side` (DCT draft down to it, no resize).
+
+    Raises FileNotFoundError / CorruptImageError like `load_image`.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        return _decode(path, short_side)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise CorruptImageError(f"{path}: {err}") from None
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of the image as shown (EXIF orientation applied), from the header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            try:
+                orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+            except Exception:  # noqa: BLE001 - a broken EXIF block: the decode treats it as upright too
+                orientation = 1
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise CorruptImageError(f"{path}: {err}") from None
+    return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def encode_image(image: Image.Image, quality: int) -> bytes:
+    """Baseline JPEG bytes of a PIL image (deterministic: no EXIF, ICC or timestamps)."""
+    return _encode(image, quality)
 
 
 def encode_jpeg(array: np.ndarray, quality: int = 90) -> bytes:

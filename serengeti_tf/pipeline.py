@@ -378,15 +378,21 @@ def make_eval_dataset(dataset_dir: str | Path, split: str, config: Config,
 
 
 def split_metadata(dataset_dir: str | Path, split: str) -> pd.DataFrame:
-    """path, capture_id, site, frame, label of every record of `split`, in `make_eval_dataset` order."""
+    """path, capture_id, site, frame, label of every record of `split`, in `make_eval_dataset` order;
+    detector-crop datasets add crop, box_x, box_y, box_w, box_h, detection_conf."""
+    from serengeti_tf.records import CROP_FEATURES
+
     files = ds_reader.split_files(dataset_dir, split)
     spec = {key: value for key, value in FEATURE_SPEC.items() if key != "image"}
-    columns: dict[str, list] = {"path": [], "capture_id": [], "site": [], "frame": [], "label": []}
+    columns: dict[str, list] = {key: [] for key in spec}
     records = tf.data.TFRecordDataset(tf.constant(files, dtype=tf.string)).batch(1024)
     for batch in records.map(lambda serialized: tf.io.parse_example(serialized, spec)):
         for key in ("path", "capture_id", "site"):
             columns[key].extend(value.decode("utf-8") for value in batch[key].numpy())
-        columns["frame"].extend(int(v) for v in batch["frame"].numpy())
-        columns["label"].extend(int(v) for v in batch["label"].numpy())
-    frame = pd.DataFrame(columns)
-    return frame.astype({"frame": np.int64, "label": np.int64})
+        for key in spec.keys() - {"path", "capture_id", "site"}:
+            columns[key].extend(batch[key].numpy().tolist())
+    frame = pd.DataFrame(columns).astype({"frame": np.int64, "label": np.int64, "crop": np.int64})
+    frame = frame[["path", "capture_id", "site", "frame", "label", *CROP_FEATURES]]
+    if not (frame["crop"] >= 0).any():  # whole frames: the columns they always had
+        frame = frame.drop(columns=list(CROP_FEATURES))
+    return frame

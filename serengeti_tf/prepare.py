@@ -58,6 +58,8 @@ def check_inputs(data: DataConfig) -> None:
     for path in data.metadata:
         if not Path(path).is_file():
             raise UserError(f"metadata file not found (--metadata / data.metadata): {path}")
+    if data.detections and not Path(data.detections).is_file():
+        raise UserError(f"detections file not found (--detections / data.detections): {data.detections}")
 
 
 def fingerprint(data: DataConfig) -> dict:
@@ -65,6 +67,12 @@ def fingerprint(data: DataConfig) -> dict:
     settings = {k: v for k, v in cfg.to_dict(Config(data=data))["data"].items() if k not in _NOT_FINGERPRINTED}
     settings.pop("metadata")
     settings["image_root"] = str(Path(data.image_root).resolve())
+    if data.detections:
+        settings["detections"] = {"path": str(Path(data.detections).resolve()),
+                                  "sha256": _file_digest(Path(data.detections))}
+    else:  # whole frames: fingerprints stay those of folders prepared before crops existed
+        settings.pop("detections")
+        settings.pop("crops")
     # Flat, so a refusal names the setting that differs (`differs in: image_size`).
     result = {
         "prepare_format": PREPARE_FORMAT_VERSION,
@@ -129,6 +137,24 @@ def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
     return manifest.reset_index(drop=True), list(warnings)
 
 
+def crop_examples(manifest: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, Optional[dict]]:
+    """(image manifest, example table, detections report): with `data.detections` the examples are
+    detector crops (`crops.join_detections`), otherwise the manifest's own rows and no report."""
+    if not data.detections:
+        return manifest, manifest, None
+    from serengeti_tf import crops, detections
+
+    found = detections.read_detections(data.detections, data.image_root, progress=True)
+    manifest, table, report = crops.join_detections(manifest, found, data.crops)
+    if table.empty:
+        drops = manifest["drop_reason"].value_counts()
+        raise UserError(f"no crop left: {data.detections} gives no {data.crops.category} box with conf >= "
+                        f"{data.crops.threshold} on a kept image (no_detection {int(drops.get('no_detection', 0))}, "
+                        f"not_in_detections {int(drops.get('not_in_detections', 0))}, detector_failure "
+                        f"{int(drops.get('detector_failure', 0))})")
+    return manifest, table, report
+
+
 def class_names_of(manifest: pd.DataFrame) -> list[str]:
     """Sorted canonical names of the species kept in any split: the label index order."""
     kept = manifest[(manifest["drop_reason"] == "") & manifest["split"].isin(SPLITS)]
@@ -189,8 +215,8 @@ def count_table(manifest: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def class_distribution_figure(counts: pd.DataFrame):
-    """Training images per class, sorted, log scale (the layout of the paper's fig. 4)."""
+def class_distribution_figure(counts: pd.DataFrame, unit: str = "images"):
+    """Training images (or crops) per class, sorted, log scale (the layout of the paper's fig. 4)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,8 +228,8 @@ def class_distribution_figure(counts: pd.DataFrame):
     ax.set_yscale("log")
     ax.set_xticks(range(len(ordered)))
     ax.set_xticklabels(ordered["paper_name"], rotation=90, fontsize=7)
-    ax.set_ylabel("training images (log scale)")
-    ax.set_title(f"Class distribution of the training split ({int(ordered['train'].sum())} images, "
+    ax.set_ylabel(f"training {unit} (log scale)")
+    ax.set_title(f"Class distribution of the training split ({int(ordered['train'].sum())} {unit}, "
                  f"{len(ordered)} classes)")
     ax.grid(axis="y", which="both", alpha=0.3)
     return fig
@@ -244,10 +270,11 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     manifest, warnings = build_manifest(data)
+    manifest, examples, detections_report = crop_examples(manifest, data)
     timings["read_filter_split_s"] = time.perf_counter() - tick
 
     resumed = io_utils.claim_output_dir(out, fp, overwrite=overwrite)
-    names = class_names_of(manifest)
+    names = class_names_of(examples)
     _claim_class_map(out, names, fp, overwrite)
     cfg.save_config(config, out)
 
@@ -256,13 +283,19 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     timings["import_tensorflow_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    plans = shards.plan_shards(manifest, names, data.shard_size, data.seed)
-    records = shards.write_shards(manifest, plans, names, data, out, progress=progress, after_shard=after_shard)
+    plans = shards.plan_shards(examples, names, data.shard_size, data.seed)
+    records = shards.write_shards(examples, plans, names, data, out, progress=progress, after_shard=after_shard)
     timings["shards_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    manifest = mark_corrupt(manifest, shards.corrupt_paths(records))
-    summary = _write_outputs(out, manifest, names, plans, records, warnings, data)
+    if detections_report is None:
+        manifest = examples = mark_corrupt(manifest, shards.corrupt_paths(records))
+    else:
+        from serengeti_tf.crops import mark_crop_failures
+
+        failures = {(c["path"], int(c["crop"])): c["error"] for r in records.values() for c in r["corrupt"]}
+        manifest, examples = mark_crop_failures(manifest, examples, failures)
+    summary = _write_outputs(out, manifest, names, plans, records, warnings, data, examples, detections_report)
     timings["outputs_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
     summary.update(resumed=resumed, timings=timings, up_to_date=False)
@@ -271,34 +304,56 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
 
 
 def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, records: dict,
-                   warnings: list[str], data: DataConfig) -> dict:
+                   warnings: list[str], data: DataConfig, examples: pd.DataFrame,
+                   detections_report: Optional[dict]) -> dict:
     from serengeti_tf import filters, split
 
-    counts = count_table(manifest, names)
+    counts = count_table(examples, names)
+    if detections_report is not None:
+        counts["unit"] = "crops"  # sampling counts crops: say so where the counts are read
     warnings = warnings + _empty_class_warnings(counts)
     columns = [c for c in MANIFEST_COLUMNS if c in manifest.columns]
     columns += [c for c in manifest.columns if c not in columns]
     io_utils.write_csv(out / "manifest.csv", manifest[columns])
     io_utils.write_csv(out / "counts.csv", counts)
+    if detections_report is not None:
+        io_utils.write_csv(out / "crops.csv", examples)
     io_utils.write_csv(out / "splits.csv", split.split_table(manifest))
-    io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts))
+    unit = "crops" if detections_report is not None else "images"
+    io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts, unit))
     index = shards.shard_index(plans, records)
     io_utils.write_json(out / "shards.json", index)
     shards.write_tfds_metadata(out, index, names,
                                description=f"Camera-trap images prepared by serengeti-tf from "
-                                           f"{', '.join(data.metadata) or data.image_root}")
+                                           f"{', '.join(data.metadata) or data.image_root}"
+                                           + (f" (detector crops from {data.detections})" if data.detections else ""),
+                               crops=detections_report is not None)
     drops = {str(k): int(v) for k, v in filters.drop_counts(manifest).items()}
+    crop_part = {}
+    splits = split_totals(manifest)
+    if detections_report is not None:
+        from serengeti_tf.crops import no_detection_per_species
+
+        kept_crops = examples[examples["drop_reason"] == ""]
+        for name in SPLITS:
+            splits[name]["crops"] = int((kept_crops["split"] == name).sum())
+        crop_part = {"unit": "crops", "crops_kept": int(len(kept_crops)),
+                     "crops_dropped": {str(k): int(v) for k, v in
+                                       examples.loc[examples["drop_reason"] != "", "drop_reason"].value_counts().items()},
+                     "no_detection_per_species": no_detection_per_species(manifest),
+                     "detections": detections_report}
     return {
         "dataset_dir": str(out),
         "num_classes": len(names),
         "images_read": int(len(manifest)),
         "images_kept": int((manifest["drop_reason"] == "").sum()),
         "drops": drops,
-        "splits": split_totals(manifest),
+        "splits": splits,
         "shards": {s: sum(1 for p in plans if p.split == s) for s in SPLITS},
         "image_size": data.image_size,
         "workers": shards.resolve_workers(data.workers),
         "warnings": warnings,
+        **crop_part,
     }
 
 
@@ -313,8 +368,16 @@ def format_summary(summary: dict) -> str:
              f"classes {summary['num_classes']}, stored short side {summary['image_size']} px"]
     drops = ", ".join(f"{k} {v}" for k, v in summary["drops"].items() if v and k and k != "kept")
     lines.append(f"  dropped: {drops or 'none'}")
+    if summary.get("unit") == "crops":
+        from serengeti_tf.crops import describe
+
+        dropped = ", ".join(f"{k} {v}" for k, v in summary["crops_dropped"].items())
+        lines.append(f"  crops kept {summary['crops_kept']} (one example per detection); crops dropped: "
+                     f"{dropped or 'none'}")
+        lines.append(describe(summary.get("detections")))
     for name, part in summary["splits"].items():
-        lines.append(f"  {name:5s}: {part['images']} images, {part['captures']} captures, "
+        crops_text = f"{part['crops']} crops, " if "crops" in part else ""
+        lines.append(f"  {name:5s}: {crops_text}{part['images']} images, {part['captures']} captures, "
                      f"{part['classes']} classes, {summary['shards'][name]} shards")
     timings = summary.get("timings", {})
     if timings and not summary.get("up_to_date"):

@@ -72,7 +72,13 @@ def resolve_workers(workers: int) -> int:
 
 
 def _seeded_order(frame: pd.DataFrame, seed: int) -> list:
-    """Index labels sorted by path, then permuted with `seed`: independent of the input row order."""
+    """Index labels sorted by path, then permuted with `seed`: independent of the input row order.
+
+    Crop tables permute images and keep each image's crops adjacent (one decode per image)."""
+    from serengeti_tf import crops
+
+    if crops.is_crop_table(frame):
+        return crops.image_level_order(frame, seed)
     ordered = frame.sort_values(["path", "capture_id"], kind="stable").index.to_list()
     permutation = np.random.default_rng(seed).permutation(len(ordered))
     return [ordered[i] for i in permutation]
@@ -110,10 +116,15 @@ def plan_shards(manifest: pd.DataFrame, class_names: Sequence[str], shard_size: 
 
 def _plan_digest(spec: ShardSpec, manifest: pd.DataFrame, labels: dict[str, int], data: DataConfig) -> str:
     """Hash of everything that determines a shard's bytes; a done record must match it to be trusted."""
-    rows = manifest.loc[list(spec.rows), ["path", "species", "capture_id", "site", "frame"]]
+    from serengeti_tf import crops
+
+    crop_columns = list(crops.CROP_COLUMNS) if crops.is_crop_table(manifest) else []
+    rows = manifest.loc[list(spec.rows), ["path", "species", "capture_id", "site", "frame"] + crop_columns]
     payload = {"file": spec.file, "image_size": data.image_size, "quality": data.jpeg_quality,
-               "rows": [[r.path, labels[r.species], str(r.capture_id), str(r.site), int(r.frame)]
+               "rows": [[r[0], labels[r[1]], str(r[2]), str(r[3]), int(r[4])] + [float(v) for v in r[5:]]
                         for r in rows.itertuples(index=False)]}
+    if crop_columns:
+        payload["crops"] = list(crops.crop_settings(data.crops))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -136,9 +147,10 @@ def read_done_record(out_dir: Path, spec: ShardSpec, digest: str) -> Optional[di
     return record
 
 
-def _ordered_results(executor, tasks: Iterable[list[str]], short_side: int, quality: int,
+def _ordered_results(executor, tasks: Iterable[list], job: Callable, args: tuple,
                      window: int) -> Iterator[list[bytes | str]]:
-    """Runs `images.prepare_jpegs` over `tasks` in the pool, yielding results in task order, <= window pending."""
+    """Runs `job(task, *args)` (`images.prepare_jpegs` or `crops.prepare_crop_jpegs`) over `tasks` in
+    the pool, yielding results in task order, <= window pending."""
     tasks = iter(tasks)
     pending: collections.deque = collections.deque()
 
@@ -146,9 +158,9 @@ def _ordered_results(executor, tasks: Iterable[list[str]], short_side: int, qual
         task = next(tasks, None)
         if task is not None:
             if executor is None:
-                pending.append(images.prepare_jpegs(task, short_side, quality))
+                pending.append(job(task, *args))
             else:
-                pending.append(executor.submit(images.prepare_jpegs, task, short_side, quality))
+                pending.append(executor.submit(job, task, *args))
 
     for _ in range(window):
         submit_next()
@@ -158,9 +170,21 @@ def _ordered_results(executor, tasks: Iterable[list[str]], short_side: int, qual
         yield head if executor is None else head.result()
 
 
-def _chunks(spec: ShardSpec, abs_paths: dict) -> list[list[str]]:
+def _chunks(spec: ShardSpec, abs_paths: dict) -> list[list]:
     rows = list(spec.rows)
     return [[abs_paths[r] for r in rows[i:i + CHUNK_SIZE]] for i in range(0, len(rows), CHUNK_SIZE)]
+
+
+def _worker_job(manifest: pd.DataFrame, data: DataConfig, root: Path) -> tuple[Callable, tuple, dict]:
+    """The worker function, its arguments after the task, and each row's task (path or crop tuple)."""
+    from serengeti_tf import crops
+
+    if crops.is_crop_table(manifest):
+        tasks = dict(zip(manifest.index, crops.crop_tasks(manifest, root)))
+        return (crops.prepare_crop_jpegs, (data.image_size, data.jpeg_quality, *crops.crop_settings(data.crops)),
+                tasks)
+    return (images.prepare_jpegs, (data.image_size, data.jpeg_quality),
+            {idx: str(root / path) for idx, path in manifest["path"].items()})
 
 
 def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names: Sequence[str],
@@ -181,7 +205,8 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
     _remove_stale_temp_files(out)
     labels = {name: i for i, name in enumerate(class_names)}
     root = Path(data.image_root)
-    abs_paths = {idx: str(root / path) for idx, path in manifest["path"].items()}
+    job, job_args, abs_paths = _worker_job(manifest, data, root)
+    crop_rows = "crop" in manifest.columns
     records: dict[str, dict] = {}
     todo: list[tuple[ShardSpec, str]] = []
     for spec in plans:
@@ -201,8 +226,7 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
         executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         tasks = (chunk for spec, _ in todo for chunk in _chunks(spec, abs_paths))
-        results = _ordered_results(executor, tasks, data.image_size, data.jpeg_quality,
-                                   max(1, workers) * CHUNKS_IN_FLIGHT_PER_WORKER)
+        results = _ordered_results(executor, tasks, job, job_args, max(1, workers) * CHUNKS_IN_FLIGHT_PER_WORKER)
         for spec, digest in todo:
             rows = manifest.loc[list(spec.rows)]
             written, corrupt = 0, []
@@ -212,11 +236,13 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
                     for start in range(0, len(row_list), CHUNK_SIZE):
                         chunk_rows = row_list[start:start + CHUNK_SIZE]
                         for encoded, row in zip(next(results), chunk_rows):
+                            crop = row._asdict() if crop_rows else None
                             if isinstance(encoded, str):
-                                corrupt.append({"path": row.path, "error": encoded})
+                                corrupt.append({"path": row.path, "error": encoded,
+                                                **({"crop": int(row.crop)} if crop_rows else {})})
                                 continue
                             writer.write(encode_example(encoded, labels[row.species], str(row.capture_id),
-                                                        row.path, str(row.site), int(row.frame)))
+                                                        row.path, str(row.site), int(row.frame), crop=crop))
                             written += 1
                         bar.update(len(chunk_rows))
             record = {"file": spec.file, "split": spec.split, "class": spec.class_name,
@@ -262,11 +288,17 @@ def shard_index(plans: Sequence[ShardSpec], records: dict[str, dict]) -> dict:
     return index
 
 
-def tfds_features(class_names: Sequence[str]):
-    """The TFDS feature dict matching `records.FEATURE_SPEC` (keys, types and encodings)."""
+def tfds_features(class_names: Sequence[str], crops: bool = False):
+    """The TFDS feature dict matching `records.FEATURE_SPEC` (keys, types and encodings); the crop
+    features only for crop datasets (whole-frame records do not carry them)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
+    crop_features = {}
+    if crops:
+        crop_features = {"crop": tfds.features.Scalar(dtype=tf.int64),
+                         **{k: tfds.features.Scalar(dtype=tf.float32)
+                            for k in ("box_x", "box_y", "box_w", "box_h", "detection_conf")}}
     return tfds.features.FeaturesDict({
         "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
         "label": tfds.features.ClassLabel(names=list(class_names)),
@@ -274,11 +306,12 @@ def tfds_features(class_names: Sequence[str]):
         "path": tfds.features.Text(),
         "site": tfds.features.Text(),
         "frame": tfds.features.Scalar(dtype=tf.int64),
+        **crop_features,
     })
 
 
 def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Sequence[str],
-                        description: str = "") -> None:
+                        description: str = "", crops: bool = False) -> None:
     """Writes `dataset_info.json` and `features.json` so `tfds.builder_from_directory` loads every split.
 
     `index` is the `shards.json` content (split -> [{"file", "num_examples", ...}] in shard order);
@@ -298,7 +331,7 @@ def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Se
     identity = tfds.core.DatasetIdentity(name=TFDS_NAME, version=tfds.core.Version("1.0.0"),
                                          data_dir=os.fspath(out), module_name="")
     info = tfds.core.DatasetInfo(builder=identity, description=description or None,
-                                 features=tfds_features(class_names),
+                                 features=tfds_features(class_names, crops),
                                  supervised_keys=("image", "label"))
     info.set_file_format("tfrecord")
     info.set_splits(tfds.core.SplitDict(split_infos))
