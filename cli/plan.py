@@ -20,13 +20,15 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @config_options
 def plan(sampler, data_dir, counts_csv, out_dir, overwrite, config_files, overrides) -> None:
     """Write the per-class phase-1 targets of a sampler: plan.csv, plan.png, totals.json, config.yaml."""
+    from serengeti_tf.dataset import example_unit
     from serengeti_tf.sampling import plan_totals, write_plan
 
     config = resolve_config(config_files, overrides, {"sampler.name": sampler})
     out_dir = out_dir or f"plan-{config.sampler.name}"
     result = write_plan(config, out_dir, data_dir=data_dir, counts_csv=counts_csv, overwrite=overwrite)
     totals = plan_totals(result)
+    unit = example_unit(data_dir) if data_dir else "images"
     click.echo(f"sampler {config.sampler.name}: {totals['classes']} classes, {totals['original']:,} original "
-               f"-> {totals['target']:,} phase-1 images ({totals['oversampled']} oversampled, "
+               f"-> {totals['target']:,} phase-1 {unit} ({totals['oversampled']} oversampled, "
                f"{totals['undersampled']} undersampled)")
     click.echo(f"wrote {out_dir}/plan.csv, plan.png, totals.json, config.yaml")

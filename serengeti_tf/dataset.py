@@ -81,6 +81,12 @@ def manifest(dataset_dir: str | Path) -> pd.DataFrame:
                        keep_default_na=False, dtype={"capture_id": str, "site": str, "season": str})
 
 
+def example_unit(dataset_dir: str | Path) -> str:
+    """What one example of the dataset is: `crops` (prepared with --detections) or `images`."""
+    frame = pd.read_csv(_require(Path(dataset_dir) / "counts.csv", "counts.csv"), nrows=1, keep_default_na=False)
+    return "crops" if "unit" in frame.columns and (frame["unit"] == "crops").all() else "images"
+
+
 def stored_image_size(dataset_dir: str | Path) -> int:
     """Shorter side of the stored images (data.image_size of the prepare run)."""
     from serengeti_tf import config as cfg

@@ -532,7 +532,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     Returns {"out_dir", "metrics", "per_class" (DataFrame), "table", "per_class_table", "skipped"}.
     """
     from serengeti_tf import dataset as ds
-    from serengeti_tf import io_utils, pipeline
+    from serengeti_tf import io_utils, levels, pipeline
     from serengeti_tf.model import load_model
 
     run_dir = Path(run_dir)
@@ -583,18 +583,21 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                     **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
     table = per_class_table(labels, probs, names, train_counts,
                             phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
+    table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
     order = class_order(names, train_counts)
     confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
     io_utils.write_csv(out_dir / "per_class.csv", table)
     io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
     io_utils.save_figure(out_dir / "confusion_matrix.png",
                          plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
-    io_utils.write_csv(out_dir / "predictions.csv",
-                       predictions_frame(meta["path"], captures, labels, probs, names, top_k))
+    io_utils.write_csv(out_dir / "predictions.csv", levels.with_crop_columns(
+        predictions_frame(meta["path"], captures, labels, probs, names, top_k), meta))
     io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
     io_utils.write_csv(out_dir / "groups.csv",
                        group_table(labels, probs.argmax(axis=1), names, train_counts,
                                    run_config.eval.head_min, run_config.eval.tail_max))
+    # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
+    metrics.update(levels.evaluate_levels(out_dir, meta, labels, probs, names, train_counts, run_config.eval))
     io_utils.write_json(out_dir / "metrics.json", metrics)
     return _result(out_dir, metrics, table, skipped=False)
 
@@ -622,6 +625,9 @@ def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, A
 
 
 def _result(out_dir: Path, metrics: dict, table: pd.DataFrame, skipped: bool) -> dict[str, Any]:
+    from serengeti_tf.levels import levels_text
+
     title = f"{out_dir.parent.name}: {metrics.get('split', '')} split, {metrics['num_examples']} images"
     return {"out_dir": out_dir, "metrics": metrics, "per_class": table, "skipped": skipped,
-            "table": summary_text(metrics, title), "per_class_table": per_class_text(table)}
+            "table": "\n".join(filter(None, [summary_text(metrics, title), levels_text(metrics)])),
+            "per_class_table": per_class_text(table)}

@@ -89,7 +89,11 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
         "run_dir": str(run_dir), "run_name": run_dir.name, "model": model_label(sampler, train),
         "sampler": sampler, "phase": int(lineage.get("phase", 1)), "seed": int(lineage.get("seed", 0) or 0),
         "init_run": str(lineage.get("init_run") or ""),
-        "num_test_images": metrics.get("num_examples")}
+        "num_test_images": metrics.get("num_examples"),
+        # crop: one example per detector crop (headline numbers at crop level), image: whole frames.
+        "level": metrics.get("level", "image")}
+    if row["level"] == "crop":
+        row["model"] += " (crops)"  # a crop run and a whole-frame run of one sampler are two models
     for key in HEADLINE_METRICS:
         row[key] = metrics.get(key)
     for group, values in (metrics.get("groups") or {}).items():
@@ -517,7 +521,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
     if config is not None:
         cfg.save_config(config, out_dir)
-    return write_report(rows, out_dir, split, title="Comparison of runs")
+    result = write_report(rows, out_dir, split, title="Comparison of runs")
+    from serengeti_tf.levels import append_level_comparison
+
+    result["levels"] = append_level_comparison(rows, out_dir, split)
+    return result
 
 
 def experiment_report(runs: pd.DataFrame, out_dir: str | Path, dataset_dir: Optional[str | Path] = None,

@@ -207,7 +207,7 @@ def read_counts_csv(path: str | Path) -> dict[str, int]:
     return dict(zip(frame["species"].astype(str), values.astype(np.int64).tolist()))
 
 
-def plot_plan(plan: pd.DataFrame, title: str):
+def plot_plan(plan: pd.DataFrame, title: str, unit: str = "images"):
     """Bar plot of the original vs phase-1 distribution, largest class first, log scale (paper figs. 5-6)."""
     import matplotlib
 
@@ -224,7 +224,7 @@ def plot_plan(plan: pd.DataFrame, title: str):
     axis.set_yscale("log")
     axis.set_xticks(x)
     axis.set_xticklabels(ordered["species"], rotation=90, fontsize=7)
-    axis.set_ylabel("training images (log scale)")
+    axis.set_ylabel(f"training {unit} (log scale)")
     axis.set_title(title)
     axis.legend()
     axis.grid(axis="y", which="major", alpha=0.3)
@@ -251,8 +251,10 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
     cfg.save_config(config, out)
     write_csv(out / "plan.csv", plan)
     totals = plan_totals(plan)
-    write_json(out / "totals.json", {"sampler": config.sampler.name, **totals})
-    title = (f"{config.sampler.name}: {totals['original']:,} -> {totals['target']:,} training images, "
+    # Detector-crop datasets count crops: every count here is crops, and the files say so.
+    unit = dataset.example_unit(data_dir) if data_dir is not None else "images"
+    write_json(out / "totals.json", {"sampler": config.sampler.name, "unit": unit, **totals})
+    title = (f"{config.sampler.name}: {totals['original']:,} -> {totals['target']:,} training {unit}, "
              f"{totals['classes']} classes")
-    save_figure(out / "plan.png", plot_plan(plan, title))
+    save_figure(out / "plan.png", plot_plan(plan, title, unit))
     return plan
