@@ -23,10 +23,14 @@ from serengeti_tf_cli.common import config_options, resolve_config
               help="CSV with path and capture_id columns: adds capture-level predictions.")
 @click.option("--image-size", type=int, default=None,
               help="Shorter side images are decoded to before the eval crop (default: the run's dataset).")
+@click.option("--detections", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="MegaDetector batch-output JSON: classify each detection crop; writes per-image (OUT.csv, "
+                   "images without detections as empty) and per-crop (OUT.crops.csv) predictions. Crop "
+                   "settings: the run's dataset data.crops unless --config/--set data.crops.* is given.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
 @config_options
-def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, overwrite,
-            config_files, overrides) -> None:
+def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, detections,
+            overwrite, config_files, overrides) -> None:
     """Classify images. INPUT is a folder, a CSV (path[, capture_id]) or a text file of paths.
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
@@ -35,6 +39,16 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size})
+    if detections:
+        from serengeti_tf import crop_predict
+
+        given = bool(config_files) or any(o.strip().startswith("data.crops.") for o in overrides)
+        result = crop_predict.predict_detections(
+            model_or_run, inputs, detections, out_csv, crop_config=config.data.crops if given else None,
+            top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
+            image_size=image_size, config=config, overwrite=overwrite)
+        click.echo(crop_predict.summary_text(result))
+        return
     result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
                             batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
                             image_size=image_size, config=config, overwrite=overwrite)
