@@ -58,6 +58,7 @@ def plan_images(frame: pd.DataFrame, detections, crop_config: cfg.CropConfig, ro
     from serengeti_tf import crops
     from serengeti_tf.sources import relative_posix
 
+    crops.check_category(detections, crop_config.category)
     md = detections.images
     first = ~md["file"].duplicated(keep="first")
     row_of = pd.Series(md.index[first], index=md.loc[first, "file"].to_numpy())

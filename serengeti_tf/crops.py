@@ -48,6 +48,16 @@ def select_boxes(boxes: pd.DataFrame, category: str, threshold: float, select: s
     return ordered
 
 
+def check_category(detections, category: str) -> None:
+    """Refuses a `data.crops.category` the MD file does not define (a typo would drop every image)."""
+    from serengeti_tf.errors import UserError
+
+    names = sorted(set(detections.categories.values()))
+    if category not in names:
+        raise UserError(f"data.crops.category {category!r} is not a category of {detections.source} "
+                        f"(detection_categories: {', '.join(names)})")
+
+
 def box_reason_counts(boxes: pd.DataFrame, chosen_index: pd.Index, category: str, threshold: float) -> dict:
     """Why each detection did or did not become a crop (every detection counted once)."""
     reasons = pd.Series("not_selected", index=boxes.index, dtype=object)  # lost to top1
@@ -144,6 +154,7 @@ def join_detections(manifest: pd.DataFrame, detections, crop_config) -> tuple[pd
     one row per selected box of each still-kept image: the manifest columns plus `CROP_COLUMNS`.
     The report counts MD images absent from the metadata, repeated MD listings and every box's fate.
     """
+    check_category(detections, crop_config.category)
     images_md = detections.images
     first = ~images_md["file"].duplicated(keep="first")
     row_of = pd.Series(images_md.index[first], index=images_md.loc[first, "file"].to_numpy())

@@ -826,6 +826,9 @@ Layout and metadata mirror the LILA Snapshot Serengeti download (season 9):
   {IMAGES_CSV} + {ANNOTATIONS_CSV}   (LILA CSV pair, camelCase species)
   {COCO_JSON}                       (COCO Camera Traps; info.synthetic = true)
 Both metadata forms describe the same captures and labels.
+  {MD_JSON}                        (MegaDetector batch-output format: a box around every drawn
+                                    animal, about {round(MISSED_SHARE * 100)}% given a missed-detection confidence < 0.2;
+                                    boxes come from the drawing, not from MegaDetector)
 
 Settings: scale {summary['scale']} of the paper's Table 4 training counts, seed {summary['seed']},
 {summary['image_size'][0]}x{summary['image_size'][1]} px, at least {summary['min_captures_per_class']} capture(s) per class.
@@ -836,6 +839,7 @@ How the images are drawn (class prototypes, look-alike pairs, day/night): see th
 serengeti_tf/demo_data.py. Per-class image counts: {SUMMARY_JSON}.
 
 Next step:  serengeti-tf prepare PREPARED_DIR --config <this folder>/config.yaml
+Crops:      the same with --detections <this folder>/{MD_JSON}
 (add --config configs/demo.yaml for small CPU-sized images if demo-data was run without it)
 """
 

@@ -35,7 +35,7 @@ from serengeti_tf.errors import UserError
 
 KNOWN_FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 BOX_PROBLEMS = ("conf_nan", "box_malformed", "box_empty", "box_outside_image", "unknown_category")
-_BATCH = 50_000
+_BATCH = 20_000
 
 
 @dataclass
@@ -143,49 +143,64 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
         raise UserError(f"{path} is not MegaDetector batch output: no detection_categories mapping")
     categories = {str(k): str(v) for k, v in categories.items()}
 
+    # Python objects for at most `_BATCH` images / detections are alive at a time; the rest is
+    # compact columns (pandas string storage, float32, categorical).
+    file_pieces: list[pd.Series] = []
+    failure_pieces: list[pd.Series] = []
+    box_pieces: list[pd.DataFrame] = []
     files: list[str] = []
     failures: list[str] = []
-    pieces: list[pd.DataFrame] = []
     batch: list[tuple] = []
     owners: list[int] = []
+    count = 0
 
-    def flush() -> None:
+    def flush_boxes() -> None:
         if batch:
             frame = pd.DataFrame(batch, columns=list(_BOX_COLUMNS))
             frame.insert(0, "image", np.asarray(owners, dtype=np.int32))
-            pieces.append(frame.astype(_BOX_COLUMNS))
+            box_pieces.append(frame.astype(_BOX_COLUMNS))
             batch.clear()
             owners.clear()
+
+    def flush_images() -> None:
+        if files:
+            file_pieces.append(pd.Series(files, dtype="str"))
+            failure_pieces.append(pd.Series(failures, dtype="str"))
+            files.clear()
+            failures.clear()
 
     bar = tqdm(desc=f"reading {Path(path).name}", unit="img", disable=not progress, mininterval=1.0, leave=False)
     for item in _stream(path, "images.item"):
         bar.update(1)
         if not isinstance(item, dict):
             continue
-        row = len(files)
         files.append("" if item.get("file") is None else str(item.get("file")))
         failure = item.get("failure")
         failures.append("" if failure is None else str(failure))
         for detection in item.get("detections") or ():
             batch.append(_box_row(detection, categories))
-            owners.append(row)
+            owners.append(count)
+        count += 1
         if len(batch) >= _BATCH:
-            flush()
+            flush_boxes()
+        if len(files) >= _BATCH:
+            flush_images()
     bar.close()
-    flush()
-    if not files:
+    flush_boxes()
+    flush_images()
+    if not count:
         raise UserError(f"{path} is not MegaDetector batch output: no 'images' list with entries")
-    unnamed = sum(1 for f in files if not f)
+    file_series = pd.concat(file_pieces, ignore_index=True)
+    unnamed = int((file_series == "").sum())
     if unnamed:
-        raise UserError(f"{path}: {unnamed} of {len(files)} images have no 'file'")
-    boxes = (pd.concat(pieces, ignore_index=True) if pieces else
+        raise UserError(f"{path}: {unnamed} of {count} images have no 'file'")
+    boxes = (pd.concat(box_pieces, ignore_index=True) if box_pieces else
              pd.DataFrame({"image": pd.Series([], dtype="int32"),
                            **{k: pd.Series([], dtype=v) for k, v in _BOX_COLUMNS.items()}}))
     boxes["problem"] = boxes["problem"].astype(str).astype(pd.CategoricalDtype(("",) + BOX_PROBLEMS))
-    file_series = pd.Series(files, dtype="str")
     if image_root is not None:
         file_series = relative_posix(file_series, image_root)
-    images = pd.DataFrame({"file": file_series, "failure": pd.Series(failures, dtype="str")})
+    images = pd.DataFrame({"file": file_series, "failure": pd.concat(failure_pieces, ignore_index=True)})
     return Detections(images=images, boxes=boxes, format_version=version, categories=categories, source=path)
 
 

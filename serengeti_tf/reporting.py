@@ -92,8 +92,6 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
         "num_test_images": metrics.get("num_examples"),
         # crop: one example per detector crop (headline numbers at crop level), image: whole frames.
         "level": metrics.get("level", "image")}
-    if row["level"] == "crop":
-        row["model"] += " (crops)"  # a crop run and a whole-frame run of one sampler are two models
     for key in HEADLINE_METRICS:
         row[key] = metrics.get(key)
     for group, values in (metrics.get("groups") or {}).items():
@@ -121,7 +119,10 @@ def collect_runs(run_dirs: Iterable[str | Path], split: str = "test", evaluate_m
         rows.append(run_row(run_dir, split))
     if not rows:
         raise UserError("compare: no run folders given")
-    return sort_rows(pd.DataFrame(rows))
+    rows = pd.DataFrame(rows)
+    if rows["level"].nunique() > 1:  # whole frames beside crops: one sampler gives two models
+        rows.loc[rows["level"] == "crop", "model"] += " (crops)"
+    return sort_rows(rows)
 
 
 def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -87,3 +87,25 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
     config.data.image_size = image_size
     cfg.save_config(config, out)
     return out
+
+
+def write_tiny_run(run: str | Path, class_names: list[str], input_size: int = 32, stored_size: int = 40) -> Path:
+    """A run folder holding a tiny random model (one conv, no training) for predict tests: model.keras,
+    config.yaml (model.input_size, data.image_size), lineage.json (dataset missing) and class_map.json."""
+    import keras
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((input_size, input_size, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(len(class_names))(x)).save(run / "model.keras")
+    config = cfg.Config()
+    config.model.input_size = input_size
+    config.data.image_size = stored_size
+    cfg.save_config(config, run)
+    write_json(run / "lineage.json", {"phase": 1, "sampler": "none", "dataset_dir": str(run / "missing"), "seed": 0})
+    write_json(run / "class_map.json", {"num_classes": len(class_names), "classes": [
+        {"index": i, "name": n, "paper_name": n} for i, n in enumerate(class_names)]})
+    return run

@@ -10,32 +10,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from serengeti_tf import config as cfg
 from serengeti_tf import crop_predict, detections
-from serengeti_tf.io_utils import write_json
+from serengeti_tf.testing import write_tiny_run
 
 CLASSES = ["elephant", "gazellethomsons", "zebra"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    import keras
-
-    run = tmp_path_factory.mktemp("crop_predict") / "run"
-    run.mkdir()
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(len(CLASSES))(x)).save(run / "model.keras")
-    config = cfg.Config()
-    config.model.input_size = 32
-    config.data.image_size = 40
-    cfg.save_config(config, run)
-    write_json(run / "lineage.json", {"phase": 1, "sampler": "none", "dataset_dir": str(run / "missing"), "seed": 0})
-    write_json(run / "class_map.json", {"num_classes": 3, "classes": [
-        {"index": i, "name": n, "paper_name": n} for i, n in enumerate(CLASSES)]})
-    return run
+    return write_tiny_run(tmp_path_factory.mktemp("crop_predict") / "run", CLASSES)
 
 
 def _folder(root: Path) -> tuple[Path, Path]:

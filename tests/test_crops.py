@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +266,27 @@ def test_prepare_crops_rerun_is_up_to_date_and_other_settings_refused(crop_datas
     config.data.crops.threshold = 0.2
 
 
+def test_interrupted_crop_prepare_resumes_to_byte_identical_shards(crop_dataset, tmp_path):
+    from serengeti_tf.prepare import prepare_dataset
+
+    clean, _, _, _, config = crop_dataset
+    out = tmp_path / "resumed"
+    written = []
+
+    def interrupt_after_three(spec):
+        written.append(spec.file)
+        if len(written) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(config, out, progress=False, after_shard=interrupt_after_three)
+    assert not (out / "summary.json").exists()
+    assert prepare_dataset(config, out, progress=False)["resumed"] is True
+    shard_bytes = (lambda folder: {p.name: p.read_bytes() for p in sorted(folder.glob("camera_traps-*"))})
+    assert shard_bytes(out) == shard_bytes(clean) and len(shard_bytes(out)) > 3
+    assert (out / "crops.csv").read_text() == (clean / "crops.csv").read_text()
+
+
 def test_crop_config_is_validated():
     with pytest.raises(UserError, match="data.crops.select must be one of all, top1, got 'best'"):
         cfg.resolve(overrides=["data.crops.select=best"])
@@ -295,4 +315,6 @@ def test_cli_bad_detections_file_is_one_line_exit_2(tmp_path, capsys):
     assert "detections file not found" in _cli_error(base + ["--detections", str(tmp_path / "no.json")], capsys)
     nothing = _md(tmp_path / "empty.json", [{"file": "zebra_0_0.jpg", "detections": []}])
     assert "no crop left" in _cli_error(base + ["--detections", str(nothing)], capsys)
+    typo = _cli_error(base + ["--detections", str(nothing), "--set", "data.crops.category=animals"], capsys)
+    assert "data.crops.category 'animals' is not a category" in typo
     assert not (tmp_path / "out" / "summary.json").exists()

@@ -13,7 +13,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import predict as pr
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import write_json
-from serengeti_tf.testing import class_image, jpeg_bytes
+from serengeti_tf.testing import class_image, jpeg_bytes, write_tiny_run
 
 pytest.importorskip("serengeti_tf.images")
 pytest.importorskip("serengeti_tf.pipeline")
@@ -24,23 +24,7 @@ CLASSES = ["elephant", "empty", "zebra"]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A run folder with a tiny random 3-class model (input 32) and a stored image size of 40."""
-    import keras
-
-    run = tmp_path_factory.mktemp("predict") / "run"
-    run.mkdir()
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(len(CLASSES))(x)).save(run / "model.keras")
-    config = cfg.Config()
-    config.model.input_size = 32
-    config.data.image_size = 40
-    cfg.save_config(config, run)
-    write_json(run / "lineage.json", {"phase": 1, "sampler": "none", "dataset_dir": str(run / "missing"), "seed": 0})
-    write_json(run / "class_map.json", {"num_classes": 3, "classes": [
-        {"index": i, "name": n, "paper_name": n} for i, n in enumerate(CLASSES)]})
-    return run
+    return write_tiny_run(tmp_path_factory.mktemp("predict") / "run", CLASSES)
 
 
 def test_edge_cases_truncated_skipped_others_classified(tiny_run, shared_data, tmp_path):
