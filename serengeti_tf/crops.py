@@ -8,7 +8,8 @@ Geometry (`crop_rectangle`, pure): the box grows by `padding` x its size on ever
 image where it fits, then clipped to the image. `min_size` applies to the shorter side of that
 rectangle in source pixels; smaller crops are dropped (`box_too_small`).
 
-Cutting (`cut_crops`, a worker job: imports numpy and PIL only): one decode per image for all its
+Cutting (`cut_crops`, run in prepare's spawned workers, which import this module but never
+TensorFlow): one decode per image for all its
 crops, with JPEG DCT draft only down to the scale the smallest crop needs to keep `short_side`
 pixels (a small far-away animal gets the full-resolution decode, a frame-filling one a 1/8 decode),
 then each crop is resized so its shorter side is `short_side` (the stored `data.image_size`).

@@ -42,6 +42,25 @@ def test_reads_the_ena24_md_fixture(shared_data):
     assert [row["x"], row["y"], row["w"], row["h"]] == pytest.approx(first["bbox"], abs=1e-6)
 
 
+def test_prepare_crops_on_the_real_ena24_sample(shared_data, tmp_path):
+    from serengeti_tf.prepare import prepare_dataset
+
+    folder = shared_data / "other_formats" / "ena24_small"
+    if not (folder / "md_annotations.json").is_file():
+        pytest.skip("ena24_small/md_annotations.json absent")
+    before = _digests(folder)
+    config = cfg.resolve(updates=[{"data": {"metadata": [str(folder / "labels.csv")], "image_root": str(folder),
+                                            "detections": str(folder / "md_annotations.json"), "image_size": 48,
+                                            "workers": 1}}])
+    summary = prepare_dataset(config, tmp_path / "ena24_crops", progress=False)
+    raw = json.loads((folder / "md_annotations.json").read_text())
+    expected = sum(1 for i in raw["images"] for d in i.get("detections") or []
+                   if d["conf"] >= 0.2 and raw["detection_categories"][d["category"]] == "animal")
+    assert summary["crops_kept"] == expected and summary["num_classes"] == 7
+    assert summary["detections"]["format_version"] == raw["info"]["format_version"]
+    assert _digests(folder) == before
+
+
 def test_bad_boxes_get_a_problem_and_partial_boxes_are_clipped(tmp_path):
     path = tmp_path / "md.json"
     dets = [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]},      # fine
