@@ -627,7 +627,8 @@ def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, A
 def _result(out_dir: Path, metrics: dict, table: pd.DataFrame, skipped: bool) -> dict[str, Any]:
     from serengeti_tf.levels import levels_text
 
-    title = f"{out_dir.parent.name}: {metrics.get('split', '')} split, {metrics['num_examples']} images"
+    unit = "crops" if metrics.get("level") == "crop" else "images"
+    title = f"{out_dir.parent.name}: {metrics.get('split', '')} split, {metrics['num_examples']} {unit}"
     return {"out_dir": out_dir, "metrics": metrics, "per_class": table, "skipped": skipped,
             "table": "\n".join(filter(None, [summary_text(metrics, title), levels_text(metrics)])),
             "per_class_table": per_class_text(table)}

@@ -220,19 +220,45 @@ def level_comparison_markdown(table: pd.DataFrame) -> str:
         markdown_table(table), ""])
 
 
-def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str = "test") -> pd.DataFrame | None:
-    """For a comparison holding a crop run and any other run: writes `levels_comparison.csv` and
-    appends its section to `report.md`. Returns the table (None when there is nothing to compare)."""
-    from serengeti_tf.evaluation import eval_dir_name, run_class_names
+def run_levels_table(rows: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """One row per (run, level) from each run's metrics.json `levels`: examples, accuracy, macro F1."""
+    from serengeti_tf.evaluation import eval_dir_name
 
-    if len(rows) < 2 or not (rows["level"] == "crop").any():
+    out = []
+    for model, phase, seed, run in zip(rows["model"], rows["phase"], rows["seed"], rows["run_dir"]):
+        metrics = io_utils.read_json(Path(run) / eval_dir_name(split) / "metrics.json")
+        for level, s in (metrics.get("levels") or {}).items():
+            out.append({"model": model, "phase": phase, "seed": seed, "level": level,
+                        "examples": s["num_examples"], "accuracy": round(s["accuracy"], 4),
+                        "macro_f1": round(s["macro_f1"], 4)})
+    return pd.DataFrame(out)
+
+
+def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str = "test") -> pd.DataFrame | None:
+    """For a comparison holding a crop run: writes `levels.csv` (every run's scores per level) and,
+    with another run beside it, `levels_comparison.csv` (scores on the shared test images and
+    captures); appends both to `report.md`. Returns the shared-image table (None without one)."""
+    from serengeti_tf.evaluation import eval_dir_name, run_class_names
+    from serengeti_tf.reporting import markdown_table
+
+    if not (rows["level"] == "crop").any():
         return None
-    labels = [f"{m} phase {p} seed {s}" for m, p, s in zip(rows["model"], rows["phase"], rows["seed"])]
-    eval_dirs = {label: Path(run) / eval_dir_name(split) for label, run in zip(labels, rows["run_dir"])}
-    names = sorted(set().union(*(run_class_names(run) for run in rows["run_dir"])))
-    table = compare_levels(eval_dirs, names)
     out = Path(out_dir)
-    io_utils.write_csv(out / "levels_comparison.csv", table)
+    per_run = run_levels_table(rows, split)
+    io_utils.write_csv(out / "levels.csv", per_run)
+    sections = ["## Evaluation levels", "",
+                "Crop runs count one example per detector crop; their headline numbers above are at crop "
+                f"level. Image level: {IMAGE_COMBINATION}; capture level: {CAPTURE_COMBINATION} (whole-frame "
+                "runs: frames, and frames averaged per capture). Data: [levels.csv](levels.csv).", "",
+                markdown_table(per_run), ""]
+    table = None
+    if len(rows) > 1:
+        labels = [f"{m} phase {p} seed {s}" for m, p, s in zip(rows["model"], rows["phase"], rows["seed"])]
+        eval_dirs = {label: Path(run) / eval_dir_name(split) for label, run in zip(labels, rows["run_dir"])}
+        names = sorted(set().union(*(run_class_names(run) for run in rows["run_dir"])))
+        table = compare_levels(eval_dirs, names)
+        io_utils.write_csv(out / "levels_comparison.csv", table)
+        sections.append(level_comparison_markdown(table))
     report = out / "report.md"
-    io_utils.write_text(report, report.read_text(encoding="utf-8") + "\n" + level_comparison_markdown(table))
+    io_utils.write_text(report, report.read_text(encoding="utf-8") + "\n" + "\n".join(sections))
     return table

@@ -122,3 +122,6 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     assert "Whole frames and crops on the same test images" in report["markdown"].read_text()
     runs = pd.read_csv(root / "compare" / "runs.csv")
     assert set(runs["level"]) == {"crop", "image"}
+    per_run = pd.read_csv(root / "compare" / "levels.csv")
+    assert sorted(per_run["level"]) == sorted(["image", "capture"] + 2 * ["crop", "image", "capture"])
+    assert "## Evaluation levels" in report["markdown"].read_text()
