@@ -135,6 +135,29 @@ def test_crop_rectangle_padding_square_shift_and_clip():
     assert crops.crop_rectangle((0.0, 0.0, 1.0, 1.0), 1000, 500, 0.0, True) == pytest.approx((0, 0, 1000, 500))
 
 
+def test_join_detections_reasons_repeated_listings_and_md_only_images(tmp_path):
+    md = _md(tmp_path / "md.json", [
+        {"file": "a.jpg", "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]},
+                                         {"category": "1", "conf": 0.4, "bbox": [0.5, 0.5, 0.2, 0.2]}]},
+        {"file": "a.jpg", "detections": []},                     # listed twice: the first listing counts
+        {"file": "b.jpg", "detections": [{"category": "1", "conf": 0.1, "bbox": [0.1, 0.1, 0.2, 0.2]}]},
+        {"file": "c.jpg", "failure": "Failure image access"},
+        {"file": "only_in_md.jpg", "detections": []}])
+    manifest = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"], "species": ["zebra"] * 4 + [""],
+                             "capture_id": ["k1", "k1", "k2", "k3", "k4"], "drop_reason": [""] * 4 + ["empty"],
+                             "split": ["train"] * 4 + [""]})
+    config = cfg.CropConfig(select="top1")
+    joined, table, report = crops.join_detections(manifest, detections.read_detections(md), config)
+    assert joined["drop_reason"].tolist() == ["", "no_detection", "detector_failure", "not_in_detections", "empty"]
+    assert joined["split"].tolist() == ["train", "", "", "", ""]
+    assert table["path"].tolist() == ["a.jpg"] and table["detection_conf"].tolist() == [0.9]
+    assert report["md_images_listed_twice"] == 1 and report["md_images_not_in_metadata"] == 1
+    assert report["md_images_not_in_metadata_examples"] == ["only_in_md.jpg"]
+    assert report["boxes"]["selected"] == 1 and report["boxes"]["not_selected"] == 1
+    with pytest.raises(UserError, match="data.crops.category 'animals' is not a category"):
+        crops.join_detections(manifest, detections.read_detections(md), cfg.CropConfig(category="animals"))
+
+
 def _scene(path: Path, size=(2048, 1536), square=(1000, 700, 1060, 760), colour=(230, 30, 30), orientation=None):
     """A noisy grey frame with one coloured square (the "animal") at `square` (l, t, r, b) upright."""
     rng = np.random.default_rng(0)
