@@ -8,6 +8,9 @@ Layout (written by `shards.py` / `prepare.py`):
       counts.csv             species, paper_name, train, val, test, total   (one row per class)
       manifest.csv           every input row: path, species, capture_id, site, datetime, season,
                              frame, source, drop_reason ('' = kept), split
+      crops.csv              detector-crop datasets only (prepare --detections): one row per crop, the
+                             manifest columns + crop, box_x, box_y, box_w, box_h, detection_conf;
+                             counts.csv then has unit = crops and counts crops, not images
       shards.json            {"train": [{"file", "class", "num_examples"}, ...], "val": [...], "test": [...]}
       dataset_info.json, features.json       TFDS metadata (tfds.builder_from_directory)
       camera_traps-<split>.tfrecord-XXXXX-of-YYYYY   shards; each train shard holds one class only

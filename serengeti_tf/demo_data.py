@@ -944,6 +944,7 @@ def format_summary(summary: dict) -> str:
         f"(scale {summary['scale']} of Table 4); plus {summary['blank_captures']} blank, "
         f"{summary['human_captures']} human, {summary['multi_species_captures']} two-species capture(s)",
         f"  metadata: {IMAGES_CSV}, {ANNOTATIONS_CSV}, {COCO_JSON}; prepare with --config config.yaml",
+        f"  detector boxes: {MD_JSON} (MegaDetector format; prepare --detections for crops)",
         f"  {state} in {summary.get('seconds', 0)} s",
     ])
 
