@@ -125,3 +125,20 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     per_run = pd.read_csv(root / "compare" / "levels.csv")
     assert sorted(per_run["level"]) == sorted(["image", "capture"] + 2 * ["crop", "image", "capture"])
     assert "## Evaluation levels" in report["markdown"].read_text()
+
+
+@pytest.mark.slow
+def test_methods_and_rejection_sampling_run_unchanged_on_crops(demo):
+    """Issue-6 methods (a loss with class weights, then head re-balancing) and rejection sampling on crops."""
+    from serengeti_tf import training
+    from serengeti_tf.methods import METHODS
+
+    root, _, _, crops_dir, _ = demo
+    train = {"epochs": 1, "batch_size": 16, "steps_per_epoch": 2, "crt_epochs": 1, "crt_steps_per_epoch": 2,
+             **METHODS["focal_cw"], **METHODS["crt"]}
+    config = cfg.resolve(updates=[{"model": {"input_size": 32}, "train": train, "eval": {"batch_size": 64},
+                                   "sampler": {"name": "rus", "realisation": "rejection", "shuffle_buffer": 64,
+                                               "rus_cap": 10}}])
+    run = training.train(config, crops_dir, root / "runs" / "methods", print_fn=lambda _line: None)
+    assert (run / "model.keras").is_file()
+    assert json.loads((run / "rebalancing.json").read_text())
