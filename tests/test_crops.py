@@ -297,6 +297,17 @@ def test_prepared_crops_hold_the_boxed_animal_and_carry_box_and_conf(crop_datase
     assert seen == 31
 
 
+def test_crop_dataset_loads_with_tfds(crop_dataset):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    out = crop_dataset[0]
+    builder = tfds.builder_from_directory(str(out))
+    example = next(iter(builder.as_dataset(split="train").take(1)))
+    assert float(example["detection_conf"]) == pytest.approx(0.9) and int(example["crop"]) == 0
+    assert builder.info.splits["train"].num_examples + builder.info.splits["val"].num_examples + \
+        builder.info.splits["test"].num_examples == 31
+
+
 def test_prepare_crops_rerun_is_up_to_date_and_other_settings_refused(crop_dataset):
     from serengeti_tf.prepare import prepare_dataset
 
