@@ -538,4 +538,8 @@ def experiment_report(runs: pd.DataFrame, out_dir: str | Path, dataset_dir: Opti
     rows = collect_runs(runs["run_dir"], split)
     _check_one_run_per_seed(rows)
     title = "Experiment report" + (f" ({Path(dataset_dir).name})" if dataset_dir else "")
-    return write_report(rows, out_dir, split, title=title)
+    result = write_report(rows, out_dir, split, title=title)
+    from serengeti_tf.levels import append_level_comparison
+
+    result["levels"] = append_level_comparison(rows, out_dir, split)  # crop datasets: scores per level
+    return result
