@@ -23,6 +23,7 @@ import tensorflow as tf
 from sklearn.metrics import f1_score
 
 from serengeti_tf import runs
+from serengeti_tf.io_utils import record_owned
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -113,7 +114,11 @@ class EpochRecorder(keras.callbacks.Callback):
         self._epoch_start = 0.0
         self._current_epoch = 0
         self._forward = None
-        self._writer = tf.summary.create_file_writer(str(paths.tensorboard)) if write_summaries else None
+        self._writer = None
+        if write_summaries:
+            self._writer = tf.summary.create_file_writer(str(paths.tensorboard))
+            record_owned(paths.tensorboard, folder=True)  # event files are not written through io_utils
+
 
     # -- NaN/inf ---------------------------------------------------------------------------
     def on_train_batch_end(self, batch, logs=None):

@@ -533,6 +533,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     """
     from serengeti_tf import dataset as ds
     from serengeti_tf import io_utils, pipeline
+    from serengeti_tf.locks import output_lock
     from serengeti_tf.model import load_model
 
     run_dir = Path(run_dir)
@@ -556,47 +557,50 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     if ds.class_names(data_dir) != names:
         raise UserError(f"{run_dir} was trained on classes {names[:5]}... but {data_dir} has "
                         f"{ds.class_names(data_dir)[:5]}...; pass the dataset the run was trained on")
+    ds.check_shards(data_dir)
     out_dir = run_dir / eval_dir_name(split)
     eval_settings = cfg.to_dict(run_config)["eval"]
     fingerprint = {"model_sha256": file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
                    "split": split, "input_size": run_config.model.input_size,
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
-    done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
-    if done and not overwrite and (out_dir / "metrics.json").is_file():
-        log.info("%s already evaluated with the same model and settings; reading it", out_dir)
-        return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),
-                       pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
+    io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
+    with output_lock(out_dir):  # one process per evaluation folder
+        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        if done and not overwrite and (out_dir / "metrics.json").is_file():
+            log.info("%s already evaluated with the same model and settings; reading it", out_dir)
+            return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),
+                           pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
 
-    cfg.save_config(run_config, out_dir)
-    train_counts = ds.train_counts(data_dir)
-    model = load_model(model_path)
-    meta = pipeline.split_metadata(data_dir, split)
-    labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
-    if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
-        raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
-                        f"images read ({len(labels)}); the prepared dataset may be incomplete")
-    captures = meta["capture_id"].astype(str).to_numpy()
-    top_k = run_config.eval.top_k
-    metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
-    metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
-                    "model_sha256": fingerprint["model_sha256"],
-                    **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
-    table = per_class_table(labels, probs, names, train_counts,
-                            phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
-    order = class_order(names, train_counts)
-    confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
-    io_utils.write_csv(out_dir / "per_class.csv", table)
-    io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
-    io_utils.save_figure(out_dir / "confusion_matrix.png",
-                         plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
-    io_utils.write_csv(out_dir / "predictions.csv",
-                       predictions_frame(meta["path"], captures, labels, probs, names, top_k))
-    io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
-    io_utils.write_csv(out_dir / "groups.csv",
-                       group_table(labels, probs.argmax(axis=1), names, train_counts,
-                                   run_config.eval.head_min, run_config.eval.tail_max))
-    io_utils.write_json(out_dir / "metrics.json", metrics)
-    return _result(out_dir, metrics, table, skipped=False)
+        cfg.save_config(run_config, out_dir)
+        train_counts = ds.train_counts(data_dir)
+        model = load_model(model_path)
+        meta = pipeline.split_metadata(data_dir, split)
+        labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
+        if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
+            raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
+                            f"images read ({len(labels)}); the prepared dataset may be incomplete")
+        captures = meta["capture_id"].astype(str).to_numpy()
+        top_k = run_config.eval.top_k
+        metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
+        metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
+                        "model_sha256": fingerprint["model_sha256"],
+                        **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
+        table = per_class_table(labels, probs, names, train_counts,
+                                phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
+        order = class_order(names, train_counts)
+        confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
+        io_utils.write_csv(out_dir / "per_class.csv", table)
+        io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
+        io_utils.save_figure(out_dir / "confusion_matrix.png",
+                             plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
+        io_utils.write_csv(out_dir / "predictions.csv",
+                           predictions_frame(meta["path"], captures, labels, probs, names, top_k))
+        io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
+        io_utils.write_csv(out_dir / "groups.csv",
+                           group_table(labels, probs.argmax(axis=1), names, train_counts,
+                                       run_config.eval.head_min, run_config.eval.tail_max))
+        io_utils.write_json(out_dir / "metrics.json", metrics)
+        return _result(out_dir, metrics, table, skipped=False)
 
 
 def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, Any],

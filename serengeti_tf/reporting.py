@@ -33,6 +33,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
+from serengeti_tf.locks import output_lock
 from serengeti_tf.evaluation import MACRO_ROW, eval_dir_name
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
@@ -510,14 +511,16 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     """
     if not run_dirs:
         raise UserError("compare: no run folders given")
+    io_utils.refuse_overlap(out_dir, {"RUN_DIR": list(run_dirs)}, what="report folder")
     rows = collect_runs(run_dirs, split, evaluate_missing, config)
     _check_one_run_per_seed(rows)
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}
-    io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
-    if config is not None:
-        cfg.save_config(config, out_dir)
-    return write_report(rows, out_dir, split, title="Comparison of runs")
+    with output_lock(out_dir):  # one process per report folder
+        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        if config is not None:
+            cfg.save_config(config, out_dir)
+        return write_report(rows, out_dir, split, title="Comparison of runs")
 
 
 def experiment_report(runs: pd.DataFrame, out_dir: str | Path, dataset_dir: Optional[str | Path] = None,
