@@ -113,9 +113,19 @@ def claim_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool
                              if existing.get(k) != _json_round_trip(fingerprint.get(k)))
             raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
                             f"choose another folder or pass --overwrite")
-        remove_owned(path)
+        return reclaim_output_dir(path, fingerprint, marker)
     path.mkdir(parents=True, exist_ok=True)
     write_json(marker_path, fingerprint)
+    return False
+
+
+def reclaim_output_dir(path: str | os.PathLike, fingerprint: dict, marker: str = MARKER) -> bool:
+    """`--overwrite`: deletes what serengeti-tf wrote in the claimed folder `path` (files the user
+    added stay) and claims it afresh for `fingerprint`. Returns False (nothing to resume)."""
+    path = Path(path)
+    remove_owned(path)
+    path.mkdir(parents=True, exist_ok=True)
+    write_json(path / marker, fingerprint)
     return False
 
 

@@ -163,8 +163,7 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
     if path.is_file() and overwrite:
         existing = [c["name"] for c in sorted(io_utils.read_json(path)["classes"], key=lambda c: c["index"])]
         if existing != names:
-            io_utils.remove_owned(out)
-            io_utils.claim_output_dir(out, fp)
+            io_utils.reclaim_output_dir(out, fp)
     if path.is_file():
         existing = [c["name"] for c in sorted(io_utils.read_json(path)["classes"], key=lambda c: c["index"])]
         if existing != names:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import claim_output_dir, read_json, remove_owned, write_csv, write_json
+from serengeti_tf.io_utils import claim_output_dir, read_json, reclaim_output_dir, write_csv, write_json
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")
@@ -190,8 +190,7 @@ def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir
     same = claim_output_dir(run_dir, fp, overwrite=overwrite)
     if same and overwrite:
         print_fn(f"--overwrite: discarding the existing run in {run_dir}")
-        remove_owned(run_dir)
-        same = claim_output_dir(run_dir, fp)
+        same = reclaim_output_dir(run_dir, fp)
     return same
 
 
