@@ -38,6 +38,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluation import class_names_from_map, file_digest, softmax, top_k_frame
+from serengeti_tf.locks import output_lock
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 One table for the whole CLI (issue 10): a row is (verb arguments, message fragment). Paths in the
 arguments are templates filled from a small workspace: {src} (a tiny plain-CSV image source),
 {ds} (a tiny prepared dataset), {bad_map} / {no_val} (prepared datasets with a corrupt class map
-/ a missing val shard), {foreign} (a folder holding a user's file), {file} (a plain file), {tmp}.
+/ a missing val shard), {fake_run} (a run folder without a real model), {foreign} (a folder
+holding a user's file), {file} (a plain file), {tmp}.
 A new verb joins by adding rows. Rows run in-process through Click's CliRunner against the
 command group, so the exit code and message are exactly what the console script shows.
 """
@@ -21,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from serengeti_tf import config as cfg
 from serengeti_tf.testing import write_tiny_dataset
 
 SOURCE = "--metadata {src}/labels.csv --image-root {src} --image-size 24 --workers 1"
@@ -35,6 +37,7 @@ BAD_INVOCATIONS = [
     ("predict {ds} {src} -o {src}/predictions.csv --overwrite", "lies inside the input INPUT"),
     ("plan --counts {tmp}/counts/counts.csv -o {tmp}/counts --overwrite", "contains the input --counts"),
     ("compare {tmp}/run -o {tmp}/run/report --overwrite", "lies inside the input RUN_DIR"),
+    ("evaluate {fake_run} --dataset-dir {fake_run}/eval --overwrite", "is the input --dataset-dir"),
     ("experiment {tmp}/experiment.yaml --data {ds} -o {ds}/experiment", "lies inside the input --data"),
     ("demo-data {foreign} --overwrite", "not written by serengeti-tf"),
     # -- paths that are not folders
@@ -87,9 +90,17 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     (tmp / "counts").mkdir()
     (tmp / "counts" / "counts.csv").write_text("species,count\nzebra,10\nimpala,3\n")
     (tmp / "run").mkdir()
+    # A run folder whose evaluation folder is passed as its dataset (the model is never loaded).
+    fake_run = tmp / "fake_run"
+    shutil.copytree(ds, fake_run / "eval")
+    shutil.copy(ds / "class_map.json", fake_run / "class_map.json")
+    (fake_run / "model.keras").write_bytes(b"not loaded")
+    (fake_run / "lineage.json").write_text(json.dumps({"phase": 1, "dataset_dir": str(ds)}))
+    cfg.save_config(cfg.Config(), fake_run)
     (tmp / "experiment.yaml").write_text("train:\n  epochs: 1\n")
     return {"tmp": str(tmp), "src": str(tmp / "src"), "ds": str(ds), "bad_map": str(bad_map),
-            "no_val": str(no_val), "foreign": str(tmp / "foreign"), "file": str(tmp / "file")}
+            "no_val": str(no_val), "foreign": str(tmp / "foreign"), "file": str(tmp / "file"),
+            "fake_run": str(fake_run)}
 
 
 def run_cli(args: list[str]):
