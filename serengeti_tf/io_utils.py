@@ -184,6 +184,10 @@ def remove_owned(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not (folder / MARKER).is_file():
         raise UserError(f"{folder} was not written by serengeti-tf ({MARKER} missing); refusing to delete anything in it")
+    if not (folder / OWNED_LOG).is_file():
+        # Written by a version that did not list its files: what is ours is unknown, so nothing goes.
+        raise UserError(f"{folder} was written by an older serengeti-tf that did not list the files it wrote, "
+                        f"so --overwrite cannot tell them from yours; choose a new folder or empty it yourself")
     for claimed in sorted((p.parent for p in folder.rglob(MARKER)), key=lambda p: len(p.parts), reverse=True):
         for entry in owned_entries(claimed):
             target = claimed / entry.rstrip("/")

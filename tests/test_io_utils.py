@@ -154,3 +154,13 @@ def test_lock_is_released_after_an_error_and_leaves_no_empty_folder(tmp_path):
         with pytest.raises(UserError, match="in use by process"):  # a second holder, even in this process
             with output_lock(out):
                 pass
+
+
+def test_overwrite_of_a_folder_without_a_file_list_deletes_nothing(tmp_path):
+    out = tmp_path / "old"
+    claim_output_dir(out, {"a": 1})
+    (out / ".serengeti-tf-files").unlink()  # as written before serengeti-tf listed its files
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(UserError, match="older serengeti-tf that did not list the files"):
+        claim_output_dir(out, {"a": 2}, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["fingerprint.json", "summary.json"]
