@@ -51,6 +51,16 @@ def make_csv_source(root: Path, captures: dict[str, int] = CAPTURES) -> Path:
     return metadata
 
 
+def make_class_folders(root: Path, species: tuple[str, ...], per_class: int) -> Path:
+    """A folder-per-class source: `root/<species>/<i>.jpg`, small random JPEGs."""
+    rng = np.random.default_rng(2)
+    for name in species:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / name / f"{i}.jpg")
+    return root
+
+
 def make_config(root: Path, labels: Path, **data) -> cfg.Config:
     settings = {"metadata": [str(labels)], "image_root": str(root), "image_size": 24, "shard_size": 2,
                 "workers": 1, **data}
@@ -350,17 +360,12 @@ def test_real_sample_drops_corrupt_and_keeps_odd_images_rgb_and_upright(shared_d
 
 
 def test_folder_source_fingerprint_follows_the_file_listing(tmp_path):
-    root = tmp_path / "folders"
-    rng = np.random.default_rng(2)
-    for name in ("zebra", "lionfemale"):
-        (root / name).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / name / f"{i}.jpg")
+    root = make_class_folders(tmp_path / "folders", ("zebra", "lionfemale"), 4)
     config = cfg.resolve(updates=[{"data": {"image_root": str(root), "image_size": 16, "workers": 1}}])
     out = tmp_path / "ds"
     assert prepare_dataset(config, out, progress=False)["num_classes"] == 2
     assert prepare_dataset(config, out, progress=False)["up_to_date"] is True
-    Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / "zebra" / "new.jpg")
+    Image.new("RGB", (40, 30), "white").save(root / "zebra" / "new.jpg")
     with pytest.raises(UserError, match="image_listing_sha256"):
         prepare_dataset(config, out, progress=False)
 
@@ -403,12 +408,7 @@ def test_issue_victim_case_on_a_copy_of_the_real_sample(shared_data, tmp_path):
 
 
 def test_dangling_symlink_in_a_class_folder_is_a_missing_file_drop(tmp_path):
-    root = tmp_path / "classes"
-    rng = np.random.default_rng(1)
-    for species in ("zebra", "impala"):
-        (root / species).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (20, 28, 3), np.uint8)).save(root / species / f"{i}.jpg")
+    root = make_class_folders(tmp_path / "classes", ("zebra", "impala"), 3)
     (root / "zebra" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     config = cfg.resolve(updates=[{"data": {"image_root": str(root), "image_size": 16, "workers": 1}}])
     summary = prepare_dataset(config, tmp_path / "ds", progress=False)
