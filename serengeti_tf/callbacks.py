@@ -119,7 +119,6 @@ class EpochRecorder(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(str(paths.tensorboard))
             record_owned(paths.tensorboard, folder=True)  # event files are not written through io_utils
 
-
     # -- NaN/inf ---------------------------------------------------------------------------
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")

@@ -863,7 +863,8 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
         write_text(out / "README.txt", _readme(summary))
         _save_config(config, out)
         # Timing and resume counts are returned but not written, so reruns leave byte-identical files.
-        return {**summary, "out_dir": str(out), "resumed": resumed, "images_written": written, "images_skipped": skipped,
+        return {**summary, "out_dir": str(out), "resumed": resumed, "images_written": written,
+                "images_skipped": skipped,
                 "seconds": round(time.monotonic() - started, 2)}
 
 

@@ -183,7 +183,8 @@ def remove_owned(folder: str | os.PathLike) -> list[Path]:
     """
     folder = Path(folder)
     if not (folder / MARKER).is_file():
-        raise UserError(f"{folder} was not written by serengeti-tf ({MARKER} missing); refusing to delete anything in it")
+        raise UserError(f"{folder} was not written by serengeti-tf ({MARKER} missing); "
+                        f"refusing to delete anything in it")
     if not (folder / OWNED_LOG).is_file():
         # Written by a version that did not list its files: what is ours is unknown, so nothing goes.
         raise UserError(f"{folder} was written by an older serengeti-tf that did not list the files it wrote, "
