@@ -178,8 +178,8 @@ def owned_entries(folder: str | os.PathLike) -> set[str]:
 def remove_owned(folder: str | os.PathLike) -> list[Path]:
     """Deletes what serengeti-tf wrote in `folder` (and in claimed folders inside it), nothing else.
 
-    Our own temporary files (`.<name>.*.tmp`, left by a kill) go too. Folders left empty are
-    removed. Returns the paths kept because serengeti-tf did not write them.
+    Our own temporary files (`.<name>.*.tmp`, `.<name>.keras.*.keras`, left by a kill) go too.
+    Folders left empty are removed. Returns the paths kept because serengeti-tf did not write them.
     """
     folder = Path(folder)
     if not (folder / MARKER).is_file():
@@ -198,9 +198,10 @@ def remove_owned(folder: str | os.PathLike) -> list[Path]:
                 target.unlink(missing_ok=True)
         (claimed / MARKER).unlink(missing_ok=True)
         (claimed / OWNED_LOG).unlink(missing_ok=True)
-    for temp in folder.rglob(".*.tmp"):
-        if temp.is_file():
-            temp.unlink(missing_ok=True)
+    for pattern in (".*.tmp", ".*.keras.*.keras"):  # atomic_path temp names (`model.save_model`'s too)
+        for temp in folder.rglob(pattern):
+            if temp.is_file():
+                temp.unlink(missing_ok=True)
     for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
         current = Path(dirpath)
         if current != folder and not any(current.iterdir()):

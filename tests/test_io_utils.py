@@ -94,6 +94,7 @@ def test_overwrite_deletes_only_files_serengeti_tf_wrote(tmp_path):
     (out / "tensorboard").mkdir()
     (out / "tensorboard" / "events.out").write_text("tf")
     (out / ".report.md.abc.tmp").write_text("left by a kill")
+    (out / "inner" / ".model.keras.abc.keras").write_text("left by a kill mid-save")
     (out / "notes.txt").write_text("the user's")
     (out / "nested" / "mine.csv").write_text("the user's")
     assert claim_output_dir(out, {"a": 2}, overwrite=True) is False
