@@ -259,7 +259,7 @@ def _warn_unknown_categories(path: str, annotations: pd.DataFrame, used_ids: lis
     unknown_codes = [code for code, category_id in enumerate(used_ids) if category_id not in categories]
     count = int(annotations["category"].isin(unknown_codes).sum()) if unknown_codes else 0
     if count:
-        unknown_ids = sorted(used_ids[code] for code in unknown_codes)
+        unknown_ids = sorted(used_ids[code] or "<none>" for code in unknown_codes)
         log.warning("%s: %d annotations use category ids missing from 'categories' (%s%s); their images are "
                     "dropped as unlabelled", path, count, ", ".join(unknown_ids[:5]),
                     ", ..." if len(unknown_ids) > 5 else "")
