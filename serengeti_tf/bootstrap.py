@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 
 from serengeti_tf.errors import UserError
 from serengeti_tf.metrics import confusion_counts, scores_from_confusion
@@ -62,6 +63,8 @@ class Strata:
     unit_of_image: np.ndarray   # [N] capture (unit) index of each image
     unit_order: np.ndarray      # [U] unit indices sorted by stratum
     slot_stratum: np.ndarray    # [U] stratum (class) of each slot, aligned with unit_order
+    slot_size: np.ndarray       # [U] units in the slot's stratum
+    slot_start: np.ndarray      # [U] first position of the slot's stratum in unit_order
     stratum_start: np.ndarray   # [C] first position of each stratum in unit_order
     stratum_size: np.ndarray    # [C] units per stratum
     frames_per_unit: np.ndarray  # [C] mean images per unit of each stratum (weight of a pseudo-capture)
@@ -85,23 +88,25 @@ def make_strata(y_true: np.ndarray, num_classes: int, groups: Optional[Sequence]
     if groups is not None:
         if len(groups) != len(y_true):
             raise UserError(f"bootstrap: need one capture id per image, got {len(groups)} for {len(y_true)}")
-        _, unit_of_image = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        unit_of_image = pd.factorize(pd.Series(np.asarray(groups)).astype(str))[0]
         unit = "capture"
     else:
         unit_of_image = np.arange(len(y_true))
         unit = "image"
     unit_of_image = unit_of_image.reshape(-1)
     num_units = int(unit_of_image.max()) + 1
-    votes = np.zeros((num_units, num_classes), dtype=np.int64)
-    np.add.at(votes, (unit_of_image, y_true), 1)
+    votes = np.bincount(unit_of_image * num_classes + y_true, minlength=num_units * num_classes)
+    votes = votes.reshape(num_units, num_classes)
     unit_class = votes.argmax(axis=1)  # majority label, ties to the lowest index
     unit_order = np.argsort(unit_class, kind="stable")
     stratum_size = np.bincount(unit_class, minlength=num_classes)
     frames = np.bincount(unit_class, weights=votes.sum(axis=1), minlength=num_classes)
     label_size = np.bincount(y_true, minlength=num_classes)
+    stratum_start = np.concatenate([[0], np.cumsum(stratum_size)[:-1]])
+    slot_stratum = unit_class[unit_order]
     return Strata(y_true=y_true, unit_of_image=unit_of_image, unit_order=unit_order,
-                  slot_stratum=unit_class[unit_order],
-                  stratum_start=np.concatenate([[0], np.cumsum(stratum_size)[:-1]]),
+                  slot_stratum=slot_stratum, slot_size=stratum_size[slot_stratum],
+                  slot_start=stratum_start[slot_stratum], stratum_start=stratum_start,
                   stratum_size=stratum_size,
                   frames_per_unit=np.where(stratum_size > 0, frames / np.maximum(stratum_size, 1), 0.0),
                   image_order=np.argsort(y_true, kind="stable"),
@@ -111,8 +116,8 @@ def make_strata(y_true: np.ndarray, num_classes: int, groups: Optional[Sequence]
 
 @dataclass(frozen=True)
 class Resample:
-    """One resample: a weight per image plus pseudo-captures (target class, source image, weight)."""
-    image_weights: np.ndarray
+    """One resample: draws per unit plus pseudo-captures (target class, source image, weight)."""
+    unit_draws: np.ndarray
     targets: np.ndarray
     sources: np.ndarray
     pseudo_weights: np.ndarray
@@ -120,33 +125,52 @@ class Resample:
 
 def draw_resample(strata: Strata, rng: np.random.Generator, smoothing: float) -> Resample:
     """One smoothed stratified resample (see the module docstring)."""
-    slot_size = strata.stratum_size[strata.slot_stratum]
-    p_pseudo = smoothing / (slot_size + smoothing)
+    p_pseudo = smoothing / (strata.slot_size + smoothing)
     # One uniform per slot: below p_pseudo a pseudo-capture, else (rescaled) the capture to draw.
     u = rng.random(strata.num_units)
     pseudo = u < p_pseudo
     real = ~pseudo
-    within = ((u[real] - p_pseudo[real]) / (1 - p_pseudo[real]) * slot_size[real]).astype(np.int64)
-    units = strata.unit_order[strata.stratum_start[strata.slot_stratum[real]] + np.minimum(within, slot_size[real] - 1)]
+    size = strata.slot_size[real]
+    p_real = p_pseudo[real]
+    within = np.minimum(((u[real] - p_real) / (1 - p_real) * size).astype(np.int64), size - 1)
+    units = strata.unit_order[strata.slot_start[real] + within]
     draws = np.bincount(units, minlength=strata.num_units).astype(np.float64)
     targets = strata.slot_stratum[pseudo]
     source_class = strata.present[rng.integers(0, len(strata.present), len(targets))]
     offset = (rng.random(len(targets)) * strata.label_size[source_class]).astype(np.int64)
     sources = strata.image_order[strata.label_start[source_class] + offset]
-    image_weights = draws if strata.unit == "image" else draws[strata.unit_of_image]
-    return Resample(image_weights, targets, sources, strata.frames_per_unit[targets])
+    return Resample(draws, targets, sources, strata.frames_per_unit[targets])
 
 
-def resampled_confusion(strata: Strata, resample: Resample, y_pred: np.ndarray) -> np.ndarray:
-    """The weighted confusion matrix of `y_pred` on one resample."""
+@dataclass(frozen=True)
+class Predictions:
+    """One model's predictions on the strata's images, compressed to (unit, confusion cell, count)."""
+    y_pred: np.ndarray
+    pair_unit: np.ndarray
+    pair_cell: np.ndarray
+    pair_count: np.ndarray
+
+
+def prepare_predictions(strata: Strata, y_pred: np.ndarray) -> Predictions:
+    """Frames of one capture with the same (true, predicted) cell collapse into one weighted entry,
+    so a resample costs one bincount over ~captures instead of images."""
+    cells = strata.num_classes * strata.num_classes
+    key = strata.unit_of_image * cells + strata.y_true * strata.num_classes + y_pred
+    unique, counts = np.unique(key, return_counts=True)
+    return Predictions(y_pred, unique // cells, unique % cells, counts.astype(np.float64))
+
+
+def resampled_confusion(strata: Strata, resample: Resample, predictions: Predictions) -> np.ndarray:
+    """The weighted confusion matrix of one model's predictions on one resample."""
     c = strata.num_classes
-    cm = confusion_counts(strata.y_true, y_pred, c, weights=resample.image_weights)
+    flat = np.bincount(predictions.pair_cell, weights=resample.unit_draws[predictions.pair_unit] * predictions.pair_count,
+                       minlength=c * c)
     if len(resample.targets):
-        source_pred = y_pred[resample.sources]
+        source_pred = predictions.y_pred[resample.sources]
         right = source_pred == strata.y_true[resample.sources]
-        cm = cm + confusion_counts(resample.targets, np.where(right, resample.targets, source_pred), c,
-                                   weights=resample.pseudo_weights)
-    return cm
+        flat = flat + np.bincount(resample.targets * c + np.where(right, resample.targets, source_pred),
+                                  weights=resample.pseudo_weights, minlength=c * c)
+    return flat.reshape(c, c)
 
 
 def centred_interval(samples: np.ndarray, point: np.ndarray | float, level: float,
@@ -187,8 +211,9 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, sampl
         return {"samples": 0, "unit": None}
     y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
     strata = make_strata(y_true, num_classes, groups)
+    predictions = prepare_predictions(strata, y_pred)
     rng = np.random.default_rng(seed)
-    cms = np.stack([resampled_confusion(strata, draw_resample(strata, rng, smoothing), y_pred)
+    cms = np.stack([resampled_confusion(strata, draw_resample(strata, rng, smoothing), predictions)
                     for _ in range(samples)])
     per_class = scores_from_confusion(cms)
     f1s = per_class["f1"].mean(axis=1)
@@ -235,12 +260,13 @@ def paired_bootstrap(y_true: np.ndarray, ref_pred: np.ndarray, new_pred: np.ndar
     if samples == 0:
         return out
     rng = np.random.default_rng(seed)
+    ref_cells, new_cells = prepare_predictions(strata, ref_pred), prepare_predictions(strata, new_pred)
     delta_f1 = np.empty((samples, num_classes))
     delta_acc = np.empty(samples)
     for s in range(samples):
         resample = draw_resample(strata, rng, smoothing)
-        cm_ref = resampled_confusion(strata, resample, ref_pred)
-        cm_new = resampled_confusion(strata, resample, new_pred)
+        cm_ref = resampled_confusion(strata, resample, ref_cells)
+        cm_new = resampled_confusion(strata, resample, new_cells)
         delta_f1[s] = scores_from_confusion(cm_new)["f1"] - scores_from_confusion(cm_ref)["f1"]
         delta_acc[s] = np.trace(cm_new) / cm_new.sum() - np.trace(cm_ref) / cm_ref.sum()
     delta_macro = delta_f1.mean(axis=1)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
+from serengeti_tf.bootstrap import SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.bootstrap import bootstrap_ci
 from serengeti_tf.errors import UserError
 from serengeti_tf.metrics import (SELECTION_DESCRIPTION, classification_scores, confusion_counts,
@@ -498,6 +499,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     eval_settings = cfg.to_dict(run_config)["eval"]
     fingerprint = {"model_sha256": file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
                    "split": split, "input_size": run_config.model.input_size,
+                   "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
     done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
     if done and not overwrite and (out_dir / "metrics.json").is_file():

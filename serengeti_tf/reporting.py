@@ -471,7 +471,8 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
     seeds = sorted(rows["seed"].unique())
     lines = [f"# {title}", "",
              f"{len(rows)} runs evaluated on the {split} split; seeds: {', '.join(map(str, seeds))}. "
-             "Macro averages are over all classes of the class map (scikit-learn, zero_division=0)"
+             "Macro averages are over all classes of the class map (scikit-learn labels=range(C), "
+             "zero_division=0; the same macro F1 selects checkpoints on val)"
              + (", mean ± sample std over seeds." if len(seeds) > 1 else "."), "",
              "## Tables 1-3: accuracy and macro F1 / precision / recall after phase 1 and phase 2", "",
              tables_md, "",

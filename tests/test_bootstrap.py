@@ -69,11 +69,13 @@ def test_stratified_resamples_keep_every_species_count_without_smoothing():
     for _ in range(50):
         resample = bs.draw_resample(strata, rng, smoothing=0.0)
         assert len(resample.targets) == 0
-        weights = resample.image_weights
+        draws = resample.unit_draws[strata.unit_of_image]  # per image: its capture's draws
         # Each species keeps its number of captures; frames of a capture share a weight.
-        captures_per_class = [weights[[0, 2]].sum(), weights[3], weights[[5, 6, 8]].sum()]
+        captures_per_class = [draws[[0, 2]].sum(), draws[3], draws[[5, 6, 8]].sum()]
         assert captures_per_class == [2, 1, 3]
-        assert weights[0] == weights[1] and weights[6] == weights[7]
+        assert draws[0] == draws[1] and draws[6] == draws[7]
+        cm = bs.resampled_confusion(strata, resample, bs.prepare_predictions(strata, y_true))
+        assert list(np.diag(cm)) == [draws[:3].sum(), draws[3:5].sum(), draws[5:].sum(), 0]
 
 
 def test_smoothing_gives_a_one_capture_species_a_spread():
@@ -83,13 +85,14 @@ def test_smoothing_gives_a_one_capture_species_a_spread():
     y_pred[-1] = 2  # the one image of species 2 is right
     strata = bs.make_strata(y_true, 3)
     rng = np.random.default_rng(1)
+    cells = bs.prepare_predictions(strata, y_pred)
     f1_two = [metrics.scores_from_confusion(bs.resampled_confusion(strata, bs.draw_resample(strata, rng, 1.0),
-                                                                   y_pred))["f1"][2] for _ in range(200)]
+                                                                   cells))["f1"][2] for _ in range(200)]
     # Half the slots are a pseudo-capture (smoothing 1, one capture), wrong for ~1/3 of sources.
     assert 0.08 < np.mean(np.asarray(f1_two) == 0) < 0.3  # sometimes right, sometimes wrong
     rng = np.random.default_rng(1)
     f1_plain = [metrics.scores_from_confusion(bs.resampled_confusion(strata, bs.draw_resample(strata, rng, 0.0),
-                                                                     y_pred))["f1"][2] for _ in range(50)]
+                                                                     cells))["f1"][2] for _ in range(50)]
     assert np.ptp(f1_plain) < np.ptp(f1_two)
 
 
