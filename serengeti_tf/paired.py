@@ -63,8 +63,8 @@ def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
         if matched:
             out.append((f"{_group(model, phase)} vs baseline", matched))
         if phase == 2:
-            own = [(int(s), by_dir[_resolved(i)], r) for s, i, r in zip(group["seed"], group["init_run"], group["run_dir"])
-                   if _resolved(i) in by_dir]
+            own = [(int(s), by_dir[_resolved(i)], r)
+                   for s, i, r in zip(group["seed"], group["init_run"], group["run_dir"]) if _resolved(i) in by_dir]
             if own:
                 out.append((f"{_group(model, 2)} vs its phase 1", own))
     return out
@@ -206,7 +206,8 @@ def paired_markdown(tables: dict[str, pd.DataFrame], level: float = 0.95) -> str
                      f"{_signed(r['delta_macro_f1'])} | "
                      f"{_interval(r['delta_macro_f1_ci_low'], r['delta_macro_f1_ci_high'])} | {better} / {worse} |")
     lines += ["", "Across seeds (paired: each seed's difference against the same seed's reference):", "",
-              "| comparison | seeds | Δ accuracy mean ± std | better (k of n) | Δ macro F1 mean ± std | better (k of n) |",
+              "| comparison | seeds | Δ accuracy mean ± std | better (k of n) | Δ macro F1 mean ± std "
+              "| better (k of n) |",
               "| --- | --- | --- | --- | --- | --- |"]
     for r in summary.to_dict("records"):
         def cell(key: str) -> str:

@@ -8,7 +8,9 @@ every building block here:
     paper_table(rows)               Tables 1-3 in the shape of the paper's macro_results.csv
     per_class_f1(rows)              species x (model, phase) mean F1, species by train frequency
     f1_change(ref, new)             relative per-class F1 change, plotted by `plot_f1_change`
-    write_report(rows, out_dir)     all of the above as CSV, Markdown and PNG, plus report.md
+    write_report(rows, out_dir)     all of the above as CSV, Markdown and PNG, the paired differences
+                                    of `paired.py` (Δ vs baseline / own phase 1 with paired bootstrap
+                                    intervals), plus report.md
 
 Runs must be evaluated first (`serengeti-tf evaluate RUN`): reporting only reads
 `RUN/eval/metrics.json` and `RUN/eval/per_class.csv`, so it needs neither TensorFlow nor the
