@@ -43,8 +43,6 @@ from serengeti_tf.errors import UserError
 from serengeti_tf.metrics import (SELECTION_DESCRIPTION, classification_scores, confusion_counts,
                                   scores_from_confusion)
 
-__all__ = ["bootstrap_ci", "confusion_counts", "scores_from_confusion"]  # re-exported for callers
-
 log = logging.getLogger(__name__)
 
 PER_CLASS_COLUMNS = ["species", "precision", "recall", "f1", "count_train", "count_test"]

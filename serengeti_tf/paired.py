@@ -19,7 +19,7 @@ the across-seed std and in the sign count, which is why both are reported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
