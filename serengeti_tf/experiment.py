@@ -112,6 +112,7 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Ca
                  f"({time.time() - run_started:.0f}s; ETA {_eta(started, number, len(runs))})")
     table = pd.DataFrame(rows)
     write_csv(out_dir / "runs.csv", table)
-    report = reporting.experiment_report(table, out_dir / "report", dataset_dir=dataset_dir)
+    report = reporting.experiment_report(table, out_dir / "report", dataset_dir=dataset_dir,
+                                         split=config.eval.split, eval_config=config.eval)
     print_fn(f"report: {report['markdown']}")
     return {"runs": table, **report}
