@@ -11,7 +11,34 @@ from serengeti_tf import __version__
 from serengeti_tf.errors import UserError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandError(click.ClickException):
+    """A UserError (or a full disk) as Click shows it: `Error: <one line>`, exit code 2."""
+
+    exit_code = 2
+
+
+class ToolGroup(click.Group):
+    """The command group; turns the library's one-line errors into `Error: ...` + exit 2.
+
+    Done here rather than only in `main` so Click's own test runner (and any embedding) sees the
+    same message and exit code as the console script.
+    """
+
+    def invoke(self, ctx: click.Context):
+        from serengeti_tf.io_utils import disk_full_message
+
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            raise CommandError(str(err)) from None
+        except Exception as err:  # a full disk: OSError(ENOSPC), or TensorFlow's own error types
+            message = disk_full_message(err)
+            if message is None:
+                raise
+            raise CommandError(message) from None
+
+
+@click.group(cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="serengeti-tf")
 def cli() -> None:
     """Train camera-trap species classifiers that stay good on rare species (two-phase training)."""

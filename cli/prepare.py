@@ -15,7 +15,7 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
             part = part.strip().upper().removeprefix("S")
             if not part:
                 continue
-            if not part.isdigit():
+            if not (part.isascii() and part.isdigit()):  # isdigit alone accepts "²"
                 raise click.BadParameter(f"expected season numbers like 9 or 9,10, got {value!r}")
             out.append(int(part))
     return tuple(out)

@@ -2,7 +2,8 @@
 
 After every epoch `EpochRecorder`:
 1. evaluates the model on the WHOLE validation split (val loss, accuracy, macro F1) in one pass,
-2. keeps the best model by val macro F1 (`checkpoints/best-epoch-NNN.keras`),
+2. keeps the best model by val macro F1 over all classes (`metrics.SELECTION_METRIC`;
+   `checkpoints/best-epoch-NNN.keras`),
 3. checkpoints model + optimizer state (`checkpoints/epoch-NNN.keras`) and THEN the resume state
    (`checkpoints/state.json`: epochs done, best score, early-stopping counter, metric history),
    so a kill at any moment leaves a state that points at a complete checkpoint,
@@ -20,9 +21,8 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import f1_score
-
-from serengeti_tf import runs
+from serengeti_tf import metrics, runs
+from serengeti_tf.io_utils import record_owned
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -31,16 +31,18 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Cross-entropy, accuracy and macro F1 (sklearn, zero_division=0) of logits against labels."""
+    """Cross-entropy, accuracy and macro F1 of logits against labels.
+
+    `val_macro_f1` is `metrics.macro_f1` over ALL classes of the logits (the headline evaluation
+    score), so an epoch that predicts a class absent from val is scored like any other.
+    """
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_macro_f1": float("nan")}
-    predictions = logits.argmax(axis=1)
     loss = -log_softmax(logits)[np.arange(len(labels)), labels].mean()
-    return {"val_loss": float(loss),
-            "val_accuracy": float((predictions == labels).mean()),
-            "val_macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0))}
+    cm = metrics.confusion_counts(labels, logits.argmax(axis=1), logits.shape[1])
+    return {"val_loss": float(loss), "val_accuracy": metrics.accuracy(cm), "val_macro_f1": metrics.macro_f1(cm)}
 
 
 def inference_function(model: keras.Model):
@@ -113,7 +115,10 @@ class EpochRecorder(keras.callbacks.Callback):
         self._epoch_start = 0.0
         self._current_epoch = 0
         self._forward = None
-        self._writer = tf.summary.create_file_writer(str(paths.tensorboard)) if write_summaries else None
+        self._writer = None
+        if write_summaries:
+            self._writer = tf.summary.create_file_writer(str(paths.tensorboard))
+            record_owned(paths.tensorboard, folder=True)  # event files are not written through io_utils
 
     # -- NaN/inf ---------------------------------------------------------------------------
     def on_train_batch_end(self, batch, logs=None):

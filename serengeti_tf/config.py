@@ -180,6 +180,12 @@ class Config:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
+# Stored image sizes (shorter side, pixels) prepare and predict accept.
+IMAGE_SIZE_RANGE = (16, 4096)
+# Seeds go to numpy's and TensorFlow's generators, which take 0 <= seed < 2**32.
+SEED_LIMIT = 2 ** 32
+_SEED_RULE = (lambda v: 0 <= v < SEED_LIMIT, "an int in [0, 2**32 - 1] (a random generator seed)")
+
 # Range and choice rules: (predicate, description of what is allowed).
 _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.source_format": (lambda v: v in ("auto", "lila_csv", "coco", "folders", "csv"),
@@ -188,7 +194,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.split_fractions": (lambda v: len(v) == 3 and all(0 <= x <= 1 for x in v)
                              and abs(sum(v) - 1) < 1e-6 and v[0] > 0,
                              "three fractions in [0, 1] summing to 1 with train > 0"),
-    "data.image_size": (lambda v: 16 <= v <= 4096, "an int in [16, 4096]"),
+    "data.image_size": (lambda v: IMAGE_SIZE_RANGE[0] <= v <= IMAGE_SIZE_RANGE[1],
+                        f"an int in [{IMAGE_SIZE_RANGE[0]}, {IMAGE_SIZE_RANGE[1]}]"),
     "data.jpeg_quality": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
     "data.shard_size": (lambda v: v >= 1, "an int >= 1"),
     "data.workers": (lambda v: v >= 0, "an int >= 0"),
@@ -243,6 +250,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "experiment.samplers": (lambda v: len(v) > 0 and all(x in SAMPLERS for x in v) and len(set(v)) == len(v),
                             "a non-empty list of distinct samplers from " + ", ".join(SAMPLERS)),
     "experiment.seeds": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
+    **{f"{section}.seed": _SEED_RULE for section in ("data", "sampler", "train", "eval")},
     "experiment.phase2_epochs": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
 }
 

@@ -11,7 +11,8 @@ Layout (written by `shards.py` / `prepare.py`):
       crops.csv              detector-crop datasets only (prepare --detections): one row per crop, the
                              manifest columns + crop, box_x, box_y, box_w, box_h, detection_conf;
                              counts.csv then has unit = crops and counts crops, not images
-      shards.json            {"train": [{"file", "class", "num_examples"}, ...], "val": [...], "test": [...]}
+      shards.json            {"train": [{"file", "class", "num_examples", "num_bytes"}, ...], "val": [...],
+                             "test": [...]}  (num_bytes: the size written, checked before use)
       dataset_info.json, features.json       TFDS metadata (tfds.builder_from_directory)
       camera_traps-<split>.tfrecord-XXXXX-of-YYYYY   shards; each train shard holds one class only
 """
@@ -60,6 +61,29 @@ def train_counts(dataset_dir: str | Path) -> dict[str, int]:
 
 def shard_index(dataset_dir: str | Path) -> dict:
     return read_json(_require(Path(dataset_dir) / "shards.json", "shards.json"))
+
+
+def damaged_shards(dataset_dir: str | Path, index: dict | None = None) -> list[str]:
+    """Shards listed in shards.json that are missing or not the size prepare wrote (truncated)."""
+    root = Path(dataset_dir)
+    index = shard_index(root) if index is None else index
+    damaged = []
+    for entries in index.values():
+        for entry in entries:
+            path = root / entry["file"]
+            expected = entry.get("num_bytes")  # absent in datasets written before sizes were recorded
+            if not path.is_file() or (expected is not None and path.stat().st_size != expected):
+                damaged.append(entry["file"])
+    return damaged
+
+
+def check_shards(dataset_dir: str | Path) -> None:
+    """Raises a UserError naming missing or truncated shards, before any work starts on them."""
+    damaged = damaged_shards(dataset_dir)
+    if damaged:
+        raise UserError(f"prepared dataset {dataset_dir}: {len(damaged)} shard(s) missing or truncated "
+                        f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''}); rerun "
+                        f"`serengeti-tf prepare` on it to rewrite them")
 
 
 def split_files(dataset_dir: str | Path, split: str) -> list[str]:

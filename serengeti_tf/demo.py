@@ -54,25 +54,28 @@ def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] 
     from serengeti_tf.experiment import run_experiment
     from serengeti_tf.prepare import format_summary, prepare_dataset
 
+    from serengeti_tf.locks import output_lock
+
     out = Path(out_dir)
     config = demo_config(smoke, overrides)
     data_dir, prepared_dir = out / "data", out / "prepared"
-    print_fn(f"1/3 synthetic LILA-format data -> {data_dir}")
-    if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
-        print_fn("    already written; reusing it")
-    else:
-        write_demo_dataset(data_dir, seed=seed, min_captures_per_class=DEMO_MIN_CAPTURES,
-                           **({"scale": SMOKE_SCALE} if smoke else {}))
-    config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
-                            str(data_dir / "SnapshotSerengeti_v2_1_annotations.csv")]
-    config.data.image_root = str(data_dir)
-    config.data.source_format = "lila_csv"
-    config = cfg.validate(config)
+    with output_lock(out):  # one process per demo folder
+        print_fn(f"1/3 synthetic LILA-format data -> {data_dir}")
+        if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
+            print_fn("    already written; reusing it")
+        else:
+            write_demo_dataset(data_dir, seed=seed, min_captures_per_class=DEMO_MIN_CAPTURES,
+                               **({"scale": SMOKE_SCALE} if smoke else {}))
+        config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
+                                str(data_dir / "SnapshotSerengeti_v2_1_annotations.csv")]
+        config.data.image_root = str(data_dir)
+        config.data.source_format = "lila_csv"
+        config = cfg.validate(config)
 
-    print_fn(f"2/3 prepare -> {prepared_dir}")
-    summary = prepare_dataset(config, prepared_dir)
-    print_fn(format_summary(summary))
+        print_fn(f"2/3 prepare -> {prepared_dir}")
+        summary = prepare_dataset(config, prepared_dir)
+        print_fn(format_summary(summary))
 
-    print_fn(f"3/3 experiment ({', '.join(config.experiment.samplers)}) -> {out / 'experiment'}")
-    result = run_experiment(config, prepared_dir, out / "experiment", print_fn=print_fn)
-    return result
+        print_fn(f"3/3 experiment ({', '.join(config.experiment.samplers)}) -> {out / 'experiment'}")
+        result = run_experiment(config, prepared_dir, out / "experiment", print_fn=print_fn)
+        return result

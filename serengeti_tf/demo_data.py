@@ -72,6 +72,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf.detections import write_md_file
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import atomic_path, claim_output_dir, write_bytes, write_json, write_text
+from serengeti_tf.locks import output_lock
 
 GENERATOR_VERSION = 1
 DEFAULT_SCALE = 0.015
@@ -861,72 +862,74 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
     out = Path(out_dir)
     fingerprint = {"command": "demo-data", "generator_version": GENERATOR_VERSION, "scale": float(scale),
                    "seed": seed, "image_size": [width, height], "min_captures_per_class": min_captures_per_class}
-    resumed = claim_output_dir(out, fingerprint, overwrite=overwrite)
-    started = time.monotonic()
-    plan = plan_captures(scale, seed, min_captures_per_class)
-    canvas = _Canvas.of(width, height)
-    scenes = {site: site_background(i, seed, canvas) for i, site in enumerate(SITES)}
+    with output_lock(out):  # one process per output folder
+        resumed = claim_output_dir(out, fingerprint, overwrite=overwrite)
+        started = time.monotonic()
+        plan = plan_captures(scale, seed, min_captures_per_class)
+        canvas = _Canvas.of(width, height)
+        scenes = {site: site_background(i, seed, canvas) for i, site in enumerate(SITES)}
 
-    written = skipped = 0
-    bar = tqdm(total=int(plan["frames"].sum()), desc="demo-data images", unit="img", disable=not progress)
-    for index, cap in enumerate(plan.itertuples(index=False)):
-        paths = [out / image_path(cap.site, cap.roll, cap.first_image + k) for k in range(cap.frames)]
-        if all(p.exists() for p in paths):
-            skipped += cap.frames
+        written = skipped = 0
+        bar = tqdm(total=int(plan["frames"].sum()), desc="demo-data images", unit="img", disable=not progress)
+        for index, cap in enumerate(plan.itertuples(index=False)):
+            paths = [out / image_path(cap.site, cap.roll, cap.first_image + k) for k in range(cap.frames)]
+            if all(p.exists() for p in paths):
+                skipped += cap.frames
+                bar.update(cap.frames)
+                continue
+            # One random stream per capture: a resumed run draws exactly what a fresh run would.
+            rng = np.random.default_rng([seed, 1, index])
+            scene, horizon = scenes[cap.site]
+            frames = render_capture(list(cap.species), int(cap.count), int(cap.frames), cap.start, scene, horizon,
+                                    canvas, rng)
+            for k, (path, image) in enumerate(zip(paths, frames)):
+                if not path.exists():
+                    write_bytes(path, encode_jpeg(image, cap.start + timedelta(seconds=k)))
+                    written += 1
+                else:
+                    skipped += 1
             bar.update(cap.frames)
-            continue
-        # One random stream per capture: a resumed run draws exactly what a fresh run would.
-        rng = np.random.default_rng([seed, 1, index])
-        scene, horizon = scenes[cap.site]
-        frames = render_capture(list(cap.species), int(cap.count), int(cap.frames), cap.start, scene, horizon,
-                                canvas, rng)
-        for k, (path, image) in enumerate(zip(paths, frames)):
-            if not path.exists():
-                write_bytes(path, encode_jpeg(image, cap.start + timedelta(seconds=k)))
-                written += 1
-            else:
-                skipped += 1
-        bar.update(cap.frames)
-    bar.close()
+        bar.close()
 
-    counts = class_image_counts(scale, min_captures_per_class)
-    labelled = plan[plan["species"].map(len) == 1].copy()
-    labelled["name"] = labelled["species"].map(lambda s: s[0])
-    per_class_captures = labelled.groupby("name").size().to_dict()
-    summary = {
-        "synthetic": True,
-        "note": "SYNTHETIC demo data drawn by a program; not real camera-trap images",
-        "scale": float(scale), "seed": seed, "image_size": [width, height],
-        "min_captures_per_class": min_captures_per_class, "generator_version": GENERATOR_VERSION,
-        "num_images": int(plan["frames"].sum()), "num_captures": len(plan),
-        "num_labelled_images": int(sum(counts.values())),
-        "blank_captures": int((labelled["name"] == "blank").sum()),
-        "human_captures": int((labelled["name"] == "human").sum()),
-        "multi_species_captures": int((plan["species"].map(len) > 1).sum()),
-        "night_captures": int(sum(1 for t in plan["start"] if t.hour >= 19 or t.hour < 6)),
-        "sites": sorted(plan["site"].unique().tolist()),
-        "rolls": int(plan.groupby("site")["roll"].max().sum()),
-        "classes": [{"species": name, "paper_train": paper, "images": counts[name],
-                     "captures": int(per_class_captures.get(name, 0))} for name, paper in PAPER_TRAIN_COUNTS],
-        "files": {"images_csv": IMAGES_CSV, "annotations_csv": ANNOTATIONS_CSV, "coco_json": COCO_JSON,
-                  "md_detections": MD_JSON},
-    }
-    info = {"version": f"demo-{GENERATOR_VERSION}", "synthetic": True,
-            "description": "SYNTHETIC Snapshot Serengeti S9-style demo data in the LILA COCO Camera Traps "
-                           "schema, drawn by serengeti-tf demo-data; not real camera-trap images",
-            "generator": f"serengeti-tf {__version__} demo-data", "scale": float(scale), "seed": seed}
-    # Metadata last: a folder without it is visibly unfinished, and a rerun completes it.
-    _write_indexed_csv(out / IMAGES_CSV, images_table(plan))
-    _write_indexed_csv(out / ANNOTATIONS_CSV, annotations_table(plan, seed))
-    write_text(out / COCO_JSON, json.dumps(coco_dataset(plan, seed, (width, height), info), indent=1) + "\n")
-    write_md_file(out / MD_JSON, md_images(plan, seed, (width, height), {k: v[1] for k, v in scenes.items()}),
-                  info={"detector": "SYNTHETIC: boxes drawn by serengeti-tf demo-data, not MegaDetector"})
-    write_json(out / SUMMARY_JSON, summary)
-    write_text(out / "README.txt", _readme(summary))
-    _save_config(config, out)
-    # Timing and resume counts are returned but not written, so reruns leave byte-identical files.
-    return {**summary, "out_dir": str(out), "resumed": resumed, "images_written": written, "images_skipped": skipped,
-            "seconds": round(time.monotonic() - started, 2)}
+        counts = class_image_counts(scale, min_captures_per_class)
+        labelled = plan[plan["species"].map(len) == 1].copy()
+        labelled["name"] = labelled["species"].map(lambda s: s[0])
+        per_class_captures = labelled.groupby("name").size().to_dict()
+        summary = {
+            "synthetic": True,
+            "note": "SYNTHETIC demo data drawn by a program; not real camera-trap images",
+            "scale": float(scale), "seed": seed, "image_size": [width, height],
+            "min_captures_per_class": min_captures_per_class, "generator_version": GENERATOR_VERSION,
+            "num_images": int(plan["frames"].sum()), "num_captures": len(plan),
+            "num_labelled_images": int(sum(counts.values())),
+            "blank_captures": int((labelled["name"] == "blank").sum()),
+            "human_captures": int((labelled["name"] == "human").sum()),
+            "multi_species_captures": int((plan["species"].map(len) > 1).sum()),
+            "night_captures": int(sum(1 for t in plan["start"] if t.hour >= 19 or t.hour < 6)),
+            "sites": sorted(plan["site"].unique().tolist()),
+            "rolls": int(plan.groupby("site")["roll"].max().sum()),
+            "classes": [{"species": name, "paper_train": paper, "images": counts[name],
+                         "captures": int(per_class_captures.get(name, 0))} for name, paper in PAPER_TRAIN_COUNTS],
+            "files": {"images_csv": IMAGES_CSV, "annotations_csv": ANNOTATIONS_CSV, "coco_json": COCO_JSON,
+                      "md_detections": MD_JSON},
+        }
+        info = {"version": f"demo-{GENERATOR_VERSION}", "synthetic": True,
+                "description": "SYNTHETIC Snapshot Serengeti S9-style demo data in the LILA COCO Camera Traps "
+                               "schema, drawn by serengeti-tf demo-data; not real camera-trap images",
+                "generator": f"serengeti-tf {__version__} demo-data", "scale": float(scale), "seed": seed}
+        # Metadata last: a folder without it is visibly unfinished, and a rerun completes it.
+        _write_indexed_csv(out / IMAGES_CSV, images_table(plan))
+        _write_indexed_csv(out / ANNOTATIONS_CSV, annotations_table(plan, seed))
+        write_text(out / COCO_JSON, json.dumps(coco_dataset(plan, seed, (width, height), info), indent=1) + "\n")
+        write_md_file(out / MD_JSON, md_images(plan, seed, (width, height), {k: v[1] for k, v in scenes.items()}),
+                      info={"detector": "SYNTHETIC: boxes drawn by serengeti-tf demo-data, not MegaDetector"})
+        write_json(out / SUMMARY_JSON, summary)
+        write_text(out / "README.txt", _readme(summary))
+        _save_config(config, out)
+        # Timing and resume counts are returned but not written, so reruns leave byte-identical files.
+        return {**summary, "out_dir": str(out), "resumed": resumed, "images_written": written,
+                "images_skipped": skipped,
+                "seconds": round(time.monotonic() - started, 2)}
 
 
 def format_summary(summary: dict) -> str:

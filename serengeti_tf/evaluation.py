@@ -5,18 +5,20 @@ them without a model. `evaluate_run` is the one function that touches files: it 
 model on a prepared split and writes everything to `RUN_DIR/eval/` (`eval_<split>/` for val/train).
 
 Conventions (they matter when classes are rare):
-- Precision/recall/F1 use scikit-learn with `labels=range(C)` and `zero_division=0`, so every class
-  of the class map counts. A class never predicted gets precision 0 (0/0); a class absent from
-  the evaluated split gets recall 0 (0/0), F1 0 and precision 0 (never predicted: 0/0; predicted:
-  all false positives). The HEADLINE `macro_*` values average over ALL C classes (what sklearn does with
-  `labels=range(C)`; the paper's 52 classes are all present in its test split, where both agree).
-  `macro_*_present` average over the classes present in the evaluated split only, so a class the
-  split happens to lack does not drag the score down; `classes_absent` lists them.
+- Every score comes from `metrics.py` (the one definition shared with checkpoint selection, early
+  stopping, the tau sweeps and `compare`): precision/recall/F1 per class of the class map with
+  `zero_division=0`. A class never predicted gets precision 0 (0/0); a class absent from the
+  evaluated split gets recall 0 (0/0), F1 0 and precision 0. The HEADLINE `macro_*` values average
+  over ALL C classes (sklearn's `labels=range(C)`; the paper's 52 classes are all present in its
+  test split, where both agree) and `macro_f1` is also what selects checkpoints (on val).
+  `macro_*_present` average over the classes present in the evaluated split only; `classes_absent`
+  lists the others.
 - `balanced_accuracy` is sklearn's definition: mean recall over the classes present in y_true
   (equal to `macro_recall_present`).
-- Bootstrap 95% CIs (percentile method) resample CAPTURES with replacement when capture ids are
-  known (frames of one capture are near-duplicates, so resampling images would make the interval
-  too narrow), images otherwise. `bootstrap.unit` says which.
+- Bootstrap 95% intervals (`bootstrap.py`): smoothed stratified capture bootstrap, centred
+  percentile interval; captures are resampled within each species (frames of one capture are
+  near-duplicates, so resampling images would make the interval too narrow), images when capture
+  ids are unknown. `bootstrap.unit` and `bootstrap.method` say which.
 - Capture-level scores: the frames' probabilities are averaged per capture; the capture's true
   label is the majority frame label (ties: lowest class index).
 - Class groups by TRAIN count: head >= eval.head_min, tail < eval.tail_max, medium in between.
@@ -35,7 +37,11 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
+from serengeti_tf.bootstrap import SCHEME as BOOTSTRAP_SCHEME
+from serengeti_tf.bootstrap import bootstrap_ci
 from serengeti_tf.errors import UserError
+from serengeti_tf.metrics import (SELECTION_DESCRIPTION, classification_scores, confusion_counts,
+                                  scores_from_confusion)
 
 log = logging.getLogger(__name__)
 
@@ -94,59 +100,18 @@ def top_k_frame(y_prob: np.ndarray, class_names: Sequence[str], k: int) -> pd.Da
     return pd.DataFrame(columns)
 
 
-def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-                     weights: Optional[np.ndarray] = None) -> np.ndarray:
-    """C x C matrix, rows = true class, columns = predicted class (optionally weighted counts)."""
-    flat = np.bincount(y_true * num_classes + y_pred, weights=weights, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes)
-
-
-def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class precision, recall, F1 and support with zero_division=0 (sklearn's convention)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    predicted = cm.sum(axis=0)
-    support = cm.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
-
-
-def _macro_f1_and_accuracy(cm: np.ndarray) -> tuple[float, float]:
-    total = cm.sum()
-    return float(scores_from_confusion(cm)["f1"].mean()), float(np.trace(cm) / total) if total else 0.0
-
-
 # ----------------------------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------------------------
 
 def summary_scores(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int, top_k: int) -> dict[str, Any]:
-    """Accuracy, top-k accuracy, macro/weighted P/R/F1 (all classes and present classes), balanced accuracy."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    labels = list(range(num_classes))
+    """Accuracy, top-k accuracy and every `metrics.scores_from_counts` score (macro/weighted P/R/F1
+    over all classes and over present classes, balanced accuracy)."""
     y_pred = y_prob.argmax(axis=1)
-    out: dict[str, Any] = {"num_examples": int(len(y_true)), "accuracy": float(np.mean(y_pred == y_true))}
+    out: dict[str, Any] = {"num_examples": int(len(y_true)), **classification_scores(y_true, y_pred, num_classes)}
     k = min(top_k, num_classes)
-    topk = top_k_indices(y_prob, k)
     out["top_k"] = int(k)
-    out["top_k_accuracy"] = float(np.mean((topk == y_true[:, None]).any(axis=1)))
-    for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
-                                                     zero_division=0)
-        out[f"{average}_precision"], out[f"{average}_recall"], out[f"{average}_f1"] = float(p), float(r), float(f)
-    present = np.unique(y_true)
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present.tolist(), average="macro",
-                                                 zero_division=0)
-    out["macro_precision_present"], out["macro_recall_present"], out["macro_f1_present"] = float(p), float(r), float(f)
-    out["num_classes_present"] = int(len(present))
-    # sklearn's balanced_accuracy_score: mean recall over classes present in y_true. Computed
-    # directly because sklearn warns when a predicted class is absent from y_true.
-    cm = confusion_counts(y_true, y_pred, num_classes)
-    out["balanced_accuracy"] = float(np.mean(np.diag(cm)[present] / cm.sum(axis=1)[present]))
+    out["top_k_accuracy"] = float(np.mean((top_k_indices(y_prob, k) == y_true[:, None]).any(axis=1)))
     return out
 
 
@@ -187,35 +152,6 @@ def group_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[st
     table = pd.DataFrame(rows)
     table["max_train"] = pd.Series([r["max_train"] for r in rows], dtype=object)  # ints, None = no bound
     return table
-
-
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, samples: int, seed: int,
-                 groups: Optional[Sequence] = None, level: float = 0.95) -> dict[str, Any]:
-    """Percentile bootstrap CIs for accuracy and macro F1 (all classes, zero_division=0).
-
-    Resamples `groups` (capture ids) with replacement when given, else single images. Each resample
-    is a weighted confusion matrix, so 1000 resamples of ~20k images take well under a second.
-    """
-    if samples <= 0:
-        return {"samples": 0, "unit": None}
-    rng = np.random.default_rng(seed)
-    if groups is not None:
-        _, group_index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-        unit = "capture"
-    else:
-        group_index = np.arange(len(y_true))
-        unit = "image"
-    num_units = int(group_index.max()) + 1
-    accuracies = np.empty(samples)
-    f1s = np.empty(samples)
-    for s in range(samples):
-        draws = np.bincount(rng.integers(0, num_units, num_units), minlength=num_units).astype(np.float64)
-        cm = confusion_counts(y_true, y_pred, num_classes, weights=draws[group_index])
-        f1s[s], accuracies[s] = _macro_f1_and_accuracy(cm)
-    tail = (1 - level) / 2 * 100
-    lo_hi = (lambda a: [float(np.percentile(a, tail)), float(np.percentile(a, 100 - tail))])
-    return {"samples": int(samples), "unit": unit, "num_units": num_units, "level": level, "seed": int(seed),
-            "accuracy": lo_hi(accuracies), "macro_f1": lo_hi(f1s)}
 
 
 def aggregate_captures(y_prob: np.ndarray, capture_ids: Sequence[str],
@@ -262,6 +198,7 @@ def compute_metrics(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequ
     metrics["num_classes"] = num_classes
     metrics["headline"] = ("macro_* average over all classes of the class map (sklearn labels=range(C), "
                            "zero_division=0); macro_*_present over the classes present in this split")
+    metrics["checkpoint_selection"] = SELECTION_DESCRIPTION
     metrics["classes_absent"] = [class_names[i] for i in range(num_classes) if not np.any(y_true == i)]
     metrics["classes_never_predicted"] = [class_names[i] for i in range(num_classes) if not np.any(y_pred == i)]
     groups = group_table(y_true, y_pred, class_names, train_counts, config.head_min, config.tail_max)
@@ -533,6 +470,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     """
     from serengeti_tf import dataset as ds
     from serengeti_tf import io_utils, levels, pipeline
+    from serengeti_tf.locks import output_lock
     from serengeti_tf.model import load_model
 
     run_dir = Path(run_dir)
@@ -556,50 +494,54 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     if ds.class_names(data_dir) != names:
         raise UserError(f"{run_dir} was trained on classes {names[:5]}... but {data_dir} has "
                         f"{ds.class_names(data_dir)[:5]}...; pass the dataset the run was trained on")
+    ds.check_shards(data_dir)
     out_dir = run_dir / eval_dir_name(split)
     eval_settings = cfg.to_dict(run_config)["eval"]
     fingerprint = {"model_sha256": file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
                    "split": split, "input_size": run_config.model.input_size,
+                   "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
-    done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
-    if done and not overwrite and (out_dir / "metrics.json").is_file():
-        log.info("%s already evaluated with the same model and settings; reading it", out_dir)
-        return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),
-                       pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
+    io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
+    with output_lock(out_dir):  # one process per evaluation folder
+        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        if done and not overwrite and (out_dir / "metrics.json").is_file():
+            log.info("%s already evaluated with the same model and settings; reading it", out_dir)
+            return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),
+                           pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
 
-    cfg.save_config(run_config, out_dir)
-    train_counts = ds.train_counts(data_dir)
-    model = load_model(model_path)
-    meta = pipeline.split_metadata(data_dir, split)
-    labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
-    if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
-        raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
-                        f"images read ({len(labels)}); the prepared dataset may be incomplete")
-    captures = meta["capture_id"].astype(str).to_numpy()
-    top_k = run_config.eval.top_k
-    metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
-    metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
-                    "model_sha256": fingerprint["model_sha256"],
-                    **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
-    table = per_class_table(labels, probs, names, train_counts,
-                            phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
-    table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
-    order = class_order(names, train_counts)
-    confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
-    io_utils.write_csv(out_dir / "per_class.csv", table)
-    io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
-    io_utils.save_figure(out_dir / "confusion_matrix.png",
-                         plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
-    io_utils.write_csv(out_dir / "predictions.csv", levels.with_crop_columns(
-        predictions_frame(meta["path"], captures, labels, probs, names, top_k), meta))
-    io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
-    io_utils.write_csv(out_dir / "groups.csv",
-                       group_table(labels, probs.argmax(axis=1), names, train_counts,
-                                   run_config.eval.head_min, run_config.eval.tail_max))
-    # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
-    metrics.update(levels.evaluate_levels(out_dir, meta, labels, probs, names, train_counts, run_config.eval))
-    io_utils.write_json(out_dir / "metrics.json", metrics)
-    return _result(out_dir, metrics, table, skipped=False)
+        cfg.save_config(run_config, out_dir)
+        train_counts = ds.train_counts(data_dir)
+        model = load_model(model_path)
+        meta = pipeline.split_metadata(data_dir, split)
+        labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
+        if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
+            raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
+                            f"images read ({len(labels)}); the prepared dataset may be incomplete")
+        captures = meta["capture_id"].astype(str).to_numpy()
+        top_k = run_config.eval.top_k
+        metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
+        metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
+                        "model_sha256": fingerprint["model_sha256"],
+                        **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
+        table = per_class_table(labels, probs, names, train_counts,
+                                phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
+        table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
+        order = class_order(names, train_counts)
+        confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
+        io_utils.write_csv(out_dir / "per_class.csv", table)
+        io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
+        io_utils.save_figure(out_dir / "confusion_matrix.png",
+                             plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
+        io_utils.write_csv(out_dir / "predictions.csv", levels.with_crop_columns(
+            predictions_frame(meta["path"], captures, labels, probs, names, top_k), meta))
+        io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
+        io_utils.write_csv(out_dir / "groups.csv",
+                           group_table(labels, probs.argmax(axis=1), names, train_counts,
+                                       run_config.eval.head_min, run_config.eval.tail_max))
+        # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
+        metrics.update(levels.evaluate_levels(out_dir, meta, labels, probs, names, train_counts, run_config.eval))
+        io_utils.write_json(out_dir / "metrics.json", metrics)
+        return _result(out_dir, metrics, table, skipped=False)
 
 
 def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, Any],

@@ -26,7 +26,8 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import write_csv
+from serengeti_tf.io_utils import refuse_overlap, write_csv
+from serengeti_tf.locks import output_lock
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,19 @@ def _eta(started: float, done: int, total: int) -> str:
 def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | Path,
                    print_fn: Callable[[str], None] = print) -> dict:
     """Trains and evaluates every run of the grid (skipping finished ones), then writes the report."""
-    from serengeti_tf import evaluation, reporting, training
-
     # Absolute, so runs.csv and lineage stay valid from any working folder.
     dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
     if not (dataset_dir / "class_map.json").is_file():
         raise UserError(f"experiment: {dataset_dir} is not a prepared dataset (class_map.json missing); "
                         f"run `serengeti-tf prepare` first")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    refuse_overlap(out_dir, {"--data": dataset_dir}, what="experiment folder")
+    with output_lock(out_dir):  # one process per experiment folder
+        return _run_grid(config, dataset_dir, out_dir, print_fn)
+
+
+def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Callable[[str], None]) -> dict:
+    from serengeti_tf import evaluation, reporting, training
+
     cfg.save_config(config, out_dir)
     runs = plan_runs(config, out_dir)
     rows, started = [], time.time()
@@ -106,6 +112,7 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
                  f"({time.time() - run_started:.0f}s; ETA {_eta(started, number, len(runs))})")
     table = pd.DataFrame(rows)
     write_csv(out_dir / "runs.csv", table)
-    report = reporting.experiment_report(table, out_dir / "report", dataset_dir=dataset_dir)
+    report = reporting.experiment_report(table, out_dir / "report", dataset_dir=dataset_dir,
+                                         split=config.eval.split, eval_config=config.eval)
     print_fn(f"report: {report['markdown']}")
     return {"runs": table, **report}

@@ -7,13 +7,22 @@ interrupted command never leaves a half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Optional
 
 from serengeti_tf.errors import UserError
+
+# Marks a folder as a serengeti-tf output and says what it holds (`claim_output_dir`).
+MARKER = "fingerprint.json"
+# One relative path per line: the files serengeti-tf wrote into a claimed folder (`record_owned`).
+OWNED_LOG = ".serengeti-tf-files"
+# Lock file of the command writing a folder (`locks.output_lock`); never part of its content.
+LOCK_FILE = ".serengeti-tf.lock"
 
 
 @contextlib.contextmanager
@@ -31,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+        record_owned(path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -50,9 +60,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+class CorruptFileError(UserError, ValueError):
+    """A file serengeti-tf wrote that no longer parses (truncated by a crash or a full disk)."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file; a file that does not parse is a one-line CorruptFileError, not a traceback."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise CorruptFileError(f"{path} is not valid JSON (corrupt or truncated: {err})") from None
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:
@@ -71,32 +89,177 @@ def save_figure(path: str | os.PathLike, figure) -> None:
 
 
 def claim_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool = False,
-                     marker: str = "fingerprint.json") -> bool:
+                     marker: str = MARKER) -> bool:
     """Makes `path` this command's output folder, never silently taking over another one.
 
     `fingerprint` identifies what the folder holds (inputs and settings that change its content).
     Returns True when the folder already holds the same work (the caller resumes or skips),
-    False when it is new. A folder holding different work, or unrelated files, is refused
-    unless `overwrite` is set.
+    False when it is new. A folder holding different work is refused unless `overwrite`, which
+    then deletes only the files serengeti-tf wrote there (`remove_owned`). A non-empty folder
+    serengeti-tf did not write is refused, `overwrite` or not: nothing of it is ours to delete.
     """
     path = Path(path)
+    check_output_path(path)
     marker_path = path / marker
-    if path.exists() and any(path.iterdir()):
-        if marker_path.exists():
-            existing = read_json(marker_path)
-            if existing == json.loads(json.dumps(fingerprint, default=str)):
-                return True
-            if not overwrite:
-                changed = sorted(k for k in set(existing) | set(fingerprint)
-                                 if existing.get(k) != json.loads(json.dumps(fingerprint.get(k), default=str)))
-                raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
-                                f"choose another folder or pass --overwrite")
-        elif not overwrite:
-            raise UserError(f"{path} is not empty and was not written by serengeti-tf; "
+    if has_content(path):
+        if not marker_path.is_file():
+            raise UserError(f"{path} is not empty and was not written by serengeti-tf; choose a new or "
+                            f"empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
+        existing = read_json(marker_path)
+        if existing == _json_round_trip(fingerprint):
+            return True
+        if not overwrite:
+            changed = sorted(k for k in set(existing) | set(fingerprint)
+                             if existing.get(k) != _json_round_trip(fingerprint.get(k)))
+            raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
                             f"choose another folder or pass --overwrite")
-        import shutil
-
-        shutil.rmtree(path)
+        return reclaim_output_dir(path, fingerprint, marker)
     path.mkdir(parents=True, exist_ok=True)
     write_json(marker_path, fingerprint)
     return False
+
+
+def reclaim_output_dir(path: str | os.PathLike, fingerprint: dict, marker: str = MARKER) -> bool:
+    """`--overwrite`: deletes what serengeti-tf wrote in the claimed folder `path` (files the user
+    added stay) and claims it afresh for `fingerprint`. Returns False (nothing to resume)."""
+    path = Path(path)
+    remove_owned(path)
+    path.mkdir(parents=True, exist_ok=True)
+    write_json(path / marker, fingerprint)
+    return False
+
+
+def _json_round_trip(value: Any) -> Any:
+    """What `value` reads back as from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def has_content(path: Path) -> bool:
+    """True when `path` holds anything besides the lock file of a running command."""
+    return path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Which files serengeti-tf wrote: `--overwrite` deletes these and nothing else
+# ---------------------------------------------------------------------------------------------
+
+def _owner_folder(path: Path) -> Optional[Path]:
+    """The nearest claimed output folder (one holding MARKER) that `path` lies in, if any."""
+    for folder in path.parents:
+        if (folder / MARKER).is_file():
+            return folder
+    return None
+
+
+def record_owned(path: str | os.PathLike, folder: Optional[bool] = None) -> None:
+    """Notes in the owning output folder's OWNED_LOG that serengeti-tf wrote `path`.
+
+    A folder entry (path ending in "/") means the whole subtree is ours (e.g. `tensorboard/`).
+    Every `atomic_path` write is recorded; code writing files another way calls this itself.
+    """
+    path = Path(path).absolute()
+    owner = _owner_folder(path)
+    if owner is None:
+        return
+    folder = path.is_dir() if folder is None else folder
+    entry = path.relative_to(owner).as_posix() + ("/" if folder else "")
+    with open(owner / OWNED_LOG, "a", encoding="utf-8") as log:
+        log.write(entry + "\n")
+
+
+def owned_entries(folder: str | os.PathLike) -> set[str]:
+    """Relative paths serengeti-tf recorded as written into `folder` (see `record_owned`)."""
+    log = Path(folder) / OWNED_LOG
+    if not log.is_file():
+        return set()
+    return {line for line in log.read_text(encoding="utf-8").splitlines() if line}
+
+
+def remove_owned(folder: str | os.PathLike) -> list[Path]:
+    """Deletes what serengeti-tf wrote in `folder` (and in claimed folders inside it), nothing else.
+
+    Our own temporary files (`.<name>.*.tmp`, `.<name>.keras.*.keras`, left by a kill) go too.
+    Folders left empty are removed. Returns the paths kept because serengeti-tf did not write them.
+    """
+    folder = Path(folder)
+    if not (folder / MARKER).is_file():
+        raise UserError(f"{folder} was not written by serengeti-tf ({MARKER} missing); "
+                        f"refusing to delete anything in it")
+    if not (folder / OWNED_LOG).is_file():
+        # Written by a version that did not list its files: what is ours is unknown, so nothing goes.
+        raise UserError(f"{folder} was written by an older serengeti-tf that did not list the files it wrote, "
+                        f"so --overwrite cannot tell them from yours; choose a new folder or empty it yourself")
+    for claimed in sorted((p.parent for p in folder.rglob(MARKER)), key=lambda p: len(p.parts), reverse=True):
+        for entry in owned_entries(claimed):
+            target = claimed / entry.rstrip("/")
+            if entry.endswith("/") and target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.is_file() or target.is_symlink():
+                target.unlink(missing_ok=True)
+        (claimed / MARKER).unlink(missing_ok=True)
+        (claimed / OWNED_LOG).unlink(missing_ok=True)
+    for pattern in (".*.tmp", ".*.keras.*.keras"):  # atomic_path temp names (`model.save_model`'s too)
+        for temp in folder.rglob(pattern):
+            if temp.is_file():
+                temp.unlink(missing_ok=True)
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+        current = Path(dirpath)
+        if current != folder and not any(current.iterdir()):
+            current.rmdir()
+    return [p for p in folder.rglob("*") if p.is_file() and p.name != LOCK_FILE]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs are only read: an output may never be, contain or lie inside one
+# ---------------------------------------------------------------------------------------------
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuses an output folder that is a file or lies below a file (`OUT/file.txt/sub`)."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is a file" if candidate == path else f"lies inside {candidate}, which is a file"
+                raise UserError(f"output folder {path} {where}; choose a folder path")
+            return
+
+
+def refuse_overlap(output: str | os.PathLike, inputs: Mapping[str, Any], what: str = "output folder") -> None:
+    """Refuses an output that is, contains or lies inside any input, `--overwrite` or not.
+
+    `inputs` maps a description (e.g. "--image-root") to one path or a list of paths; None and ""
+    are skipped. Paths are compared resolved (symlinks followed), so `victim` and `./victim/../victim`
+    are the same folder. This is the one guard every command with an output calls first: without
+    it `--overwrite` could delete source images.
+    """
+    out = Path(output).resolve()
+    for name, value in inputs.items():
+        values = value if isinstance(value, (list, tuple, set)) else [value]
+        for item in values:
+            if item is None or item == "":
+                continue
+            source = Path(item).resolve()
+            if out == source:
+                relation = "is"
+            elif source.is_relative_to(out):
+                relation = "contains"
+            elif out.is_relative_to(source):
+                relation = "lies inside"
+            else:
+                continue
+            raise UserError(f"{what} {output} {relation} the input {name} {item}; inputs are only read, "
+                            f"so choose an output outside every input")
+
+
+# ---------------------------------------------------------------------------------------------
+# Disk full
+# ---------------------------------------------------------------------------------------------
+
+def disk_full_message(err: BaseException) -> Optional[str]:
+    """The one-line message for an out-of-space error (Python's or TensorFlow's), else None."""
+    text = str(err)
+    if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in text:
+        where = getattr(err, "filename", None)
+        return (f"the disk is full{f' (writing {where})' if where else ''}; free some space and rerun the same "
+                f"command: it continues where it stopped")
+    return None

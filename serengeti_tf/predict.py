@@ -38,6 +38,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluation import class_names_from_map, file_digest, softmax, top_k_frame
+from serengeti_tf.locks import output_lock
 
 log = logging.getLogger(__name__)
 
@@ -344,56 +345,64 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
         raise UserError(f"--top-k must be >= 1, got {top_k}")
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    low, high = cfg.IMAGE_SIZE_RANGE
+    if image_size is not None and not low <= image_size <= high:
+        raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
     paths = output_paths(out_csv)
+    io_utils.refuse_overlap(out_csv, {"MODEL_OR_RUN": model_or_run, "INPUT": inputs, "--classes": classes,
+                                      "--captures": capture_ids if isinstance(capture_ids, (str, Path)) else None},
+                            what="output")
     resolved = resolve_model(model_or_run, classes, image_size)
     frame = attach_capture_ids(list_inputs(inputs), capture_ids)
     has_captures = bool((frame["capture_id"] != "").any())
     fingerprint = {"kind": "serengeti-tf predict", "model_sha256": file_digest(resolved["model_path"]),
                    "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
                    "inputs": _input_digest(frame), "num_inputs": len(frame)}
-    if paths["predictions"].exists():
-        meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
-        if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
-            log.info("%s already holds these predictions; nothing to do", paths["predictions"])
-            return _summary(paths, meta, already_done=True, resumed=False)
-        if not overwrite:
-            raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
-                            f"choose another output or pass --overwrite")
-    from serengeti_tf.model import load_model
+    # One process per output CSV: the lock sits beside it, as a hidden file of its own.
+    with output_lock(paths["predictions"].parent, lock_name=f".{paths['predictions'].name}.lock"):
+        if paths["predictions"].exists():
+            meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
+            if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
+                log.info("%s already holds these predictions; nothing to do", paths["predictions"])
+                return _summary(paths, meta, already_done=True, resumed=False)
+            if not overwrite:
+                raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
+                                f"choose another output or pass --overwrite")
+        from serengeti_tf.model import load_model
 
-    model = load_model(resolved["model_path"])
-    input_size = int(model.input_shape[1])
-    num_outputs = int(model.output_shape[-1])
-    if num_outputs != len(resolved["class_names"]):
-        raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "
-                        f"outputs {num_outputs}; pass the class map of the run that trained it")
-    stored_size = resolved["stored_size"] or input_size
-    done = _start_or_resume(paths, fingerprint, overwrite)
-    todo = frame[~frame["path"].isin(done)] if done else frame
-    if done:
-        log.info("resuming: %d of %d images already done", len(done), len(frame))
+        model = load_model(resolved["model_path"])
+        input_size = int(model.input_shape[1])
+        num_outputs = int(model.output_shape[-1])
+        if num_outputs != len(resolved["class_names"]):
+            raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "
+                            f"outputs {num_outputs}; pass the class map of the run that trained it")
+        stored_size = resolved["stored_size"] or input_size
+        done = _start_or_resume(paths, fingerprint, overwrite)
+        todo = frame[~frame["path"].isin(done)] if done else frame
+        if done:
+            log.info("resuming: %d of %d images already done", len(done), len(frame))
 
-    def on_batch(predictions: pd.DataFrame, skipped: pd.DataFrame) -> None:
-        if len(predictions):
-            _append(paths["partial"], predictions)
-        if len(skipped):
-            _append(paths["partial_skipped"], skipped)
+        def on_batch(predictions: pd.DataFrame, skipped: pd.DataFrame) -> None:
+            if len(predictions):
+                _append(paths["partial"], predictions)
+            if len(skipped):
+                _append(paths["partial_skipped"], skipped)
 
-    classify_batches(model, todo, resolved["class_names"], stored_size, input_size, top_k, batch_size, on_batch)
-    counts = _finish(paths, resolved["class_names"], top_k, has_captures)
-    if config is not None:
-        cfg.save_config(config, paths["config"].parent, name=paths["config"].name)
-    outputs = {k: str(paths[k]) for k in ("predictions", "skipped", "meta")}
-    if has_captures:
-        outputs["captures"] = str(paths["captures"])
-    if config is not None:
-        outputs["config"] = str(paths["config"])
-    meta = {"model": str(resolved["model_path"]), "class_map": str(resolved["class_map"]),
-            "classes": resolved["class_names"], "stored_image_size": stored_size, "input_size": input_size,
-            "top_k": top_k, "batch_size": batch_size, "images": len(frame), **counts, "outputs": outputs,
-            "fingerprint": fingerprint}
-    io_utils.write_json(paths["meta"], meta)
-    return _summary(paths, meta, already_done=False, resumed=bool(done))
+        classify_batches(model, todo, resolved["class_names"], stored_size, input_size, top_k, batch_size, on_batch)
+        counts = _finish(paths, resolved["class_names"], top_k, has_captures)
+        if config is not None:
+            cfg.save_config(config, paths["config"].parent, name=paths["config"].name)
+        outputs = {k: str(paths[k]) for k in ("predictions", "skipped", "meta")}
+        if has_captures:
+            outputs["captures"] = str(paths["captures"])
+        if config is not None:
+            outputs["config"] = str(paths["config"])
+        meta = {"model": str(resolved["model_path"]), "class_map": str(resolved["class_map"]),
+                "classes": resolved["class_names"], "stored_image_size": stored_size, "input_size": input_size,
+                "top_k": top_k, "batch_size": batch_size, "images": len(frame), **counts, "outputs": outputs,
+                "fingerprint": fingerprint}
+        io_utils.write_json(paths["meta"], meta)
+        return _summary(paths, meta, already_done=False, resumed=bool(done))
 
 
 def _summary(paths: dict[str, Path], meta: dict, already_done: bool, resumed: bool) -> dict[str, Any]:

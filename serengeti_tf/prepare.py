@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +30,7 @@ from serengeti_tf import io_utils, shards
 from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.dataset import SPLITS
 from serengeti_tf.errors import UserError
+from serengeti_tf.locks import output_lock
 
 # Bump when the prepared layout or image processing changes, so old folders are not taken as current.
 PREPARE_FORMAT_VERSION = 1
@@ -92,7 +92,11 @@ def _listing_digest(root: Path) -> str:
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            digest.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\n".encode("utf-8"))
+            try:
+                size = path.stat().st_size
+            except OSError:  # a dangling symlink: listed, and dropped later as missing_file
+                size = -1
+            digest.update(f"{path.relative_to(root).as_posix()}\t{size}\n".encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -102,9 +106,10 @@ def _is_finished(out: Path, fp: dict) -> bool:
         return False
     if not _same_json(io_utils.read_json(marker), fp):
         return False
-    # A shard deleted since (by hand) makes the folder unfinished: the resume path rewrites it.
-    index = io_utils.read_json(out / "shards.json")
-    return all((out / entry["file"]).is_file() for entries in index.values() for entry in entries)
+    # A shard deleted or truncated since makes the folder unfinished: the resume path rewrites it.
+    from serengeti_tf.dataset import damaged_shards
+
+    return not damaged_shards(out, io_utils.read_json(out / "shards.json"))
 
 
 def _same_json(stored, current) -> bool:
@@ -114,7 +119,7 @@ def _same_json(stored, current) -> bool:
 
 def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
     """Refuses a folder holding other work before the (possibly long) metadata read, not after it."""
-    if overwrite or not out.exists() or not any(out.iterdir()):
+    if overwrite or not io_utils.has_content(out):
         return
     marker = out / "fingerprint.json"
     if not marker.is_file() or not _same_json(io_utils.read_json(marker), fp):
@@ -128,11 +133,7 @@ def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
     manifest = sources.read_source(data)
     # A fresh 0..n-1 index: shard plans refer to rows by index label.
     manifest = filters.apply_filters(manifest, data).reset_index(drop=True)
-    read = len(manifest)
-    if not (manifest["drop_reason"] == "").any():
-        drops = ", ".join(f"{k} {v}" for k, v in filters.drop_counts(manifest).items() if v)
-        raise UserError(f"no image left after filtering: {read} rows read from {', '.join(data.metadata) or data.image_root}"
-                        f" and all dropped ({drops or 'no reason recorded'})")
+    require_kept(manifest, data, "after filtering")
     manifest, warnings = split.assign_splits(manifest, data)
     return manifest.reset_index(drop=True), list(warnings)
 
@@ -153,6 +154,17 @@ def crop_examples(manifest: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFram
                         f"not_in_detections {int(drops.get('not_in_detections', 0))}, detector_failure "
                         f"{int(drops.get('detector_failure', 0))})")
     return manifest, table, report
+
+
+def require_kept(manifest: pd.DataFrame, data: DataConfig, stage: str) -> None:
+    """Raises the "no image left" UserError when every row is dropped (all missing, corrupt, ...)."""
+    from serengeti_tf import filters
+
+    if (manifest["drop_reason"] == "").any():
+        return
+    drops = ", ".join(f"{k} {v}" for k, v in filters.drop_counts(manifest).items() if v)
+    raise UserError(f"no image left {stage}: {len(manifest)} rows read from "
+                    f"{', '.join(data.metadata) or data.image_root} and all dropped ({drops or 'no reason recorded'})")
 
 
 def class_names_of(manifest: pd.DataFrame) -> list[str]:
@@ -177,8 +189,7 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
     if path.is_file() and overwrite:
         existing = [c["name"] for c in sorted(io_utils.read_json(path)["classes"], key=lambda c: c["index"])]
         if existing != names:
-            shutil.rmtree(out)
-            io_utils.claim_output_dir(out, fp)
+            io_utils.reclaim_output_dir(out, fp)
     if path.is_file():
         existing = [c["name"] for c in sorted(io_utils.read_json(path)["classes"], key=lambda c: c["index"])]
         if existing != names:
@@ -256,11 +267,24 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
 
     The returned dict has `up_to_date: True` when the folder already held this finished dataset and
     nothing was done. `after_shard` is called after each newly written shard (used by tests).
+    An output folder that is, contains or lies inside the image root or a metadata file is refused
+    (`--overwrite` or not), and only one process at a time may write `out_dir` (`locks`).
     """
+    check_inputs(config.data)
+    io_utils.refuse_overlap(out_dir, input_paths(config.data))
+    with output_lock(out_dir):
+        return _prepare_locked(config, Path(out_dir), overwrite, progress, after_shard)
+
+
+def input_paths(data: DataConfig) -> dict:
+    """The inputs of a prepare run, as `io_utils.refuse_overlap` takes them."""
+    return {"--image-root": data.image_root, "--metadata": list(data.metadata)}
+
+
+def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,
+                    after_shard: Optional[Callable[[shards.ShardSpec], None]]) -> dict:
     data = config.data
-    out = Path(out_dir)
     started = time.perf_counter()
-    check_inputs(data)
     fp = fingerprint(data)
     if _is_finished(out, fp):
         summary = io_utils.read_json(out / "summary.json")
@@ -295,6 +319,7 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
 
         failures = {(c["path"], int(c["crop"])): c["error"] for r in records.values() for c in r["corrupt"]}
         manifest, examples = mark_crop_failures(manifest, examples, failures)
+    require_kept(manifest, data, "after decoding the images")
     summary = _write_outputs(out, manifest, names, plans, records, warnings, data, examples, detections_report)
     timings["outputs_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started

@@ -16,9 +16,10 @@ is a linear Dense head producing logits. `rebalance_head` is the one call for tr
 `train.head_rebalancing` to a trained model's head from cached features, in place, so the saved
 `model.keras` predicts re-balanced logits (post-hoc adjustment is baked into the bias).
 
-Model selection metric: macro F1 over the classes present in the validation labels (a class absent
-from validation has no defined recall); ties go to the smaller tau (the change closest to the
-unadjusted model).
+Model selection metric: `metrics.macro_f1` over all classes of the logits, the score that selects
+checkpoints and heads the evaluation (a class absent from validation adds a constant 0, so the
+choice equals that by macro F1 over present classes); ties go to the smaller tau (the change
+closest to the unadjusted model).
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from sklearn.metrics import f1_score
-
+from serengeti_tf import metrics
 from serengeti_tf.errors import UserError
 from serengeti_tf.losses import log_priors
 
@@ -62,21 +62,24 @@ def _check_taus(taus: Iterable[float]) -> list[float]:
     return values
 
 
-def score_predictions(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """Macro F1 (over classes present in `labels`), accuracy and balanced accuracy (mean recall)."""
-    labels = np.asarray(labels).reshape(-1)
-    predictions = np.asarray(predictions).reshape(-1)
-    present = np.unique(labels)
-    recalls = [np.mean(predictions[labels == c] == c) for c in present]
-    return {
-        "macro_f1": float(f1_score(labels, predictions, labels=present, average="macro", zero_division=0)),
-        "accuracy": float(np.mean(predictions == labels)),
-        "balanced_accuracy": float(np.mean(recalls)),
-    }
+def score_predictions(labels: np.ndarray, predictions: np.ndarray,
+                      num_classes: Optional[int] = None) -> dict[str, float]:
+    """Macro F1 (`metrics`, all `num_classes` classes), accuracy and balanced accuracy (mean recall
+    over present classes). `num_classes` defaults to 1 + the largest label or prediction; pass
+    the model's class count (the sweeps do) so absent classes count as in evaluation."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
+    num_classes = num_classes or int(max(labels.max(), predictions.max())) + 1
+    scores = metrics.classification_scores(labels, predictions, num_classes)
+    return {key: scores[key] for key in ("macro_f1", "accuracy", "balanced_accuracy")}
 
 
 def _sweep(taus: list[float], logits_for_tau, labels: np.ndarray) -> tuple[float, pd.DataFrame]:
-    rows = [{"tau": tau, **score_predictions(labels, np.argmax(logits_for_tau(tau), axis=1))} for tau in taus]
+    def scores(tau: float) -> dict[str, float]:
+        logits = logits_for_tau(tau)
+        return score_predictions(labels, np.argmax(logits, axis=1), logits.shape[1])
+
+    rows = [{"tau": tau, **scores(tau)} for tau in taus]
     table = pd.DataFrame(rows, columns=["tau", "macro_f1", "accuracy", "balanced_accuracy"])
     # Highest macro F1; ties -> smallest tau (least change to the trained model).
     best = table.sort_values(["macro_f1", "tau"], ascending=[False, True], kind="stable").iloc[0]
@@ -397,7 +400,7 @@ def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int]
 
     def val_scores(k: np.ndarray, b: Optional[np.ndarray]) -> dict[str, float]:
         logits = val_x @ k.astype(np.float64) + (0.0 if b is None else b.astype(np.float64))
-        return score_predictions(val_labels, np.argmax(logits, axis=1))
+        return score_predictions(val_labels, np.argmax(logits, axis=1), logits.shape[1])
 
     summary: dict = {"method": method, "tau": None, "val_before": val_scores(kernel, bias)}
     table = None

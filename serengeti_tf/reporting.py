@@ -8,7 +8,9 @@ every building block here:
     paper_table(rows)               Tables 1-3 in the shape of the paper's macro_results.csv
     per_class_f1(rows)              species x (model, phase) mean F1, species by train frequency
     f1_change(ref, new)             relative per-class F1 change, plotted by `plot_f1_change`
-    write_report(rows, out_dir)     all of the above as CSV, Markdown and PNG, plus report.md
+    write_report(rows, out_dir)     all of the above as CSV, Markdown and PNG, the paired differences
+                                    of `paired.py` (Δ vs baseline / own phase 1 with paired bootstrap
+                                    intervals), plus report.md
 
 Runs must be evaluated first (`serengeti-tf evaluate RUN`): reporting only reads
 `RUN/eval/metrics.json` and `RUN/eval/per_class.csv`, so it needs neither TensorFlow nor the
@@ -33,6 +35,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
+from serengeti_tf.locks import output_lock
 from serengeti_tf.evaluation import MACRO_ROW, eval_dir_name
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
@@ -424,12 +427,21 @@ def _slug(text: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
-                 title: str = "Comparison") -> dict[str, Any]:
+                 title: str = "Comparison", eval_config: Optional[cfg.EvalConfig] = None) -> dict[str, Any]:
     """Writes runs.csv, macro_results.csv/.md, per_class_f1.csv, f1_change.csv, one PNG per
-    comparison and report.md into `out_dir`; returns their paths and the tables."""
+    comparison, the paired differences (`paired.py`: paired_differences.csv/.md, paired_summary.csv,
+    paired_per_class.csv; `eval_config.bootstrap_samples` resamples, its seed) and report.md into
+    `out_dir`; returns their paths and the tables."""
+    from serengeti_tf import paired
+
+    eval_config = eval_config or cfg.EvalConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     rows = sort_rows(rows)
+    # First, so that runs that cannot be paired (other images) stop the report before any file.
+    differences = paired.paired_tables(rows, split, eval_config.bootstrap_samples, eval_config.seed,
+                                       progress=print)
+    differences_md = paired.paired_markdown(differences)
+    out.mkdir(parents=True, exist_ok=True)
     table = paper_table(rows)
     tables_md = paper_tables_markdown(table)
     per_class = per_class_f1(rows, split)
@@ -448,27 +460,38 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
         plots.append((name, path))
     frequency_plot = out / "f1_vs_frequency.png"
     io_utils.save_figure(frequency_plot, plot_f1_vs_frequency(per_class))
+    io_utils.write_csv(out / "paired_differences.csv", differences["seeds"].round(6))
+    io_utils.write_csv(out / "paired_summary.csv", differences["summary"].round(6))
+    io_utils.write_csv(out / "paired_per_class.csv", differences["per_class"].round(6))
+    io_utils.write_text(out / "paired_differences.md", differences_md + "\n")
     markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out,
-                                frequency_plot)
+                                frequency_plot, differences_md)
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
             "per_class_f1": per_class, "f1_change": changes, "plots": [p for _, p in plots],
-            "frequency_plot": frequency_plot,
+            "frequency_plot": frequency_plot, "paired": differences,
             "text": tables_md}
 
 
 def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: str,
                      plots: Sequence[tuple[str, Path]], split: str, out_dir: Path,
-                     frequency_plot: Optional[Path] = None) -> str:
+                     frequency_plot: Optional[Path] = None, differences_md: str = "") -> str:
     seeds = sorted(rows["seed"].unique())
     lines = [f"# {title}", "",
              f"{len(rows)} runs evaluated on the {split} split; seeds: {', '.join(map(str, seeds))}. "
-             "Macro averages are over all classes of the class map (scikit-learn, zero_division=0)"
+             "Macro averages are over all classes of the class map (scikit-learn labels=range(C), "
+             "zero_division=0; the same macro F1 selects checkpoints on val)"
              + (", mean ± sample std over seeds." if len(seeds) > 1 else "."), "",
              "## Tables 1-3: accuracy and macro F1 / precision / recall after phase 1 and phase 2", "",
              tables_md, "",
              "CSV: [macro_results.csv](macro_results.csv); every run: [runs.csv](runs.csv) "
-             "(with bootstrap 95% CIs where evaluated).", "",
+             "(with each run's bootstrap 95% interval: smoothed stratified capture bootstrap, see README).", "",
+             *(["## Paired differences: is a model better than the baseline on the same images?", "",
+                differences_md, "",
+                "CSV: [paired_differences.csv](paired_differences.csv) (per seed), "
+                "[paired_summary.csv](paired_summary.csv) (over seeds), "
+                "[paired_per_class.csv](paired_per_class.csv) (per species, `outside_noise` marks a "
+                "change whose paired interval excludes 0).", ""] if differences_md else []),
              *(["## Head, medium and tail classes", "",
                 "Classes grouped by training images (thresholds: eval.head_min, eval.tail_max); "
                 "accuracy over the group's test images, macro F1 over its classes.", "",
@@ -515,30 +538,34 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     """
     if not run_dirs:
         raise UserError("compare: no run folders given")
+    io_utils.refuse_overlap(out_dir, {"RUN_DIR": list(run_dirs)}, what="report folder")
     rows = collect_runs(run_dirs, split, evaluate_missing, config)
     _check_one_run_per_seed(rows)
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}
-    io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
-    if config is not None:
-        cfg.save_config(config, out_dir)
-    result = write_report(rows, out_dir, split, title="Comparison of runs")
-    from serengeti_tf.levels import append_level_comparison
+    with output_lock(out_dir):  # one process per report folder
+        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        if config is not None:
+            cfg.save_config(config, out_dir)
+        result = write_report(rows, out_dir, split, title="Comparison of runs",
+                              eval_config=config.eval if config is not None else None)
+        from serengeti_tf.levels import append_level_comparison
 
-    result["levels"] = append_level_comparison(rows, out_dir, split)
-    return result
+        result["levels"] = append_level_comparison(rows, out_dir, split)
+        return result
 
 
 def experiment_report(runs: pd.DataFrame, out_dir: str | Path, dataset_dir: Optional[str | Path] = None,
-                      split: str = "test") -> dict[str, Any]:
-    """The `experiment` report: `runs` needs a `run_dir` column (evaluated runs, any seeds); the
-    tables show mean ± std over seeds. `dataset_dir` is recorded in the report header when given."""
+                      split: str = "test", eval_config: Optional[cfg.EvalConfig] = None) -> dict[str, Any]:
+    """The `experiment` report: `runs` needs a `run_dir` column (runs evaluated on `split`, any
+    seeds); the tables show mean ± std over seeds and paired differences use `eval_config`'s
+    bootstrap settings. `dataset_dir` is recorded in the report header when given."""
     if "run_dir" not in runs:
         raise UserError("experiment_report: the runs table needs a run_dir column")
     rows = collect_runs(runs["run_dir"], split)
     _check_one_run_per_seed(rows)
     title = "Experiment report" + (f" ({Path(dataset_dir).name})" if dataset_dir else "")
-    result = write_report(rows, out_dir, split, title=title)
+    result = write_report(rows, out_dir, split, title=title, eval_config=eval_config)
     from serengeti_tf.levels import append_level_comparison
 
     result["levels"] = append_level_comparison(rows, out_dir, split)  # crop datasets: scores per level

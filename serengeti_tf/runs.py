@@ -10,6 +10,8 @@
       tensorboard/         the same scalars for TensorBoard
       checkpoints/         state.json (resume state), epoch-NNN.keras (last finished epoch, with
                            optimizer state), best-epoch-NNN.keras (best val macro F1 so far),
+                           state.previous.json + the checkpoints it names (the epoch before: the
+                           back-up a corrupt latest checkpoint falls back to),
                            features-*.npz (phase-2 feature cache)
       model.keras          final model = the best checkpoint by val macro F1
       timings.json         seconds per epoch, feature pass, total
@@ -17,10 +19,9 @@
 
 from __future__ import annotations
 
-import json
 import platform
-import shutil
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +30,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import claim_output_dir, read_json, write_csv, write_json
+from serengeti_tf.io_utils import claim_output_dir, read_json, reclaim_output_dir, write_csv, write_json
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")
@@ -83,25 +84,79 @@ class RunState:
         return dict(self.__dict__)
 
 
+PREVIOUS_STATE = "state.previous.json"
+
+
 def read_state(paths: RunPaths) -> RunState:
     if not paths.state_file.exists():
         return RunState()
-    data = read_json(paths.state_file)
-    return RunState(**data)
+    return RunState(**read_json(paths.state_file))
+
+
+def _previous_state(paths: RunPaths) -> Optional[RunState]:
+    path = paths.state_file.with_name(PREVIOUS_STATE)
+    try:
+        return RunState(**read_json(path)) if path.is_file() else None
+    except UserError:  # corrupt too
+        return None
+
+
+def checkpoint_is_complete(path: Path) -> bool:
+    """True when `path` is a whole `.keras` file (a zip whose every member passes its CRC check)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
+
+
+def resume_state(paths: RunPaths, print_fn) -> RunState:
+    """The state to resume from: state.json, or the back-up state when state.json or the checkpoint it
+    names is corrupt (truncated by a crash or a full disk). UserError when neither is usable."""
+    root = paths.state_file.parent
+    try:
+        state = read_state(paths)
+    except UserError as err:
+        problem = f"{paths.state_file} is corrupt ({err})"
+    else:
+        if not state.checkpoint or checkpoint_is_complete(root / state.checkpoint):
+            return state
+        problem = f"checkpoint {root / state.checkpoint} is corrupt (truncated or damaged)"
+    previous = _previous_state(paths)
+    if previous is None or not previous.checkpoint or not checkpoint_is_complete(root / previous.checkpoint):
+        raise UserError(f"{problem} and no earlier complete checkpoint is kept; rerun with --overwrite "
+                        f"to train this run again")
+    print_fn(f"warning: {problem}; resuming from the previous complete checkpoint {previous.checkpoint} "
+             f"(epoch {previous.epochs_done})")
+    return previous
 
 
 def write_state(paths: RunPaths, state: RunState) -> None:
-    write_json(paths.checkpoints / "state.json", state.to_dict())
+    """Writes state.json; the state it replaces becomes the back-up (state.previous.json)."""
+    current = paths.checkpoints / "state.json"
+    if current.is_file():
+        try:
+            previous = read_json(current)
+        except UserError:
+            previous = None
+        if previous is not None and previous.get("checkpoint") != state.checkpoint:
+            write_json(paths.checkpoints / PREVIOUS_STATE, previous)
+    write_json(current, state.to_dict())
 
 
 def tidy_checkpoints(paths: RunPaths, state: RunState) -> None:
-    """Removes checkpoint files the state does not name (left by a kill mid-save or mid-epoch)."""
+    """Removes checkpoints neither the state nor its back-up names (left by a kill mid-epoch).
+
+    Hidden files are never touched: they are temporary files of a save in progress (a `.keras`
+    temp name matches `*.keras` too), and the lock keeps a second process from making any.
+    """
+    previous = _previous_state(paths)
     keep = {state.checkpoint, state.best_checkpoint}
+    if previous is not None:
+        keep |= {previous.checkpoint, previous.best_checkpoint}
     for path in paths.checkpoints.glob("*.keras"):
-        if path.name not in keep:
+        if path.name not in keep and not path.name.startswith("."):
             path.unlink(missing_ok=True)
-    for path in paths.checkpoints.glob(".*.tmp"):
-        path.unlink(missing_ok=True)
 
 
 def write_metrics(paths: RunPaths, history: list[dict]) -> None:
@@ -134,8 +189,7 @@ def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir
     same = claim_output_dir(run_dir, fp, overwrite=overwrite)
     if same and overwrite:
         print_fn(f"--overwrite: discarding the existing run in {run_dir}")
-        shutil.rmtree(run_dir)
-        same = claim_output_dir(run_dir, fp)
+        same = reclaim_output_dir(run_dir, fp)
     return same
 
 
@@ -191,7 +245,4 @@ def read_run_json(run_dir: str | Path, name: str) -> dict:
     path = Path(run_dir) / name
     if not path.is_file():
         raise UserError(f"{run_dir} is not a finished training run: {name} missing")
-    try:
-        return read_json(path)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON: {err}") from None
+    return read_json(path)  # a corrupt file is a one-line CorruptFileError

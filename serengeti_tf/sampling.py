@@ -237,24 +237,27 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
     """The `plan` job: plan from a prepared dataset or a counts CSV -> plan.csv, plan.png, config.yaml."""
     from serengeti_tf import config as cfg
     from serengeti_tf import dataset
-    from serengeti_tf.io_utils import claim_output_dir, save_figure, write_csv, write_json
+    from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
+    from serengeti_tf.locks import output_lock
 
     if (data_dir is None) == (counts_csv is None):
         raise UserError(f"plan: give exactly one of a prepared dataset (--data) or a counts CSV (--counts); "
                         f"got data={data_dir!r}, counts={counts_csv!r}")
+    refuse_overlap(out_dir, {"--data": data_dir, "--counts": counts_csv})
     counts = dataset.train_counts(data_dir) if data_dir is not None else read_counts_csv(counts_csv)
     plan = sampling_plan(counts, config.sampler)
     source = str(Path(data_dir if data_dir is not None else counts_csv).resolve())
-    claim_output_dir(out_dir, {"command": "plan", "source": source, "sampler": cfg.to_dict(config)["sampler"]},
-                     overwrite=overwrite)
-    out = Path(out_dir)
-    cfg.save_config(config, out)
-    write_csv(out / "plan.csv", plan)
-    totals = plan_totals(plan)
-    # Detector-crop datasets count crops: every count here is crops, and the files say so.
-    unit = dataset.example_unit(data_dir) if data_dir is not None else "images"
-    write_json(out / "totals.json", {"sampler": config.sampler.name, "unit": unit, **totals})
-    title = (f"{config.sampler.name}: {totals['original']:,} -> {totals['target']:,} training {unit}, "
-             f"{totals['classes']} classes")
-    save_figure(out / "plan.png", plot_plan(plan, title, unit))
+    with output_lock(out_dir):  # one process per output folder
+        claim_output_dir(out_dir, {"command": "plan", "source": source, "sampler": cfg.to_dict(config)["sampler"]},
+                         overwrite=overwrite)
+        out = Path(out_dir)
+        cfg.save_config(config, out)
+        write_csv(out / "plan.csv", plan)
+        totals = plan_totals(plan)
+        # Detector-crop datasets count crops: every count here is crops, and the files say so.
+        unit = dataset.example_unit(data_dir) if data_dir is not None else "images"
+        write_json(out / "totals.json", {"sampler": config.sampler.name, "unit": unit, **totals})
+        title = (f"{config.sampler.name}: {totals['original']:,} -> {totals['target']:,} training {unit}, "
+                 f"{totals['classes']} classes")
+        save_figure(out / "plan.png", plot_plan(plan, title, unit))
     return plan

@@ -10,6 +10,7 @@ one shard at a time, with a bounded number of chunks in flight (memory does not 
 dataset). Each shard is written to a temporary name and renamed, then a small "done" record is
 written to `.prepare_state/`; a rerun skips shards whose done record matches the plan, and the done
 record remembers which images were corrupt so their drops are reported without decoding again.
+Workers end with the parent (`exit_with_parent`), so killing `prepare` leaves no orphan behind.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -32,7 +36,7 @@ import pandas as pd
 from serengeti_tf import images
 from serengeti_tf.config import DataConfig
 from serengeti_tf.dataset import SPLITS, TFDS_NAME
-from serengeti_tf.io_utils import atomic_path, read_json, write_json
+from serengeti_tf.io_utils import atomic_path, read_json, record_owned, write_json
 
 STATE_DIR = ".prepare_state"
 # Images per worker task: large enough to amortise inter-process traffic, small enough to balance.
@@ -223,7 +227,8 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
     executor = None
     if workers > 1 and todo:
         # spawn: workers import `images` only, never the parent's TensorFlow state.
-        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                          initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         tasks = (chunk for spec, _ in todo for chunk in _chunks(spec, abs_paths))
         results = _ordered_results(executor, tasks, job, job_args, max(1, workers) * CHUNKS_IN_FLIGHT_PER_WORKER)
@@ -259,6 +264,34 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
     return {spec.file: records[spec.file] for spec in plans}
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the worker ends when the prepare process dies, even by SIGKILL.
+
+    Linux: the kernel sends SIGTERM on the parent's death (prctl PR_SET_PDEATHSIG). Elsewhere, or
+    if the parent is already gone, a watchdog thread polls the parent pid.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # died before the prctl call took effect
+        os._exit(1)
+    if not sys.platform.startswith("linux"):
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
@@ -281,9 +314,10 @@ def shard_index(plans: Sequence[ShardSpec], records: dict[str, dict]) -> dict:
     """The `shards.json` content documented in `dataset.py`."""
     index: dict[str, list] = {split: [] for split in SPLITS}
     for spec in plans:
-        entry = {"file": spec.file, "num_examples": records[spec.file]["num_examples"]}
+        record = records[spec.file]
+        entry = {"file": spec.file, "num_examples": record["num_examples"], "num_bytes": record["num_bytes"]}
         if spec.split == "train":
-            entry = {"file": spec.file, "class": spec.class_name, "num_examples": entry["num_examples"]}
+            entry = {"file": spec.file, "class": spec.class_name, **{k: v for k, v in entry.items() if k != "file"}}
         index[spec.split].append(entry)
     return index
 
@@ -335,12 +369,11 @@ def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Se
                                  supervised_keys=("image", "label"))
     info.set_file_format("tfrecord")
     info.set_splits(tfds.core.SplitDict(split_infos))
-    staging = out / ".tfds_metadata.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    staging = Path(tempfile.mkdtemp(prefix=".tfds_metadata.", suffix=".tmp", dir=out))
     try:
         info.write_to_directory(staging)
         for item in sorted(staging.iterdir()):
             os.replace(item, out / item.name)
+            record_owned(out / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

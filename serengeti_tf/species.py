@@ -21,6 +21,15 @@ PAPER_SPECIES: tuple[str, ...] = (
     "honeyBadger", "caracal", "civet", "wildcat", "genet", "zorilla", "rodents",
 )
 
+# Test images per species in the paper's split (Table 4 / s9_class_counts.csv `test`, PAPER_SPECIES
+# order; 19,377 images, nine species with one image). Used to simulate the paper's test split when
+# checking bootstrap coverage.
+PAPER_TEST_COUNTS: tuple[int, ...] = (
+    6047, 4560, 3795, 594, 490, 466, 392, 357, 343, 297, 295, 264, 189, 150, 150, 125, 90, 90, 76, 73,
+    59, 58, 57, 54, 47, 47, 36, 30, 27, 21, 12, 14, 11, 10, 9, 9, 5, 4, 4, 3, 3, 3, 2, 1, 1, 1, 1, 1,
+    1, 1, 1, 1,
+)
+
 EMPTY = "empty"
 HUMAN = "human"
 

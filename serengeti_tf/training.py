@@ -16,6 +16,7 @@ Both phases share the run folder, logging, checkpointing, early stopping and res
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import sys
@@ -30,7 +31,8 @@ from serengeti_tf import config as cfg
 from serengeti_tf import dataset as ds_reader
 from serengeti_tf import distribution, runs
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import atomic_path, write_json
+from serengeti_tf.io_utils import atomic_path, refuse_overlap, write_json
+from serengeti_tf.locks import output_lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
     if not dataset_dir.is_dir():
         raise UserError(f"prepared dataset folder not found: {dataset_dir} (run `serengeti-tf prepare` first)")
     class_map = ds_reader.class_map(dataset_dir)
-    ds_reader.shard_index(dataset_dir)
+    ds_reader.check_shards(dataset_dir)  # a missing val shard fails now, not after a whole epoch
     ds_reader.counts(dataset_dir)
     if config.train.phase == 2:
         if init_run is None:
@@ -180,6 +182,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     init_run = Path(init_run) if init_run else None
     class_map = _check_inputs(config, dataset_dir, init_run)
+    refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run}, what="run folder")
     if init_run is not None:
         _adopt_input_size(config, init_run, print_fn)
     started = time.perf_counter()
@@ -188,9 +191,11 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     strategy = distribution.make_strategy(config.train.strategy)
     chief = distribution.is_chief(strategy)
     paths, scratch = _run_paths(run_dir, chief)
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(output_lock(paths.root))  # one process per run folder
         runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
-        state = runs.read_state(paths)
+        state = runs.resume_state(paths, print_fn)
         if state.finished:  # a worker reads the chief's state: it must not train alone
             if chief and rebalancing_pending(config, paths):  # killed between training and re-balancing
                 print_fn(f"{run_dir}: training finished; re-balancing the head ({config.train.head_rebalancing})")
@@ -222,6 +227,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
                 _rebalance(config, dataset_dir, paths, state, print_fn)
         return run_dir
     finally:
+        held.close()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from PIL import Image
 from serengeti_tf import config as cfg
 from serengeti_tf import demo_data as dd
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import OWNED_LOG
 
 SCALE = 0.002            # ~340 images: wildebeest 97 ... 52 classes, rarest one capture
 SIZE = (64, 48)
@@ -275,9 +276,10 @@ def test_reads_identically_through_csv_pair_and_coco_json(demo_dir):
 # ---- determinism, resume, refusals -----------------------------------------------------------------
 
 def _file_bytes(root: Path) -> dict[str, bytes]:
-    # config.yaml holds absolute paths to its own folder, so it differs between folders by design.
+    # config.yaml holds absolute paths to its own folder, so it differs between folders by design;
+    # the hidden list of files serengeti-tf wrote grows in write order (bookkeeping, not output).
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "config.yaml"}
+            if p.is_file() and p.name not in ("config.yaml", OWNED_LOG)}
 
 
 def test_same_seed_gives_byte_identical_output(demo_dir, tmp_path):
@@ -309,15 +311,15 @@ def test_rerun_resumes_an_interrupted_run(demo_dir, tmp_path):
     assert _file_bytes(copy) == expected
 
 
-def test_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
+def test_refuses_a_folder_it_did_not_write_even_with_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(UserError, match="not empty"):
-        dd.write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False)
+    for overwrite in (False, True):  # --overwrite only ever deletes files serengeti-tf wrote
+        with pytest.raises(UserError, match="not empty and was not written by serengeti-tf"):
+            dd.write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False, overwrite=overwrite)
     assert (out / "precious.txt").read_text() == "keep me"
-    dd.write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False, overwrite=True)
-    assert not (out / "precious.txt").exists() and (out / dd.IMAGES_CSV).is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
 
 
 def test_refuses_a_folder_holding_other_demo_data(tmp_path):

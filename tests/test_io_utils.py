@@ -1,10 +1,17 @@
+import errno
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import atomic_path, claim_output_dir, write_text
+from serengeti_tf.io_utils import (atomic_path, check_output_path, claim_output_dir, disk_full_message, read_json,
+                                   record_owned, refuse_overlap, write_text)
+from serengeti_tf.locks import output_lock
 
 
 def test_failed_write_leaves_nothing_under_the_final_name(tmp_path):
@@ -40,3 +47,121 @@ def test_claim_output_dir_refuses_a_foreign_folder(tmp_path):
     with pytest.raises(UserError, match="not written by serengeti-tf"):
         claim_output_dir(tmp_path, {"a": 1})
     assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+# ---------------------------------------------------------------- inputs are only read (issue 10)
+@pytest.mark.parametrize("output, relation", [
+    ("src", "is"), (".", "contains"), ("src/sub/out", "lies inside"), ("src/../src", "is")])
+def test_output_that_is_contains_or_lies_inside_an_input_is_refused(tmp_path, output, relation):
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    with pytest.raises(UserError, match=f"{relation} the input --image-root") as info:
+        refuse_overlap(tmp_path / output, {"--image-root": tmp_path / "src", "--metadata": []})
+    assert "\n" not in str(info.value)
+
+
+def test_output_containing_an_input_file_is_refused_and_siblings_are_fine(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "labels.csv").write_text("x")
+    with pytest.raises(UserError, match="contains the input --metadata"):
+        refuse_overlap(tmp_path / "data", {"--metadata": [str(tmp_path / "data" / "labels.csv")]})
+    refuse_overlap(tmp_path / "out", {"--metadata": [str(tmp_path / "data" / "labels.csv")], "--init": None})
+    refuse_overlap(tmp_path / "data2", {"--image-root": tmp_path / "data"})  # a name prefix is not a parent
+
+
+def test_output_reached_through_a_symlink_is_still_refused(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "src")
+    with pytest.raises(UserError, match="is the input"):
+        refuse_overlap(tmp_path / "link", {"--image-root": tmp_path / "src"})
+
+
+def test_output_below_a_file_is_a_user_error(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(UserError, match="lies inside .*file.txt, which is a file"):
+        check_output_path(tmp_path / "file.txt" / "sub")
+    with pytest.raises(UserError, match="is a file"):
+        claim_output_dir(tmp_path / "file.txt", {"a": 1})
+
+
+def test_overwrite_deletes_only_files_serengeti_tf_wrote(tmp_path):
+    out = tmp_path / "out"
+    claim_output_dir(out, {"a": 1})
+    write_text(out / "report.md", "ours")
+    write_text(out / "nested" / "table.csv", "ours too")
+    claim_output_dir(out / "inner", {"b": 1})  # a claimed folder inside (a run's eval/)
+    write_text(out / "inner" / "metrics.json", "{}")
+    record_owned(out / "tensorboard", folder=True)  # written by TF, recorded by hand
+    (out / "tensorboard").mkdir()
+    (out / "tensorboard" / "events.out").write_text("tf")
+    (out / ".report.md.abc.tmp").write_text("left by a kill")
+    (out / "inner" / ".model.keras.abc.keras").write_text("left by a kill mid-save")
+    (out / "notes.txt").write_text("the user's")
+    (out / "nested" / "mine.csv").write_text("the user's")
+    assert claim_output_dir(out, {"a": 2}, overwrite=True) is False
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert left == [".serengeti-tf-files", "fingerprint.json", "nested/mine.csv", "notes.txt"]
+    assert json.loads((out / "fingerprint.json").read_text()) == {"a": 2}
+
+
+def test_corrupt_json_is_a_one_line_user_error(tmp_path):
+    (tmp_path / "state.json").write_text('{"epochs_done": 3, "chec')
+    with pytest.raises(UserError, match="state.json is not valid JSON") as info:
+        read_json(tmp_path / "state.json")
+    assert "\n" not in str(info.value)
+
+
+def test_disk_full_message_covers_python_and_tensorflow_errors():
+    message = disk_full_message(OSError(errno.ENOSPC, "No space left on device", "/out/manifest.csv"))
+    assert "disk is full" in message and "/out/manifest.csv" in message and "rerun" in message
+    assert "disk is full" in disk_full_message(RuntimeError("write failed: No space left on device"))
+    assert disk_full_message(OSError(errno.EACCES, "Permission denied")) is None
+
+
+# ---------------------------------------------------------------- one process per output folder
+HOLD_LOCK = """
+import sys, time
+from serengeti_tf.locks import output_lock
+with output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_second_process_is_refused_and_a_sigkill_releases_the_lock(tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"{out} is in use by process {holder.pid}") as info:
+            with output_lock(out):
+                pass
+        assert "\n" not in str(info.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    # No clean-up ran in the killed process, yet the kernel dropped its lock.
+    with output_lock(out) as lock:
+        assert lock.read_text().strip() == str(os.getpid())
+    assert not (out / ".serengeti-tf.lock").exists()
+
+
+def test_lock_is_released_after_an_error_and_leaves_no_empty_folder(tmp_path):
+    out = tmp_path / "new"
+    with pytest.raises(RuntimeError):
+        with output_lock(out):
+            raise RuntimeError("failed before writing")
+    assert not out.exists()
+    with output_lock(out):
+        with pytest.raises(UserError, match="in use by process"):  # a second holder, even in this process
+            with output_lock(out):
+                pass
+
+
+def test_overwrite_of_a_folder_without_a_file_list_deletes_nothing(tmp_path):
+    out = tmp_path / "old"
+    claim_output_dir(out, {"a": 1})
+    (out / ".serengeti-tf-files").unlink()  # as written before serengeti-tf listed its files
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(UserError, match="older serengeti-tf that did not list the files"):
+        claim_output_dir(out, {"a": 2}, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["fingerprint.json", "summary.json"]

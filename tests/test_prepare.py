@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +49,16 @@ def make_csv_source(root: Path, captures: dict[str, int] = CAPTURES) -> Path:
     metadata = root / "labels.csv"
     pd.DataFrame(rows).to_csv(metadata, index=False)
     return metadata
+
+
+def make_class_folders(root: Path, species: tuple[str, ...], per_class: int) -> Path:
+    """A folder-per-class source: `root/<species>/<i>.jpg`, small random JPEGs."""
+    rng = np.random.default_rng(2)
+    for name in species:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / name / f"{i}.jpg")
+    return root
 
 
 def make_config(root: Path, labels: Path, **data) -> cfg.Config:
@@ -348,16 +360,221 @@ def test_real_sample_drops_corrupt_and_keeps_odd_images_rgb_and_upright(shared_d
 
 
 def test_folder_source_fingerprint_follows_the_file_listing(tmp_path):
-    root = tmp_path / "folders"
-    rng = np.random.default_rng(2)
-    for name in ("zebra", "lionfemale"):
-        (root / name).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / name / f"{i}.jpg")
+    root = make_class_folders(tmp_path / "folders", ("zebra", "lionfemale"), 4)
     config = cfg.resolve(updates=[{"data": {"image_root": str(root), "image_size": 16, "workers": 1}}])
     out = tmp_path / "ds"
     assert prepare_dataset(config, out, progress=False)["num_classes"] == 2
     assert prepare_dataset(config, out, progress=False)["up_to_date"] is True
-    Image.fromarray(rng.integers(0, 255, (30, 40, 3), np.uint8)).save(root / "zebra" / "new.jpg")
+    Image.new("RGB", (40, 30), "white").save(root / "zebra" / "new.jpg")
     with pytest.raises(UserError, match="image_listing_sha256"):
         prepare_dataset(config, out, progress=False)
+
+
+# ---------------------------------------------------------------- issue 10: reliability
+def _cli(args: list[str]):
+    """Runs `serengeti-tf ARGS` in-process through Click's test runner (exit code and output as the console script)."""
+    from click.testing import CliRunner
+
+    from serengeti_tf_cli.main import _register, cli
+
+    _register()
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_output_that_is_contains_or_lies_inside_the_source_is_refused_even_with_overwrite(tmp_path):
+    """The issue's `victim/` case on generated data: nothing of the source may be deleted."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    metadata = make_csv_source(victim, {"zebra": 2, "impala": 1})
+    before = tree_hashes(victim)
+    for out, relation in ((victim, "is"), (tmp_path, "contains"), (victim / "prepared", "lies inside")):
+        result = _cli(["prepare", out, "--metadata", metadata, "--image-root", victim, "--overwrite"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+        assert f"{relation} the input --image-root" in result.stderr
+    assert tree_hashes(victim) == before
+    assert not (victim / "prepared").exists()
+
+
+def test_issue_victim_case_on_a_copy_of_the_real_sample(shared_data, tmp_path):
+    """`prepare victim --metadata victim/... --image-root victim --overwrite` used to rmtree the images."""
+    victim = shutil.copytree(shared_data / "serengeti_s9_sample", tmp_path / "victim")
+    before = tree_hashes(victim)
+    result = _cli(["prepare", victim, "--metadata", victim / "SnapshotSerengeti_v2_1_images.csv",
+                   "--metadata", victim / "SnapshotSerengeti_v2_1_annotations.csv", "--image-root", victim,
+                   "--overwrite"])
+    assert result.exit_code == 2 and "is the input --image-root" in result.stderr, result.output
+    assert tree_hashes(victim) == before
+
+
+def test_dangling_symlink_in_a_class_folder_is_a_missing_file_drop(tmp_path):
+    root = make_class_folders(tmp_path / "classes", ("zebra", "impala"), 3)
+    (root / "zebra" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    config = cfg.resolve(updates=[{"data": {"image_root": str(root), "image_size": 16, "workers": 1}}])
+    summary = prepare_dataset(config, tmp_path / "ds", progress=False)
+    assert summary["drops"]["missing_file"] == 1 and summary["images_kept"] == 6
+    manifest = dataset.manifest(tmp_path / "ds")
+    assert manifest.set_index("path").loc["zebra/gone.jpg", "drop_reason"] == "missing_file"
+
+
+def test_all_images_corrupt_is_the_no_image_left_error(tmp_path):
+    root = tmp_path / "src"
+    (root / "x").mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        (root / "x" / f"{i}.jpg").write_bytes(b"not a jpeg at all")
+        rows.append({"path": f"x/{i}.jpg", "label": "zebra", "capture": f"c{i}"})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    with pytest.raises(UserError, match=r"no image left after decoding the images: 3 rows .*corrupt_image 3"):
+        prepare_dataset(make_config(root, root / "labels.csv"), tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds" / "summary.json").exists()
+
+
+def test_truncated_finished_shard_is_noticed_and_rewritten(prepared, source, tmp_path):
+    root, metadata = source
+    clean, _, _ = prepared
+    out = shutil.copytree(clean, tmp_path / "ds")
+    shard = sorted(out.glob("camera_traps-train.*"))[0]
+    shard.write_bytes(shard.read_bytes()[:10])
+    assert dataset.damaged_shards(out) == [shard.name]
+    summary = prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    assert summary["up_to_date"] is False and summary["resumed"] is True
+    assert shard_bytes(out) == shard_bytes(clean) and dataset.damaged_shards(out) == []
+
+
+def test_disk_full_is_one_line_and_a_rerun_continues(prepared, source, tmp_path, monkeypatch):
+    from serengeti_tf import io_utils
+
+    root, metadata = source
+    clean, _, _ = prepared
+    out = tmp_path / "ds"
+    real_write_csv = io_utils.write_csv
+
+    def full_disk(path, frame):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(io_utils, "write_csv", full_disk)
+    args = ["prepare", out, "--metadata", metadata, "--image-root", root, "--image-size", "24", "--workers", "1",
+            "--set", "data.shard_size=2"]
+    result = _cli(args)
+    assert result.exit_code == 2, result.output
+    error = result.stderr.splitlines()[-1]  # after the progress bar
+    assert result.stderr.count("Error:") == 1 and error.startswith("Error: the disk is full (writing")
+    assert error.endswith("rerun the same command: it continues where it stopped")
+    assert not (out / "summary.json").exists() and not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(io_utils, "write_csv", real_write_csv)
+    assert _cli(args).exit_code == 0
+    assert shard_bytes(out) == shard_bytes(clean)
+
+
+def test_tensorflow_disk_full_while_writing_a_shard_is_one_line(source, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    root, metadata = source
+
+    class FullDiskWriter:
+        def __init__(self, path):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, record):
+            raise tf.errors.ResourceExhaustedError(None, None, "/out/shard; No space left on device")
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FullDiskWriter)
+    result = _cli(["prepare", tmp_path / "ds", "--metadata", metadata, "--image-root", root, "--image-size", "24",
+                   "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith("Error: the disk is full") and "Traceback" not in result.output
+
+
+def test_coco_category_ids_missing_from_categories_are_counted(tmp_path, caplog):
+    root = tmp_path / "src"
+    (root / "img").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    images, annotations = [], []
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (20, 28, 3), np.uint8)).save(root / "img" / f"{i}.jpg")
+        images.append({"id": f"i{i}", "file_name": f"img/{i}.jpg", "seq_id": f"s{i}", "location": "A"})
+        annotations.append({"id": f"a{i}", "image_id": f"i{i}", "category_id": 1 if i < 4 else 99})
+    coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "zebra"}]}
+    (root / "coco.json").write_text(json.dumps(coco))
+    config = make_config(root, root / "coco.json")
+    with caplog.at_level("WARNING"):
+        summary = prepare_dataset(config, tmp_path / "ds", progress=False)
+    assert summary["drops"]["unlabelled"] == 2
+    assert "2 annotations use category ids missing from 'categories' (99)" in caplog.text
+    for annotation in coco["annotations"]:
+        annotation["category_id"] = 99
+    (root / "coco.json").write_text(json.dumps(coco))
+    with pytest.raises(UserError, match="no image left after filtering.*unlabelled 6"):
+        prepare_dataset(config, tmp_path / "ds2", progress=False)
+
+
+# A prepare that holds its output folder (and its worker processes) until the test kills it.
+HOLD_PREPARE = """
+import sys, time
+from serengeti_tf import config as cfg
+from serengeti_tf.prepare import prepare_dataset
+
+def hold(spec):
+    print("holding", flush=True)
+    time.sleep(300)
+
+if __name__ == "__main__":
+    root, metadata, out = sys.argv[1:4]
+    config = cfg.resolve(updates=[{"data": {"metadata": [metadata], "image_root": root, "image_size": 24,
+                                            "shard_size": 2, "workers": 2}}])
+    prepare_dataset(config, out, progress=False, after_shard=hold)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children.update(int(c) for c in text)
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_second_prepare_is_refused_and_workers_die_with_a_killed_prepare(prepared, source, tmp_path):
+    root, metadata = source
+    clean, _, _ = prepared
+    out = tmp_path / "ds"
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_PREPARE)
+    first = subprocess.Popen([sys.executable, str(script), str(root), str(metadata), str(out)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "holding"
+        workers = _children(first.pid)
+        assert len(workers) >= 1, "prepare started no worker process"
+        # A second prepare into the same folder, here in the test's process: refused at once.
+        result = _cli(["prepare", out, "--metadata", metadata, "--image-root", root, "--image-size", "24",
+                       "--set", "data.shard_size=2"])
+        assert result.exit_code == 2 and result.stderr == f"Error: {out} is in use by process {first.pid} " \
+            f"(one serengeti-tf command per output folder); wait for it to finish or choose another folder\n"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "worker processes outlived the killed prepare"
+    finally:
+        if first.poll() is None:
+            first.kill()
+    # The kernel dropped the dead process's lock: a rerun takes the folder and finishes it.
+    prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    assert shard_bytes(out) == shard_bytes(clean)

@@ -17,6 +17,8 @@ from serengeti_tf.io_utils import write_csv, write_json
 NAMES = ["buffalo", "eland", "zebra"]
 TRAIN = {"zebra": 900, "buffalo": 300, "eland": 20}
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+PATHS = [f"img{i:02d}.jpg" for i in range(len(Y_TRUE))]
+CAPTURES = [f"cap{i // 2}" for i in range(len(Y_TRUE))]  # two frames per capture
 PAPER_COLUMNS = ["model", "phase1_accuracy", "phase2_accuracy", "phase1_macro_f1", "phase2_macro_f1",
                  "phase1_macro_precision", "phase2_macro_precision", "phase1_macro_recall",
                  "phase2_macro_recall", "note"]
@@ -38,6 +40,8 @@ def fake_run(root: Path, name: str, sampler: str, phase: int, y_pred, seed: int 
         metrics = ev.compute_metrics(Y_TRUE, prob, NAMES, TRAIN, config.eval)
         write_json(run / "eval" / "metrics.json", metrics)
         write_csv(run / "eval" / "per_class.csv", ev.per_class_table(Y_TRUE, prob, NAMES, TRAIN))
+        write_csv(run / "eval" / "predictions.csv",
+                  ev.predictions_frame(PATHS, CAPTURES, Y_TRUE, prob, NAMES, top_k=2))
     return run
 
 
@@ -184,3 +188,57 @@ def test_compare_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(base), "-o", str(tmp_path / "cmp")])  # other runs: refused
     assert exit_info.value.code == 2 and "different output" in capsys.readouterr().err
+
+
+def test_compare_reports_paired_differences_against_baseline_and_own_phase1(tmp_path):
+    base = fake_run(tmp_path, "none-phase1", "none", 1, BASE)
+    rus1 = fake_run(tmp_path, "rus-phase1", "rus", 1, RUS1)
+    rus2 = fake_run(tmp_path, "rus-phase2", "rus", 2, RUS2, init_run=rus1)
+    out = tmp_path / "cmp"
+    rp.compare_runs([base, rus1, rus2], out)
+    seeds = pd.read_csv(out / "paired_differences.csv", keep_default_na=False).set_index("comparison")
+    assert set(seeds.index) == {"rus phase 1 vs baseline", "rus phase 2 vs baseline", "rus phase 2 vs its phase 1"}
+    row = seeds.loc["rus phase 2 vs baseline"]
+    assert row["delta_accuracy"] == pytest.approx(np.mean(np.array(RUS2) == Y_TRUE) - np.mean(np.array(BASE) == Y_TRUE))
+    assert row["delta_macro_f1"] == pytest.approx(f1_of(RUS2).mean() - f1_of(BASE).mean(), abs=1e-6)
+    assert row["delta_macro_f1_ci_low"] <= row["delta_macro_f1"] <= row["delta_macro_f1_ci_high"]
+    own = seeds.loc["rus phase 2 vs its phase 1"]
+    assert Path(own["ref_run"]) == rus1 and own["delta_macro_f1"] == pytest.approx(
+        f1_of(RUS2).mean() - f1_of(RUS1).mean(), abs=1e-6)
+    per_class = pd.read_csv(out / "paired_per_class.csv", keep_default_na=False)
+    eland = per_class[(per_class["comparison"] == "rus phase 2 vs baseline") & (per_class["species"] == "eland")]
+    assert eland["delta_f1"].iloc[0] == pytest.approx(f1_of(RUS2)[1] - f1_of(BASE)[1], abs=1e-6)
+    assert set(per_class["outside_noise"]) <= {True, False}
+    report = (out / "report.md").read_text()
+    assert "## Paired differences" in report and "In words:" in report
+    assert "**rus phase 2 vs baseline**: macro F1" in report
+    assert ("within noise" in report) or ("distinguishable from noise" in report)
+
+
+def test_paired_summary_over_seeds_is_a_paired_mean_and_sign_count(tmp_path):
+    runs = []
+    for seed, pred in ((0, RUS2), (1, RUS1), (2, BASE)):
+        runs.append(fake_run(tmp_path, f"s{seed}/none-phase1", "none", 1, BASE, seed=seed))
+        runs.append(fake_run(tmp_path, f"s{seed}/rus-phase1", "rus", 1, pred, seed=seed))
+    result = rp.experiment_report(pd.DataFrame({"run_dir": [str(r) for r in runs]}), tmp_path / "report",
+                                  eval_config=cfg.EvalConfig(bootstrap_samples=50))
+    summary = result["paired"]["summary"].set_index("comparison").loc["rus phase 1 vs baseline"]
+    deltas = [f1_of(p).mean() - f1_of(BASE).mean() for p in (RUS2, RUS1, BASE)]
+    assert summary["n_seeds"] == 3
+    assert summary["delta_macro_f1_mean"] == pytest.approx(np.mean(deltas))
+    assert summary["delta_macro_f1_std"] == pytest.approx(np.std(deltas, ddof=1))
+    assert summary["macro_f1_seeds_better"] == sum(d > 0 for d in deltas)
+    # Seed 2 is the baseline's own predictions: no difference at all, and within noise.
+    seed2 = result["paired"]["seeds"].set_index("seed").loc[2]
+    assert seed2["delta_macro_f1"] == 0 and not seed2["macro_f1_distinguishable"]
+    assert f"better in {sum(d > 0 for d in deltas)} of 3 seeds" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_paired_differences_refuse_runs_on_different_images(tmp_path):
+    base = fake_run(tmp_path, "none-phase1", "none", 1, BASE)
+    rus = fake_run(tmp_path, "rus-phase1", "rus", 1, RUS1)
+    predictions = pd.read_csv(rus / "eval" / "predictions.csv")
+    write_csv(rus / "eval" / "predictions.csv", predictions.iloc[:-1])
+    with pytest.raises(UserError, match="not evaluated on the same images"):
+        rp.compare_runs([base, rus], tmp_path / "cmp")
+    assert not (tmp_path / "cmp" / "report.md").exists()  # refused before any report file

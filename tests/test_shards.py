@@ -111,7 +111,8 @@ def test_written_shards_load_with_tfds_and_parse_with_records(tmp_path, source):
     first = next(iter(tf.data.TFRecordDataset(str(out / plans[0].file)).map(parse_example)))
     assert tf.io.decode_jpeg(first["image"]).shape[-1] == 3
     index = shards.shard_index(plans, records)
-    assert all(set(e) == {"file", "class", "num_examples"} for e in index["train"])
+    assert all(set(e) == {"file", "class", "num_examples", "num_bytes"} for e in index["train"])
+    assert all(e["num_bytes"] == (out / e["file"]).stat().st_size for s in index.values() for e in s)
     assert sum(e["num_examples"] for s in index.values() for e in s) == len(manifest)
 
 

@@ -100,10 +100,14 @@ def test_phase1_writes_the_run_folder(phase1_run, tiny_dataset):
     assert {"python", "tensorflow", "keras", "numpy"} <= set(versions)
     timings = json.loads((phase1_run / "timings.json").read_text())
     assert len(timings["epoch_seconds"]) == 2
-    # Only the last epoch's resumable checkpoint and the best epoch's model are kept.
+    # Only the last epoch's resumable checkpoint and the best epoch's model are kept, plus the
+    # back-up: the checkpoints of the state before (resumed from if the latest is corrupt).
     state = runs.read_state(runs.RunPaths(phase1_run))
+    previous = json.loads((phase1_run / "checkpoints" / runs.PREVIOUS_STATE).read_text())
+    assert previous["checkpoint"] == "epoch-001.keras" and previous["epochs_done"] == 1
     assert sorted(p.name for p in (phase1_run / "checkpoints").glob("*.keras")) == sorted(
-        {"epoch-002.keras", f"best-epoch-{state.best_epoch:03d}.keras"})
+        {"epoch-002.keras", f"best-epoch-{state.best_epoch:03d}.keras", previous["checkpoint"],
+         previous["best_checkpoint"]})
 
 
 def test_model_keras_is_the_best_epoch_by_val_macro_f1(phase1_run, tiny_dataset):
@@ -119,7 +123,8 @@ def test_model_keras_is_the_best_epoch_by_val_macro_f1(phase1_run, tiny_dataset)
         labels.append(np.asarray(y))
     predictions = np.concatenate(logits).argmax(axis=1)
     labels = np.concatenate(labels)
-    score = f1_score(labels, predictions, average="macro", zero_division=0)
+    # Selection's macro F1 averages over every class of the class map (metrics.SELECTION_METRIC).
+    score = f1_score(labels, predictions, labels=range(NUM_CLASSES), average="macro", zero_division=0)
     assert score == pytest.approx(metrics["val_macro_f1"][best], abs=1e-9)
 
 
@@ -264,6 +269,69 @@ def test_bad_input(phase1_run, tiny_dataset, tmp_path):
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))
 
 
+def test_tidy_checkpoints_never_touches_hidden_temp_files(tmp_path):
+    """A save in progress has a `.keras` temp name too; tidying must not delete it (issue 10)."""
+    paths = runs.RunPaths(tmp_path)
+    paths.checkpoints.mkdir()
+    for name in ("epoch-001.keras", "epoch-002.keras", "epoch-003.keras", "best-epoch-001.keras",
+                 ".epoch-004.keras.x1y2.keras", ".epoch-004.keras.x1y2.tmp"):
+        (paths.checkpoints / name).write_bytes(b"x")
+    runs.write_state(paths, runs.RunState(epochs_done=2, checkpoint="epoch-002.keras",
+                                          best_checkpoint="best-epoch-001.keras"))
+    runs.write_state(paths, runs.RunState(epochs_done=3, checkpoint="epoch-003.keras",
+                                          best_checkpoint="best-epoch-001.keras"))
+    runs.tidy_checkpoints(paths, runs.read_state(paths))
+    # Kept: the latest, its back-up (the state before), the best, and the temp files of a save.
+    assert sorted(p.name for p in paths.checkpoints.glob("*.keras")) == [
+        ".epoch-004.keras.x1y2.keras", "best-epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
+    assert (paths.checkpoints / ".epoch-004.keras.x1y2.tmp").exists()
+
+
+def test_corrupt_state_without_a_back_up_is_one_line(tmp_path):
+    paths = runs.RunPaths(tmp_path)
+    paths.checkpoints.mkdir()
+    (paths.checkpoints / "state.json").write_text('{"epochs_done": 2, "checkpo')
+    with pytest.raises(UserError, match=r"state.json is corrupt .* no earlier complete checkpoint is kept; "
+                                        r"rerun with --overwrite") as info:
+        runs.resume_state(paths, quiet)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_latest_checkpoint_resumes_from_the_back_up(tiny_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "truncated"
+    real_write_metrics = runs.write_metrics
+
+    def stop_after_epoch_two(paths, history):
+        real_write_metrics(paths, history)
+        if len(history) == 2:
+            raise KeyboardInterrupt  # a kill right after epoch 2 was saved
+
+    monkeypatch.setattr(runs, "write_metrics", stop_after_epoch_two)
+    config = tiny_config(epochs=3, early_stopping_patience=0)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, tiny_dataset, run, print_fn=quiet)
+    monkeypatch.setattr(runs, "write_metrics", real_write_metrics)
+    latest = run / "checkpoints" / "epoch-002.keras"
+    assert runs.read_state(runs.RunPaths(run)).checkpoint == latest.name
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # a crash or full disk mid-write
+    lines: list[str] = []
+    training.train(config, tiny_dataset, run, print_fn=lines.append)
+    assert any(f"checkpoint {latest} is corrupt" in line and "epoch-001.keras (epoch 1)" in line for line in lines)
+    assert "resuming" in "\n".join(lines) and [line.split()[1] for line in lines if line.startswith("epoch ")] \
+        == ["2/3", "3/3"]
+    assert read_metrics(run)["epoch"].tolist() == [1, 2, 3]
+    assert runs.read_state(runs.RunPaths(run)).finished and runs.checkpoint_is_complete(latest)
+
+
+def test_overwrite_keeps_files_the_user_put_in_the_run_folder(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    training.train(tiny_config(epochs=1), tiny_dataset, run, print_fn=quiet)
+    (run / "notes.txt").write_text("the user's")
+    training.train(tiny_config(epochs=1), tiny_dataset, run, overwrite=True, print_fn=quiet)
+    assert (run / "notes.txt").read_text() == "the user's" and (run / "model.keras").is_file()
+    assert runs.read_state(runs.RunPaths(run)).finished
+
+
 def test_cli_phase2_without_init_exits_2(tiny_dataset, tmp_path):
     result = subprocess.run(cli("--data", str(tiny_dataset), "--phase", "2", "--run-dir", str(tmp_path / "r")),
                             capture_output=True, text=True, env=subprocess_env(), timeout=120)
@@ -312,6 +380,9 @@ def test_resume_after_sigkill_continues_with_optimizer_state(tiny_dataset, tmp_p
     try:
         _wait_for(epoch_done, 240, "the first epoch", first)
         time.sleep(0.3)  # into the next epoch
+        # A second train into the same run folder (this test's process) is refused while it runs.
+        with pytest.raises(UserError, match=f"{run} is in use by process {first.pid}"):
+            training.train(tiny_config(epochs=epochs), tiny_dataset, run, print_fn=quiet)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:

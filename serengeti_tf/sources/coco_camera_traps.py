@@ -17,6 +17,7 @@ capture_id = image `seq_id` (the image id when absent, e.g. ENA24); site = annot
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,8 @@ from tqdm import tqdm
 
 from serengeti_tf.errors import UserError
 from serengeti_tf.sources import fill_season, relative_posix
+
+log = logging.getLogger(__name__)
 
 BATCH_ROWS = 20_000
 _CHUNK_BYTES = 1 << 20
@@ -247,6 +250,22 @@ def _species_column(codes: np.ndarray, names: list[str]) -> pd.Series:
     return pd.Series(table[np.where(codes >= 0, codes, len(names))], dtype="str")
 
 
+def _warn_unknown_categories(path: str, annotations: pd.DataFrame, used_ids: list[str],
+                             categories: dict[str, str]) -> int:
+    """Warns (with the count) about annotations whose category id is not in `categories`.
+
+    Their images end up `unlabelled`; when that leaves nothing, prepare's "no image left" error follows.
+    """
+    unknown_codes = [code for code, category_id in enumerate(used_ids) if category_id not in categories]
+    count = int(annotations["category"].isin(unknown_codes).sum()) if unknown_codes else 0
+    if count:
+        unknown_ids = sorted(used_ids[code] or "<none>" for code in unknown_codes)
+        log.warning("%s: %d annotations use category ids missing from 'categories' (%s%s); their images are "
+                    "dropped as unlabelled", path, count, ", ".join(unknown_ids[:5]),
+                    ", ..." if len(unknown_ids) > 5 else "")
+    return count
+
+
 def read_coco(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     """Streams one COCO Camera Traps JSON file into manifest columns (one row per image)."""
     if len(metadata) != 1:
@@ -270,6 +289,7 @@ def read_coco(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
         raise UserError(f"{path} is not a COCO Camera Traps file: no 'categories' list "
                         "(MegaDetector batch output is not a labelled dataset)")
 
+    _warn_unknown_categories(path, annotations, category.names(), categories)
     labels, species_names = _labels_per_image(annotations, [categories.get(c, "") for c in category.names()])
     del annotations
     # Label codes aligned to the images (the image columns themselves are not copied).

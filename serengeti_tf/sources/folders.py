@@ -27,7 +27,9 @@ _CAMTRAPR_NAME = re.compile(r"^(?P<station>.+?)__(?P<date>\d{4}-\d{2}-\d{2})__(?
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    # A dangling symlink is listed too: the missing-file filter then drops it as `missing_file`.
+    return ((path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_SUFFIXES
+            and not path.name.startswith("."))
 
 
 def _visible_dirs(folder: Path) -> list[Path]:

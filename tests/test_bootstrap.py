@@ -1,0 +1,136 @@
+"""bootstrap.py: stratified capture resampling, coverage on the paper's test counts, paired differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serengeti_tf import bootstrap as bs
+from serengeti_tf import metrics
+from serengeti_tf.species import PAPER_SPECIES, PAPER_TEST_COUNTS
+
+PAPER_COUNTS_CSV = Path(__file__).resolve().parents[2] / "shared" / "paper" / "s9_class_counts.csv"
+
+
+def test_paper_test_counts_match_the_papers_table():
+    counts = np.asarray(PAPER_TEST_COUNTS)
+    assert len(counts) == len(PAPER_SPECIES) == 52 and counts.sum() == 19377 and (counts == 1).sum() == 9
+    if PAPER_COUNTS_CSV.is_file():  # the shared copy of the paper's s9 table, when mounted
+        table = pd.read_csv(PAPER_COUNTS_CSV)
+        assert list(table["species"]) == list(PAPER_SPECIES) and list(table["test"]) == list(counts)
+
+
+def confusion_model(counts: np.ndarray, recall: float) -> np.ndarray:
+    """Row c: right with probability `recall`, else a species drawn in proportion to test frequency
+    (a model that mistakes rare animals for common ones: rare species keep a high precision)."""
+    share = counts / counts.sum()
+    rows = np.tile(share, (len(counts), 1))
+    np.fill_diagonal(rows, 0)
+    rows = rows / rows.sum(axis=1, keepdims=True) * (1 - recall)
+    np.fill_diagonal(rows, recall)
+    return rows
+
+
+def test_interval_covers_population_macro_f1_on_the_papers_test_counts():
+    """The issue's case: 80% right, nine one-image species. The old whole-split capture bootstrap
+    put the point estimate outside its own interval in most draws (coverage ~0.3, see
+    benchmarks/results/evaluation_bootstrap.md); the stratified, smoothed, centred interval must
+    cover the population macro F1 in >= 90% of simulated test sets and always contain the point.
+    Seeded: these 100 draws give 91 (the benchmark's 300 draws: 0.92), so the margin is thin by
+    nature, not a flaky test."""
+    counts = np.asarray(PAPER_TEST_COUNTS)
+    num_classes = len(counts)
+    rows = confusion_model(counts, recall=0.8)
+    population = metrics.macro_f1(counts[:, None] * rows)  # infinitely many images per species
+    y_true = np.repeat(np.arange(num_classes), counts)
+    cumulative = np.cumsum(rows, axis=1)[y_true]
+    rng = np.random.default_rng(2024)
+    draws, covered, widths = 100, 0, []  # ~15 s; the benchmark runs 400 draws
+    for draw in range(draws):
+        u = rng.random(len(y_true))[:, None]
+        y_pred = np.minimum((u > cumulative).sum(axis=1), num_classes - 1)  # inverse-CDF draw per row
+        point = metrics.macro_f1(metrics.confusion_counts(y_true, y_pred, num_classes))
+        lo, hi = bs.bootstrap_ci(y_true, y_pred, num_classes, samples=150, seed=draw)["macro_f1"]
+        assert lo <= point <= hi
+        covered += lo <= population <= hi
+        widths.append(hi - lo)
+    assert covered / draws >= 0.90
+    assert np.mean(widths) < 0.15  # informative, not [0, 1]
+
+
+def test_stratified_resamples_keep_every_species_count_without_smoothing():
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    groups = np.array(["a", "a", "b", "c", "c", "d", "e", "e", "f"])  # capture ids; frames share one
+    strata = bs.make_strata(y_true, 4, groups)
+    assert strata.unit == "capture" and strata.num_units == 6
+    assert list(strata.stratum_size) == [2, 1, 3, 0]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        resample = bs.draw_resample(strata, rng, smoothing=0.0)
+        assert len(resample.targets) == 0
+        draws = resample.unit_draws[strata.unit_of_image]  # per image: its capture's draws
+        # Each species keeps its number of captures; frames of a capture share a weight.
+        captures_per_class = [draws[[0, 2]].sum(), draws[3], draws[[5, 6, 8]].sum()]
+        assert captures_per_class == [2, 1, 3]
+        assert draws[0] == draws[1] and draws[6] == draws[7]
+        cm = bs.resampled_confusion(strata, resample, bs.prepare_predictions(strata, y_true))
+        assert list(np.diag(cm)) == [draws[:3].sum(), draws[3:5].sum(), draws[5:].sum(), 0]
+
+
+def test_smoothing_gives_a_one_capture_species_a_spread():
+    y_true = np.array([0] * 50 + [1] * 50 + [2])
+    y_pred = y_true.copy()
+    y_pred[:100:2] = (y_pred[:100:2] + 1) % 3  # species 0 and 1: half right
+    y_pred[-1] = 2  # the one image of species 2 is right
+    strata = bs.make_strata(y_true, 3)
+    rng = np.random.default_rng(1)
+    cells = bs.prepare_predictions(strata, y_pred)
+    f1_two = [metrics.scores_from_confusion(bs.resampled_confusion(strata, bs.draw_resample(strata, rng, 1.0),
+                                                                   cells))["f1"][2] for _ in range(200)]
+    # Half the slots are a pseudo-capture (smoothing 1, one capture), wrong for ~1/3 of sources.
+    assert 0.08 < np.mean(np.asarray(f1_two) == 0) < 0.3  # sometimes right, sometimes wrong
+    rng = np.random.default_rng(1)
+    f1_plain = [metrics.scores_from_confusion(bs.resampled_confusion(strata, bs.draw_resample(strata, rng, 0.0),
+                                                                     cells))["f1"][2] for _ in range(50)]
+    assert np.ptp(f1_plain) < np.ptp(f1_two)
+
+
+def test_bootstrap_ci_is_seeded_and_reports_its_scheme():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 4, 300)
+    y_pred = np.where(rng.random(300) < 0.7, y_true, rng.integers(0, 4, 300))
+    first = bs.bootstrap_ci(y_true, y_pred, 4, samples=100, seed=5, groups=np.arange(300) // 2)
+    assert first == bs.bootstrap_ci(y_true, y_pred, 4, samples=100, seed=5, groups=np.arange(300) // 2)
+    assert first["method"] == bs.SCHEME and first["unit"] == "capture" and first["num_units"] == 150
+    assert bs.bootstrap_ci(y_true, y_pred, 4, samples=0, seed=0) == {"samples": 0, "unit": None}
+
+
+def test_paired_differences_mark_only_changes_outside_noise():
+    rng = np.random.default_rng(7)
+    counts = [400, 300, 200, 1]
+    y_true = np.repeat(np.arange(4), counts)
+    ref = np.where(rng.random(len(y_true)) < 0.75, y_true, (y_true + 1) % 3)
+    new = ref.copy()
+    fix = (y_true == 1) & (ref != 1)
+    new[fix] = 1  # new gets every buffalo right
+    new[-1] = 3 if ref[-1] != 3 else 0  # and flips the single image of the rare species
+    out = bs.paired_bootstrap(y_true, ref, new, 4, samples=300, seed=0)
+    per_class = out["per_class"]
+    assert per_class["delta"][1] > 0 and per_class["ci_low"][1] > 0  # buffalo: outside noise
+    assert per_class["ci_low"][3] <= 0 <= per_class["ci_high"][3]  # one image: not distinguishable
+    f1_ref = metrics.scores_from_confusion(metrics.confusion_counts(y_true, ref, 4))["f1"]
+    assert out["macro_f1"]["ref"] == pytest.approx(f1_ref.mean())
+    assert out["accuracy"]["delta"] == pytest.approx(np.mean(new == y_true) - np.mean(ref == y_true))
+    assert bs.excludes_zero(out["accuracy"]) and out["accuracy"]["p_better"] == 1.0
+    same = bs.paired_bootstrap(y_true, ref, ref, 4, samples=50, seed=0)
+    assert same["macro_f1"]["ci"] == [0.0, 0.0] and not bs.excludes_zero(same["macro_f1"])
+
+
+def test_paired_bootstrap_refuses_unaligned_predictions():
+    from serengeti_tf.errors import UserError
+
+    with pytest.raises(UserError, match="same images"):
+        bs.paired_bootstrap(np.array([0, 1, 1]), np.array([0, 1]), np.array([0, 1, 1]), 2, samples=10, seed=0)
