@@ -56,10 +56,15 @@ def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
     baseline = rows[(rows["model"] == BASELINE) & (rows["phase"] == 1)]
     base_by_seed = dict(zip(baseline["seed"], baseline["run_dir"]))
     by_dir = {_resolved(r): r for r in rows["run_dir"]}
+    # Runs of different evaluation levels (detector crops vs whole frames) have no common examples to
+    # pair; `levels.compare_levels` scores them on their shared images instead.
+    level_of = dict(zip(rows["run_dir"], rows["level"])) if "level" in rows else {}
+    same_level = (lambda a, b: level_of.get(a) == level_of.get(b))
     for (model, phase), group in rows.groupby(["model", "phase"], sort=False):
         if model == BASELINE and phase == 1:
             continue
-        matched = [(int(s), base_by_seed[s], r) for s, r in zip(group["seed"], group["run_dir"]) if s in base_by_seed]
+        matched = [(int(s), base_by_seed[s], r) for s, r in zip(group["seed"], group["run_dir"])
+                   if s in base_by_seed and same_level(base_by_seed[s], r)]
         if matched:
             out.append((f"{_group(model, phase)} vs baseline", matched))
         if phase == 2:
@@ -71,13 +76,13 @@ def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
 
 
 def read_predictions(run_dir: str | Path, split: str) -> pd.DataFrame:
-    """A run's predictions.csv (path, capture_id, true, predicted)."""
+    """A run's predictions.csv (path, capture_id, true, predicted; and crop for detector-crop runs)."""
     path = Path(run_dir) / eval_dir_name(split) / "predictions.csv"
     if not path.is_file():
         raise UserError(f"{path} missing: paired differences need each run's predictions; "
                         f"run `serengeti-tf evaluate {run_dir}` again")
-    return pd.read_csv(path, usecols=["path", "capture_id", "true", "predicted"], keep_default_na=False,
-                       dtype={"capture_id": str})
+    return pd.read_csv(path, usecols=lambda c: c in ("path", "crop", "capture_id", "true", "predicted"),
+                       keep_default_na=False, dtype={"capture_id": str})
 
 
 def _class_names(run_dir: str | Path, split: str) -> list[str]:
@@ -96,7 +101,8 @@ def paired_run_difference(ref_run: str | Path, new_run: str | Path, split: str, 
     names = _class_names(ref_run, split)
     if sorted(names) != sorted(_class_names(new_run, split)):
         raise UserError(f"paired differences: {ref_run} and {new_run} were evaluated on different class sets")
-    joined = ref.merge(new, on="path", suffixes=("_ref", "_new"), validate="one_to_one")
+    key = ["path", "crop"] if "crop" in ref and "crop" in new else ["path"]  # crop runs: one row per crop
+    joined = ref.merge(new, on=key, suffixes=("_ref", "_new"), validate="one_to_one")
     if len(joined) != len(ref) or len(joined) != len(new):
         raise UserError(f"paired differences: {ref_run} ({len(ref)} images) and {new_run} ({len(new)} images) "
                         f"were not evaluated on the same images ({len(joined)} in common); evaluate both on one split")

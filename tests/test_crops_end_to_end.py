@@ -122,6 +122,9 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     assert "Whole frames and crops on the same test images" in report["markdown"].read_text()
     runs = pd.read_csv(root / "compare" / "runs.csv")
     assert set(runs["level"]) == {"crop", "image"}
+    # Paired differences pair runs of one level only (crop phase 2 with its crop phase 1, on crops).
+    paired = pd.read_csv(root / "compare" / "paired_differences.csv")
+    assert paired["comparison"].tolist() == ["ros (crops) phase 2 vs its phase 1"]
     per_run = pd.read_csv(root / "compare" / "levels.csv")
     assert sorted(per_run["level"]) == sorted(["image", "capture"] + 2 * ["crop", "image", "capture"])
     assert "## Evaluation levels" in report["markdown"].read_text()
