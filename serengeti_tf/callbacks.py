@@ -89,6 +89,20 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+class EpochLine(str):
+    """The per-epoch summary line, carrying its epoch number so a caller's `print_fn` (the
+    experiment's grid-wide ETA) can follow progress without parsing text."""
+
+    epoch: int = 0
+    total_epochs: int = 0
+
+    @classmethod
+    def make(cls, text: str, epoch: int, total_epochs: int) -> "EpochLine":
+        line = cls(text)
+        line.epoch, line.total_epochs = epoch, total_epochs
+        return line
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """Validation metrics, best/last checkpoints, resume state, metrics.csv, early stopping, NaN stop.
 
@@ -166,7 +180,7 @@ class EpochRecorder(keras.callbacks.Callback):
         runs.tidy_checkpoints(self.paths, state)
         runs.write_metrics(self.paths, state.history)
         self._summaries(row)
-        self.print_fn(self._summary_line(row, stop))
+        self.print_fn(EpochLine.make(self._summary_line(row, stop), row["epoch"], self.total_epochs))
         if stop:
             self.model.stop_training = True
 
