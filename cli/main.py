@@ -25,6 +25,19 @@ def _register() -> None:
         cli.add_command(command)
 
 
+MISSING_TENSORFLOW = (
+    "TensorFlow is not installed (serengeti-tf leaves the choice to an extra). Install one: "
+    "pip install 'serengeti-tf[cpu]' on a CPU-only machine, 'serengeti-tf[gpu]' with an NVIDIA GPU, "
+    "or 'serengeti-tf[tensorflow]' elsewhere (from a checkout: pip install '.[cpu]')")
+
+
+def _missing_tensorflow(err: ImportError) -> bool:
+    """True when the import that failed is TensorFlow itself (not some other missing module)."""
+    name = getattr(err, "name", None) or ""
+    return name == "tensorflow" or name.startswith("tensorflow.") or (
+        not name and "tensorflow" in str(err).lower() and "no module named" in str(err).lower())
+
+
 def main(argv=None) -> None:
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries the tool's own output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +46,11 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="serengeti-tf", standalone_mode=False)
     except UserError as err:
         click.echo(f"Error: {err}", err=True)
+        sys.exit(2)
+    except ImportError as err:
+        if not _missing_tensorflow(err):
+            raise
+        click.echo(f"Error: {MISSING_TENSORFLOW}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
