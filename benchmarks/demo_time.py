@@ -73,8 +73,7 @@ def markdown(r: dict) -> str:
              f"{r['within_budget_plus_20_percent']} | {s['estimated_seconds'] / 60:.1f} min |", "",
              f"Measured in this run by the demo's probe: ResNet-18 training at {ips or 'n/a'}; checkpoint "
              f"save {t.get('save_seconds', float('nan')):.1f} s; demo images drawn at "
-             f"{t.get('render_images_per_second', float('nan')):.0f} img/s; TensorFlow import "
-             f"{t.get('import_seconds', float('nan')):.1f} s.", "",
+             f"{t.get('render_images_per_second', float('nan')):.0f} img/s.", "",
              f"Settings chosen: data scale {s['scale']} ({s['input_size']} px inputs, stored {s['image_size']} px), "
              f"samplers {', '.join(s['samplers'])}, {s['epochs']} epochs per run.", "",
              f"Why (the demo's words): {s['reason']}.", "",

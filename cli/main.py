@@ -38,12 +38,26 @@ def _missing_tensorflow(err: ImportError) -> bool:
         not name and "tensorflow" in str(err).lower() and "no module named" in str(err).lower())
 
 
+# Verbs that run TensorFlow: it is started once, quietly, before they run (`tf_start.py`).
+TENSORFLOW_VERBS = frozenset({"prepare", "train", "evaluate", "compare", "experiment", "predict", "demo"})
+
+
+def _starts_tensorflow(args: list[str]) -> bool:
+    verb = next((a for a in args if not a.startswith("-")), None)
+    return verb in TENSORFLOW_VERBS and not {"-h", "--help"} & set(args)
+
+
 def main(argv=None) -> None:
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries the tool's own output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _register()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="serengeti-tf", standalone_mode=False)
+        if _starts_tensorflow(args):
+            from serengeti_tf.tf_start import quiet_start
+
+            quiet_start()
+        cli.main(args=args, prog_name="serengeti-tf", standalone_mode=False)
     except UserError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(2)

@@ -47,6 +47,10 @@ def test_demo_smoke_end_to_end(tmp_path):
     result = _serengeti("demo", "--smoke", "-o", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "report:" in result.stdout
+    # Per-epoch progress with the grid-wide ETA, and no TensorFlow start-up notes or CUDA errors.
+    assert sum("epoch 1/1" in line and "grid ETA" in line for line in result.stdout.splitlines()) == 3
+    for noise in ("E0000", "I0000", "cuInit", "absl::InitializeLog"):
+        assert noise not in result.stdout + result.stderr, noise
     runs = pd.read_csv(out / "experiment" / "runs.csv")
     assert list(zip(runs["sampler"], runs["phase"])) == [("none", 1), ("rus", 1), ("rus", 2)]
     report = (out / "experiment" / "report" / "report.md").read_text()
@@ -69,7 +73,7 @@ def _stub(img_s_at_64: float, img_s_at_32: float | None = None, overhead: float 
 
     img_s_at_32 = img_s_at_32 if img_s_at_32 is not None else 3 * img_s_at_64
     return Throughput({32: img_s_at_32, 64: img_s_at_64}, {32: overhead, 64: overhead}, save_seconds=1.0,
-                      render_images_per_second=30.0, import_seconds=5.0)
+                      render_images_per_second=30.0)
 
 
 def test_budget_sizing_fits_the_plan_share_of_the_budget_on_any_machine_speed():
@@ -170,3 +174,19 @@ def test_missing_tensorflow_is_a_one_line_error_naming_the_extras(monkeypatch, c
     assert err.startswith("Error: TensorFlow is not installed") and "[cpu]" in err and len(err.splitlines()) == 1
     with pytest.raises(ModuleNotFoundError):  # any other missing module is a real bug, not hidden
         cli_main.main(["needs-tf", "yaml_extra"])
+
+
+def test_tensorflow_start_up_notes_are_filtered_but_real_errors_kept():
+    from serengeti_tf.tf_start import kept_lines
+
+    captured = "\n".join([
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see ...",
+        "I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+        "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "E0000 00:00:1.0 1 something.cc:1] a real failure",
+        "UserWarning: something Python wants you to see"])
+    assert kept_lines(captured, gpu_found=False) == ["E0000 00:00:1.0 1 something.cc:1] a real failure",
+                                                     "UserWarning: something Python wants you to see"]
+    # With a GPU present, CUDA trouble is news: it stays.
+    assert any("cuInit" in line for line in kept_lines(captured, gpu_found=True))
