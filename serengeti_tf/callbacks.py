@@ -23,6 +23,7 @@ import tensorflow as tf
 from sklearn.metrics import f1_score
 
 from serengeti_tf import runs
+from serengeti_tf.progress import format_seconds
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -80,13 +81,6 @@ def _finite(value) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return True
-
-
-def _fmt_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class EpochLine(str):
@@ -196,7 +190,7 @@ class EpochRecorder(keras.callbacks.Callback):
         done = [r["seconds"] for r in self.state.history]
         remaining = (self.total_epochs - row["epoch"]) * (sum(done) / len(done))
         best = f"best {self.state.best_score:.4f} @ {self.state.best_epoch}"
-        tail = "early stop" if stop else (f"ETA {_fmt_seconds(remaining)}" if remaining > 0 else "done")
+        tail = "early stop" if stop else (f"ETA {format_seconds(remaining)}" if remaining > 0 else "done")
         return (f"epoch {row['epoch']}/{self.total_epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
                 f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  "
                 f"val_macro_f1 {row['val_macro_f1']:.4f}  ({best})  {row['seconds']:.1f}s  {tail}")
