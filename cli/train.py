@@ -35,7 +35,9 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--xla/--no-xla", default=None, help="Compile the train step with XLA (jit_compile).")
 @click.option("--seed", type=int, default=None, help="Seed for weights, sampling and augmentation. [default: 0]")
 @click.option("--loss", type=click.Choice(("cross_entropy", "focal", "balanced_softmax", "logit_adjusted")),
-              default=None, help="Training loss (issue 6). [default: cross_entropy]")
+              default=None, help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
+                                 "softmax or logit-adjusted (both shift logits by the class prior). "
+                                 "[default: cross_entropy]")
 @click.option("--class-weighting", type=click.Choice(("none", "inverse", "effective_number")), default=None,
               help="Per-class loss weights: inverse frequency or effective number of samples "
                    "(beta: --set train.effective_number_beta=0.999). [default: none]")

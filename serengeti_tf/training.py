@@ -487,16 +487,24 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     in here re-applies the method once to the trained model instead of twice. Only the head's
     kernel and bias change (cRT fits a new head on frozen features; the backbone is untouched).
     """
-    from serengeti_tf import rebalancing
-    from serengeti_tf.io_utils import write_csv
-    from serengeti_tf.model import load_model, save_model
-
     best = paths.checkpoints / state.best_checkpoint
     if not state.best_checkpoint or not best.is_file():
         raise UserError(f"head re-balancing needs the best checkpoint, but {best} is missing; "
                         f"rerun with --overwrite to train again")
+    return _rebalance_model(config, dataset_dir, best, paths, {"source_checkpoint": state.best_checkpoint},
+                            print_fn)
+
+
+def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths: runs.RunPaths,
+                     provenance: dict, print_fn) -> dict:
+    """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
+    CSV and, last, rebalancing.json (`provenance` says where the trained model came from)."""
+    from serengeti_tf import rebalancing
+    from serengeti_tf.io_utils import write_csv
+    from serengeti_tf.model import load_model, save_model
+
     start = time.perf_counter()
-    model = load_model(best, compile=False)
+    model = load_model(source, compile=False)
     feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
     summary, sweep = rebalancing.rebalance_head(
@@ -505,7 +513,7 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     if sweep is not None:
         write_csv(paths.root / REBALANCING_SWEEP, sweep)
     save_model(model, paths.model)
-    summary.update({"train_counts": train_counts, "source_checkpoint": state.best_checkpoint,
+    summary.update({"train_counts": train_counts, **provenance,
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
@@ -514,3 +522,51 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
              + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
              + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}")
     return summary
+
+
+def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path, trained_run: str | Path,
+                  print_fn: Callable[[str], None] = print) -> Path:
+    """A head re-balancing run that branches from an already trained run instead of training its own.
+
+    `config.train.head_rebalancing` is applied to `trained_run/model.keras` (a finished run without
+    re-balancing of its own), and the result is written as a complete run folder at `run_dir`
+    (config, lineage naming the trained run and its model's sha256, model.keras, rebalancing.json).
+    The backbone is the trained run's, so comparing the two is paired (same backbone, same seed);
+    `experiment` uses this for `posthoc_la`, `tau_norm` and `crt` on each seed's baseline run.
+    A rerun finds the finished run; an interrupted one resumes from the cached features.
+    """
+    from serengeti_tf.evaluation import file_digest
+
+    config = cfg.from_dict(cfg.to_dict(config))
+    dataset_dir, run_dir, trained_run = Path(dataset_dir), Path(run_dir), Path(trained_run)
+    if config.train.head_rebalancing == "none":
+        raise UserError("rebalance_run needs train.head_rebalancing (posthoc_logit_adjustment, tau_norm or crt), "
+                        "got none")
+    class_map = _check_inputs(config, dataset_dir, None)
+    if not (trained_run / "model.keras").is_file():
+        raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
+    if (trained_run / REBALANCING_JSON).is_file():
+        raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
+    if not runs.same_class_map(runs.read_run_json(trained_run, "class_map.json"), class_map):
+        raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
+    _adopt_input_size(config, trained_run, print_fn)
+    paths = runs.RunPaths(run_dir)
+    runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
+    digest = file_digest(trained_run / "model.keras")
+    if (run_dir / REBALANCING_JSON).is_file():
+        done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
+        if done_from != digest:
+            raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
+                            f"since); delete {run_dir} to re-balance the new one")
+        print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+        return run_dir
+    parent = runs.read_run_json(trained_run, "lineage.json")
+    lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
+               "rebalanced_model_sha256": digest, "head_rebalancing": config.train.head_rebalancing,
+               "trained_epochs": 0}
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    runs.write_run_files(paths, config, lineage, class_map)
+    print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
+    _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
+                     {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn)
+    return run_dir
