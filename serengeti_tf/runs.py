@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import zipfile

@@ -65,7 +65,7 @@ def test_experiment_runs_grid_then_rerun_skips_finished_runs(tiny_dataset, tmp_p
     assert pd.read_csv(out / "runs.csv").equals(runs)
 
 
-def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypatch):
+def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_path, monkeypatch):
     """Item 7 of issue 9: `eval.split: val` used to crash in the report, which asked for test
     evaluations. Training and evaluation are replaced by fakes that write what the real ones write."""
     import numpy as np
@@ -73,7 +73,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypat
     from serengeti_tf import evaluation, training
     from serengeti_tf.io_utils import write_csv, write_json
 
-    names = ["antelope", "buffalo", "cheetah"]
+    names = ["antelope", "buffalo", "cheetah", "dikdik"]
     y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
     splits_evaluated = []
 
@@ -89,8 +89,8 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypat
     def fake_evaluate(run_dir, config=None, split=None, dataset_dir=None, **kwargs):
         splits_evaluated.append(split)
         rng = np.random.default_rng(len(splits_evaluated))
-        y_pred = np.where(rng.random(len(y_true)) < 0.7, y_true, (y_true + 1) % 3)
-        prob = np.eye(3)[y_pred] * 0.8 + 0.2 / 3
+        y_pred = np.where(rng.random(len(y_true)) < 0.7, y_true, (y_true + 1) % 4)
+        prob = np.eye(4)[y_pred] * 0.8 + 0.2 / 4
         out = Path(run_dir) / evaluation.eval_dir_name(split)
         metrics = evaluation.compute_metrics(y_true, prob, names, {n: 10 for n in names}, config.eval)
         write_json(out / "metrics.json", metrics)
@@ -101,9 +101,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypat
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "class_map.json").write_text("{}")
+    data = tiny_dataset  # read for class names and counts only: training is faked
     config = _grid_config(samplers=["none", "rus"], seeds=1)
     config.eval.split = "val"
     result = run_experiment(config, data, tmp_path / "exp", print_fn=lambda *_: None)
