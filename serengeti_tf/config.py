@@ -21,6 +21,7 @@ import yaml
 
 from serengeti_tf.errors import UserError
 
+EXPORT_FORMATS = ("saved_model", "tflite", "keras")
 SAMPLERS = ("none", "ros", "rus", "ros_rus_15k", "ros_rus_5k", "uniform", "sqrt")
 
 
@@ -160,6 +161,16 @@ class ExperimentConfig:
 
 
 @dataclass
+class ExportConfig:
+    """`serengeti-tf export`: the deployable model's format and its agreement check (`export.py`)."""
+
+    # saved_model | tflite (float32 and dynamic-range quantised) | keras
+    format: str = "saved_model"
+    # Test-split images on which the export is compared with the run's Keras model (0: no check).
+    agreement_images: int = 256
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -167,6 +178,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 # Range and choice rules: (predicate, description of what is allowed).
@@ -231,6 +243,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
                             "a non-empty list of distinct samplers from " + ", ".join(SAMPLERS)),
     "experiment.seeds": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
     "experiment.phase2_epochs": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "export.format": (lambda v: v in EXPORT_FORMATS, "one of " + ", ".join(EXPORT_FORMATS)),
+    "export.agreement_images": (lambda v: v >= 0, "an int >= 0"),
 }
 
 

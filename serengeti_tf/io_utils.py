@@ -70,6 +70,30 @@ def save_figure(path: str | os.PathLike, figure) -> None:
     plt.close(figure)
 
 
+def check_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool = False,
+                     marker: str = "fingerprint.json") -> bool:
+    """True when `path` already holds the work `fingerprint` describes; False when it is missing, empty
+    or may be replaced (`overwrite`). Raises UserError for a folder holding other work or unrelated
+    files without `overwrite`. Changes nothing on disk."""
+    path = Path(path)
+    marker_path = path / marker
+    if not (path.exists() and any(path.iterdir())):
+        return False
+    if marker_path.exists():
+        existing = read_json(marker_path)
+        if existing == json.loads(json.dumps(fingerprint, default=str)):
+            return True
+        if not overwrite:
+            changed = sorted(k for k in set(existing) | set(fingerprint)
+                             if existing.get(k) != json.loads(json.dumps(fingerprint.get(k), default=str)))
+            raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
+                            f"choose another folder or pass --overwrite")
+    elif not overwrite:
+        raise UserError(f"{path} is not empty and was not written by serengeti-tf; "
+                        f"choose another folder or pass --overwrite")
+    return False
+
+
 def claim_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool = False,
                      marker: str = "fingerprint.json") -> bool:
     """Makes `path` this command's output folder, never silently taking over another one.
@@ -80,23 +104,34 @@ def claim_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool
     unless `overwrite` is set.
     """
     path = Path(path)
-    marker_path = path / marker
+    if check_output_dir(path, fingerprint, overwrite, marker):
+        return True
     if path.exists() and any(path.iterdir()):
-        if marker_path.exists():
-            existing = read_json(marker_path)
-            if existing == json.loads(json.dumps(fingerprint, default=str)):
-                return True
-            if not overwrite:
-                changed = sorted(k for k in set(existing) | set(fingerprint)
-                                 if existing.get(k) != json.loads(json.dumps(fingerprint.get(k), default=str)))
-                raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
-                                f"choose another folder or pass --overwrite")
-        elif not overwrite:
-            raise UserError(f"{path} is not empty and was not written by serengeti-tf; "
-                            f"choose another folder or pass --overwrite")
         import shutil
 
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
-    write_json(marker_path, fingerprint)
+    write_json(path / marker, fingerprint)
     return False
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary folder beside `path`; only if the block succeeds does it replace `path`
+    (whose old content is removed first), so `path` never holds a half-written output."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

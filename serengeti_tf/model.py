@@ -197,6 +197,7 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     # with its compiled focal / logit-adjusted loss reloads with compile=True in a fresh process.
     import serengeti_tf.losses  # noqa: F401
     import serengeti_tf.optimizers  # noqa: F401  (discriminative-LR optimizers of fine-tuning runs)
+    import serengeti_tf.export  # noqa: F401  (EvalPreprocessing layer of `export --format keras` models)
 
     path = Path(path)
     if not path.is_file():
