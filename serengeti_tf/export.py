@@ -190,7 +190,7 @@ def keras_runner(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda images: forward(tf.constant(images, tf.uint8)).numpy()
 
 
-def test_images(dataset_dir: Optional[Path], limit: int) -> tuple[list[np.ndarray], str]:
+def held_out_images(dataset_dir: Optional[Path], limit: int) -> tuple[list[np.ndarray], str]:
     """Up to `limit` decoded uint8 test-split images of the run's dataset, and where they came from."""
     from serengeti_tf import dataset as ds_reader
 
@@ -252,7 +252,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, ove
         return io_utils.read_json(out_dir / "export_report.json")
     model = load_model(model_path)
     size = int(model.input_shape[1])
-    images, images_note = test_images(dataset_dir, config.export.agreement_images)
+    images, images_note = held_out_images(dataset_dir, config.export.agreement_images)
     print_fn(f"exporting {model_path} ({size}px, {len(class_map['classes'])} classes) as {fmt}; "
              f"agreement on {images_note}")
     reference = _each(keras_runner(model), images)
