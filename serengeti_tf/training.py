@@ -247,7 +247,7 @@ def _pretrained_model(config: cfg.Config, class_map: dict, strategy) -> tuple:
     from serengeti_tf.pretrained import load_backbone_weights
 
     keras.utils.set_random_seed(config.train.seed)
-    with strategy.scope():
+    with distribution.precision(config.train.mixed_precision), strategy.scope():
         model = build_model(config.model, int(class_map["num_classes"]),
                             synchronized_bn=strategy.num_replicas_in_sync > 1)
         info = load_backbone_weights(model, config.train.init_weights)

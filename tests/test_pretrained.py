@@ -212,3 +212,27 @@ def test_cli_mismatch_exits_2_before_claiming_the_run(tiny_dataset, tmp_path):
                                 "--init-weights", str(tmp_path / "odd.keras")),
                             capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert phase2.returncode == 2 and "Error: --init-weights is only used by phase 1" in phase2.stderr
+
+
+def test_mixed_precision_run_builds_the_pretrained_model_under_its_policy(project_source):
+    import tensorflow as tf
+
+    folder, source = project_source
+    config = tiny_config(init_weights=str(folder / "other.keras"), mixed_precision=True)
+    model, info = training._pretrained_model(config, {"num_classes": NUM_CLASSES}, tf.distribute.get_strategy())
+    assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer(M.HEAD_NAME).dtype_policy.name == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert_backbone_equals(model, backbone_weights(source))
+
+
+def test_experiment_phase2_runs_do_not_inherit_init_weights(tmp_path):
+    from serengeti_tf import config as cfg
+    from serengeti_tf import experiment
+
+    config = cfg.Config()
+    config.experiment.samplers = ["ros"]
+    config.train.init_weights = str(tmp_path / "preset")
+    phase1, phase2 = experiment.plan_runs(config, tmp_path)
+    assert experiment.run_config(config, phase1).train.init_weights == str(tmp_path / "preset")
+    assert experiment.run_config(config, phase2).train.init_weights is None  # phase 2 starts from --init
