@@ -78,6 +78,8 @@ def run_config(config: cfg.Config, run: PlannedRun) -> cfg.Config:
     train = dataclasses.replace(config.train, phase=run.phase, seed=config.train.seed + run.seed, **overrides)
     if run.phase == 2 and config.experiment.phase2_epochs:
         train = dataclasses.replace(train, epochs=config.experiment.phase2_epochs)
+    if run.phase == 2:  # phase 2 starts from its phase-1 run; train.init_weights is phase 1's start
+        train = dataclasses.replace(train, init_weights=None)
     sampler = dataclasses.replace(config.sampler, name=run.sampler if run.phase == 1 else "none",
                                   seed=config.sampler.seed + run.seed)
     return cfg.validate(dataclasses.replace(config, train=train, sampler=sampler))

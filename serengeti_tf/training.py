@@ -43,6 +43,10 @@ def make_optimizer(train_config: cfg.TrainConfig):
     """A fresh optimizer (`adam` as in the paper, or `sgd` with momentum 0.9)."""
     import keras
 
+    if train_config.backbone_learning_rate is not None and train_config.phase == 1:
+        from serengeti_tf.optimizers import discriminative_optimizer
+
+        return discriminative_optimizer(train_config)
     if train_config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
     if train_config.optimizer == "sgd":
@@ -148,6 +152,13 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
     class_map = ds_reader.class_map(dataset_dir)
     ds_reader.check_shards(dataset_dir)  # a missing val shard fails now, not after a whole epoch
     ds_reader.counts(dataset_dir)
+    if config.train.init_weights:
+        if config.train.phase != 1:
+            raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
+                            f"got {config.train.init_weights} with phase 2")
+        from serengeti_tf.pretrained import describe_source
+
+        describe_source(config.train.init_weights)
     if config.train.phase == 2:
         if init_run is None:
             raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
@@ -191,6 +202,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     strategy = distribution.make_strategy(config.train.strategy)
     chief = distribution.is_chief(strategy)
     paths, scratch = _run_paths(run_dir, chief)
+    # Pretrained weights are loaded and checked layer by layer before the run folder is claimed.
+    pretrained = _pretrained_model(config, class_map, strategy) if config.train.init_weights else None
     held = contextlib.ExitStack()
     try:
         held.enter_context(output_lock(paths.root))  # one process per run folder
@@ -216,7 +229,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         keras.utils.set_random_seed(config.train.seed)
         with distribution.precision(config.train.mixed_precision) as policy:
             if config.train.phase == 1:
-                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn)
+                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn, pretrained)
             else:
                 info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn)
         if chief:
@@ -230,6 +243,21 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         held.close()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pretrained_model(config: cfg.Config, class_map: dict, strategy) -> tuple:
+    """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
+    import keras
+
+    from serengeti_tf.model import build_model
+    from serengeti_tf.pretrained import load_backbone_weights
+
+    keras.utils.set_random_seed(config.train.seed)
+    with distribution.precision(config.train.mixed_precision), strategy.scope():
+        model = build_model(config.model, int(class_map["num_classes"]),
+                            synchronized_bn=strategy.num_replicas_in_sync > 1)
+        info = load_backbone_weights(model, config.train.init_weights)
+    return model, info
 
 
 def _adopt_input_size(config: cfg.Config, init_run: Path, print_fn) -> None:
@@ -332,9 +360,10 @@ def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
 
 
 def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-            strategy, print_fn) -> dict:
+            strategy, print_fn, pretrained: Optional[tuple] = None) -> dict:
+    """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
     from serengeti_tf import pipeline, sampling
-    from serengeti_tf.model import build_model
+    from serengeti_tf.model import build_model, freeze_stages
 
     names = ds_reader.class_names(dataset_dir)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
@@ -348,18 +377,28 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
     with strategy.scope():
         if state.checkpoint:
             model = _load_checkpoint(paths, state)
+            freeze_stages(model, config.train.freeze_stages)
             compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
         else:
-            # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
-            model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
+            if pretrained is not None:
+                model = pretrained[0]
+                print_fn(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
+                         f"({pretrained[1]['layers']} layers; head new)")
+            else:
+                # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
+                model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
+            freeze_stages(model, config.train.freeze_stages)
             compile_model(model, config.train, loss_counts)
     print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
              f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
              f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
     _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
          save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
+    fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
+                   "freeze_stages": config.train.freeze_stages,
+                   "backbone_learning_rate": config.train.backbone_learning_rate}
     return {"images_per_epoch": int(plan["target"].sum()),
-            "lineage": {"images_per_epoch": int(plan["target"].sum())}}
+            "lineage": {"images_per_epoch": int(plan["target"].sum()), **fine_tuning}}
 
 
 def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
