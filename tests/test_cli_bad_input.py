@@ -56,7 +56,8 @@ BAD_INVOCATIONS = [
     ("train --data {no_val} --run-dir {tmp}/run4", "1 shard(s) missing or truncated"),
     # -- pretrained weights and exports
     ("train --data {ds} --run-dir {tmp}/run6 --init-weights {file}", "init weights: "),
-    ("export {fake_run} -o {tmp}/export", "export needs a finished training run folder with model.keras"),
+    ("export {fake_run} -o {tmp}/export", "cannot load model"),
+    ("export {tmp} -o {tmp}/export2", "export needs a finished training run folder with model.keras"),
 ]
 
 
