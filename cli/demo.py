@@ -1,4 +1,4 @@
-"""`serengeti-tf demo`: synthetic data -> prepare -> baseline and two-phase runs -> report."""
+"""`serengeti-tf demo`: synthetic data -> prepare -> baseline and two-phase runs -> report, in a time budget."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ import click
 @click.command("demo")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo_out",
               show_default=True, help="Folder for the demo's data, prepared shards, runs and report.")
-@click.option("--smoke", is_flag=True, help="A tiny, minute-long version (used by the tests).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=10, show_default=True,
+              help="Time budget. The demo times a few training steps on this machine first, then picks "
+                   "the data size, input size, samplers and epochs that fit, and says what it chose.")
+@click.option("--smoke", is_flag=True, help="A tiny fixed-size version that skips the timing (used by the tests).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic data.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one demo setting, e.g. --set train.epochs=3.")
-def demo(out_dir, smoke, seed, overrides) -> None:
-    """Run the whole two-phase comparison on built-in synthetic camera-trap data (CPU, minutes)."""
+              help="Override one demo setting after sizing, e.g. --set train.epochs=3 "
+                   "(not counted in the time estimate).")
+def demo(out_dir, minutes, smoke, seed, overrides) -> None:
+    """Run the whole two-phase comparison on built-in synthetic camera-trap data within a time budget (CPU).
+
+    Rerun with the same --out to continue an interrupted demo; it keeps the settings it chose first.
+    """
     from serengeti_tf.demo import run_demo
 
-    run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, print_fn=click.echo)
+    run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, print_fn=click.echo)

@@ -16,12 +16,18 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--seeds", type=int, default=None, help="Repeat the grid with this many seeds (mean ± std).")
 @click.option("--samplers", default=None, help="Comma list overriding experiment.samplers, e.g. none,ros,rus.")
 @click.option("--methods", default=None,
-              help="Comma list overriding experiment.methods (imbalance methods run beside the samplers), "
-                   "e.g. focal,crt,posthoc_la; see serengeti_tf/methods.py for the names.")
+              help="Comma list overriding experiment.methods (imbalance methods run beside the samplers): "
+                   "cw_inverse, cw_effective, focal, focal_cw, balanced_softmax, logit_adjusted train their "
+                   "own model; posthoc_la, tau_norm, crt re-balance the head of the seed's baseline model "
+                   "(no extra training).")
 @click.option("--epochs", type=int, default=None, help="Epochs per run (train.epochs).")
 @config_options
 def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, epochs, config_files, overrides) -> None:
-    """Train and evaluate every sampler through phase 1 and phase 2; rerun to continue after a stop."""
+    """Train and evaluate every sampler through phase 1 and phase 2; rerun to continue after a stop.
+
+    Prints every epoch with a grid-wide ETA. Rerunning with more samplers, methods or seeds trains
+    only the runs that are new.
+    """
     from serengeti_tf.experiment import run_experiment
 
     config = resolve_config((experiment_config, *config_files), overrides, {

@@ -52,14 +52,46 @@ def _register() -> None:
         cli.add_command(command)
 
 
+MISSING_TENSORFLOW = (
+    "TensorFlow is not installed (serengeti-tf leaves the choice to an extra). Install one: "
+    "pip install 'serengeti-tf[cpu]' on a CPU-only machine, 'serengeti-tf[gpu]' with an NVIDIA GPU, "
+    "or 'serengeti-tf[tensorflow]' elsewhere (from a checkout: pip install '.[cpu]')")
+
+
+def _missing_tensorflow(err: ImportError) -> bool:
+    """True when the import that failed is TensorFlow itself (not some other missing module)."""
+    name = getattr(err, "name", None) or ""
+    return name == "tensorflow" or name.startswith("tensorflow.") or (
+        not name and "tensorflow" in str(err).lower() and "no module named" in str(err).lower())
+
+
+# Verbs that run TensorFlow: it is started once, quietly, before they run (`tf_start.py`).
+TENSORFLOW_VERBS = frozenset({"prepare", "train", "evaluate", "compare", "experiment", "predict", "demo"})
+
+
+def _starts_tensorflow(args: list[str]) -> bool:
+    verb = next((a for a in args if not a.startswith("-")), None)
+    return verb in TENSORFLOW_VERBS and not {"-h", "--help"} & set(args)
+
+
 def main(argv=None) -> None:
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) buries the tool's own output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _register()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="serengeti-tf", standalone_mode=False)
+        if _starts_tensorflow(args):
+            from serengeti_tf.tf_start import quiet_start
+
+            quiet_start()
+        cli.main(args=args, prog_name="serengeti-tf", standalone_mode=False)
     except UserError as err:
         click.echo(f"Error: {err}", err=True)
+        sys.exit(2)
+    except ImportError as err:
+        if not _missing_tensorflow(err):
+            raise
+        click.echo(f"Error: {MISSING_TENSORFLOW}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

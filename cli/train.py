@@ -35,7 +35,9 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--xla/--no-xla", default=None, help="Compile the train step with XLA (jit_compile).")
 @click.option("--seed", type=int, default=None, help="Seed for weights, sampling and augmentation. [default: 0]")
 @click.option("--loss", type=click.Choice(("cross_entropy", "focal", "balanced_softmax", "logit_adjusted")),
-              default=None, help="Training loss (issue 6). [default: cross_entropy]")
+              default=None, help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
+                                 "softmax or logit-adjusted (both shift logits by the class prior). "
+                                 "[default: cross_entropy]")
 @click.option("--class-weighting", type=click.Choice(("none", "inverse", "effective_number")), default=None,
               help="Per-class loss weights: inverse frequency or effective number of samples "
                    "(beta: --set train.effective_number_beta=0.999). [default: none]")
@@ -43,11 +45,20 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--head-rebalancing", type=click.Choice(("none", "posthoc_logit_adjustment", "tau_norm", "crt")),
               default=None, help="Re-balance the head of the best model after training (tau swept on val; "
                                  "crt = class-balanced head retraining on the frozen backbone). [default: none]")
+@click.option("--init-weights", type=click.Path(exists=True), default=None,
+              help="Phase 1 only: start the backbone from a local keras-hub ResNet-18 preset folder, a .keras "
+                   "model or run folder of this project, or a .weights.h5 (the head is always new). "
+                   "[default: random initialisation]")
+@click.option("--freeze-stages", type=int, default=None,
+              help="Phase 1: keep the stem (1) ... the whole backbone (5) frozen. [default: 0]")
+@click.option("--backbone-lr", "backbone_learning_rate", type=float, default=None,
+              help="Phase 1: learning rate of the backbone (the head keeps --lr). [default: --lr]")
 @click.option("--overwrite", is_flag=True, help="Discard an existing run in --run-dir and start again.")
 @config_options
 def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_size, learning_rate,
                   input_size, mixed_precision, strategy, xla, seed, loss, class_weighting, focal_gamma,
-                  head_rebalancing, overwrite, config_files, overrides):
+                  head_rebalancing, init_weights, freeze_stages, backbone_learning_rate, overwrite,
+                  config_files, overrides):
     """Train one run (phase 1 or 2); rerun the same command to resume an interrupted run.
 
     Writes config.yaml, lineage.json, class_map.json, metrics.csv (train loss/accuracy, val
@@ -63,6 +74,7 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
         "model.input_size": input_size, "train.mixed_precision": mixed_precision,
         "train.strategy": strategy, "train.xla": xla, "train.seed": seed,
         "train.loss": loss, "train.class_weighting": class_weighting, "train.focal_gamma": focal_gamma,
-        "train.head_rebalancing": head_rebalancing})
+        "train.head_rebalancing": head_rebalancing, "train.init_weights": init_weights,
+        "train.freeze_stages": freeze_stages, "train.backbone_learning_rate": backbone_learning_rate})
     run_dir = run_dir or runs.default_run_dir(config, init_run)
     training.train(config, dataset_dir, run_dir, init_run=init_run, overwrite=overwrite, print_fn=click.echo)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from serengeti_tf import metrics, runs
 from serengeti_tf.io_utils import record_owned
+from serengeti_tf.progress import format_seconds
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -84,11 +85,18 @@ def _finite(value) -> bool:
         return True
 
 
-def _fmt_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+class EpochLine(str):
+    """The per-epoch summary line, carrying its epoch number so a caller's `print_fn` (the
+    experiment's grid-wide ETA) can follow progress without parsing text."""
+
+    epoch: int = 0
+    total_epochs: int = 0
+
+    @classmethod
+    def make(cls, text: str, epoch: int, total_epochs: int) -> "EpochLine":
+        line = cls(text)
+        line.epoch, line.total_epochs = epoch, total_epochs
+        return line
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -171,7 +179,7 @@ class EpochRecorder(keras.callbacks.Callback):
         runs.tidy_checkpoints(self.paths, state)
         runs.write_metrics(self.paths, state.history)
         self._summaries(row)
-        self.print_fn(self._summary_line(row, stop))
+        self.print_fn(EpochLine.make(self._summary_line(row, stop), row["epoch"], self.total_epochs))
         if stop:
             self.model.stop_training = True
 
@@ -187,7 +195,7 @@ class EpochRecorder(keras.callbacks.Callback):
         done = [r["seconds"] for r in self.state.history]
         remaining = (self.total_epochs - row["epoch"]) * (sum(done) / len(done))
         best = f"best {self.state.best_score:.4f} @ {self.state.best_epoch}"
-        tail = "early stop" if stop else (f"ETA {_fmt_seconds(remaining)}" if remaining > 0 else "done")
+        tail = "early stop" if stop else (f"ETA {format_seconds(remaining)}" if remaining > 0 else "done")
         return (f"epoch {row['epoch']}/{self.total_epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
                 f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  "
                 f"val_macro_f1 {row['val_macro_f1']:.4f}  ({best})  {row['seconds']:.1f}s  {tail}")

@@ -21,6 +21,7 @@ import yaml
 
 from serengeti_tf.errors import UserError
 
+EXPORT_FORMATS = ("saved_model", "tflite", "keras")
 SAMPLERS = ("none", "ros", "rus", "ros_rus_15k", "ros_rus_5k", "uniform", "sqrt")
 
 
@@ -142,6 +143,16 @@ class TrainConfig:
     crt_learning_rate: float = 1e-3
     # Batches per cRT epoch (null: training-set size / batch_size).
     crt_steps_per_epoch: Optional[int] = None
+    # Fine-tuning (issue 14, `pretrained.py`). Phase 1 starts its backbone from this local source: a
+    # keras-hub ResNet-18 preset folder, or a .keras / .weights.h5 of this project's model (the head
+    # is always new). null: random initialisation, as in the paper.
+    init_weights: Optional[str] = None
+    # Leading backbone stages kept frozen in phase 1: 0 none, 1 the stem, 2 stem + stage 2, ...,
+    # 5 the whole backbone (by layer role; frozen BatchNorm runs in inference mode).
+    freeze_stages: int = 0
+    # Learning rate of the backbone's weights in phase 1 (discriminative fine-tuning); the head keeps
+    # train.learning_rate. null: one learning rate for everything.
+    backbone_learning_rate: Optional[float] = None
 
 
 @dataclass
@@ -171,6 +182,16 @@ class ExperimentConfig:
 
 
 @dataclass
+class ExportConfig:
+    """`serengeti-tf export`: the deployable model's format and its agreement check (`export.py`)."""
+
+    # saved_model | tflite (float32 and dynamic-range quantised) | keras
+    format: str = "saved_model"
+    # Test-split images on which the export is compared with the run's Keras model (0: no check).
+    agreement_images: int = 256
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -178,6 +199,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 # Stored image sizes (shorter side, pixels) prepare and predict accept.
@@ -241,6 +263,9 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.crt_epochs": (lambda v: v >= 1, "an int >= 1"),
     "train.crt_learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
     "train.crt_steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "train.init_weights": (lambda v: v is None or v.strip() != "", "a path or null"),
+    "train.freeze_stages": (lambda v: 0 <= v <= 5, "an int in [0, 5] (1 = stem, 5 = whole backbone)"),
+    "train.backbone_learning_rate": (lambda v: v is None or 0 < v < 10, "a float in (0, 10) or null"),
     "eval.split": (lambda v: v in ("train", "val", "test"), "one of train, val, test"),
     "eval.top_k": (lambda v: v >= 1, "an int >= 1"),
     "eval.batch_size": (lambda v: v >= 1, "an int >= 1"),
@@ -252,6 +277,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "experiment.seeds": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
     **{f"{section}.seed": _SEED_RULE for section in ("data", "sampler", "train", "eval")},
     "experiment.phase2_epochs": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "export.format": (lambda v: v in EXPORT_FORMATS, "one of " + ", ".join(EXPORT_FORMATS)),
+    "export.agreement_images": (lambda v: v >= 0, "an int >= 0"),
 }
 
 

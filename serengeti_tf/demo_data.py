@@ -790,6 +790,25 @@ def encode_jpeg(image: np.ndarray, when: datetime, quality: int = 90) -> bytes:
 # The job.
 # ---------------------------------------------------------------------------------------------
 
+def rendering_rate(images: int = 8, seed: int = 0, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> float:
+    """Demo images drawn and JPEG-encoded per second on this machine (a short timed sample, no files)."""
+    width, height = image_size
+    canvas = _Canvas.of(width, height)
+    scene, horizon = site_background(0, seed, canvas)
+    plan = plan_captures(DEFAULT_SCALE, seed, DEFAULT_MIN_CAPTURES)
+    rng = np.random.default_rng([seed, 2])
+    started, done = time.perf_counter(), 0
+    for cap in plan.itertuples(index=False):
+        frames = render_capture(list(cap.species), int(cap.count), int(cap.frames), cap.start, scene, horizon,
+                                canvas, rng)
+        for image in frames:
+            encode_jpeg(image, cap.start)
+        done += len(frames)
+        if done >= images:
+            break
+    return done / max(time.perf_counter() - started, 1e-6)
+
+
 def _check_scale(scale: float) -> None:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise UserError(f"demo-data: scale must be a number in (0, 1], got {scale!r}")

@@ -88,6 +88,31 @@ def save_figure(path: str | os.PathLike, figure) -> None:
     plt.close(figure)
 
 
+def check_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool = False,
+                     marker: str = MARKER) -> bool:
+    """True when `path` already holds the work `fingerprint` describes; False when it is missing or
+    empty, or holds other serengeti-tf work that `overwrite` may replace. Raises UserError for other
+    work without `overwrite`, and for a non-empty folder serengeti-tf did not write (whatever
+    `overwrite` says). Changes nothing on disk."""
+    path = Path(path)
+    check_output_path(path)
+    if not has_content(path):
+        return False
+    marker_path = path / marker
+    if not marker_path.is_file():
+        raise UserError(f"{path} is not empty and was not written by serengeti-tf; choose a new or "
+                        f"empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
+    existing = read_json(marker_path)
+    if existing == _json_round_trip(fingerprint):
+        return True
+    if not overwrite:
+        changed = sorted(k for k in set(existing) | set(fingerprint)
+                         if existing.get(k) != _json_round_trip(fingerprint.get(k)))
+        raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
+                        f"choose another folder or pass --overwrite")
+    return False
+
+
 def claim_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool = False,
                      marker: str = MARKER) -> bool:
     """Makes `path` this command's output folder, never silently taking over another one.
@@ -99,23 +124,12 @@ def claim_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool
     serengeti-tf did not write is refused, `overwrite` or not: nothing of it is ours to delete.
     """
     path = Path(path)
-    check_output_path(path)
-    marker_path = path / marker
+    if check_output_dir(path, fingerprint, overwrite, marker):
+        return True
     if has_content(path):
-        if not marker_path.is_file():
-            raise UserError(f"{path} is not empty and was not written by serengeti-tf; choose a new or "
-                            f"empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
-        existing = read_json(marker_path)
-        if existing == _json_round_trip(fingerprint):
-            return True
-        if not overwrite:
-            changed = sorted(k for k in set(existing) | set(fingerprint)
-                             if existing.get(k) != _json_round_trip(fingerprint.get(k)))
-            raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
-                            f"choose another folder or pass --overwrite")
         return reclaim_output_dir(path, fingerprint, marker)
     path.mkdir(parents=True, exist_ok=True)
-    write_json(marker_path, fingerprint)
+    write_json(path / marker, fingerprint)
     return False
 
 
@@ -263,3 +277,36 @@ def disk_full_message(err: BaseException) -> Optional[str]:
         return (f"the disk is full{f' (writing {where})' if where else ''}; free some space and rerun the same "
                 f"command: it continues where it stopped")
     return None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary folder beside `path`; only if the block succeeds does it replace `path`,
+    so `path` never holds a half-written output. Everything the block wrote is listed as ours
+    (OWNED_LOG). An existing `path` is replaced only when serengeti-tf wrote all of it: that is
+    checked before the block runs, so a refusal costs no work."""
+    path = Path(path)
+    if has_content(path):
+        owned = {entry.rstrip("/") for entry in owned_entries(path)} | {MARKER, OWNED_LOG, LOCK_FILE}
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in owned)
+        if foreign:
+            raise UserError(f"{path} holds files serengeti-tf did not write ({', '.join(foreign[:3])}); "
+                            f"choose a new or empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a killed earlier attempt
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        with open(tmp / OWNED_LOG, "a", encoding="utf-8") as log:
+            log.writelines(p.name + ("/" if p.is_dir() else "") + "\n"
+                           for p in sorted(tmp.iterdir()) if p.name != OWNED_LOG)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,10 +1,11 @@
 """Named imbalance methods for the `experiment` grid (issue 6): name -> `train.*` overrides.
 
-Each method is one single-phase run per seed on the ORIGINAL distribution (sampler `none`), i.e.
-the paper's baseline with the method's loss / weighting / head re-balancing. The head
-re-balancing methods (`posthoc_la`, `tau_norm`, `crt`) train their own baseline-configured model
-and re-balance its head at the end (`training._rebalance`), so every run folder is a complete,
-self-describing run (no copied models; `lineage.json` says what trained it).
+Each loss / weighting method is one single-phase run per seed on the ORIGINAL distribution
+(sampler `none`), i.e. the paper's baseline with the method's loss or class weights. The head
+re-balancing methods (`posthoc_la`, `tau_norm`, `crt`, see `HEAD_METHODS`) change only the head of
+a trained model, so in `experiment` they branch from the same seed's baseline run
+(`training.rebalance_run`): no extra training, and the comparison with the baseline is paired
+(same backbone). Each still gets a complete run folder whose `lineage.json` names that baseline.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ METHODS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "crt": {"head_rebalancing": "crt"},
 })
 
+# Methods that only re-balance the head of a trained baseline (they branch from it in `experiment`).
+HEAD_METHODS = frozenset(name for name, overrides in METHODS.items() if set(overrides) == {"head_rebalancing"})
+
 DESCRIPTIONS: Mapping[str, str] = MappingProxyType({
     "cw_inverse": "cross-entropy weighted by inverse class frequency",
     "cw_effective": "cross-entropy weighted by the effective number of samples (Cui et al. 2019)",
@@ -33,9 +37,9 @@ DESCRIPTIONS: Mapping[str, str] = MappingProxyType({
     "focal_cw": "focal loss with effective-number class weights",
     "balanced_softmax": "balanced softmax (Ren et al. 2020): logits + log prior in the loss",
     "logit_adjusted": "logit-adjusted loss (Menon et al. 2021, train.logit_adjust_tau)",
-    "posthoc_la": "baseline training, then post-hoc logit adjustment (tau swept on val)",
-    "tau_norm": "baseline training, then tau-normalised head weights (tau swept on val)",
-    "crt": "baseline training, then cRT: head retrained with class-balanced sampling, backbone frozen",
+    "posthoc_la": "the baseline's model, then post-hoc logit adjustment (tau swept on val)",
+    "tau_norm": "the baseline's model, then tau-normalised head weights (tau swept on val)",
+    "crt": "the baseline's model, then cRT: head retrained with class-balanced sampling, backbone frozen",
 })
 
 

@@ -5,6 +5,12 @@ of two basic blocks (64, 128, 256, 512 filters; stages 3-5 downsample with a 1x1
 projection shortcut), global average pooling and one Dense head. The head outputs LOGITS and is
 always float32, so under a mixed-precision policy the loss is still computed in float32.
 
+Stride-2 layers pad symmetrically (explicit `ZeroPadding2D`, then a `valid` convolution/pool), as
+the original ResNet, torchvision and keras-hub's `ResNetBackbone` do. Keras' `padding="same"` pads
+the bottom/right only for even inputs, which shifts the sampling grid by one pixel: pretrained
+ImageNet filters (`pretrained.py`) would then see different inputs than they were trained on.
+With the same padding, this backbone computes exactly what keras-hub's ResNet-18 computes.
+
 Layer names are predictable (`stem_conv`, `stage2_block1_conv1`, `stage3_block1_shortcut_bn`,
 `pool`, `classifier`) so code selects layers by role, never by position.
 """
@@ -27,7 +33,11 @@ MIN_INPUT_SIZE = 32  # five stride-2 steps: 32 px leaves a 1x1 map before poolin
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True, sync: bool = False):
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+    padding = "same"
+    if stride > 1 and kernel > 1:  # symmetric padding (see the module doc); a 1x1 needs none
+        x = layers.ZeroPadding2D((kernel - 1) // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                       kernel_initializer="he_normal", name=f"{name}")(x)
     x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=sync, name=f"{name}_bn")(x)
     if relu:
@@ -68,7 +78,9 @@ def build_resnet18(num_classes: int, input_size: int = 224, name: str = "resnet1
 
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = _conv_bn(inputs, STAGE_FILTERS[0], 7, 2, "stem_conv", sync=bool(synchronized_bn))
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    # Zero padding is safe before the max-pool: the ReLU output is >= 0.
+    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
     for stage, (filters, blocks) in enumerate(zip(STAGE_FILTERS, BLOCKS_PER_STAGE), start=2):
         for block in range(1, blocks + 1):
             # The first block of stages 3-5 halves the resolution (stage 2 follows the max-pool).
@@ -110,6 +122,32 @@ def freeze_backbone(model: keras.Model) -> keras.Model:
         layer.trainable = layer is head
     head.trainable = True
     return model
+
+
+def layer_stage(name: str) -> int | None:
+    """Backbone stage of a layer from its role name: 1 for `stem_*`, k for `stage<k>_*`, else None."""
+    if name.startswith("stem_"):
+        return 1
+    if name.startswith("stage") and name[5:6].isdigit():
+        return int(name[5:6])
+    return None
+
+
+def freeze_stages(model: keras.Model, stages: int) -> list[str]:
+    """Makes the stem (stage 1) and stages 2..`stages` non-trainable, in place; returns their names.
+
+    `stages` 0 freezes nothing, 5 the whole backbone. Selected by role name, never by position;
+    frozen BatchNorm layers run in inference mode (see `freeze_backbone`). Recompile afterwards.
+    """
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= 5:
+        raise UserError(f"model: freeze_stages must be an int in [0, 5], got {stages!r}")
+    frozen = []
+    for layer in model.layers:
+        stage = layer_stage(layer.name)
+        if stage is not None and stage <= stages:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
 
 
 def count_weights(model: keras.Model, trainable: bool = True) -> int:
@@ -158,6 +196,8 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     # Registers the custom losses (keras.saving.register_keras_serializable) so a model saved
     # with its compiled focal / logit-adjusted loss reloads with compile=True in a fresh process.
     import serengeti_tf.losses  # noqa: F401
+    import serengeti_tf.optimizers  # noqa: F401  (discriminative-LR optimizers of fine-tuning runs)
+    import serengeti_tf.export  # noqa: F401  (EvalPreprocessing layer of `export --format keras` models)
 
     path = Path(path)
     if not path.is_file():

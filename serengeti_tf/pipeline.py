@@ -87,11 +87,37 @@ def normalize(image: tf.Tensor) -> tf.Tensor:
     return (image - tf.constant(MEAN_RGB)) / tf.constant(STD_RGB)
 
 
-def _resize(image: tf.Tensor, height: int, width: int, source_side: tf.Tensor) -> tf.Tensor:
-    """Bilinear resize to [height, width], antialiased only for a > 2x shrink (it costs ~2x CPU)."""
+def _resize(image: tf.Tensor, height: int, width: int, source_side: tf.Tensor,
+            builtin_ops: bool = False) -> tf.Tensor:
+    """Bilinear resize to [height, width], antialiased only for a > 2x shrink (it costs ~2x CPU).
+
+    `builtin_ops`: compute the antialiased branch as two matrix products (`antialiased_resize`), the
+    same numbers with ops TFLite has built in (its ScaleAndTranslate op is not even a Flex op).
+    """
     shrink = tf.cast(source_side, tf.float32) > 2.0 * float(max(height, width))
-    return tf.cond(shrink, lambda: tf.image.resize(image, [height, width], antialias=True),
+    antialiased = antialiased_resize if builtin_ops else \
+        (lambda x, h, w: tf.image.resize(x, [h, w], antialias=True))
+    return tf.cond(shrink, lambda: antialiased(image, height, width),
                    lambda: tf.image.resize(image, [height, width]))
+
+
+def _triangle_weights(in_size: tf.Tensor, out_size: int) -> tf.Tensor:
+    """[out_size, in_size] row-normalised weights of TF's antialiased bilinear (triangle) kernel."""
+    inverse_scale = tf.cast(in_size, tf.float32) / float(out_size)
+    kernel_scale = tf.maximum(inverse_scale, 1.0)  # the kernel widens with the shrink: antialiasing
+    centres = (tf.range(out_size, dtype=tf.float32) + 0.5) * inverse_scale
+    sources = tf.cast(tf.range(in_size), tf.float32) + 0.5
+    weights = tf.maximum(0.0, 1.0 - tf.abs(sources[None, :] - centres[:, None]) / kernel_scale)
+    return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
+
+
+def antialiased_resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """`tf.image.resize(image, [height, width], antialias=True)` (bilinear) for [..., H, W, C] float32,
+    as separable matrix products (the kernel of TF's ScaleAndTranslate with zero translation)."""
+    shape = tf.shape(image)
+    rows = _triangle_weights(shape[-3], height)
+    columns = _triangle_weights(shape[-2], width)
+    return tf.einsum("yh,...hwc,xw->...yxc", rows, tf.cast(image, tf.float32), columns)
 
 
 def center_square(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -100,20 +126,25 @@ def center_square(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
     return tf.stack([(height - side) // 2, (width - side) // 2, side, side])
 
 
-def eval_transform(image_uint8: tf.Tensor, input_size: int) -> tf.Tensor:
+def eval_transform(image_uint8: tf.Tensor, input_size: int, builtin_ops: bool = False) -> tf.Tensor:
     """Eval-time view: resize the shorter side to `input_size` and center crop a square, normalised.
 
-    Done as center square crop, then resize to `input_size` (the same view, less work).
+    Done as center square crop, then resize to `input_size` (the same view, less work). Takes one
+    image [H, W, 3] or a batch [B, H, W, 3] of one size (the exported models, `export.py`).
+    `builtin_ops`: see `_resize` (for TFLite exports).
     """
     shape = tf.shape(image_uint8)
-    window = center_square(shape[0], shape[1])
+    window = center_square(shape[-3], shape[-2])
     square = tf.image.crop_to_bounding_box(image_uint8, window[0], window[1], window[2], window[3])
-    return _finish_eval(square, window[2], input_size)
+    return _finish_eval(square, window[2], input_size, builtin_ops)
 
 
-def _finish_eval(square: tf.Tensor, side: tf.Tensor, input_size: int) -> tf.Tensor:
-    image = tf.clip_by_value(_resize(square, input_size, input_size, side), 0.0, 255.0)
-    image.set_shape([input_size, input_size, 3])
+def _finish_eval(square: tf.Tensor, side: tf.Tensor, input_size: int, builtin_ops: bool = False) -> tf.Tensor:
+    # Resizing computes in float32 whatever the input dtype; casting first gives the same pixels and
+    # keeps the exported TFLite model on builtin ops (TFLite's resize wants equal in/out types).
+    square = tf.cast(square, tf.float32)
+    image = tf.clip_by_value(_resize(square, input_size, input_size, side, builtin_ops), 0.0, 255.0)
+    image.set_shape(square.shape[:-3].concatenate([input_size, input_size, 3]))
     return normalize(image)
 
 

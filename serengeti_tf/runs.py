@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import zipfile
@@ -36,6 +37,10 @@ METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_
                   "learning_rate", "seconds")
 # Settings that change how a run is computed but not what it holds: a rerun may change them.
 _NOT_FINGERPRINTED = ("strategy", "xla")
+# Config sections that never change what a training run holds: `experiment` describes the grid
+# around the run (so a grid can grow without disowning its finished runs); `eval` is used by
+# training only for the val batch size, and evaluations fingerprint their own settings.
+_NOT_FINGERPRINTED_SECTIONS = ("experiment", "eval")
 
 
 @dataclass
@@ -167,12 +172,37 @@ def write_metrics(paths: RunPaths, history: list[dict]) -> None:
 
 def fingerprint(config: cfg.Config, dataset_dir: str | Path, init_run: str | Path | None) -> dict:
     """What a run folder holds: resolved config (minus execution-only settings), data, init run."""
-    settings = cfg.to_dict(config)
-    for key in _NOT_FINGERPRINTED:
-        settings["train"].pop(key, None)
+    settings = _run_settings(cfg.to_dict(config))
     return {"kind": "serengeti-tf train run", "config": settings,
             "dataset_dir": str(Path(dataset_dir).resolve()),
             "init_run": str(Path(init_run).resolve()) if init_run else None}
+
+
+def _run_settings(settings: dict) -> dict:
+    """The config sections and keys that make a run what it is (see `_NOT_FINGERPRINTED*`)."""
+    settings = {k: dict(v) for k, v in settings.items() if k not in _NOT_FINGERPRINTED_SECTIONS}
+    for key in _NOT_FINGERPRINTED:
+        settings.get("train", {}).pop(key, None)
+    return settings
+
+
+def _upgrade_fingerprint(run_dir: Path, fp: dict) -> None:
+    """A run written before `experiment`/`eval` left the fingerprint holds them; when it matches
+    otherwise, its fingerprint.json is rewritten so the finished run is recognised, not refused."""
+    marker = run_dir / "fingerprint.json"
+    if not marker.is_file():
+        return
+    try:
+        existing = read_json(marker)
+    except json.JSONDecodeError:
+        return
+    if not isinstance(existing.get("config"), dict):
+        return
+    if not set(existing["config"]) & set(_NOT_FINGERPRINTED_SECTIONS):
+        return
+    upgraded = {**existing, "config": _run_settings(existing["config"])}
+    if upgraded == json.loads(json.dumps(fp, default=str)):
+        write_json(marker, fp)
 
 
 def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir, init_run,
@@ -186,6 +216,7 @@ def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run dir {run_dir} exists and is not a folder")
     fp = fingerprint(config, dataset_dir, init_run)
+    _upgrade_fingerprint(run_dir, fp)
     same = claim_output_dir(run_dir, fp, overwrite=overwrite)
     if same and overwrite:
         print_fn(f"--overwrite: discarding the existing run in {run_dir}")

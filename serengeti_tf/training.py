@@ -43,6 +43,10 @@ def make_optimizer(train_config: cfg.TrainConfig):
     """A fresh optimizer (`adam` as in the paper, or `sgd` with momentum 0.9)."""
     import keras
 
+    if train_config.backbone_learning_rate is not None and train_config.phase == 1:
+        from serengeti_tf.optimizers import discriminative_optimizer
+
+        return discriminative_optimizer(train_config)
     if train_config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
     if train_config.optimizer == "sgd":
@@ -148,6 +152,13 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
     class_map = ds_reader.class_map(dataset_dir)
     ds_reader.check_shards(dataset_dir)  # a missing val shard fails now, not after a whole epoch
     ds_reader.counts(dataset_dir)
+    if config.train.init_weights:
+        if config.train.phase != 1:
+            raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
+                            f"got {config.train.init_weights} with phase 2")
+        from serengeti_tf.pretrained import describe_source
+
+        describe_source(config.train.init_weights)
     if config.train.phase == 2:
         if init_run is None:
             raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
@@ -191,6 +202,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     strategy = distribution.make_strategy(config.train.strategy)
     chief = distribution.is_chief(strategy)
     paths, scratch = _run_paths(run_dir, chief)
+    # Pretrained weights are loaded and checked layer by layer before the run folder is claimed.
+    pretrained = _pretrained_model(config, class_map, strategy) if config.train.init_weights else None
     held = contextlib.ExitStack()
     try:
         held.enter_context(output_lock(paths.root))  # one process per run folder
@@ -216,7 +229,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         keras.utils.set_random_seed(config.train.seed)
         with distribution.precision(config.train.mixed_precision) as policy:
             if config.train.phase == 1:
-                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn)
+                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn, pretrained)
             else:
                 info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn)
         if chief:
@@ -230,6 +243,21 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         held.close()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pretrained_model(config: cfg.Config, class_map: dict, strategy) -> tuple:
+    """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
+    import keras
+
+    from serengeti_tf.model import build_model
+    from serengeti_tf.pretrained import load_backbone_weights
+
+    keras.utils.set_random_seed(config.train.seed)
+    with distribution.precision(config.train.mixed_precision), strategy.scope():
+        model = build_model(config.model, int(class_map["num_classes"]),
+                            synchronized_bn=strategy.num_replicas_in_sync > 1)
+        info = load_backbone_weights(model, config.train.init_weights)
+    return model, info
 
 
 def _adopt_input_size(config: cfg.Config, init_run: Path, print_fn) -> None:
@@ -332,9 +360,10 @@ def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
 
 
 def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-            strategy, print_fn) -> dict:
+            strategy, print_fn, pretrained: Optional[tuple] = None) -> dict:
+    """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
     from serengeti_tf import pipeline, sampling
-    from serengeti_tf.model import build_model
+    from serengeti_tf.model import build_model, freeze_stages
 
     names = ds_reader.class_names(dataset_dir)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
@@ -348,18 +377,28 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
     with strategy.scope():
         if state.checkpoint:
             model = _load_checkpoint(paths, state)
+            freeze_stages(model, config.train.freeze_stages)
             compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
         else:
-            # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
-            model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
+            if pretrained is not None:
+                model = pretrained[0]
+                print_fn(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
+                         f"({pretrained[1]['layers']} layers; head new)")
+            else:
+                # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
+                model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
+            freeze_stages(model, config.train.freeze_stages)
             compile_model(model, config.train, loss_counts)
     print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
              f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
              f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
     _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
          save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
+    fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
+                   "freeze_stages": config.train.freeze_stages,
+                   "backbone_learning_rate": config.train.backbone_learning_rate}
     return {"images_per_epoch": int(plan["target"].sum()),
-            "lineage": {"images_per_epoch": int(plan["target"].sum())}}
+            "lineage": {"images_per_epoch": int(plan["target"].sum()), **fine_tuning}}
 
 
 def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
@@ -487,16 +526,24 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     in here re-applies the method once to the trained model instead of twice. Only the head's
     kernel and bias change (cRT fits a new head on frozen features; the backbone is untouched).
     """
-    from serengeti_tf import rebalancing
-    from serengeti_tf.io_utils import write_csv
-    from serengeti_tf.model import load_model, save_model
-
     best = paths.checkpoints / state.best_checkpoint
     if not state.best_checkpoint or not best.is_file():
         raise UserError(f"head re-balancing needs the best checkpoint, but {best} is missing; "
                         f"rerun with --overwrite to train again")
+    return _rebalance_model(config, dataset_dir, best, paths, {"source_checkpoint": state.best_checkpoint},
+                            print_fn)
+
+
+def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths: runs.RunPaths,
+                     provenance: dict, print_fn) -> dict:
+    """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
+    CSV and, last, rebalancing.json (`provenance` says where the trained model came from)."""
+    from serengeti_tf import rebalancing
+    from serengeti_tf.io_utils import write_csv
+    from serengeti_tf.model import load_model, save_model
+
     start = time.perf_counter()
-    model = load_model(best, compile=False)
+    model = load_model(source, compile=False)
     feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
     summary, sweep = rebalancing.rebalance_head(
@@ -505,7 +552,7 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     if sweep is not None:
         write_csv(paths.root / REBALANCING_SWEEP, sweep)
     save_model(model, paths.model)
-    summary.update({"train_counts": train_counts, "source_checkpoint": state.best_checkpoint,
+    summary.update({"train_counts": train_counts, **provenance,
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
@@ -514,3 +561,51 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
              + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
              + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}")
     return summary
+
+
+def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path, trained_run: str | Path,
+                  print_fn: Callable[[str], None] = print) -> Path:
+    """A head re-balancing run that branches from an already trained run instead of training its own.
+
+    `config.train.head_rebalancing` is applied to `trained_run/model.keras` (a finished run without
+    re-balancing of its own), and the result is written as a complete run folder at `run_dir`
+    (config, lineage naming the trained run and its model's sha256, model.keras, rebalancing.json).
+    The backbone is the trained run's, so comparing the two is paired (same backbone, same seed);
+    `experiment` uses this for `posthoc_la`, `tau_norm` and `crt` on each seed's baseline run.
+    A rerun finds the finished run; an interrupted one resumes from the cached features.
+    """
+    from serengeti_tf.evaluation import file_digest
+
+    config = cfg.from_dict(cfg.to_dict(config))
+    dataset_dir, run_dir, trained_run = Path(dataset_dir), Path(run_dir), Path(trained_run)
+    if config.train.head_rebalancing == "none":
+        raise UserError("rebalance_run needs train.head_rebalancing (posthoc_logit_adjustment, tau_norm or crt), "
+                        "got none")
+    class_map = _check_inputs(config, dataset_dir, None)
+    if not (trained_run / "model.keras").is_file():
+        raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
+    if (trained_run / REBALANCING_JSON).is_file():
+        raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
+    if not runs.same_class_map(runs.read_run_json(trained_run, "class_map.json"), class_map):
+        raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
+    _adopt_input_size(config, trained_run, print_fn)
+    paths = runs.RunPaths(run_dir)
+    runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
+    digest = file_digest(trained_run / "model.keras")
+    if (run_dir / REBALANCING_JSON).is_file():
+        done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
+        if done_from != digest:
+            raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
+                            f"since); delete {run_dir} to re-balance the new one")
+        print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+        return run_dir
+    parent = runs.read_run_json(trained_run, "lineage.json")
+    lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
+               "rebalanced_model_sha256": digest, "head_rebalancing": config.train.head_rebalancing,
+               "trained_epochs": 0}
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    runs.write_run_files(paths, config, lineage, class_map)
+    print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
+    _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
+                     {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn)
+    return run_dir

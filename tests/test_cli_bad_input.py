@@ -54,6 +54,10 @@ BAD_INVOCATIONS = [
     # -- damaged prepared datasets: named up front, not a traceback (or a failure after an epoch)
     ("train --data {bad_map} --run-dir {tmp}/run3", "class_map.json is not valid JSON"),
     ("train --data {no_val} --run-dir {tmp}/run4", "1 shard(s) missing or truncated"),
+    # -- pretrained weights and exports
+    ("train --data {ds} --run-dir {tmp}/run6 --init-weights {file}", "init weights: "),
+    ("export {fake_run} -o {tmp}/export", "cannot load model"),
+    ("export {tmp} -o {tmp}/export2", "export needs a finished training run folder with model.keras"),
 ]
 
 

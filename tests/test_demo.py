@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from serengeti_tf.demo import demo_config
+from serengeti_tf.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +47,10 @@ def test_demo_smoke_end_to_end(tmp_path):
     result = _serengeti("demo", "--smoke", "-o", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "report:" in result.stdout
+    # Per-epoch progress with the grid-wide ETA, and no TensorFlow start-up notes or CUDA errors.
+    assert sum("epoch 1/1" in line and "grid ETA" in line for line in result.stdout.splitlines()) == 3
+    for noise in ("E0000", "I0000", "cuInit", "absl::InitializeLog"):
+        assert noise not in result.stdout + result.stderr, noise
     runs = pd.read_csv(out / "experiment" / "runs.csv")
     assert list(zip(runs["sampler"], runs["phase"])) == [("none", 1), ("rus", 1), ("rus", 2)]
     report = (out / "experiment" / "report" / "report.md").read_text()
@@ -57,3 +62,131 @@ def test_demo_smoke_end_to_end(tmp_path):
     again = _serengeti("demo", "--smoke", "-o", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already" in again.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Budget sizing with a stub throughput (no TensorFlow work)
+# ---------------------------------------------------------------------------------------------
+
+def _stub(img_s_at_64: float, img_s_at_32: float | None = None, overhead: float = 5.0):
+    from serengeti_tf.demo import Throughput
+
+    img_s_at_32 = img_s_at_32 if img_s_at_32 is not None else 3 * img_s_at_64
+    return Throughput({32: img_s_at_32, 64: img_s_at_64}, {32: overhead, 64: overhead}, save_seconds=1.0,
+                      render_images_per_second=30.0)
+
+
+def test_budget_sizing_fits_the_plan_share_of_the_budget_on_any_machine_speed():
+    from serengeti_tf.demo import PLAN_FRACTION, PRESETS, choose_settings
+
+    chosen = []
+    for speed in (400, 150, 62, 30, 11, 6):  # img/s at 64 px: ~5x day-to-day swings and beyond
+        settings = choose_settings(600, _stub(speed))
+        assert settings.fits and settings.estimated_seconds <= PLAN_FRACTION * 600, speed
+        preset = next(i for i, p in enumerate(PRESETS) if (p.scale, p.input_size, p.samplers) ==
+                      (settings.scale, settings.input_size, settings.samplers))
+        chosen.append((preset, -settings.epochs))
+        assert "none" in settings.samplers and len(settings.samplers) >= 2  # baseline + a two-phase sampler
+        assert f"{settings.input_size}px" in settings.reason
+    # A slower machine never gets a richer demo than a faster one.
+    assert chosen == sorted(chosen)
+    assert chosen[0][0] == 0 and chosen[-1][0] > 0
+
+
+def test_budget_sizing_scales_with_the_budget_and_says_when_nothing_fits():
+    from serengeti_tf.demo import choose_settings
+
+    short, long = choose_settings(300, _stub(30)), choose_settings(1800, _stub(30))
+    assert short.estimated_seconds <= 0.8 * 300 and long.estimated_seconds > 2 * short.estimated_seconds
+    hopeless = choose_settings(60, _stub(1))
+    assert not hopeless.fits and "no preset fits" in hopeless.reason and hopeless.estimated_seconds > 60
+    with pytest.raises(UserError, match="must be > 0 minutes, got -1"):
+        choose_settings(-60, _stub(30))
+
+
+def test_time_already_spent_counts_against_the_budget():
+    from serengeti_tf.demo import PLAN_FRACTION, choose_settings, refit_epochs
+
+    fresh, late = choose_settings(600, _stub(62)), choose_settings(600, _stub(62), elapsed_seconds=200)
+    assert late.estimated_seconds <= PLAN_FRACTION * 600 and late.estimated_seconds < fresh.estimated_seconds + 200
+    # After prepare, a run that fell behind re-fits its epochs (never more than chosen).
+    from serengeti_tf.demo import approximate_counts
+
+    train, splits = approximate_counts(fresh.scale)
+    same = refit_epochs(fresh, _stub(62), elapsed_seconds=30, train_counts=train, split_counts=splits)
+    assert same == fresh
+    behind = refit_epochs(fresh, _stub(62), elapsed_seconds=300, train_counts=train, split_counts=splits)
+    assert behind.epochs < fresh.epochs and "after prepare" in behind.reason
+
+
+def test_throughput_between_probed_sizes_follows_a_power_law():
+    stub = _stub(10, 40)  # 4x faster at a quarter of the pixels: proportional to pixel count
+    assert stub.at(48)[0] == pytest.approx(40 * (32 / 48) ** 2)
+    flat = _stub(20, 40)  # 2x for 4x pixels
+    assert 20 < flat.at(48)[0] < 40 and flat.at(64) == (20, 5.0)
+
+
+def test_demo_settings_go_into_the_config():
+    from serengeti_tf.demo import choose_settings
+
+    settings = choose_settings(600, _stub(11))
+    config = demo_config(settings=settings, overrides=["train.batch_size=32"])
+    assert (config.model.input_size, config.train.epochs, config.data.image_size) == (
+        settings.input_size, settings.epochs, settings.image_size)
+    assert config.experiment.samplers == list(settings.samplers) and config.train.batch_size == 32
+    assert config.data.image_size >= config.model.input_size
+
+
+def test_a_demo_folder_sized_for_another_budget_is_refused(tmp_path):
+    from serengeti_tf.demo import _write_record, choose_settings, plan_demo
+
+    _write_record(tmp_path, 10, choose_settings(600, _stub(62)), None)
+    with pytest.raises(UserError, match="sized for a 10-minute budget, got --minutes 5"):
+        plan_demo(tmp_path, 5, print)
+    reused, throughput, _ = plan_demo(tmp_path, 10, print)
+    assert throughput is None and reused == choose_settings(600, _stub(62))
+
+
+def test_help_texts_speak_to_users():
+    for verb in ("train", "experiment", "demo", "evaluate", "compare", "prepare", "predict", "plan", "demo-data"):
+        result = _serengeti(verb, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "issue" not in result.stdout.lower(), verb
+    assert "--minutes" in _serengeti("demo", "--help").stdout
+
+
+def test_missing_tensorflow_is_a_one_line_error_naming_the_extras(monkeypatch, capsys):
+    import click
+
+    from serengeti_tf_cli import main as cli_main
+
+    @click.command("needs-tf")
+    @click.argument("module")
+    def needs_tf(module):
+        raise ModuleNotFoundError(f"No module named '{module}'", name=module)
+
+    monkeypatch.setattr(cli_main, "_register", lambda: None)
+    monkeypatch.setitem(cli_main.cli.commands, "needs-tf", needs_tf)
+    with pytest.raises(SystemExit) as exited:
+        cli_main.main(["needs-tf", "tensorflow"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: TensorFlow is not installed") and "[cpu]" in err and len(err.splitlines()) == 1
+    with pytest.raises(ModuleNotFoundError):  # any other missing module is a real bug, not hidden
+        cli_main.main(["needs-tf", "yaml_extra"])
+
+
+def test_tensorflow_start_up_notes_are_filtered_but_real_errors_kept():
+    from serengeti_tf.tf_start import kept_lines
+
+    captured = "\n".join([
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see ...",
+        "I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+        "E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "E0000 00:00:1.0 1 something.cc:1] a real failure",
+        "UserWarning: something Python wants you to see"])
+    assert kept_lines(captured, gpu_found=False) == ["E0000 00:00:1.0 1 something.cc:1] a real failure",
+                                                     "UserWarning: something Python wants you to see"]
+    # With a GPU present, CUDA trouble is news: it stays.
+    assert any("cuInit" in line for line in kept_lines(captured, gpu_found=True))

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf import runs as run_files
+from serengeti_tf import training
 from serengeti_tf.experiment import plan_runs, run_config, run_experiment
+from serengeti_tf.progress import FORWARD_COST, GridProgress, RunWork, run_work
 
 
 def _grid_config(**experiment) -> cfg.Config:
@@ -50,7 +53,9 @@ def test_experiment_runs_grid_then_rerun_skips_finished_runs(tiny_dataset, tmp_p
     assert list(zip(runs["sampler"], runs["phase"])) == [("none", 1), ("rus", 1), ("rus", 2)]
     assert runs["macro_f1"].between(0, 1).all()
     assert Path(result["markdown"]).is_file()
-    assert sum(line.startswith("[") for line in lines) == 3  # one progress line per run
+    assert sum(line.startswith("[") and "macro F1" in line for line in lines) == 3  # one result line per run
+    epoch_lines = [line for line in lines if line.lstrip().startswith("epoch ")]
+    assert len(epoch_lines) == 3 and all("grid ETA" in line and "s/img" in line for line in epoch_lines)
 
     models = sorted(out.glob("runs/seed0/*/model.keras"))
     stamps = {p: p.stat().st_mtime_ns for p in models}
@@ -60,7 +65,7 @@ def test_experiment_runs_grid_then_rerun_skips_finished_runs(tiny_dataset, tmp_p
     assert pd.read_csv(out / "runs.csv").equals(runs)
 
 
-def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypatch):
+def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_path, monkeypatch):
     """Item 7 of issue 9: `eval.split: val` used to crash in the report, which asked for test
     evaluations. Training and evaluation are replaced by fakes that write what the real ones write."""
     import numpy as np
@@ -68,7 +73,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypat
     from serengeti_tf import evaluation, training
     from serengeti_tf.io_utils import write_csv, write_json
 
-    names = ["antelope", "buffalo", "cheetah"]
+    names = ["antelope", "buffalo", "cheetah", "dikdik"]
     y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
     splits_evaluated = []
 
@@ -84,8 +89,8 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypat
     def fake_evaluate(run_dir, config=None, split=None, dataset_dir=None, **kwargs):
         splits_evaluated.append(split)
         rng = np.random.default_rng(len(splits_evaluated))
-        y_pred = np.where(rng.random(len(y_true)) < 0.7, y_true, (y_true + 1) % 3)
-        prob = np.eye(3)[y_pred] * 0.8 + 0.2 / 3
+        y_pred = np.where(rng.random(len(y_true)) < 0.7, y_true, (y_true + 1) % 4)
+        prob = np.eye(4)[y_pred] * 0.8 + 0.2 / 4
         out = Path(run_dir) / evaluation.eval_dir_name(split)
         metrics = evaluation.compute_metrics(y_true, prob, names, {n: 10 for n in names}, config.eval)
         write_json(out / "metrics.json", metrics)
@@ -96,12 +101,93 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tmp_path, monkeypat
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "class_map.json").write_text("{}")
+    data = tiny_dataset  # read for class names and counts only: training is faked
     config = _grid_config(samplers=["none", "rus"], seeds=1)
     config.eval.split = "val"
     result = run_experiment(config, data, tmp_path / "exp", print_fn=lambda *_: None)
     assert set(splits_evaluated) == {"val"}
     assert "evaluated on the val split" in Path(result["markdown"]).read_text()
     assert "rus phase 2 vs baseline" in set(result["paired"]["seeds"]["comparison"])
+
+
+def test_run_fingerprint_ignores_the_grid_around_the_run(tmp_path):
+    small = _grid_config(samplers=["none"], seeds=1)
+    grown = _grid_config(samplers=["none", "ros", "rus"], seeds=3, methods=["crt"])
+    grown.eval.bootstrap_samples = 50
+    assert run_files.fingerprint(small, tmp_path, None) == run_files.fingerprint(grown, tmp_path, None)
+    other = _grid_config(samplers=["none"])
+    other.train.learning_rate = 0.01
+    assert run_files.fingerprint(small, tmp_path, None) != run_files.fingerprint(other, tmp_path, None)
+
+
+def test_a_run_fingerprinted_with_its_grid_by_an_older_version_is_still_recognised(tmp_path):
+    from serengeti_tf.io_utils import write_json
+
+    config = _grid_config(samplers=["none"])
+    run = tmp_path / "run"
+    old = run_files.fingerprint(config, tmp_path, None)
+    old["config"]["experiment"] = cfg.to_dict(config)["experiment"]
+    old["config"]["eval"] = cfg.to_dict(config)["eval"]
+    write_json(run / "fingerprint.json", old)
+    assert run_files.claim_run_dir(run, print, config, tmp_path, None, overwrite=False) is True
+    # A run that differs in what it trained is still refused.
+    other = _grid_config(samplers=["none"])
+    other.train.epochs = 5
+    with pytest.raises(Exception, match="differs in: config"):
+        run_files.claim_run_dir(run, print, other, tmp_path, None, overwrite=False)
+
+
+def test_run_work_counts_image_passes(tmp_path):
+    config = _grid_config(samplers=["rus"])
+    counts = {"train": 100, "val": 20, "test": 30}
+    phase1, phase2 = (run_config(config, r) for r in plan_runs(config, tmp_path))
+    work = run_work(phase1, counts, epoch_images=60)
+    assert (work.epochs, work.train_images, work.val_images) == (1, 60, 20)
+    assert work.units() == pytest.approx(60 + FORWARD_COST * 20 + FORWARD_COST * 30)
+    # Phase 2's fast path and a head re-balancing branch: one forward pass over train + val, plus test.
+    assert run_work(phase2, counts, 60).units() == pytest.approx(FORWARD_COST * 150)
+    assert run_work(phase1, counts, 60, branches_from_trained=True).units() == pytest.approx(FORWARD_COST * 150)
+
+
+def test_grid_eta_uses_measured_time_per_image_not_runs_done():
+    now = [0.0]
+    grid = GridProgress([RunWork(4, 100, 0, 0), RunWork(4, 300, 0, 0)], clock=lambda: now[0])
+    assert "?" in grid.describe()
+    grid.start(0)
+    now[0] = 10.0
+    grid.epoch(0, 1)  # 100 images in 10 s: 0.1 s per image
+    # Left: 3 epochs of run 0 (300 images) + run 1 (1200 images) = 1500 images -> 150 s.
+    assert grid.eta_seconds() == pytest.approx(150.0)
+    now[0] = 40.0
+    grid.finish(0, epochs_run=2)  # early stop after 2 epochs: 200 images in 40 s -> 0.2 s per image
+    assert grid.eta_seconds() == pytest.approx(1200 * 0.2)
+    grid.skip(1)
+    assert grid.eta_seconds() == 0.0
+
+
+@pytest.mark.slow
+def test_growing_a_finished_grid_by_one_sampler_trains_only_the_new_runs(tiny_dataset, tmp_path, monkeypatch):
+    trained: list[tuple[int, str]] = []
+    real_train = training.train
+
+    def counting_train(config, dataset_dir, run_dir, *args, **kwargs):
+        before = run_files.read_state(run_files.RunPaths(run_dir)).finished
+        out = real_train(config, dataset_dir, run_dir, *args, **kwargs)
+        if not before:
+            trained.append((config.train.phase, config.sampler.name))
+        return out
+
+    monkeypatch.setattr(training, "train", counting_train)
+    out = tmp_path / "exp"
+    run_experiment(_grid_config(samplers=["none"]), tiny_dataset, out, print_fn=lambda _: None)
+    assert trained == [(1, "none")]
+    baseline_model = out / "runs" / "seed0" / "none-phase1" / "model.keras"
+    stamp = baseline_model.stat().st_mtime_ns
+
+    trained.clear()
+    lines: list[str] = []
+    result = run_experiment(_grid_config(samplers=["none", "rus"]), tiny_dataset, out, print_fn=lines.append)
+    assert trained == [(1, "rus"), (2, "none")]  # rus phase 1, then its phase 2 (original distribution)
+    assert baseline_model.stat().st_mtime_ns == stamp
+    assert any("seed 0 none phase 1" in line and "finished earlier" in line for line in lines)
+    assert list(result["runs"]["sampler"]) == ["none", "rus", "rus"]

@@ -165,3 +165,28 @@ def test_overwrite_of_a_folder_without_a_file_list_deletes_nothing(tmp_path):
     with pytest.raises(UserError, match="older serengeti-tf that did not list the files"):
         claim_output_dir(out, {"a": 2}, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["fingerprint.json", "summary.json"]
+
+
+def test_atomic_dir_replaces_only_on_success_and_clears_stale_attempts(tmp_path):
+    from serengeti_tf.io_utils import OWNED_LOG, atomic_dir
+
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.abc.partial"
+    stale.mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "half.txt").write_text("x")
+            raise RuntimeError("killed")
+    assert not out.exists() and not stale.exists() and not list(tmp_path.iterdir())
+    with atomic_dir(out) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert (out / "old.txt").exists()  # the old output stays until the new one is complete
+    assert sorted(p.name for p in out.iterdir()) == [OWNED_LOG, "new.txt"]
+    # A file the user put there is never deleted: refused before the block runs.
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="did not write .*notes.txt"):
+        with atomic_dir(out):
+            raise AssertionError("the block must not run")
+    assert (out / "notes.txt").read_text() == "mine"

@@ -57,6 +57,18 @@ def test_every_method_is_a_valid_train_config():
         assert name in methods.DESCRIPTIONS
 
 
+def test_head_methods_are_the_ones_that_only_rebalance_the_head():
+    assert methods.HEAD_METHODS == {"posthoc_la", "tau_norm", "crt"}
+
+
+def test_head_methods_get_a_baseline_to_branch_from_even_without_sampler_none(tmp_path):
+    config = cfg.resolve(updates=[{"experiment": {"samplers": ["rus"], "methods": ["tau_norm"]}}])
+    planned = plan_runs(config, tmp_path)
+    assert [(r.sampler, r.phase, r.method) for r in planned] == [
+        ("none", 1, None), ("rus", 1, None), ("rus", 2, None), ("none", 1, "tau_norm")]
+    assert planned[-1].trained_run == planned[0].run_dir
+
+
 def test_unknown_or_repeated_method_is_a_user_error_listing_the_known_ones():
     with pytest.raises(UserError, match="unknown method 'smote'.*known: cw_inverse, .*crt"):
         cfg.resolve(updates=[{"experiment": {"methods": ["focal", "smote"]}}])
@@ -73,6 +85,10 @@ def test_plan_adds_one_single_phase_run_per_method_and_seed(tmp_path):
     assert [(r.seed, r.method) for r in method_runs] == [(0, "focal_cw"), (0, "crt"), (1, "focal_cw"), (1, "crt")]
     assert all(r.phase == 1 and r.sampler == "none" and r.init_run is None for r in method_runs)
     assert method_runs[0].run_dir == tmp_path / "runs" / "seed0" / "focal_cw"
+    # A loss method trains; a head re-balancing method branches from its seed's baseline run.
+    assert method_runs[0].trained_run is None
+    assert method_runs[3].trained_run == tmp_path / "runs" / "seed1" / "none-phase1"
+    assert method_runs[3].trained_run in [r.run_dir for r in planned[:planned.index(method_runs[3])]]
     # The paper's sampler runs are unchanged.
     assert [(r.sampler, r.phase) for r in planned if not r.method and r.seed == 0] == [("none", 1), ("ros", 1), ("ros", 2)]
     focal_cw = run_config(config, method_runs[2])
@@ -197,6 +213,60 @@ def test_experiment_with_methods_reports_them_and_a_rerun_skips_finished_runs(ti
     run_experiment(config, tiny_dataset, out, print_fn=quiet)
     assert {p: p.stat().st_mtime_ns for p in models} == stamps
     assert pd.read_csv(out / "runs.csv").equals(table)
+
+
+@pytest.mark.slow
+def test_experiment_head_methods_branch_from_the_baseline_without_training_it_again(tiny_dataset, tmp_path,
+                                                                                  monkeypatch):
+    phase1_trainings: list[str] = []
+    real_phase1 = training._phase1
+
+    def counting_phase1(config, *args, **kwargs):
+        phase1_trainings.append(config.sampler.name)
+        return real_phase1(config, *args, **kwargs)
+
+    monkeypatch.setattr(training, "_phase1", counting_phase1)
+    config = cfg.resolve(updates=[{
+        "model": {"input_size": 32},
+        "train": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 2, "crt_epochs": 1,
+                  "posthoc_taus": [1.0], "tau_norm_taus": [1.0]},
+        "eval": {"bootstrap_samples": 20, "head_min": 20, "tail_max": 5},
+        "experiment": {"samplers": ["none"], "seeds": 1, "methods": ["posthoc_la", "tau_norm", "crt"]},
+    }])
+    out = tmp_path / "exp"
+    run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    assert phase1_trainings == ["none"]  # one training: the baseline; the three methods reuse it
+    table = pd.read_csv(out / "runs.csv")
+    assert list(table["method"]) == ["-", "posthoc_la", "tau_norm", "crt"]
+    seed_dir = out / "runs" / "seed0"
+    baseline = weights_by_path(M.load_model(seed_dir / "none-phase1" / "model.keras"))
+    for method in ("posthoc_la", "tau_norm", "crt"):
+        run = seed_dir / method
+        lineage = runs.read_run_json(run, "lineage.json")
+        assert lineage["rebalanced_run"] == str(seed_dir / "none-phase1")
+        assert lineage["trained_epochs"] == 0 and lineage["sampler"] == "none"
+        final_model = M.load_model(run / "model.keras")
+        head = {w.path for w in M.head_layer(final_model).weights}
+        final = weights_by_path(final_model)
+        # Paired: the very same backbone as the baseline, only the head differs.
+        assert all(np.array_equal(v, baseline[p]) for p, v in final.items() if p not in head)
+        assert any(not np.array_equal(final[p], baseline[p]) for p in head), method
+    stamps = {p: p.stat().st_mtime_ns for p in sorted(out.glob("runs/seed0/*/model.keras"))}
+    run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    assert phase1_trainings == ["none"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_a_branched_run_refuses_a_baseline_retrained_since(tiny_dataset, tmp_path):
+    base, branch = tmp_path / "base", tmp_path / "crt"
+    training.train(tiny_config(), tiny_dataset, base, print_fn=quiet)
+    config = tiny_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
+    training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
+    assert (branch / "rebalancing.json").is_file() and not (branch / "checkpoints" / "state.json").exists()
+    training.train(tiny_config(), tiny_dataset, base, overwrite=True, print_fn=quiet)
+    with pytest.raises(UserError, match="changed since"):
+        training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
 
 
 def test_cli_train_and_experiment_have_the_issue6_options(tiny_dataset, tmp_path):

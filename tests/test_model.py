@@ -39,7 +39,8 @@ def test_paper_size_weight_counts():
 
 def test_architecture_and_layer_names(net):
     names = [layer.name for layer in net.layers]
-    assert names[1:5] == ["stem_conv", "stem_conv_bn", "stem_conv_relu", "stem_pool"]
+    assert names[1:7] == ["stem_conv_pad", "stem_conv", "stem_conv_bn", "stem_conv_relu", "stem_pool_pad",
+                          "stem_pool"]
     stem = net.get_layer("stem_conv")
     assert stem.kernel_size == (7, 7) and stem.strides == (2, 2) and stem.filters == 64
     for stage, filters in zip((2, 3, 4, 5), (64, 128, 256, 512)):

@@ -1,0 +1,29 @@
+"""`serengeti-tf export RUN_DIR -o OUT --format saved_model|tflite|keras`: a deployable model."""
+
+from __future__ import annotations
+
+import click
+
+from serengeti_tf import config as cfg
+from serengeti_tf_cli.common import config_options, resolve_config
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Export folder (refused if it holds something else, unless --overwrite).")
+@click.option("--format", "export_format", type=click.Choice(cfg.EXPORT_FORMATS), default=None,
+              help="saved_model (also a JPEG-bytes signature), tflite (float32 and dynamic-range quantised) "
+                   "or keras. [default: saved_model]")
+@click.option("--agreement-images", type=int, default=None,
+              help="Test-split images to compare the export with the run's model on (0 = none). [default: 256]")
+@click.option("--overwrite", is_flag=True, help="Replace an export folder holding another export.")
+@config_options
+def export_command(run_dir, out_dir, export_format, agreement_images, overwrite, config_files, overrides) -> None:
+    """Export a training run's model with its eval preprocessing inside: uint8 images of any size in,
+    class probabilities out; class names in its assets/metadata. Writes export_report.json/.md."""
+    from serengeti_tf.export import export_run
+
+    config = resolve_config(config_files, overrides, {"export.format": export_format,
+                                                      "export.agreement_images": agreement_images})
+    export_run(run_dir, out_dir, config, overwrite=overwrite, print_fn=click.echo)

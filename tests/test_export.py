@@ -1,0 +1,221 @@
+"""`serengeti-tf export`: SavedModel, TFLite (float32, dynamic-range) and .keras exports with the eval
+preprocessing inside reproduce `serengeti-tf predict` on the test split, in a fresh process that never
+imports serengeti_tf. Tiny model and data (32 px input, 40 px stored images)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from serengeti_tf import config as cfg
+from serengeti_tf import export, pipeline, training
+from serengeti_tf.errors import UserError
+from serengeti_tf.testing import write_tiny_dataset
+from test_training import quiet, subprocess_env, tiny_config
+
+CLASSES = {"antelope": 30, "buffalo": 12, "cheetah": 8, "dikdik": 4}
+STORED = 40  # stored short side of the tiny dataset; predict decodes to it
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serengeti_tf_cli.main", *args], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A trained tiny run, the test split as image files (plus a non-square copy of each), predict's
+    CSV on them, and the SavedModel and TFLite exports made through the CLI."""
+    root = tmp_path_factory.mktemp("export")
+    dataset = write_tiny_dataset(root / "ds", CLASSES, val_per_class=2, test_per_class=6, image_size=STORED)
+    run = root / "run"
+    training.train(tiny_config(epochs=2, steps_per_epoch=4), dataset, run, print_fn=quiet)
+    images = root / "images"
+    images.mkdir()
+    files = tf.data.TFRecordDataset([str(f) for f in sorted(dataset.glob("camera_traps-test.tfrecord*"))])
+    for i, record in enumerate(files):
+        jpeg = pipeline._parse_image_label(record)[0].numpy()
+        (images / f"{i:03d}.jpg").write_bytes(jpeg)  # the stored bytes, untouched
+        pixels = np.asarray(Image.open(images / f"{i:03d}.jpg").convert("RGB"))
+        wide = np.pad(pixels, ((0, 0), (7, 13), (0, 0)), mode="reflect")  # 40 x 60: exercises the crop
+        Image.fromarray(wide).save(images / f"{i:03d}_wide.jpg", quality=95)
+    predicted = run_cli("predict", str(run), str(images), "-o", str(root / "pred.csv"), "--top-k", "4")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    outs = {}
+    for fmt in ("saved_model", "tflite"):
+        result = run_cli("export", str(run), "-o", str(root / fmt), "--format", fmt)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outs[fmt] = root / fmt
+    return {"root": root, "run": run, "dataset": dataset, "images": images, "pred": root / "pred.csv", **outs}
+
+
+FRESH_PROCESS = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+files, sm_dir, tfl_dir, big, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+files = json.loads(open(files).read())
+loaded = tf.saved_model.load(sm_dir)
+serve, serve_bytes = loaded.signatures["serving_default"], loaded.signatures["serve_image_bytes"]
+names = {k: [x.decode() for x in v.numpy()] for k, v in loaded.signatures["class_names"]().items()}
+runners = {v: tf.lite.Interpreter(model_path=f"{tfl_dir}/model_{v}.tflite").get_signature_runner("serving_default")
+           for v in ("float32", "dynamic_range")}
+result = {"saved_model": [], "saved_model_bytes": [], "saved_model_tf_decoded": [], "tflite_float32": [],
+          "tflite_dynamic_range": []}
+for file in files + [big]:
+    pixels = np.asarray(Image.open(file).convert("RGB"))[None]
+    result["saved_model"].append(serve(images=tf.constant(pixels))["probabilities"].numpy()[0].tolist())
+    data = tf.constant([open(file, "rb").read()])
+    result["saved_model_bytes"].append(serve_bytes(image_bytes=data)["probabilities"].numpy()[0].tolist())
+    tf_pixels = tf.io.decode_jpeg(data[0], channels=3)[None]  # TensorFlow's JPEG decoder, as in serve_image_bytes
+    result["saved_model_tf_decoded"].append(serve(images=tf_pixels)["probabilities"].numpy()[0].tolist())
+    for v, runner in runners.items():
+        result[f"tflite_{v}"].append(runner(images=pixels)["probabilities"][0].tolist())
+from tensorflow.lite.tools import flatbuffer_utils
+model = flatbuffer_utils.read_model(f"{tfl_dir}/model_float32.tflite")
+meta = {m.name.decode(): m.buffer for m in model.metadata}
+result["names"] = names
+result["tflite_class_map"] = json.loads(bytes(model.buffers[meta["serengeti_tf.class_map"]].data).decode())
+result["imported_serengeti_tf"] = any(m.startswith("serengeti_tf") for m in sys.modules)
+open(out, "w").write(json.dumps(result))
+'''
+
+
+def predict_probabilities(csv: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
+    """Full probability rows from predict's CSV (run with --top-k = number of classes)."""
+    frame = pd.read_csv(csv)
+    probs = np.zeros((len(frame), len(class_names)))
+    for k in range(1, len(class_names) + 1):
+        for row, (name, p) in enumerate(zip(frame[f"top{k}_species"], frame[f"top{k}_prob"])):
+            probs[row, class_names.index(name)] = p
+    return frame["path"].tolist(), probs
+
+
+@pytest.fixture(scope="module")
+def fresh_results(exported):
+    root = exported["root"]
+    names = sorted(CLASSES)
+    paths, reference = predict_probabilities(exported["pred"], names)
+    files = [str(exported["images"] / p) for p in paths]
+    (root / "files.json").write_text(json.dumps(files))
+    # A large image (side 120 > 2 x 32 px input): the antialiased resize branch of the preprocessing.
+    big = np.asarray(Image.open(files[0]).resize((180, 120), Image.Resampling.BICUBIC))
+    Image.fromarray(big).save(root / "big.jpg", quality=95)
+    (root / "fresh.py").write_text(FRESH_PROCESS)
+    result = subprocess.run([sys.executable, str(root / "fresh.py"), str(root / "files.json"),
+                             str(exported["saved_model"] / "saved_model"), str(exported["tflite"]),
+                             str(root / "big.jpg"), str(root / "fresh.json")],
+                            capture_output=True, text=True, env=subprocess_env(), timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((root / "fresh.json").read_text())
+    return out, reference, len(files)
+
+
+def test_fresh_process_never_imports_serengeti_tf(fresh_results):
+    out, _, _ = fresh_results
+    assert out["imported_serengeti_tf"] is False
+
+
+def test_float_exports_reproduce_predict(fresh_results):
+    out, reference, n = fresh_results
+    assert n == 2 * 6 * len(CLASSES)  # the test split, and a non-square copy of each image
+    for name in ("saved_model", "tflite_float32"):
+        probs = np.array(out[name][:n])
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        diff = np.abs(probs - reference).max()
+        assert diff <= 1e-4, f"{name}: max abs diff {diff}"
+
+
+def test_jpeg_bytes_signature_matches_the_pixel_signature(fresh_results):
+    """serve_image_bytes == serving_default on the same (TensorFlow-decoded) pixels. Against predict
+    (PIL's decoder) it differs by the two JPEG decoders' rounding: measured and bounded loosely."""
+    out, reference, n = fresh_results
+    by_bytes = np.array(out["saved_model_bytes"])
+    np.testing.assert_allclose(by_bytes, np.array(out["saved_model_tf_decoded"]), atol=1e-5)
+    assert np.mean(by_bytes[:n].argmax(axis=1) == reference.argmax(axis=1)) >= 0.9
+
+
+def test_quantised_tflite_agrees_on_top1(fresh_results):
+    out, reference, n = fresh_results
+    quantised = np.array(out["tflite_dynamic_range"][:n])
+    agreement = np.mean(quantised.argmax(axis=1) == reference.argmax(axis=1))
+    assert agreement >= 0.99, agreement
+
+
+def test_large_image_uses_the_same_antialiased_view_in_tflite(fresh_results):
+    """TFLite computes the antialiased resize with builtin ops; it must equal TensorFlow's."""
+    out, _, n = fresh_results
+    assert np.abs(np.array(out["tflite_float32"][n]) - np.array(out["saved_model"][n])).max() <= 1e-4
+
+
+def test_class_names_travel_with_the_exports(fresh_results, exported):
+    out, _, _ = fresh_results
+    class_map = json.loads((exported["run"] / "class_map.json").read_text())
+    names = [c["name"] for c in sorted(class_map["classes"], key=lambda c: c["index"])]
+    assert out["names"]["class_names"] == names
+    assert out["names"]["paper_names"] == [c["paper_name"] for c in class_map["classes"]]
+    assert out["tflite_class_map"] == class_map
+    assert (exported["saved_model"] / "saved_model" / "assets" / "labels.txt").read_text().split() == names
+
+
+def test_export_folder_files_and_report(exported):
+    tfl = exported["tflite"]
+    report = json.loads((tfl / "export_report.json").read_text())
+    for variant in export.TFLITE_VARIANTS:
+        item = report["artifacts"][f"tflite_{variant}"]
+        assert item["bytes"] == (tfl / item["path"]).stat().st_size
+        assert item["images"] == 6 * len(CLASSES)
+    # int8 weights: the quantised file is about a quarter of the float one.
+    assert report["artifacts"]["tflite_dynamic_range"]["bytes"] < 0.3 * report["artifacts"]["tflite_float32"]["bytes"]
+    assert report["artifacts"]["tflite_float32"]["max_abs_diff"] <= 1e-4
+    assert "tflite_dynamic_range" in (tfl / "export_report.md").read_text()
+    assert cfg.load_saved(tfl / "config.yaml").export.format == "tflite"
+    assert not list(tfl.parent.glob(".tflite.*.partial"))
+
+
+def test_rerun_is_a_no_op_and_other_folders_are_refused(exported):
+    again = run_cli("export", str(exported["run"]), "-o", str(exported["tflite"]), "--format", "tflite")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    other = run_cli("export", str(exported["run"]), "-o", str(exported["tflite"]), "--format", "saved_model")
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines()[-1].startswith("Error:") and "--overwrite" in other.stderr
+    (exported["root"] / "unrelated").mkdir()
+    (exported["root"] / "unrelated" / "notes.txt").write_text("mine")
+    refused = run_cli("export", str(exported["run"]), "-o", str(exported["root"] / "unrelated"))
+    assert refused.returncode == 2 and (exported["root"] / "unrelated" / "notes.txt").read_text() == "mine"
+
+
+def test_keras_format_round_trip(exported, tmp_path):
+    from serengeti_tf.model import load_model
+
+    config = cfg.Config()
+    config.export.format = "keras"
+    config.export.agreement_images = 8
+    report = export.export_run(exported["run"], tmp_path / "k", config, print_fn=quiet)
+    assert report["artifacts"]["keras"]["max_abs_diff"] <= 1e-5
+    model = load_model(tmp_path / "k" / "model.keras")
+    pixels = np.asarray(Image.open(exported["images"] / "000_wide.jpg").convert("RGB"))[None]
+    assert model.input.dtype == "uint8" and model(pixels).shape == (1, len(CLASSES))
+
+
+def test_antialiased_resize_equals_tensorflow():
+    rng = np.random.default_rng(0)
+    for h, w, size in [(300, 400, 64), (97, 65, 32)]:
+        image = rng.uniform(0, 255, (1, h, w, 3)).astype("float32")
+        expected = tf.image.resize(image, [size, size], antialias=True).numpy()
+        np.testing.assert_allclose(pipeline.antialiased_resize(image, size, size).numpy(), expected, atol=5e-4)
+
+
+def test_bad_run_dir(tmp_path):
+    with pytest.raises(UserError, match="finished training run folder with model.keras"):
+        export.export_run(tmp_path, tmp_path / "out", cfg.Config(), print_fn=quiet)
