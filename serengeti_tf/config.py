@@ -71,7 +71,10 @@ class SamplerConfig:
     # Per-class target for `uniform`; null uses the mean class size (total stays the same).
     uniform_target: Optional[int] = None
     shuffle_buffer: int = 2048
-    seed: int = 0
+    # Seed of the training data stream (which images each epoch, their order, augmentation draws,
+    # phase 2's feature-batch order). null: follow train.seed (then --seed changes data and weights);
+    # an int fixes the data stream independently of train.seed (weights init, cRT head).
+    seed: Optional[int] = None
     # Make tf.data ordering reproducible for `seed` (slower).
     deterministic: bool = False
 

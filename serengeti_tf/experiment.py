@@ -64,7 +64,7 @@ def run_config(config: cfg.Config, run: PlannedRun) -> cfg.Config:
     if run.phase == 2 and config.experiment.phase2_epochs:
         train = dataclasses.replace(train, epochs=config.experiment.phase2_epochs)
     sampler = dataclasses.replace(config.sampler, name=run.sampler if run.phase == 1 else "none",
-                                  seed=config.sampler.seed + run.seed)
+                                  seed=None if config.sampler.seed is None else config.sampler.seed + run.seed)
     return cfg.validate(dataclasses.replace(config, train=train, sampler=sampler))
 
 

@@ -37,7 +37,8 @@ seeded random order; the buffers add a fresh order every epoch); each active cla
 max(16, shuffle_buffer / classes) records (at most its size), so the shuffle memory is about
 `sampler.shuffle_buffer` records in total (twice that for rejection, which reads two streams).
 
-Randomness comes from seeds derived from `seed` (default `config.sampler.seed`);
+Randomness comes from seeds derived from `seed` (default `data_seed(config)`: `sampler.seed`, or
+`train.seed` when that is null);
 `config.sampler.deterministic` additionally makes the parallel stages keep their order, so a
 seed reproduces the same batches. Per-element augmentation uses stateless ops fed by a seeded
 `Dataset.random` stream, so it is reproducible too and differs every epoch.
@@ -166,6 +167,11 @@ def derive_seed(seed: int, *parts) -> int:
     """A stable 31-bit seed for one random stage, so stages never share a random stream."""
     text = "/".join(str(p) for p in (seed, *parts))
     return zlib.crc32(text.encode("utf-8")) & 0x7FFFFFFF
+
+
+def data_seed(config: Config) -> int:
+    """The training data stream's seed: `sampler.seed` when set, else `train.seed`."""
+    return int(config.train.seed if config.sampler.seed is None else config.sampler.seed)
 
 
 def _options(deterministic: bool) -> tf.data.Options:
@@ -324,7 +330,7 @@ def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Conf
     if config.sampler.realisation not in ("repeat", "rejection"):
         raise UserError(f"sampler.realisation must be repeat or rejection, got {config.sampler.realisation!r}")
     files = _check_plan_against_shards(dataset_dir, plan)
-    seed = config.sampler.seed if seed is None else int(seed)
+    seed = data_seed(config) if seed is None else int(seed)
     size, batch_size = config.model.input_size, config.train.batch_size
     total = int(plan["target"].sum())
     steps = math.ceil(total / batch_size)

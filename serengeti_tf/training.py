@@ -247,7 +247,7 @@ def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
                "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
                "dataset_dir": str(dataset_dir.resolve()),
                "init_run": str(init_run.resolve()) if init_run else None,
-               "seed": config.train.seed, "model": config.model.name,
+               "seed": config.train.seed, "data_seed": _data_seed(config), "model": config.model.name,
                "input_size": config.model.input_size, "dtype_policy": policy,
                "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "global_batch_size": config.train.batch_size}
@@ -257,6 +257,12 @@ def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
         lineage["init_run_lineage"] = parent
     lineage.update(info.get("lineage", {}))
     return lineage
+
+
+def _data_seed(config: cfg.Config) -> int:
+    from serengeti_tf import pipeline
+
+    return pipeline.data_seed(config)
 
 
 def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
@@ -334,7 +340,7 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
     sampling.check_plan_matches(plan, names)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
-                                                    seed=config.train.seed)
+                                                    seed=pipeline.data_seed(config))
     steps = _steps(steps, config)
     # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
@@ -391,7 +397,8 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
     original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
-                                                    augment=config.train.phase2_augment, seed=config.train.seed)
+                                                    augment=config.train.phase2_augment,
+                                                    seed=pipeline.data_seed(config))
     steps = _steps(steps, config)
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     with strategy.scope():
@@ -421,7 +428,7 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
     splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn)
     train_feats, train_labels = splits["train"]
     steps = _steps(math.ceil(len(train_labels) / config.train.batch_size), config)
-    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=config.train.seed)
+    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
     if config.train.validation_steps:

@@ -271,6 +271,29 @@ def test_cli_phase2_without_init_exits_2(tiny_dataset, tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("Error: phase 2 needs --init RUN_DIR")
 
 
+class _StopBeforeTraining(Exception):
+    pass
+
+
+def test_sampler_seed_seeds_the_training_data(tiny_dataset, tmp_path, monkeypatch):
+    """`sampler.seed` is the data stream's seed when set; null follows `train.seed` (was: ignored)."""
+    seen: list = []
+
+    def capture(dataset_dir, plan, config, augment, seed=None):
+        seen.append(seed)
+        raise _StopBeforeTraining
+
+    monkeypatch.setattr(pipeline, "make_train_dataset", capture)
+    for i, (train_seed, sampler_seed) in enumerate([(0, 5), (1, 5), (3, None)]):
+        config = tiny_config(seed=train_seed)
+        config.sampler.seed = sampler_seed
+        with pytest.raises(_StopBeforeTraining):
+            training.train(config, tiny_dataset, tmp_path / f"run{i}", print_fn=quiet)
+        assert json.loads((tmp_path / f"run{i}" / "lineage.json").read_text())["data_seed"] == seen[-1]
+    assert seen == [5, 5, 3]
+    assert pipeline.data_seed(cfg.Config()) == 0  # default: train.seed 0, reproducible
+
+
 def test_default_run_dir(phase1_run):
     config = tiny_config()
     config.sampler.name = "ros"
