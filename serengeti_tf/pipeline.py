@@ -44,7 +44,9 @@ seed reproduces the same batches. Per-element augmentation uses stateless ops fe
 `Dataset.random` stream, so it is reproducible too and differs every epoch.
 
 Distribution: the datasets use auto-shard policy DATA, so Keras can distribute them under any
-tf.distribute strategy without file-based sharding (train shards hold one class each).
+tf.distribute strategy without file-based sharding (train shards hold one class each). DATA sharding
+needs the same element order on every worker, so `train.strategy: multi_worker` forces the
+deterministic order (`needs_deterministic_order`) whatever `sampler.deterministic` says.
 """
 
 from __future__ import annotations
@@ -172,6 +174,14 @@ def derive_seed(seed: int, *parts) -> int:
 def data_seed(config: Config) -> int:
     """The training data stream's seed: `sampler.seed` when set, else `train.seed`."""
     return int(config.train.seed if config.sampler.seed is None else config.sampler.seed)
+
+
+def needs_deterministic_order(config: Config) -> bool:
+    """`sampler.deterministic`, and always under `multi_worker`: auto-shard policy DATA has every
+    worker build the same dataset and keep every k-th element, so all workers must produce the same
+    order or their shares overlap and miss images (TF's distributed-input guide). Every random stage
+    here is seeded, so a fixed order is the same on every worker."""
+    return bool(config.sampler.deterministic) or config.train.strategy == "multi_worker"
 
 
 def _options(deterministic: bool) -> tf.data.Options:
@@ -334,7 +344,7 @@ def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Conf
     size, batch_size = config.model.input_size, config.train.batch_size
     total = int(plan["target"].sum())
     steps = math.ceil(total / batch_size)
-    deterministic = bool(config.sampler.deterministic)
+    deterministic = needs_deterministic_order(config)
     if config.sampler.realisation == "repeat":
         records = _repeat_records(files, plan, config, seed)
     else:

@@ -301,3 +301,32 @@ def test_works_under_a_distribution_strategy(data_dir):
     for images, labels in strategy.experimental_distribute_dataset(ds):
         seen += int(strategy.experimental_local_results(labels)[0].shape[0])
     assert seen == plan["target"].sum()
+
+
+def _parallel_stage_determinism(ds: tf.data.Dataset) -> list[str]:
+    """The `deterministic` attribute of every parallel map/batch stage in the dataset's graph."""
+    from tensorflow.core.framework import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString(tf.raw_ops.DatasetToGraphV2(input_dataset=ds._variant_tensor).numpy())
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return [n.attr["deterministic"].s.decode() for n in nodes
+            if n.op in ("ParallelMapDatasetV2", "ParallelBatchDataset")]
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_multi_worker_forces_a_deterministic_element_order(data_dir, augment):
+    # AutoShardPolicy.DATA keeps every k-th element of each worker's copy: the orders must agree.
+    config = _config("ros", deterministic=False)
+    plan = _plan(data_dir, config)
+    free, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    assert set(_parallel_stage_determinism(free)) == {"false"}  # the single-worker default: fast
+    config.train.strategy = "multi_worker"
+    ds, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    stages = _parallel_stage_determinism(ds)
+    assert len(stages) >= 2 and set(stages) == {"true"}
+    assert ds.options().deterministic is True
+    assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    first = [y.numpy() for _, y in ds]
+    second_copy, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    assert all(np.array_equal(a, b.numpy()) for a, (_, b) in zip(first, second_copy))  # a second worker's copy
