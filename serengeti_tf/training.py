@@ -480,6 +480,23 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     return split_features(model, dataset_dir, config, cache_file, print_fn)[0]
 
 
+def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int], str]:
+    """Per-class counts of the distribution the head was last trained on, and where they come from.
+
+    Post-hoc logit adjustment removes this prior: after a phase-1 run on a sampler the head learnt
+    the plan's targets (ROS/RUS, ...), not the original counts; after phase 2 (or for the baseline,
+    whose plan is the original distribution) it is the original train counts. The same counts feed
+    the phase's loss (`loss_counts`), so losses and post-hoc adjustment agree on the prior.
+    """
+    from serengeti_tf import sampling
+
+    counts = ds_reader.train_counts(dataset_dir)
+    if config.train.phase == 1 and config.sampler.name != "none":
+        plan = sampling.sampling_plan(counts, config.sampler)
+        return [int(n) for n in plan["target"]], f"phase-1 plan targets (sampler {config.sampler.name})"
+    return [int(n) for n in counts.values()], "original train counts"
+
+
 def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
                print_fn) -> dict:
     """Re-balances the head of the best model; writes the sweep CSV, model.keras, rebalancing.json.
@@ -500,13 +517,15 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     model = load_model(best, compile=False)
     feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
+    prior_counts, prior_source = head_prior_counts(config, dataset_dir)
     summary, sweep = rebalancing.rebalance_head(
-        model, config.train, train_counts, *feats["val"], train_features=feats["train"][0],
+        model, config.train, prior_counts, *feats["val"], train_features=feats["train"][0],
         train_labels=feats["train"][1], verbose=0)
     if sweep is not None:
         write_csv(paths.root / REBALANCING_SWEEP, sweep)
     save_model(model, paths.model)
-    summary.update({"train_counts": train_counts, "source_checkpoint": state.best_checkpoint,
+    summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
+                    "source_checkpoint": state.best_checkpoint,
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
