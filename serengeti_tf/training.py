@@ -93,23 +93,31 @@ def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
-                    print_fn: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Features from `path` when a previous (interrupted) session saved them, else computed + saved."""
+                    print_fn: Callable[[str], None], source: str = "") -> tuple[np.ndarray, np.ndarray, float]:
+    """Features from `path` when a previous (interrupted) session saved them, else computed + saved.
+
+    `source` (the sha256 of the model file whose backbone computes them) is stored with the
+    features; a cache stamped with another source (or none) is stale and computed again.
+    """
     if path.exists():
         with np.load(path) as data:
-            return data["features"], data["labels"], 0.0
+            stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
+            if stored == source:
+                return data["features"], data["labels"], 0.0
+        print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
+                 f"expected {source[:12]}); computing it again")
     start = time.perf_counter()
     features, labels = compute()
     seconds = time.perf_counter() - start
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, features=features, labels=labels)
+            np.savez(f, features=features, labels=labels, source_sha256=np.asarray(source))
     print_fn(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)")
     return features, labels, seconds
 
 
 def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
-                   print_fn) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+                   print_fn, source: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
     """Pooled features of the train (stored order, no augmentation) and val splits, each computed
     once and cached at `cache_file(split)`; returns them and the seconds the feature passes took."""
     from serengeti_tf import pipeline
@@ -120,7 +128,7 @@ def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Cal
             data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
             return extract_features(model, data)
 
-        feats, labels, took = cached_features(cache_file(split), compute, print_fn)
+        feats, labels, took = cached_features(cache_file(split), compute, print_fn, source)
         out[split], seconds = (feats, labels), seconds + took
     return out, seconds
 
@@ -180,8 +188,11 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     init_run = Path(init_run) if init_run else None
     class_map = _check_inputs(config, dataset_dir, init_run)
+    init_digest = None
     if init_run is not None:
         _adopt_input_size(config, init_run, print_fn)
+        init_digest = runs.file_sha256(init_run / "model.keras")
+        runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
     started = time.perf_counter()
 
     # The strategy comes first: it may configure devices, which TF allows only before other TF work.
@@ -204,8 +215,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             if chief:
                 runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
-            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {}),
-                                 class_map)
+            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {},
+                                                         init_digest), class_map)
         import keras
 
         keras.utils.set_random_seed(config.train.seed)
@@ -213,9 +224,9 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             if config.train.phase == 1:
                 info = _phase1(config, dataset_dir, paths, state, strategy, print_fn)
             else:
-                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn)
+                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn, init_digest)
         if chief:
-            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info)
+            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest)
             runs.write_run_files(paths, config, lineage, class_map)
             _finish(paths, state, info, started, print_fn)
             if rebalancing_pending(config, paths):
@@ -242,11 +253,12 @@ def _run_paths(run_dir: Path, chief: bool) -> tuple[runs.RunPaths, Optional[Path
     return runs.RunPaths(scratch / "run", resume_root=run_dir), scratch
 
 
-def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
+def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
     lineage = {"phase": config.train.phase, "sampler": config.sampler.name,
                "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
                "dataset_dir": str(dataset_dir.resolve()),
                "init_run": str(init_run.resolve()) if init_run else None,
+               "init_model_sha256": init_digest,
                "seed": config.train.seed, "data_seed": _data_seed(config), "model": config.model.name,
                "input_size": config.model.input_size, "dtype_policy": policy,
                "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
@@ -363,7 +375,7 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
 
 
 def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
-            state: runs.RunState, strategy, print_fn) -> dict:
+            state: runs.RunState, strategy, print_fn, init_digest: str) -> dict:
     from serengeti_tf.model import count_weights, freeze_backbone, load_model
 
     counts = ds_reader.train_counts(dataset_dir)
@@ -385,7 +397,7 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
         _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
     else:
         info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
-                                               strategy, print_fn)
+                                               strategy, print_fn, init_digest)
     return info
 
 
@@ -412,7 +424,8 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
          save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
 
 
-def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> float:
+def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn,
+                 init_digest: str) -> float:
     """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
     from serengeti_tf.model import head_layer, head_model, load_model, save_model, set_head_weights
 
@@ -425,7 +438,7 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         cached = cache_root / f"features-{split}.npz"
         return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
 
-    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn)
+    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest)
     train_feats, train_labels = splits["train"]
     steps = _steps(math.ceil(len(train_labels) / config.train.batch_size), config)
     train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
@@ -470,6 +483,8 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
     backbone is the one that computed them); otherwise they are computed once and cached in
     `checkpoints/rebalance-features-<split>.npz` so an interrupted re-balancing resumes cheaply.
+    The caches are stamped with the backbone's source: the phase-1 model's sha256 for phase 2
+    (frozen backbone), the best checkpoint's for phase 1.
     """
     def cache_file(split: str) -> Path:
         phase2_cache = paths.checkpoints / f"features-{split}.npz"
@@ -477,7 +492,11 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
             return phase2_cache
         return paths.checkpoints / f"rebalance-features-{split}.npz"
 
-    return split_features(model, dataset_dir, config, cache_file, print_fn)[0]
+    if config.train.phase == 2:
+        source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
+    else:
+        source = runs.file_sha256(paths.checkpoints / runs.read_state(paths).best_checkpoint)
+    return split_features(model, dataset_dir, config, cache_file, print_fn, source)[0]
 
 
 def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int], str]:

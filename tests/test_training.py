@@ -163,6 +163,51 @@ def test_phase2_slow_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
     assert json.loads((run / "lineage.json").read_text())["fast_path"] is False
 
 
+def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_run, tiny_dataset, tmp_path):
+    import shutil
+
+    parent = tmp_path / "p1"
+    shutil.copytree(phase1_run, parent)
+    run, config = tmp_path / "p2", tiny_config(phase=2, epochs=1)
+    training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
+    old_digest = runs.file_sha256(parent / "model.keras")
+    assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == old_digest
+    with np.load(run / "checkpoints" / "features-train.npz") as cached:
+        assert str(cached["source_sha256"]) == old_digest
+
+    # Phase 1 retrained in place: same folder, new model.keras (here: one backbone weight changed).
+    model = M.load_model(parent / "model.keras")
+    kernel = model.get_layer("stem_conv").kernel
+    kernel.assign(kernel.numpy() * 1.5)
+    M.save_model(model, parent / "model.keras")
+    new_digest = runs.file_sha256(parent / "model.keras")
+    stamp = (run / "model.keras").stat().st_mtime_ns
+    with pytest.raises(UserError, match=f"sha256 {old_digest[:12]}.*now has sha256 {new_digest[:12]}.*--overwrite"):
+        training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
+    assert (run / "model.keras").stat().st_mtime_ns == stamp  # nothing kept silently, nothing replaced
+
+    lines: list[str] = []
+    training.train(config, tiny_dataset, run, init_run=parent, overwrite=True, print_fn=lines.append)
+    assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == new_digest
+    assert any(line.startswith("cached") and "features-train.npz" in line for line in lines)  # recomputed
+
+
+def test_feature_cache_of_another_model_is_computed_again(tmp_path):
+    calls: list[int] = []
+
+    def compute():
+        calls.append(1)
+        return np.ones((3, 4), np.float32) * len(calls), np.arange(3, dtype=np.int32)
+
+    path = tmp_path / "features-train.npz"
+    first = training.cached_features(path, compute, quiet, source="aaa")
+    again = training.cached_features(path, compute, quiet, source="aaa")
+    assert len(calls) == 1 and np.array_equal(first[0], again[0])
+    lines: list[str] = []
+    other = training.cached_features(path, compute, lines.append, source="bbb")
+    assert len(calls) == 2 and other[0][0, 0] == 2 and "computed by another model" in lines[0]
+
+
 def test_mixed_precision_run_keeps_float32_logits(tiny_dataset, tmp_path):
     run = tmp_path / "mixed"
     training.train(tiny_config(epochs=1, mixed_precision=True), tiny_dataset, run, print_fn=quiet)
