@@ -124,6 +124,10 @@ class TrainConfig:
     crt_learning_rate: float = 1e-3
     # Batches per cRT epoch (null: training-set size / batch_size).
     crt_steps_per_epoch: Optional[int] = None
+    # Train-image views behind the cached features that the phase-2 fast path and cRT fit a head on:
+    # 1 = the un-augmented centre crop (eval view) of each image; k > 1 = k random train-time
+    # augmented views of each image (computed once, cached; an epoch draws N of the N*k rows).
+    feature_views: int = 1
 
 
 @dataclass
@@ -211,6 +215,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.crt_epochs": (lambda v: v >= 1, "an int >= 1"),
     "train.crt_learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
     "train.crt_steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "train.feature_views": (lambda v: 1 <= v <= 64, "an int in [1, 64]"),
     "eval.split": (lambda v: v in ("train", "val", "test"), "one of train, val, test"),
     "eval.top_k": (lambda v: v >= 1, "an int >= 1"),
     "eval.batch_size": (lambda v: v >= 1, "an int >= 1"),

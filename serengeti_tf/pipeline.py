@@ -200,23 +200,28 @@ def _options(deterministic: bool) -> tf.data.Options:
     return options
 
 
-def _one_pass(files: Sequence[str], lengths: Sequence[int], pass_seed: tf.Tensor, buffer: int,
+@tf.autograph.experimental.do_not_convert
+def _one_pass(files: tf.Tensor, lengths: np.ndarray, pass_seed: tf.Tensor, mix_buffer: int,
               with_positions: bool) -> tf.data.Dataset:
-    """Every record of `files` once, in the order `pass_seed` (int64 [2]) picks; all ops stateless."""
+    """Every record of `files` once, in the order `pass_seed` (int64 [2]) picks; all ops stateless.
+
+    Traced inside `flat_map`: `lengths` (int64 numpy) and `mix_buffer` are fixed Python-side values.
+    """
     seeds = tf.random.experimental.stateless_split(pass_seed, 3)
-    length = tf.constant(list(lengths), tf.int64)
+    num_files = int(lengths.shape[0])
+    length = tf.constant(lengths, tf.int64)
     offsets = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
     # Each shard cut at SEGMENTS_PER_SHARD - 1 uniform random points; empty segments dropped.
-    unit = tf.random.stateless_uniform([len(files), SEGMENTS_PER_SHARD - 1], seed=seeds[0], dtype=tf.float64)
+    unit = tf.random.stateless_uniform([num_files, SEGMENTS_PER_SHARD - 1], seed=seeds[0], dtype=tf.float64)
     cuts = tf.sort(tf.cast(tf.floor(unit * tf.cast(length[:, None] + 1, tf.float64)), tf.int64), axis=1)
-    starts = tf.concat([tf.zeros([len(files), 1], tf.int64), cuts], 1)
+    starts = tf.concat([tf.zeros([num_files, 1], tf.int64), cuts], 1)
     counts = tf.concat([cuts, length[:, None]], 1) - starts
-    shard = tf.repeat(tf.range(len(files), dtype=tf.int64), SEGMENTS_PER_SHARD)
+    shard = tf.repeat(tf.range(num_files, dtype=tf.int64), SEGMENTS_PER_SHARD)
     starts, counts = tf.reshape(starts, [-1]), tf.reshape(counts, [-1])
     keep = counts > 0
     shard, starts, counts = tf.boolean_mask(shard, keep), tf.boolean_mask(starts, keep), tf.boolean_mask(counts, keep)
     order = tf.argsort(tf.random.stateless_uniform(tf.shape(shard), seed=seeds[1]))
-    paths = tf.gather(tf.constant(list(files), tf.string), tf.gather(shard, order))
+    paths = tf.gather(files, tf.gather(shard, order))
     segments = tf.data.Dataset.from_tensor_slices((paths, tf.gather(starts, order), tf.gather(counts, order),
                                                    tf.gather(tf.gather(offsets, shard), order)))
 
@@ -227,8 +232,17 @@ def _one_pass(files: Sequence[str], lengths: Sequence[int], pass_seed: tf.Tensor
         return tf.data.Dataset.zip((records, tf.data.Dataset.range(offset + start, offset + start + count)))
 
     stream = segments.interleave(read, cycle_length=CLASS_CYCLE_LENGTH, block_length=1)
-    mix_seed = tf.random.stateless_uniform([], seed=seeds[2], minval=0, maxval=2**31 - 1, dtype=tf.int64)
-    return stream.shuffle(max(1, min(buffer, MIX_BUFFER, int(sum(lengths)))), seed=mix_seed)
+    if mix_buffer == 1:
+        return stream
+
+    # Shuffle each block of `mix_buffer` consecutive records (stateless; `Dataset.shuffle` cannot
+    # take a per-pass tensor seed once Keras has set a global seed).
+    def mix(index, block):
+        key = tf.random.stateless_uniform(tf.shape(tf.nest.flatten(block)[0])[:1],
+                                          seed=tf.stack([seeds[2][0], seeds[2][1] + index]))
+        order = tf.argsort(key)
+        return tf.nest.map_structure(lambda part: tf.gather(part, order), block)
+    return stream.batch(mix_buffer).enumerate().map(mix).unbatch()
 
 
 def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer: int,
@@ -240,8 +254,8 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     pass: the class's shards are cut at random points into SEGMENTS_PER_SHARD segments each, the
     segments are shuffled, CLASS_CYCLE_LENGTH of them are read side by side (sequential
     `interleave`, block 1; each reader `skip`s to its segment's start, about SEGMENTS_PER_SHARD / 2
-    records skipped per record delivered), and a small buffer (<= MIX_BUFFER records) shuffles
-    the result. Consecutive records then come from different, randomly placed segments, so images
+    records skipped per record delivered), and each block of `buffer` (<= MIX_BUFFER) consecutive
+    records is shuffled. Consecutive records then come from different, randomly placed segments, so images
     that are neighbours in one epoch are neighbours in the next about twice as often as under a
     full shuffle (`tests/test_pipeline.py` measures it on 2,000 records in two shards: ~2x; the
     former sequential read with a 39-record buffer: ~13x, and more for bigger classes). It is not
@@ -256,9 +270,12 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     """
     iteration = tf.data.Dataset.random(seed=derive_seed(seed, "iteration"), rerandomize_each_iteration=True).take(1)
     numbers = tf.data.Dataset.range(passes) if passes is not None else tf.data.Dataset.range(2**62)
+    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    mix_buffer = max(1, min(int(buffer), MIX_BUFFER, int(lengths.sum())))
 
     def passes_of(base):
-        return numbers.flat_map(lambda number: _one_pass(files, lengths, tf.stack([base, number]), buffer,
+        paths = tf.constant([str(f) for f in files], tf.string)
+        return numbers.flat_map(lambda number: _one_pass(paths, lengths, tf.stack([base, number]), mix_buffer,
                                                          with_positions))
     return iteration.flat_map(passes_of)
 
@@ -433,6 +450,32 @@ def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Conf
             .prefetch(AUTOTUNE)
             .with_options(_options(deterministic)))
     return data, steps
+
+
+def make_views_dataset(dataset_dir: str | Path, split: str, config: Config, views: int, seed: int,
+                       batch_size: int | None = None) -> tf.data.Dataset:
+    """Batched `(images, labels)`: `views` random train-time augmented views of every record of
+    `split`, view by view, each view in stored order (so row v*N + i is view v of record i).
+
+    Each view is fixed by `(seed, v, i)` (stateless ops), so a rerun computes the same views. For
+    the cached-feature head fits (phase-2 fast path, cRT) with `train.feature_views` > 1.
+    """
+    if views < 1:
+        raise UserError(f"views must be an int >= 1, got {views!r}")
+    files = ds_reader.split_files(dataset_dir, split)
+    batch_size = config.eval.batch_size if batch_size is None else int(batch_size)
+    size, base = config.model.input_size, derive_seed(seed, "feature-views")
+    records = tf.data.TFRecordDataset(tf.constant(files, dtype=tf.string)).enumerate()
+
+    def transform(view, index, record):
+        image, label = _parse_image_label(record)
+        return augment_decode(image, tf.stack([tf.constant(base, tf.int64), view * (1 << 32) + index]), size), label
+    return (tf.data.Dataset.range(views)
+            .flat_map(lambda view: records.map(lambda index, record: (view, index, record)))
+            .map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size)
+            .prefetch(AUTOTUNE)
+            .with_options(_options(True)))
 
 
 def make_eval_dataset(dataset_dir: str | Path, split: str, config: Config,

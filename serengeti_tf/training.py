@@ -4,11 +4,15 @@ Phase 1 trains ResNet-18 from scratch on the sampler's re-balanced data (`config
 Phase 2 loads a phase-1 run's model, freezes everything but the head (`model.freeze_backbone`)
 and retrains the head on the ORIGINAL train distribution with a fresh optimizer.
 
-Phase-2 fast path (default: `train.phase2_augment` false): with a frozen backbone and no
-augmentation, every epoch would push the same images through the same frozen network, so the
-pooled features of the train and val splits are computed once (cached in `checkpoints/`) and only
-the Dense head is fitted on them. The head starts from the same weights, sees the same loss and
-optimizer, and is written back into the full model for `model.keras`.
+Phase-2 fast path (default: `train.phase2_augment` false): the pooled features of the train and
+val splits are computed once (cached in `checkpoints/`) and only the Dense head is fitted on them,
+from the same initial weights with the same loss and optimizer, and written back into the full
+model for `model.keras`. With `train.feature_views: 1` (default) the train features are of the
+un-augmented centre crop: the head equals one trained through the frozen model on un-augmented
+images in the same batch order (a test checks this), NOT the slow path with
+`phase2_augment: true`, which sees fresh augmentation every epoch. `feature_views: k > 1` caches k
+random augmented views per image instead (closer to Kang et al.'s augmented classifier retraining,
+still a fixed set of views). `lineage.json` says which (`head_trained_on`).
 
 Both phases share the run folder, logging, checkpointing, early stopping and resume logic
 (`runs.py`, `callbacks.py`); see `runs.py` for the folder layout.
@@ -16,6 +20,7 @@ Both phases share the run folder, logging, checkpointing, early stopping and res
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -116,19 +121,45 @@ def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarr
     return features, labels, seconds
 
 
+def head_features_description(views: int) -> str:
+    """What the cached train features behind a head fit are, in words (lineage, rebalancing.json)."""
+    if views == 1:
+        return ("pooled backbone features of the un-augmented centre crop (eval view) of each train image, "
+                "computed once; the head never sees augmentation (unlike the slow path with phase2_augment)")
+    return (f"pooled backbone features of {views} random train-time augmented views of each train image, "
+            f"computed once and cached; each epoch draws as many rows as there are images from the "
+            f"{views}x pool (a fixed set of views, not fresh augmentation every epoch)")
+
+
+def feature_cache_key(views: int) -> str:
+    """Cache name of the train features: `train` (one un-augmented view) or `train-views<k>`."""
+    return "train" if views == 1 else f"train-views{views}"
+
+
 def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
-                   print_fn, source: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
-    """Pooled features of the train (stored order, no augmentation) and val splits, each computed
-    once and cached at `cache_file(split)`; returns them and the seconds the feature passes took."""
+                   print_fn, source: str, train_views: int = 1) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+    """Pooled features of the train and val splits, each computed once and cached at
+    `cache_file(key)`; returns them (as "train" and "val") and the seconds the feature passes took.
+
+    Val: the eval view in stored order. Train: the eval view in stored order (`train_views` 1), or
+    `train_views` augmented views per image (`pipeline.make_views_dataset`, seeded by the data seed).
+    """
     from serengeti_tf import pipeline
 
     out, seconds = {}, 0.0
     for split in ("train", "val"):
-        def compute(split=split):
-            data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+        views = train_views if split == "train" else 1
+
+        def compute(split=split, views=views):
+            if views == 1:
+                data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+            else:
+                data = pipeline.make_views_dataset(dataset_dir, split, config, views, pipeline.data_seed(config),
+                                                   batch_size=config.eval.batch_size)
             return extract_features(model, data)
 
-        feats, labels, took = cached_features(cache_file(split), compute, print_fn, source)
+        key = feature_cache_key(views) if split == "train" else split
+        feats, labels, took = cached_features(cache_file(key), compute, print_fn, source)
         out[split], seconds = (feats, labels), seconds + took
     return out, seconds
 
@@ -392,6 +423,10 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
     info = {"images_per_epoch": sum(loss_counts),
             "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
                         "fast_path": not config.train.phase2_augment,
+                        "head_trained_on": (head_features_description(config.train.feature_views)
+                                            if not config.train.phase2_augment else
+                                            "images through the frozen backbone with fresh train-time "
+                                            "augmentation every epoch (slow path)"),
                         "images_per_epoch": sum(loss_counts)}}
     if config.train.phase2_augment:
         _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
@@ -438,9 +473,11 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         cached = cache_root / f"features-{split}.npz"
         return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
 
-    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest)
+    views = config.train.feature_views
+    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest, views)
     train_feats, train_labels = splits["train"]
-    steps = _steps(math.ceil(len(train_labels) / config.train.batch_size), config)
+    # An epoch is one image's worth of rows per image, whatever the number of cached views.
+    steps = _steps(math.ceil(len(train_labels) / views / config.train.batch_size), config)
     train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
@@ -496,7 +533,13 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
         source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
     else:
         source = runs.file_sha256(paths.checkpoints / runs.read_state(paths).best_checkpoint)
-    return split_features(model, dataset_dir, config, cache_file, print_fn, source)[0]
+    return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
+
+
+def rebalancing_views(config: cfg.Config) -> int:
+    """Train views behind the re-balancing features: `train.feature_views` for cRT (it fits a head on
+    them), 1 otherwise (post-hoc adjustment and tau-norm only score the val split)."""
+    return config.train.feature_views if config.train.head_rebalancing == "crt" else 1
 
 
 def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int], str]:
@@ -537,14 +580,20 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
     prior_counts, prior_source = head_prior_counts(config, dataset_dir)
+    views, train_config = rebalancing_views(config), config.train
+    if views > 1 and train_config.crt_steps_per_epoch is None:
+        # One epoch = as many rows as there are train images, not N * views.
+        train_config = dataclasses.replace(
+            train_config, crt_steps_per_epoch=max(1, math.ceil(sum(train_counts) / train_config.batch_size)))
     summary, sweep = rebalancing.rebalance_head(
-        model, config.train, prior_counts, *feats["val"], train_features=feats["train"][0],
+        model, train_config, prior_counts, *feats["val"], train_features=feats["train"][0],
         train_labels=feats["train"][1], verbose=0)
     if sweep is not None:
         write_csv(paths.root / REBALANCING_SWEEP, sweep)
     save_model(model, paths.model)
     summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
                     "source_checkpoint": state.best_checkpoint,
+                    "crt_features": head_features_description(views) if config.train.head_rebalancing == "crt" else None,
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done

@@ -150,7 +150,8 @@ def test_phase2_fast_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
                    init_run=phase1_run, print_fn=lines.append)
     assert any(f"{512 * NUM_CLASSES + NUM_CLASSES:,} trainable weights" in line for line in lines)
     _check_phase2(run, phase1_run)
-    assert json.loads((run / "lineage.json").read_text())["fast_path"] is True
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["fast_path"] is True and "un-augmented centre crop" in lineage["head_trained_on"]
     assert (run / "checkpoints" / "features-train.npz").is_file()
     assert read_metrics(run)["epoch"].tolist() == [1, 2, 3]
 
@@ -206,6 +207,41 @@ def test_feature_cache_of_another_model_is_computed_again(tmp_path):
     lines: list[str] = []
     other = training.cached_features(path, compute, lines.append, source="bbb")
     assert len(calls) == 2 and other[0][0, 0] == 2 and "computed by another model" in lines[0]
+
+
+def test_augmented_views_dataset_is_reproducible_and_differs_from_the_eval_view(tiny_dataset):
+    config = tiny_config(phase=2)
+    n = 48  # the tiny dataset's train images
+    views = [np.concatenate([x.numpy() for x, _ in pipeline.make_views_dataset(tiny_dataset, "train", config, 3,
+                                                                               seed=s, batch_size=16)])
+             for s in (0, 0, 1)]
+    labels = np.concatenate([y.numpy() for _, y in pipeline.make_views_dataset(tiny_dataset, "train", config, 3, 0)])
+    eval_view = np.concatenate([x.numpy() for x, _ in pipeline.make_eval_dataset(tiny_dataset, "train", config)])
+    eval_labels = pipeline.split_metadata(tiny_dataset, "train")["label"].to_numpy()
+    assert views[0].shape == (3 * n, 32, 32, 3)
+    np.testing.assert_array_equal(labels, np.tile(eval_labels, 3))  # view by view, stored order
+    np.testing.assert_array_equal(views[0], views[1])  # same seed, same views
+    assert not np.allclose(views[0], views[2])
+    first, second = views[0][:n], views[0][n:2 * n]
+    assert not np.allclose(first, second) and not np.allclose(first, eval_view)
+
+
+def test_phase2_fast_path_with_augmented_feature_views(phase1_run, tiny_dataset, tmp_path):
+    run = tmp_path / "p2views"
+    config = tiny_config(phase=2, epochs=2, feature_views=3)
+    config.train.steps_per_epoch = None
+    lines: list[str] = []
+    training.train(config, tiny_dataset, run, init_run=phase1_run, print_fn=lines.append)
+    with np.load(run / "checkpoints" / "features-train-views3.npz") as cached:
+        assert cached["features"].shape == (3 * 48, 512)
+    assert not (run / "checkpoints" / "features-train.npz").exists()
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert "3 random train-time augmented views" in lineage["head_trained_on"]
+    # An epoch is still one row per image: 48 images / batch 8 = 6 steps, not 18.
+    state = runs.read_state(runs.RunPaths(run))
+    head = M.load_model(run / "checkpoints" / state.checkpoint, compile=True)
+    assert int(head.optimizer.iterations) == 2 * 6
+    _check_phase2(run, phase1_run)
 
 
 def test_mixed_precision_run_keeps_float32_logits(tiny_dataset, tmp_path):
