@@ -70,6 +70,7 @@ class SamplerConfig:
     fixed_undersample_subset: bool = False
     # Per-class target for `uniform`; null uses the mean class size (total stays the same).
     uniform_target: Optional[int] = None
+    # Records held for within-class mixing, shared by the classes (each uses at most 8, see pipeline.py).
     shuffle_buffer: int = 2048
     # Seed of the training data stream (which images each epoch, their order, augmentation draws,
     # phase 2's feature-batch order). null: follow train.seed (then --seed changes data and weights);

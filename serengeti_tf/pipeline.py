@@ -34,10 +34,10 @@ area, aspect 3/4-4/3, decoding only the window), horizontal flip, brightness +-2
 
 Within-class order (`fresh_order`): no class is ever held in memory. Every epoch each class's
 shards are cut into random segments that are read side by side in a random order, with a small
-mixing buffer, so each epoch's order is fresh: images that were neighbours in one epoch are
+block shuffle, so each epoch's order is fresh: images that were neighbours in one epoch are
 neighbours in the next about 2x as often as under a full shuffle (measured in the tests; the former
 sequential read with a per-class buffer: ~13x). It is not a uniform random permutation. Memory per
-active class: up to CLASS_CYCLE_LENGTH open readers (64 KiB read buffer each) plus
+active class: up to CLASS_CYCLE_LENGTH open readers (64 KiB read buffer each) plus a block of
 min(MIX_BUFFER, shuffle_buffer / classes) serialised records (twice for rejection's two streams).
 
 Randomness comes from seeds derived from `seed` (default `data_seed(config)`: `sampler.seed`, or
@@ -80,8 +80,8 @@ CROP_ASPECT_RANGE = (3 / 4, 4 / 3)
 BRIGHTNESS_DELTA = 0.2  # fraction of the [0, 255] range
 CONTRAST_RANGE = (0.8, 1.25)
 # Within-class order (`fresh_order`): each train shard is cut into this many random segments per
-# epoch, this many segments of a class are read side by side, and at most MIX_BUFFER records of a
-# class wait in its shuffle buffer. Chosen by simulating the neighbour-repeat rate (about 1-2x a
+# pass, this many segments of a class are read side by side, and blocks of at most MIX_BUFFER
+# consecutive records are shuffled. Chosen by simulating the neighbour-repeat rate (about 1-2x a
 # full shuffle for classes of 100-20,000 images; ~2x measured) at ~7 skipped records per record read.
 SEGMENTS_PER_SHARD = 16
 CLASS_CYCLE_LENGTH = 32
@@ -255,12 +255,12 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     segments are shuffled, CLASS_CYCLE_LENGTH of them are read side by side (sequential
     `interleave`, block 1; each reader `skip`s to its segment's start, about SEGMENTS_PER_SHARD / 2
     records skipped per record delivered), and each block of `buffer` (<= MIX_BUFFER) consecutive
-    records is shuffled. Consecutive records then come from different, randomly placed segments, so images
-    that are neighbours in one epoch are neighbours in the next about twice as often as under a
-    full shuffle (`tests/test_pipeline.py` measures it on 2,000 records in two shards: ~2x; the
+    records is shuffled. Consecutive records then come from different, randomly placed segments,
+    so images that are neighbours in one epoch are neighbours in the next about twice as often as
+    under a full shuffle (`tests/test_pipeline.py` measures it on 2,000 records in two shards: ~2x; the
     former sequential read with a 39-record buffer: ~13x, and more for bigger classes). It is not
-    a uniform random permutation. A bigger buffer would bring each reader's consecutive records
-    back together, so it stays small.
+    a uniform random permutation. Blocks of CLASS_CYCLE_LENGTH or more would bring each reader's
+    consecutive records back together, so they stay small.
 
     Randomness: one draw per iteration (`Dataset.random`) seeds the iteration; every pass then
     derives its cuts, segment order and buffer seed statelessly from it and its pass number (TF's
@@ -340,7 +340,7 @@ def rejection_reads_per_example(plan: pd.DataFrame) -> float:
 
 
 def _class_buffer(shuffle_buffer: int, active_classes: int) -> int:
-    """Per-class mixing buffer: `shuffle_buffer` shared by the classes, at most MIX_BUFFER."""
+    """Per-class mixing block: `shuffle_buffer` records shared by the classes, at most MIX_BUFFER."""
     return max(1, min(MIX_BUFFER, shuffle_buffer // max(1, active_classes)))
 
 

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -188,15 +187,6 @@ def same_class_map(a: dict, b: dict) -> bool:
         return [(c["index"], c["name"]) for c in sorted(m.get("classes", []), key=lambda c: c["index"])]
 
     return names(a) == names(b)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest: str, overwrite: bool) -> None:

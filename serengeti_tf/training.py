@@ -35,6 +35,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import dataset as ds_reader
 from serengeti_tf import distribution, runs
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluation import file_digest
 from serengeti_tf.io_utils import atomic_path, write_json
 
 
@@ -137,7 +138,8 @@ def feature_cache_key(views: int) -> str:
 
 
 def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
-                   print_fn, source: str, train_views: int = 1) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+                   print_fn, source: str, train_views: int = 1
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
     """Pooled features of the train and val splits, each computed once and cached at
     `cache_file(key)`; returns them (as "train" and "val") and the seconds the feature passes took.
 
@@ -222,7 +224,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     init_digest = None
     if init_run is not None:
         _adopt_input_size(config, init_run, print_fn)
-        init_digest = runs.file_sha256(init_run / "model.keras")
+        init_digest = file_digest(init_run / "model.keras")
         runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
     started = time.perf_counter()
 
@@ -532,7 +534,7 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     if config.train.phase == 2:
         source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
     else:
-        source = runs.file_sha256(paths.checkpoints / runs.read_state(paths).best_checkpoint)
+        source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
     return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
 
 
@@ -593,7 +595,8 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     save_model(model, paths.model)
     summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
                     "source_checkpoint": state.best_checkpoint,
-                    "crt_features": head_features_description(views) if config.train.head_rebalancing == "crt" else None,
+                    "crt_features": (head_features_description(views)
+                                     if config.train.head_rebalancing == "crt" else None),
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done

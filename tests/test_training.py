@@ -26,6 +26,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import model as M
 from serengeti_tf import pipeline, runs, training
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluation import file_digest
 from serengeti_tf.testing import write_tiny_dataset
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
@@ -171,7 +172,7 @@ def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_
     shutil.copytree(phase1_run, parent)
     run, config = tmp_path / "p2", tiny_config(phase=2, epochs=1)
     training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
-    old_digest = runs.file_sha256(parent / "model.keras")
+    old_digest = file_digest(parent / "model.keras")
     assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == old_digest
     with np.load(run / "checkpoints" / "features-train.npz") as cached:
         assert str(cached["source_sha256"]) == old_digest
@@ -181,7 +182,7 @@ def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_
     kernel = model.get_layer("stem_conv").kernel
     kernel.assign(kernel.numpy() * 1.5)
     M.save_model(model, parent / "model.keras")
-    new_digest = runs.file_sha256(parent / "model.keras")
+    new_digest = file_digest(parent / "model.keras")
     stamp = (run / "model.keras").stat().st_mtime_ns
     with pytest.raises(UserError, match=f"sha256 {old_digest[:12]}.*now has sha256 {new_digest[:12]}.*--overwrite"):
         training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
