@@ -4,8 +4,8 @@ The phase-2 fast path fits the head on cached pooled features. With `feature_vie
 they are of the un-augmented centre crop of each train image; with `feature_views: k` they are of k
 random train-time augmented views per image (cached once). The slow path (`phase2_augment: true`)
 pushes freshly augmented images through the frozen backbone every epoch. This script trains one
-phase-1 baseline on a generated imbalanced dataset (10 classes, 200..3 train images, 40 px stored,
-32 px input) and then phase 2 from it with views 1, views 4 and the slow path, for several seeds,
+phase-1 baseline on a generated imbalanced dataset (20 classes, 300..2 train images, 40 px stored,
+32 px input, 3 epochs) and then phase 2 from it with views 1, views 4 and the slow path, for several seeds,
 and records test accuracy, test macro F1 (over all classes), feature-pass and head-training seconds.
 
 It is a small, honest measurement of this toolkit's code paths, not evidence about real camera-trap
@@ -30,7 +30,10 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TRAIN_COUNTS = {f"c{i}": n for i, n in enumerate([200, 120, 80, 50, 30, 20, 12, 8, 5, 3])}
+# 20 classes (closer hues than the tests' 4, so the task is not solved outright), 300..2 train images.
+TRAIN_COUNTS = {f"c{i:02d}": n for i, n in enumerate([300, 200, 150, 100, 70, 50, 40, 30, 20, 15,
+                                                      12, 10, 8, 6, 5, 4, 3, 3, 2, 2])}
+PHASE1_EPOCHS = 3  # a weak backbone leaves room for the head to matter
 
 
 def base_config(epochs: int):
@@ -67,17 +70,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=8, help="phase-2 epochs (phase 1 trains 6)")
+    parser.add_argument("--epochs", type=int, default=8, help="phase-2 epochs (phase 1 trains 3)")
     args = parser.parse_args()
 
     from serengeti_tf import training
     from serengeti_tf.testing import write_tiny_dataset
 
     work = Path(tempfile.mkdtemp(prefix="feature_views_bench_"))
-    data = write_tiny_dataset(work / "prepared", TRAIN_COUNTS, val_per_class=6, test_per_class=20, image_size=40)
+    data = write_tiny_dataset(work / "prepared", TRAIN_COUNTS, val_per_class=6, test_per_class=10, image_size=40)
     phase1 = work / "phase1"
     started = time.perf_counter()
-    training.train(base_config(6), data, phase1, print_fn=lambda *_: None)
+    training.train(base_config(PHASE1_EPOCHS), data, phase1, print_fn=lambda *_: None)
     phase1_seconds = time.perf_counter() - started
     variants = {"views1": {"feature_views": 1}, f"views{args.views}": {"feature_views": args.views},
                 "slow_augmented": {"phase2_augment": True}}
@@ -109,8 +112,8 @@ def main() -> None:
                          for key in ("accuracy", "macro_f1", "feature_seconds", "train_seconds", "wall_seconds")}
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
-              "train_counts": TRAIN_COUNTS, "val_per_class": 6, "test_per_class": 20,
-              "input_size": 32, "phase1_epochs": 6, "phase2_epochs": args.epochs, "seeds": args.seeds,
+              "train_counts": TRAIN_COUNTS, "val_per_class": 6, "test_per_class": 10,
+              "input_size": 32, "phase1_epochs": PHASE1_EPOCHS, "phase2_epochs": args.epochs, "seeds": args.seeds,
               "phase1_seconds": round(phase1_seconds, 2), "phase1_test": phase1_scores,
               "runs": rows, "summary": summary}
     RESULTS.mkdir(exist_ok=True)
@@ -127,7 +130,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# phase 2: head fitted on un-augmented vs augmented cached features",
         "",
-        f"{result['date']}; {result['machine']}. Generated data: 10 classes, train counts "
+        f"{result['date']}; {result['machine']}. Generated data: {len(result['train_counts'])} classes, train counts "
         f"{', '.join(str(n) for n in result['train_counts'].values())}, {result['val_per_class']} val and "
         f"{result['test_per_class']} test images per class, {result['input_size']} px input. One phase-1 "
         f"baseline ({result['phase1_epochs']} epochs, test accuracy {result['phase1_test']['accuracy']:.4f}, "

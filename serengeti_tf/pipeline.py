@@ -32,12 +32,13 @@ resize; JPEG records decode only that square); train view = random resized crop 
 area, aspect 3/4-4/3, decoding only the window), horizontal flip, brightness +-20%, contrast
 0.8-1.25. Both are normalised with ImageNet mean/std (`normalize`), what `model.py` expects.
 
-Within-class order (`fresh_order`): no class is ever held in memory. Every epoch each class's
+Within-class order (`fresh_order`): a class of at most WHOLE_SHUFFLE_MAX (256) records is
+shuffled whole in memory every pass; no bigger class is held in memory: every epoch its
 shards are cut into random segments that are read side by side in a random order, with a small
 block shuffle, so each epoch's order is fresh: images that were neighbours in one epoch are
 neighbours in the next about 2x as often as under a full shuffle (measured in the tests; the former
 sequential read with a per-class buffer: ~13x). It is not a uniform random permutation. Memory per
-active class: up to CLASS_CYCLE_LENGTH open readers (64 KiB read buffer each) plus a block of
+big class: up to CLASS_CYCLE_LENGTH open readers (64 KiB read buffer each) plus a block of
 min(MIX_BUFFER, shuffle_buffer / classes) serialised records (twice for rejection's two streams).
 
 Randomness comes from seeds derived from `seed` (default `data_seed(config)`: `sampler.seed`, or
@@ -84,6 +85,9 @@ CONTRAST_RANGE = (0.8, 1.25)
 # consecutive records are shuffled. Chosen by simulating the neighbour-repeat rate (about 1-2x a
 # full shuffle for classes of 100-20,000 images; ~2x measured) at ~7 skipped records per record read.
 SEGMENTS_PER_SHARD = 16
+# A class with at most this many train records is shuffled whole in memory instead (a uniform
+# permutation; ~7.5 MB at 30 KB per record).
+WHOLE_SHUFFLE_MAX = 256
 CLASS_CYCLE_LENGTH = 32
 MIX_BUFFER = 8
 # Read buffer of each open segment reader (TF's default is 256 KiB; 32 readers per class).
@@ -250,8 +254,9 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     """`passes` passes (None: endless) over every record of `files` (`lengths` records each), each
     pass in a fresh order; a new sequence of orders every iteration, reproducible for `seed`.
 
-    TFRecords have no random access, and holding a class in memory is not an option, so for each
-    pass: the class's shards are cut at random points into SEGMENTS_PER_SHARD segments each, the
+    A class of at most WHOLE_SHUFFLE_MAX records is shuffled whole in memory (a uniform
+    permutation every pass). A bigger class is not held in memory (TFRecords have no random
+    access), so for each pass: the class's shards are cut at random points into SEGMENTS_PER_SHARD segments each, the
     segments are shuffled, CLASS_CYCLE_LENGTH of them are read side by side (sequential
     `interleave`, block 1; each reader `skip`s to its segment's start, about SEGMENTS_PER_SHARD / 2
     records skipped per record delivered), and each block of `buffer` (<= MIX_BUFFER) consecutive
@@ -268,9 +273,17 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     `rejection_resample` share, which made those runs irreproducible).
     With `with_positions`, elements are `(record, its position in the class's stored order)`.
     """
+    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    if int(lengths.sum()) <= WHOLE_SHUFFLE_MAX:
+        # A small class is shuffled whole in memory: a uniform permutation every pass, and no
+        # per-pass segment set-up (which costs more than a small class's records).
+        records = tf.data.TFRecordDataset(tf.constant([str(f) for f in files], tf.string))
+        if with_positions:
+            records = tf.data.Dataset.zip((records, tf.data.Dataset.range(int(lengths.sum()))))
+        whole = records.shuffle(int(lengths.sum()), seed=derive_seed(seed, "whole"), reshuffle_each_iteration=True)
+        return whole.repeat(passes) if passes is not None else whole.repeat()
     iteration = tf.data.Dataset.random(seed=derive_seed(seed, "iteration"), rerandomize_each_iteration=True).take(1)
     numbers = tf.data.Dataset.range(passes) if passes is not None else tf.data.Dataset.range(2**62)
-    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
     mix_buffer = max(1, min(int(buffer), MIX_BUFFER, int(lengths.sum())))
 
     def passes_of(base):
