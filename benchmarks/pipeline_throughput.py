@@ -211,8 +211,11 @@ def markdown(result: dict) -> str:
         f"rus {s['rej_rus_vs_rus']:.2f}x (reads {rows['rej_rus']['reads_per_delivered_example']}).",
         f"- memory: TensorFlow alone is ~{rows['plain']['rss_after_tf_import_mb']:.0f} MB; the samplers add "
         f"{rows['ros']['peak_rss_mb'] - rows['plain']['peak_rss_mb']:.0f} MB (ros) over the plain loop "
-        f"(shuffle buffers: {rows['ros']['shuffle_buffer']} serialized records in total for repeat, twice that "
-        "for rejection, plus the per-epoch class sequence).",
+        "(a class of <= 256 records is shuffled whole in memory; a bigger one holds up to 32 open segment "
+        "readers with 64 KiB buffers and a mixing block of at most 8 serialized records; twice for rejection; "
+        "plus the per-epoch class sequence).",
+        "- within-class order (classes > 256 records): each shard is cut into 16 random segments per pass, read 32 "
+        "at a time with `skip` (about 7 records skipped per record delivered); this cost is included above.",
         "- with augmentation (training setting): none_aug "
         f"{rows['none_aug']['images_per_cpu_s']:.0f}, ros_aug {rows['ros_aug']['images_per_cpu_s']:.0f} "
         "images per core-second (random resized crop decodes only the crop window).",

@@ -92,8 +92,12 @@ class SamplerConfig:
     fixed_undersample_subset: bool = False
     # Per-class target for `uniform`; null uses the mean class size (total stays the same).
     uniform_target: Optional[int] = None
+    # Records held for within-class mixing, shared by the classes (each uses at most 8, see pipeline.py).
     shuffle_buffer: int = 2048
-    seed: int = 0
+    # Seed of the training data stream (which images each epoch, their order, augmentation draws,
+    # phase 2's feature-batch order). null: follow train.seed (then --seed changes data and weights);
+    # an int fixes the data stream independently of train.seed (weights init, cRT head).
+    seed: Optional[int] = None
     # Make tf.data ordering reproducible for `seed` (slower).
     deterministic: bool = False
 
@@ -153,6 +157,10 @@ class TrainConfig:
     # Learning rate of the backbone's weights in phase 1 (discriminative fine-tuning); the head keeps
     # train.learning_rate. null: one learning rate for everything.
     backbone_learning_rate: Optional[float] = None
+    # Train-image views behind the cached features that the phase-2 fast path and cRT fit a head on:
+    # 1 = the un-augmented centre crop (eval view) of each image; k > 1 = k random train-time
+    # augmented views of each image (computed once, cached; an epoch draws N of the N*k rows).
+    feature_views: int = 1
 
 
 @dataclass
@@ -266,6 +274,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.init_weights": (lambda v: v is None or v.strip() != "", "a path or null"),
     "train.freeze_stages": (lambda v: 0 <= v <= 5, "an int in [0, 5] (1 = stem, 5 = whole backbone)"),
     "train.backbone_learning_rate": (lambda v: v is None or 0 < v < 10, "a float in (0, 10) or null"),
+    "train.feature_views": (lambda v: 1 <= v <= 64, "an int in [1, 64]"),
     "eval.split": (lambda v: v in ("train", "val", "test"), "one of train, val, test"),
     "eval.top_k": (lambda v: v >= 1, "an int >= 1"),
     "eval.batch_size": (lambda v: v >= 1, "an int >= 1"),

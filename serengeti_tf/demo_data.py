@@ -257,13 +257,16 @@ def scaled_paper_rules(scale: float = DEFAULT_SCALE, train_fraction: float = 0.8
     The paper's ROS thresholds/cap, RUS cap and the head/tail class groups are absolute image counts
     for 155k training images; on data scaled by `scale` (and split `train_fraction` to train) they
     must shrink by the same factor or RUS would never bite and ROS would oversample every class.
-    This applies the paper's rules proportionally; it is not tuned for any outcome.
+    This applies the paper's rules proportionally; it is not tuned for any outcome. Values are
+    rounded UP: a threshold `n < t` must keep a non-empty band (100 x 0.012 = 1.2 rounded to 1 would
+    make ROS's x10 band `n < 1` dead; `ceil` gives 2, so single-image classes get x10 as in the paper).
     """
     _check_scale(scale)
     factor = scale * train_fraction
 
     def shrink(value: int) -> int:
-        return max(1, int(round(value * factor)))
+        # round(.., 9) first: 500 * 0.012 is 6.000000000000001 in floating point, which is 6, not 7.
+        return max(1, math.ceil(round(value * factor, 9)))
 
     return {"sampler": {"ros_thresholds": [shrink(t) for t in (100, 500, 1000, 5000)],
                         "ros_cap": shrink(5000), "rus_cap": shrink(15000)},

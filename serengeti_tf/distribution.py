@@ -129,12 +129,19 @@ def precision(enabled: bool) -> Iterator[str]:
 
 
 def shard_by_data(dataset, strategy):
-    """Multi-worker runs split batches by element: class-sharded files cannot be split by file."""
+    """Multi-worker runs split batches by element: class-sharded files cannot be split by file.
+
+    DATA sharding keeps every k-th element of each worker's copy of the dataset, which is only a
+    partition when every worker produces the same order: the dataset's own stages must already be
+    deterministic (`pipeline.needs_deterministic_order`; an op's explicit `deterministic=False`
+    would win over these options), and the options here ask for a deterministic order too.
+    """
     import tensorflow as tf
 
     if not _is_multi_worker(strategy):
         return dataset
     options = tf.data.Options()
+    options.deterministic = True
     # No core API replaces this option yet.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

@@ -81,7 +81,7 @@ def run_config(config: cfg.Config, run: PlannedRun) -> cfg.Config:
     if run.phase == 2:  # phase 2 starts from its phase-1 run; train.init_weights is phase 1's start
         train = dataclasses.replace(train, init_weights=None)
     sampler = dataclasses.replace(config.sampler, name=run.sampler if run.phase == 1 else "none",
-                                  seed=config.sampler.seed + run.seed)
+                                  seed=None if config.sampler.seed is None else config.sampler.seed + run.seed)
     return cfg.validate(dataclasses.replace(config, train=train, sampler=sampler))
 
 

@@ -3,7 +3,8 @@
     RUN_DIR/
       fingerprint.json     what this folder holds (config, dataset, init run): guards against overwrites
       config.yaml          fully resolved config (rerun with --config RUN_DIR/config.yaml)
-      lineage.json         phase, sampler, dataset dir, init_run (the phase-1 run of a phase-2 run), seed
+      lineage.json         phase, sampler, dataset dir, init_run (the phase-1 run of a phase-2 run) and
+                           init_model_sha256 (its model.keras when phase 2 started), seeds
       class_map.json       copy of the dataset's class map (label index -> species)
       versions.json        python, tensorflow, keras, numpy, ... versions and devices
       metrics.csv          one row per finished epoch: loss, accuracy, val_loss, val_accuracy, val_macro_f1
@@ -12,7 +13,8 @@
                            optimizer state), best-epoch-NNN.keras (best val macro F1 so far),
                            state.previous.json + the checkpoints it names (the epoch before: the
                            back-up a corrupt latest checkpoint falls back to),
-                           features-*.npz (phase-2 feature cache)
+                           features-*.npz (phase-2 feature cache, stamped with the sha256 of the
+                           model that computed them)
       model.keras          final model = the best checkpoint by val macro F1
       timings.json         seconds per epoch, feature pass, total
 """
@@ -270,6 +272,29 @@ def same_class_map(a: dict, b: dict) -> bool:
         return [(c["index"], c["name"]) for c in sorted(m.get("classes", []), key=lambda c: c["index"])]
 
     return names(a) == names(b)
+
+
+def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest: str, overwrite: bool) -> None:
+    """Refuses to resume or skip a phase-2 run whose phase-1 model.keras changed since it started.
+
+    Its head (and cached features) came from the old backbone, so its results describe a model that
+    no longer exists; retraining it in place would silently replace the only copy. An error names
+    both digests; `--overwrite` retrains phase 2 from the new phase-1 model. A run folder written
+    before digests were recorded is not checked.
+    """
+    lineage_path = Path(run_dir) / "lineage.json"
+    if overwrite or not lineage_path.is_file():
+        return
+    try:
+        lineage = read_json(lineage_path)
+    except json.JSONDecodeError:
+        return  # claim_run_dir / the fingerprint decide what to do with a damaged folder
+    recorded = lineage.get("init_model_sha256")
+    if lineage.get("init_run") != str(init_run.resolve()) or not recorded or recorded == init_digest:
+        return
+    raise UserError(f"{run_dir} is a phase-2 run of {init_run}/model.keras with sha256 {recorded[:12]}..., but that "
+                    f"file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); pass --overwrite "
+                    f"to retrain phase 2 from the new model, or use another run folder")
 
 
 def read_run_json(run_dir: str | Path, name: str) -> dict:

@@ -4,11 +4,15 @@ Phase 1 trains ResNet-18 from scratch on the sampler's re-balanced data (`config
 Phase 2 loads a phase-1 run's model, freezes everything but the head (`model.freeze_backbone`)
 and retrains the head on the ORIGINAL train distribution with a fresh optimizer.
 
-Phase-2 fast path (default: `train.phase2_augment` false): with a frozen backbone and no
-augmentation, every epoch would push the same images through the same frozen network, so the
-pooled features of the train and val splits are computed once (cached in `checkpoints/`) and only
-the Dense head is fitted on them. The head starts from the same weights, sees the same loss and
-optimizer, and is written back into the full model for `model.keras`.
+Phase-2 fast path (default: `train.phase2_augment` false): the pooled features of the train and
+val splits are computed once (cached in `checkpoints/`) and only the Dense head is fitted on them,
+from the same initial weights with the same loss and optimizer, and written back into the full
+model for `model.keras`. With `train.feature_views: 1` (default) the train features are of the
+un-augmented centre crop: the head equals one trained through the frozen model on un-augmented
+images in the same batch order (a test checks this), NOT the slow path with
+`phase2_augment: true`, which sees fresh augmentation every epoch. `feature_views: k > 1` caches k
+random augmented views per image instead (closer to Kang et al.'s augmented classifier retraining,
+still a fixed set of views). `lineage.json` says which (`head_trained_on`).
 
 Both phases share the run folder, logging, checkpointing, early stopping and resume logic
 (`runs.py`, `callbacks.py`); see `runs.py` for the folder layout.
@@ -17,6 +21,7 @@ Both phases share the run folder, logging, checkpointing, early stopping and res
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import sys
@@ -31,6 +36,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import dataset as ds_reader
 from serengeti_tf import distribution, runs
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluation import file_digest
 from serengeti_tf.io_utils import atomic_path, refuse_overlap, write_json
 from serengeti_tf.locks import output_lock
 
@@ -99,34 +105,69 @@ def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
-                    print_fn: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Features from `path` when a previous (interrupted) session saved them, else computed + saved."""
+                    print_fn: Callable[[str], None], source: str = "") -> tuple[np.ndarray, np.ndarray, float]:
+    """Features from `path` when a previous (interrupted) session saved them, else computed + saved.
+
+    `source` (the sha256 of the model file whose backbone computes them) is stored with the
+    features; a cache stamped with another source (or none) is stale and computed again.
+    """
     if path.exists():
         with np.load(path) as data:
-            return data["features"], data["labels"], 0.0
+            stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
+            if stored == source:
+                return data["features"], data["labels"], 0.0
+        print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
+                 f"expected {source[:12]}); computing it again")
     start = time.perf_counter()
     features, labels = compute()
     seconds = time.perf_counter() - start
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, features=features, labels=labels)
+            np.savez(f, features=features, labels=labels, source_sha256=np.asarray(source))
     print_fn(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)")
     return features, labels, seconds
 
 
+def head_features_description(views: int) -> str:
+    """What the cached train features behind a head fit are, in words (lineage, rebalancing.json)."""
+    if views == 1:
+        return ("pooled backbone features of the un-augmented centre crop (eval view) of each train image, "
+                "computed once; the head never sees augmentation (unlike the slow path with phase2_augment)")
+    return (f"pooled backbone features of {views} random train-time augmented views of each train image, "
+            f"computed once and cached; each epoch draws as many rows as there are images from the "
+            f"{views}x pool (a fixed set of views, not fresh augmentation every epoch)")
+
+
+def feature_cache_key(views: int) -> str:
+    """Cache name of the train features: `train` (one un-augmented view) or `train-views<k>`."""
+    return "train" if views == 1 else f"train-views{views}"
+
+
 def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
-                   print_fn) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
-    """Pooled features of the train (stored order, no augmentation) and val splits, each computed
-    once and cached at `cache_file(split)`; returns them and the seconds the feature passes took."""
+                   print_fn, source: str, train_views: int = 1
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+    """Pooled features of the train and val splits, each computed once and cached at
+    `cache_file(key)`; returns them (as "train" and "val") and the seconds the feature passes took.
+
+    Val: the eval view in stored order. Train: the eval view in stored order (`train_views` 1), or
+    `train_views` augmented views per image (`pipeline.make_views_dataset`, seeded by the data seed).
+    """
     from serengeti_tf import pipeline
 
     out, seconds = {}, 0.0
     for split in ("train", "val"):
-        def compute(split=split):
-            data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+        views = train_views if split == "train" else 1
+
+        def compute(split=split, views=views):
+            if views == 1:
+                data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+            else:
+                data = pipeline.make_views_dataset(dataset_dir, split, config, views, pipeline.data_seed(config),
+                                                   batch_size=config.eval.batch_size)
             return extract_features(model, data)
 
-        feats, labels, took = cached_features(cache_file(split), compute, print_fn)
+        key = feature_cache_key(views) if split == "train" else split
+        feats, labels, took = cached_features(cache_file(key), compute, print_fn, source)
         out[split], seconds = (feats, labels), seconds + took
     return out, seconds
 
@@ -194,8 +235,11 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     init_run = Path(init_run) if init_run else None
     class_map = _check_inputs(config, dataset_dir, init_run)
     refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run}, what="run folder")
+    init_digest = None
     if init_run is not None:
         _adopt_input_size(config, init_run, print_fn)
+        init_digest = file_digest(init_run / "model.keras")
+        runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
     started = time.perf_counter()
 
     # The strategy comes first: it may configure devices, which TF allows only before other TF work.
@@ -222,8 +266,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             if chief:
                 runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
-            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {}),
-                                 class_map)
+            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {},
+                                                         init_digest), class_map)
         import keras
 
         keras.utils.set_random_seed(config.train.seed)
@@ -231,9 +275,9 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             if config.train.phase == 1:
                 info = _phase1(config, dataset_dir, paths, state, strategy, print_fn, pretrained)
             else:
-                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn)
+                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn, init_digest)
         if chief:
-            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info)
+            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest)
             runs.write_run_files(paths, config, lineage, class_map)
             _finish(paths, state, info, started, print_fn)
             if rebalancing_pending(config, paths):
@@ -276,12 +320,13 @@ def _run_paths(run_dir: Path, chief: bool) -> tuple[runs.RunPaths, Optional[Path
     return runs.RunPaths(scratch / "run", resume_root=run_dir), scratch
 
 
-def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
+def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
     lineage = {"phase": config.train.phase, "sampler": config.sampler.name,
                "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
                "dataset_dir": str(dataset_dir.resolve()),
                "init_run": str(init_run.resolve()) if init_run else None,
-               "seed": config.train.seed, "model": config.model.name,
+               "init_model_sha256": init_digest,
+               "seed": config.train.seed, "data_seed": _data_seed(config), "model": config.model.name,
                "input_size": config.model.input_size, "dtype_policy": policy,
                "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "global_batch_size": config.train.batch_size}
@@ -291,6 +336,12 @@ def _lineage(config, dataset_dir, init_run, policy, strategy, info) -> dict:
         lineage["init_run_lineage"] = parent
     lineage.update(info.get("lineage", {}))
     return lineage
+
+
+def _data_seed(config: cfg.Config) -> int:
+    from serengeti_tf import pipeline
+
+    return pipeline.data_seed(config)
 
 
 def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
@@ -369,7 +420,7 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
     sampling.check_plan_matches(plan, names)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
-                                                    seed=config.train.seed)
+                                                    seed=pipeline.data_seed(config))
     steps = _steps(steps, config)
     # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
@@ -402,7 +453,7 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
 
 
 def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
-            state: runs.RunState, strategy, print_fn) -> dict:
+            state: runs.RunState, strategy, print_fn, init_digest: str) -> dict:
     from serengeti_tf.model import count_weights, freeze_backbone, load_model
 
     counts = ds_reader.train_counts(dataset_dir)
@@ -419,12 +470,16 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
     info = {"images_per_epoch": sum(loss_counts),
             "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
                         "fast_path": not config.train.phase2_augment,
+                        "head_trained_on": (head_features_description(config.train.feature_views)
+                                            if not config.train.phase2_augment else
+                                            "images through the frozen backbone with fresh train-time "
+                                            "augmentation every epoch (slow path)"),
                         "images_per_epoch": sum(loss_counts)}}
     if config.train.phase2_augment:
         _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
     else:
         info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
-                                               strategy, print_fn)
+                                               strategy, print_fn, init_digest)
     return info
 
 
@@ -436,7 +491,8 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
     original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
-                                                    augment=config.train.phase2_augment, seed=config.train.seed)
+                                                    augment=config.train.phase2_augment,
+                                                    seed=pipeline.data_seed(config))
     steps = _steps(steps, config)
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     with strategy.scope():
@@ -450,7 +506,8 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
          save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
 
 
-def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> float:
+def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn,
+                 init_digest: str) -> float:
     """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
     from serengeti_tf.model import head_layer, head_model, load_model, save_model, set_head_weights
 
@@ -463,10 +520,12 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         cached = cache_root / f"features-{split}.npz"
         return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
 
-    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn)
+    views = config.train.feature_views
+    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest, views)
     train_feats, train_labels = splits["train"]
-    steps = _steps(math.ceil(len(train_labels) / config.train.batch_size), config)
-    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=config.train.seed)
+    # An epoch is one image's worth of rows per image, whatever the number of cached views.
+    steps = _steps(math.ceil(len(train_labels) / views / config.train.batch_size), config)
+    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
     if config.train.validation_steps:
@@ -508,6 +567,8 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
     backbone is the one that computed them); otherwise they are computed once and cached in
     `checkpoints/rebalance-features-<split>.npz` so an interrupted re-balancing resumes cheaply.
+    The caches are stamped with the backbone's source: the phase-1 model's sha256 for phase 2
+    (frozen backbone), the best checkpoint's for phase 1.
     """
     def cache_file(split: str) -> Path:
         phase2_cache = paths.checkpoints / f"features-{split}.npz"
@@ -515,7 +576,34 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
             return phase2_cache
         return paths.checkpoints / f"rebalance-features-{split}.npz"
 
-    return split_features(model, dataset_dir, config, cache_file, print_fn)[0]
+    if config.train.phase == 2:
+        source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
+    else:
+        source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
+    return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
+
+
+def rebalancing_views(config: cfg.Config) -> int:
+    """Train views behind the re-balancing features: `train.feature_views` for cRT (it fits a head on
+    them), 1 otherwise (post-hoc adjustment and tau-norm only score the val split)."""
+    return config.train.feature_views if config.train.head_rebalancing == "crt" else 1
+
+
+def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int], str]:
+    """Per-class counts of the distribution the head was last trained on, and where they come from.
+
+    Post-hoc logit adjustment removes this prior: after a phase-1 run on a sampler the head learnt
+    the plan's targets (ROS/RUS, ...), not the original counts; after phase 2 (or for the baseline,
+    whose plan is the original distribution) it is the original train counts. The same counts feed
+    the phase's loss (`loss_counts`), so losses and post-hoc adjustment agree on the prior.
+    """
+    from serengeti_tf import sampling
+
+    counts = ds_reader.train_counts(dataset_dir)
+    if config.train.phase == 1 and config.sampler.name != "none":
+        plan = sampling.sampling_plan(counts, config.sampler)
+        return [int(n) for n in plan["target"]], f"phase-1 plan targets (sampler {config.sampler.name})"
+    return [int(n) for n in counts.values()], "original train counts"
 
 
 def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
@@ -546,13 +634,22 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
     model = load_model(source, compile=False)
     feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
+    prior_counts, prior_source = head_prior_counts(config, dataset_dir)
+    views, train_config = rebalancing_views(config), config.train
+    if views > 1 and train_config.crt_steps_per_epoch is None:
+        # One epoch = as many rows as there are train images, not N * views.
+        train_config = dataclasses.replace(
+            train_config, crt_steps_per_epoch=max(1, math.ceil(sum(train_counts) / train_config.batch_size)))
     summary, sweep = rebalancing.rebalance_head(
-        model, config.train, train_counts, *feats["val"], train_features=feats["train"][0],
+        model, train_config, prior_counts, *feats["val"], train_features=feats["train"][0],
         train_labels=feats["train"][1], verbose=0)
     if sweep is not None:
         write_csv(paths.root / REBALANCING_SWEEP, sweep)
     save_model(model, paths.model)
-    summary.update({"train_counts": train_counts, **provenance,
+    summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
+                    **provenance,
+                    "crt_features": (head_features_description(views)
+                                     if config.train.head_rebalancing == "crt" else None),
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done

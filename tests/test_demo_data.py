@@ -224,13 +224,27 @@ def test_lookalike_groups_share_body_and_colour():
 
 def test_scaled_paper_rules_shrink_with_the_data():
     rules = dd.scaled_paper_rules(0.015)
-    assert rules["sampler"] == {"ros_thresholds": [1, 6, 12, 60], "ros_cap": 60, "rus_cap": 180}
+    assert rules["sampler"] == {"ros_thresholds": [2, 6, 12, 60], "ros_cap": 60, "rus_cap": 180}
     assert rules["eval"] == {"head_min": 60, "tail_max": 6}
     # configs/demo.yaml states the same values for the default scale.
     demo_yaml = cfg.load_yaml(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
     assert dd.scaled_paper_rules(dd.DEFAULT_SCALE)["sampler"].items() <= demo_yaml["sampler"].items()
     assert dd.scaled_paper_rules(dd.DEFAULT_SCALE)["eval"].items() <= demo_yaml["eval"].items()
     cfg.resolve([Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"])
+
+
+def test_scaled_ros_bands_stay_alive():
+    # Rounding 100 x 0.012 down to 1 made the x10 band (n < 1) empty; every band must hold a count >= 1.
+    from serengeti_tf.config import SamplerConfig
+    from serengeti_tf.sampling import ros_targets
+
+    # (At scale 0.003, 100 x 0.0024 < 1: no count is below the first threshold, whatever the rounding.)
+    for scale in (dd.DEFAULT_SCALE, 0.05, 1.0):
+        thresholds = dd.scaled_paper_rules(scale)["sampler"]["ros_thresholds"]
+        lower = [1] + thresholds[:-1]
+        assert all(low < high for low, high in zip(lower, thresholds)), (scale, thresholds)
+    sampler = SamplerConfig(name="ros", **dd.scaled_paper_rules(dd.DEFAULT_SCALE)["sampler"])
+    assert ros_targets(np.array([1, 5, 11, 59]), sampler).tolist() == [10, 40, 60, 60]
 
 
 # ---- the CSV pair and the JSON describe the same captures -----------------------------------------

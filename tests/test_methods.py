@@ -139,6 +139,30 @@ def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_da
     assert (run / "model.keras").stat().st_mtime_ns == stamp
 
 
+def test_posthoc_adjustment_after_a_sampler_run_removes_the_plan_prior(tiny_dataset, tmp_path):
+    """A phase-1 ROS head learnt the plan's targets: post-hoc adjustment must subtract their log prior,
+    not the original counts' (which would over-correct towards the classes ROS already boosted)."""
+    from serengeti_tf import sampling
+    from serengeti_tf.losses import log_priors
+
+    config = tiny_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
+    config.sampler.name, config.sampler.ros_thresholds, config.sampler.ros_cap = "ros", [2, 6, 13, 40], 40
+    run = tmp_path / "ros"
+    training.train(config, tiny_dataset, run, print_fn=quiet)
+    counts = ds_reader.train_counts(tiny_dataset)
+    targets = [int(n) for n in sampling.sampling_plan(counts, config.sampler)["target"]]
+    assert targets != list(counts.values())  # ROS changed the distribution
+    summary = pd.read_json(run / "rebalancing.json", typ="series")
+    assert summary["prior_counts"] == targets and summary["prior"].startswith("phase-1 plan targets")
+    state = runs.read_state(runs.RunPaths(run))
+    before = M.head_layer(M.load_model(run / "checkpoints" / state.best_checkpoint)).get_weights()[1]
+    after = M.head_layer(M.load_model(run / "model.keras")).get_weights()[1]
+    np.testing.assert_allclose(after - before, -log_priors(targets), rtol=1e-5, atol=1e-5)
+    # The baseline and phase 2 head learnt the original distribution.
+    assert training.head_prior_counts(tiny_config(), tiny_dataset)[0] == list(counts.values())
+    assert training.head_prior_counts(tiny_config(phase=2), tiny_dataset)[0] == list(counts.values())
+
+
 @pytest.mark.slow
 def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, tmp_path, monkeypatch):
     run = tmp_path / "killed"

@@ -103,6 +103,34 @@ def test_oversampled_class_uses_every_image_whole_repeats_plus_remainder(data_di
         assert sorted(collections.Counter(counts.values()).items()) == [(2, 13), (3, 7)]
 
 
+def _neighbour_repeat_rate(orders: list[list]) -> float:
+    """Share of the pairs adjacent in one epoch that are adjacent again in the next, averaged."""
+    pairs = [{frozenset(p) for p in zip(order, order[1:])} for order in orders]
+    return float(np.mean([len(a & b) / len(a) for a, b in zip(pairs, pairs[1:])]))
+
+
+def test_each_epoch_order_is_fresh_like_a_true_shuffle(tmp_path):
+    # 2,000 records of one class in two shards, as prepare stores them (a fixed order). A true
+    # shuffle makes a pair adjacent again with probability 2/n; the former sequential read through
+    # a 39-record buffer repeated neighbours ~13x as often here, this pipeline ~2x (seeds 1-3).
+    # Ten epoch pairs: about 20 repeats expected under a true shuffle, so the estimate is stable.
+    n, files = 2000, []
+    for shard in range(2):
+        files.append(str(tmp_path / f"class-{shard}.tfrecord"))
+        with tf.io.TFRecordWriter(files[-1]) as writer:
+            for i in range(shard * n // 2, (shard + 1) * n // 2):
+                writer.write(b"%05d" % i)
+    stream = pipeline.class_stream(files, original=n, target=n, seed=3, buffer=39, file_lengths=[n // 2] * 2)
+    orders = [[int(r) for r in stream.as_numpy_iterator()] for _ in range(11)]
+    assert all(sorted(order) == list(range(n)) for order in orders)  # every image once per epoch
+    true_rate = 2 / n
+    rate = _neighbour_repeat_rate(orders)
+    assert rate < 3 * true_rate, f"neighbour-repeat rate {rate:.5f} vs {true_rate:.5f} for a true shuffle"
+    # Reproducible: the same seed gives the same sequence of epoch orders.
+    again = pipeline.class_stream(files, original=n, target=n, seed=3, buffer=39, file_lengths=[n // 2] * 2)
+    assert [int(r) for r in again.as_numpy_iterator()] == orders[0]
+
+
 def test_not_undersampled_class_loses_no_image_in_the_pipeline(data_dir):
     config = _config("rus")  # a (60) is cut to 10; b (20) -> 10; c (6) and d (1) untouched
     stream = pipeline.class_stream(dataset.train_class_files(data_dir)["c"], 6, 6, seed=0, buffer=4)
@@ -301,3 +329,32 @@ def test_works_under_a_distribution_strategy(data_dir):
     for images, labels in strategy.experimental_distribute_dataset(ds):
         seen += int(strategy.experimental_local_results(labels)[0].shape[0])
     assert seen == plan["target"].sum()
+
+
+def _parallel_stage_determinism(ds: tf.data.Dataset) -> list[str]:
+    """The `deterministic` attribute of every parallel map/batch stage in the dataset's graph."""
+    from tensorflow.core.framework import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString(tf.raw_ops.DatasetToGraphV2(input_dataset=ds._variant_tensor).numpy())
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return [n.attr["deterministic"].s.decode() for n in nodes
+            if n.op in ("ParallelMapDatasetV2", "ParallelBatchDataset")]
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_multi_worker_forces_a_deterministic_element_order(data_dir, augment):
+    # AutoShardPolicy.DATA keeps every k-th element of each worker's copy: the orders must agree.
+    config = _config("ros", deterministic=False)
+    plan = _plan(data_dir, config)
+    free, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    assert set(_parallel_stage_determinism(free)) == {"false"}  # the single-worker default: fast
+    config.train.strategy = "multi_worker"
+    ds, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    stages = _parallel_stage_determinism(ds)
+    assert len(stages) >= 2 and set(stages) == {"true"}
+    assert ds.options().deterministic is True
+    assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    first = [y.numpy() for _, y in ds]
+    second_copy, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    assert all(np.array_equal(a, b.numpy()) for a, (_, b) in zip(first, second_copy))  # a second worker's copy

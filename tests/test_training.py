@@ -26,6 +26,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import model as M
 from serengeti_tf import pipeline, runs, training
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluation import file_digest
 from serengeti_tf.testing import write_tiny_dataset
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
@@ -155,7 +156,8 @@ def test_phase2_fast_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
                    init_run=phase1_run, print_fn=lines.append)
     assert any(f"{512 * NUM_CLASSES + NUM_CLASSES:,} trainable weights" in line for line in lines)
     _check_phase2(run, phase1_run)
-    assert json.loads((run / "lineage.json").read_text())["fast_path"] is True
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["fast_path"] is True and "un-augmented centre crop" in lineage["head_trained_on"]
     assert (run / "checkpoints" / "features-train.npz").is_file()
     assert read_metrics(run)["epoch"].tolist() == [1, 2, 3]
 
@@ -166,6 +168,86 @@ def test_phase2_slow_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
                    init_run=phase1_run, print_fn=quiet)
     _check_phase2(run, phase1_run)
     assert json.loads((run / "lineage.json").read_text())["fast_path"] is False
+
+
+def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_run, tiny_dataset, tmp_path):
+    import shutil
+
+    parent = tmp_path / "p1"
+    shutil.copytree(phase1_run, parent)
+    run, config = tmp_path / "p2", tiny_config(phase=2, epochs=1)
+    training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
+    old_digest = file_digest(parent / "model.keras")
+    assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == old_digest
+    with np.load(run / "checkpoints" / "features-train.npz") as cached:
+        assert str(cached["source_sha256"]) == old_digest
+
+    # Phase 1 retrained in place: same folder, new model.keras (here: one backbone weight changed).
+    model = M.load_model(parent / "model.keras")
+    kernel = model.get_layer("stem_conv").kernel
+    kernel.assign(kernel.numpy() * 1.5)
+    M.save_model(model, parent / "model.keras")
+    new_digest = file_digest(parent / "model.keras")
+    stamp = (run / "model.keras").stat().st_mtime_ns
+    with pytest.raises(UserError, match=f"sha256 {old_digest[:12]}.*now has sha256 {new_digest[:12]}.*--overwrite"):
+        training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
+    assert (run / "model.keras").stat().st_mtime_ns == stamp  # nothing kept silently, nothing replaced
+
+    lines: list[str] = []
+    training.train(config, tiny_dataset, run, init_run=parent, overwrite=True, print_fn=lines.append)
+    assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == new_digest
+    assert any(line.startswith("cached") and "features-train.npz" in line for line in lines)  # recomputed
+
+
+def test_feature_cache_of_another_model_is_computed_again(tmp_path):
+    calls: list[int] = []
+
+    def compute():
+        calls.append(1)
+        return np.ones((3, 4), np.float32) * len(calls), np.arange(3, dtype=np.int32)
+
+    path = tmp_path / "features-train.npz"
+    first = training.cached_features(path, compute, quiet, source="aaa")
+    again = training.cached_features(path, compute, quiet, source="aaa")
+    assert len(calls) == 1 and np.array_equal(first[0], again[0])
+    lines: list[str] = []
+    other = training.cached_features(path, compute, lines.append, source="bbb")
+    assert len(calls) == 2 and other[0][0, 0] == 2 and "computed by another model" in lines[0]
+
+
+def test_augmented_views_dataset_is_reproducible_and_differs_from_the_eval_view(tiny_dataset):
+    config = tiny_config(phase=2)
+    n = 48  # the tiny dataset's train images
+    views = [np.concatenate([x.numpy() for x, _ in pipeline.make_views_dataset(tiny_dataset, "train", config, 3,
+                                                                               seed=s, batch_size=16)])
+             for s in (0, 0, 1)]
+    labels = np.concatenate([y.numpy() for _, y in pipeline.make_views_dataset(tiny_dataset, "train", config, 3, 0)])
+    eval_view = np.concatenate([x.numpy() for x, _ in pipeline.make_eval_dataset(tiny_dataset, "train", config)])
+    eval_labels = pipeline.split_metadata(tiny_dataset, "train")["label"].to_numpy()
+    assert views[0].shape == (3 * n, 32, 32, 3)
+    np.testing.assert_array_equal(labels, np.tile(eval_labels, 3))  # view by view, stored order
+    np.testing.assert_array_equal(views[0], views[1])  # same seed, same views
+    assert not np.allclose(views[0], views[2])
+    first, second = views[0][:n], views[0][n:2 * n]
+    assert not np.allclose(first, second) and not np.allclose(first, eval_view)
+
+
+def test_phase2_fast_path_with_augmented_feature_views(phase1_run, tiny_dataset, tmp_path):
+    run = tmp_path / "p2views"
+    config = tiny_config(phase=2, epochs=2, feature_views=3)
+    config.train.steps_per_epoch = None
+    lines: list[str] = []
+    training.train(config, tiny_dataset, run, init_run=phase1_run, print_fn=lines.append)
+    with np.load(run / "checkpoints" / "features-train-views3.npz") as cached:
+        assert cached["features"].shape == (3 * 48, 512)
+    assert not (run / "checkpoints" / "features-train.npz").exists()
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert "3 random train-time augmented views" in lineage["head_trained_on"]
+    # An epoch is still one row per image: 48 images / batch 8 = 6 steps, not 18.
+    state = runs.read_state(runs.RunPaths(run))
+    head = M.load_model(run / "checkpoints" / state.checkpoint, compile=True)
+    assert int(head.optimizer.iterations) == 2 * 6
+    _check_phase2(run, phase1_run)
 
 
 def test_mixed_precision_run_keeps_float32_logits(tiny_dataset, tmp_path):
@@ -337,6 +419,29 @@ def test_cli_phase2_without_init_exits_2(tiny_dataset, tmp_path):
                             capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("Error: phase 2 needs --init RUN_DIR")
+
+
+class _StopBeforeTraining(Exception):
+    pass
+
+
+def test_sampler_seed_seeds_the_training_data(tiny_dataset, tmp_path, monkeypatch):
+    """`sampler.seed` is the data stream's seed when set; null follows `train.seed` (was: ignored)."""
+    seen: list = []
+
+    def capture(dataset_dir, plan, config, augment, seed=None):
+        seen.append(seed)
+        raise _StopBeforeTraining
+
+    monkeypatch.setattr(pipeline, "make_train_dataset", capture)
+    for i, (train_seed, sampler_seed) in enumerate([(0, 5), (1, 5), (3, None)]):
+        config = tiny_config(seed=train_seed)
+        config.sampler.seed = sampler_seed
+        with pytest.raises(_StopBeforeTraining):
+            training.train(config, tiny_dataset, tmp_path / f"run{i}", print_fn=quiet)
+        assert json.loads((tmp_path / f"run{i}" / "lineage.json").read_text())["data_seed"] == seen[-1]
+    assert seen == [5, 5, 3]
+    assert pipeline.data_seed(cfg.Config()) == 0  # default: train.seed 0, reproducible
 
 
 def test_default_run_dir(phase1_run):
