@@ -33,7 +33,8 @@ from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
 from serengeti_tf.predict import (DECODE_THREADS, _append, _input_digest, _start_or_resume, attach_capture_ids,
-                                  file_digest, list_inputs, output_paths, resolve_model)
+                                  check_request, file_digest, input_paths, list_inputs, output_csv_lock,
+                                  output_paths, resolve_model)
 
 EMPTY = "empty"
 
@@ -224,65 +225,67 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     from serengeti_tf import detections
     from serengeti_tf.model import load_model
 
-    if top_k < 1 or batch_size < 1:
-        raise UserError(f"--top-k and --batch-size must be >= 1, got {top_k} and {batch_size}")
+    check_request(top_k, batch_size, image_size)
+    io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids,
+                                                 **{"--detections": detections_path}), what="output")
     crop_config = crop_config or run_crop_config(model_or_run) or cfg.CropConfig()
     paths = output_paths(out_csv)
     stem = paths["predictions"].with_suffix("")
     paths["crops"] = Path(f"{stem}.crops.csv")
     paths["partial_crops"] = paths["predictions"].parent / f".{paths['predictions'].name}.crops.partial"
-    resolved = resolve_model(model_or_run, classes, image_size)
-    frame = attach_capture_ids(list_inputs(inputs), capture_ids)
-    root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \
-        Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
-    found = detections.read_detections(detections_path, root)
-    has_captures = bool((frame["capture_id"] != "").any())
-    fingerprint = {"kind": "serengeti-tf predict --detections", "model_sha256": file_digest(resolved["model_path"]),
-                   "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
-                   "inputs": _input_digest(frame), "num_inputs": len(frame),
-                   "detections_sha256": file_digest(detections_path), "crops": cfg.to_dict(cfg.Config(
-                       data=cfg.DataConfig(crops=crop_config)))["data"]["crops"]}
-    if paths["predictions"].exists():
-        meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
-        if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
-            return {**meta, "already_done": True}
-        if not overwrite:
-            raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "
-                            f"choose another output or pass --overwrite")
-    model = load_model(resolved["model_path"])
-    input_size = int(model.input_shape[1])
-    if int(model.output_shape[-1]) != len(resolved["class_names"]):
-        raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "
-                        f"outputs {int(model.output_shape[-1])}; pass the class map of the run that trained it")
-    stored_size = resolved["stored_size"] or input_size
-    done = _start_or_resume(paths, fingerprint, overwrite)
-    if not done:
-        paths["partial_crops"].unlink(missing_ok=True)
-    plan = plan_images(frame, found, crop_config, root)
-    todo = plan[~plan["path"].isin(done)] if done else plan
+    with output_csv_lock(paths):
+        resolved = resolve_model(model_or_run, classes, image_size)
+        frame = attach_capture_ids(list_inputs(inputs), capture_ids)
+        root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \
+            Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
+        found = detections.read_detections(detections_path, root)
+        has_captures = bool((frame["capture_id"] != "").any())
+        fingerprint = {"kind": "serengeti-tf predict --detections", "model_sha256": file_digest(resolved["model_path"]),
+                       "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
+                       "inputs": _input_digest(frame), "num_inputs": len(frame),
+                       "detections_sha256": file_digest(detections_path), "crops": cfg.to_dict(cfg.Config(
+                           data=cfg.DataConfig(crops=crop_config)))["data"]["crops"]}
+        if paths["predictions"].exists():
+            meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
+            if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
+                return {**meta, "already_done": True}
+            if not overwrite:
+                raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "
+                                f"choose another output or pass --overwrite")
+        model = load_model(resolved["model_path"])
+        input_size = int(model.input_shape[1])
+        if int(model.output_shape[-1]) != len(resolved["class_names"]):
+            raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "
+                            f"outputs {int(model.output_shape[-1])}; pass the class map of the run that trained it")
+        stored_size = resolved["stored_size"] or input_size
+        done = _start_or_resume(paths, fingerprint, overwrite)
+        if not done:
+            paths["partial_crops"].unlink(missing_ok=True)
+        plan = plan_images(frame, found, crop_config, root)
+        todo = plan[~plan["path"].isin(done)] if done else plan
 
-    def on_batch(image_rows: pd.DataFrame, crop_rows: pd.DataFrame, skipped: pd.DataFrame) -> None:
-        if len(crop_rows):  # crops first: an image row marks the image done
-            _append(paths["partial_crops"], crop_rows)
-        if len(image_rows):
-            _append(paths["partial"], image_rows)
-        if len(skipped):
-            _append(paths["partial_skipped"], skipped)
+        def on_batch(image_rows: pd.DataFrame, crop_rows: pd.DataFrame, skipped: pd.DataFrame) -> None:
+            if len(crop_rows):  # crops first: an image row marks the image done
+                _append(paths["partial_crops"], crop_rows)
+            if len(image_rows):
+                _append(paths["partial"], image_rows)
+            if len(skipped):
+                _append(paths["partial_skipped"], skipped)
 
-    classify_crop_batches(model, todo, resolved["class_names"], stored_size, input_size, crop_config, top_k,
-                          batch_size, on_batch)
-    counts = _finish(paths, resolved["class_names"], top_k, has_captures)
-    if config is not None:
-        cfg.save_config(config, paths["config"].parent, name=paths["config"].name)
-    outputs = {k: str(paths[k]) for k in ("predictions", "crops", "skipped", "meta")}
-    if has_captures:
-        outputs["captures"] = str(paths["captures"])
-    meta = {"model": str(resolved["model_path"]), "classes": resolved["class_names"], "detections": str(detections_path),
-            "image_combination": "detector-confidence-weighted mean of the crops' class probabilities",
-            "stored_image_size": stored_size, "input_size": input_size, "images": len(frame), **counts,
-            "outputs": outputs, "fingerprint": fingerprint}
-    io_utils.write_json(paths["meta"], meta)
-    return {**meta, "already_done": False, "resumed": bool(done)}
+        classify_crop_batches(model, todo, resolved["class_names"], stored_size, input_size, crop_config, top_k,
+                              batch_size, on_batch)
+        counts = _finish(paths, resolved["class_names"], top_k, has_captures)
+        if config is not None:
+            cfg.save_config(config, paths["config"].parent, name=paths["config"].name)
+        outputs = {k: str(paths[k]) for k in ("predictions", "crops", "skipped", "meta")}
+        if has_captures:
+            outputs["captures"] = str(paths["captures"])
+        meta = {"model": str(resolved["model_path"]), "classes": resolved["class_names"], "detections": str(detections_path),
+                "image_combination": "detector-confidence-weighted mean of the crops' class probabilities",
+                "stored_image_size": stored_size, "input_size": input_size, "images": len(frame), **counts,
+                "outputs": outputs, "fingerprint": fingerprint}
+        io_utils.write_json(paths["meta"], meta)
+        return {**meta, "already_done": False, "resumed": bool(done)}
 
 
 def summary_text(result: Mapping[str, Any]) -> str:

@@ -260,6 +260,8 @@ def scaled_paper_rules(scale: float = DEFAULT_SCALE, train_fraction: float = 0.8
     This applies the paper's rules proportionally; it is not tuned for any outcome. Values are
     rounded UP: a threshold `n < t` must keep a non-empty band (100 x 0.012 = 1.2 rounded to 1 would
     make ROS's x10 band `n < 1` dead; `ceil` gives 2, so single-image classes get x10 as in the paper).
+    At smaller scales ceil alone is not enough (100 x 0.0048 -> 1), so every ROS band keeps at least
+    one count: the lowest threshold is at least 2 and each is above the one before.
     """
     _check_scale(scale)
     factor = scale * train_fraction
@@ -268,7 +270,10 @@ def scaled_paper_rules(scale: float = DEFAULT_SCALE, train_fraction: float = 0.8
         # round(.., 9) first: 500 * 0.012 is 6.000000000000001 in floating point, which is 6, not 7.
         return max(1, math.ceil(round(value * factor, 9)))
 
-    return {"sampler": {"ros_thresholds": [shrink(t) for t in (100, 500, 1000, 5000)],
+    thresholds: list[int] = []
+    for value in (100, 500, 1000, 5000):
+        thresholds.append(max(shrink(value), (thresholds[-1] if thresholds else 1) + 1))
+    return {"sampler": {"ros_thresholds": thresholds,
                         "ros_cap": shrink(5000), "rus_cap": shrink(15000)},
             "eval": {"head_min": shrink(5000), "tail_max": shrink(500)}}
 

@@ -454,8 +454,13 @@ def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
 # ----------------------------------------------------------------------------------------------
 
 def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split: Optional[str] = None,
-                 dataset_dir: Optional[str | Path] = None, overwrite: bool = False) -> dict[str, Any]:
+                 dataset_dir: Optional[str | Path] = None, overwrite: bool = False,
+                 replace_stale: bool = False) -> dict[str, Any]:
     """Evaluates a run's `model.keras` on a prepared split and writes `RUN_DIR/eval[_<split>]/`.
+
+    `replace_stale`: an evaluation folder that serengeti-tf wrote for another model or other eval
+    settings (or an older interval) is redone instead of refused; `experiment` passes it, since the
+    evaluations inside its runs are derived output that follows the grid's `eval` section.
 
     `config`: its `eval` section sets top-k, batch size, bootstrap and group thresholds (default:
     the run's own config.yaml); model and data settings always come from the run, so the input
@@ -503,7 +508,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
     io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
     with output_lock(out_dir):  # one process per evaluation folder
-        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale)
         if done and not overwrite and (out_dir / "metrics.json").is_file():
             log.info("%s already evaluated with the same model and settings; reading it", out_dir)
             return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),

@@ -131,7 +131,8 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
     if not (dataset_dir / "class_map.json").is_file():
         raise UserError(f"experiment: {dataset_dir} is not a prepared dataset (class_map.json missing); "
                         f"run `serengeti-tf prepare` first")
-    refuse_overlap(out_dir, {"--data": dataset_dir}, what="experiment folder")
+    refuse_overlap(out_dir, {"--data": dataset_dir, "--init-weights": config.train.init_weights},
+                   what="experiment folder")
     with output_lock(out_dir):  # one process per experiment folder
         return _run_grid(config, dataset_dir, out_dir, print_fn)
 
@@ -171,7 +172,7 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Ca
         else:
             training.train(train_config, dataset_dir, run.run_dir, init_run=run.init_run, print_fn=run_print)
         result = evaluation.evaluate_run(run.run_dir, config=config, split=config.eval.split,
-                                         dataset_dir=dataset_dir)
+                                         dataset_dir=dataset_dir, replace_stale=True)
         if not done:
             grid.finish(index, run_files.read_state(run_files.RunPaths(run.run_dir)).epochs_done
                         if run.trained_run is None and train_config.train.phase == 1 else None)

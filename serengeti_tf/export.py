@@ -236,6 +236,15 @@ def _run_files(run_dir: Path) -> tuple[Path, dict, Optional[Path]]:
     return model_path, class_map, dataset_dir
 
 
+def detector_crop_settings(dataset_dir: Optional[Path]) -> Optional[dict]:
+    """The `data.crops` settings of a crop dataset (prepared with --detections), else None."""
+    config_path = Path(dataset_dir) / "config.yaml" if dataset_dir else None
+    if config_path is None or not config_path.is_file():
+        return None
+    data = cfg.to_dict(cfg.load_saved(config_path))["data"]
+    return {"detections": data["detections"], **data["crops"]} if data.get("detections") else None
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, overwrite: bool = False,
                print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Exports a run's model.keras in `config.export.format` into `out_dir`; returns the report."""
@@ -269,7 +278,14 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: dict, dat
     report: dict[str, Any] = {"run": str(run_dir.resolve()), "model_sha256": fingerprint["model_sha256"],
                               "format": fmt, "input_size": size, "input": "uint8 RGB [B, H, W, 3], any H and W",
                               "output": "probabilities float32 [B, C]", "agreement_on": images_note,
-                              "artifacts": {}}
+                              "level": "frame", "artifacts": {}}
+    crops = detector_crop_settings(dataset_dir)
+    if crops is not None:
+        # The model was trained on detector crops: it must be fed crops cut the same way, not frames.
+        report.update({"level": "crop", "crops": crops,
+                       "input": report["input"] + "; each image one MegaDetector crop cut as `crops` says"})
+        print_fn("warning: this run was trained on detector crops; the export expects crops cut with the "
+                 "settings in export_report.json (`serengeti-tf predict --detections` cuts them), not whole frames")
     with io_utils.atomic_dir(out_dir) as tmp:
         started = time.perf_counter()
         if fmt == "saved_model":
@@ -324,4 +340,7 @@ def report_markdown(report: dict) -> str:
         top1 = "–" if item["top1_agreement"] is None else f"{item['top1_agreement']:.2%}"
         notes = item.get("needs", "")
         lines.append(f"| {name} | `{item['path']}` | {item['bytes'] / 1e6:.2f} | {diff} | {top1} | {notes} |")
+    if report.get("level") == "crop":
+        lines += ["", "Trained on detector crops: feed it crops cut with these settings, not whole frames: "
+                  + ", ".join(f"{k} {v}" for k, v in report["crops"].items()) + "."]
     return "\n".join(lines) + "\n"

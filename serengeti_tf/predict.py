@@ -331,6 +331,28 @@ def _finish(paths: dict[str, Path], class_names: Sequence[str], top_k: int, has_
     return {"classified": classified, "skipped": len(skipped), "captures": len(sums)}
 
 
+def check_request(top_k: int, batch_size: int, image_size: Optional[int]) -> None:
+    """The numeric options of both predict paths, checked before any work."""
+    if top_k < 1:
+        raise UserError(f"--top-k must be >= 1, got {top_k}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    low, high = cfg.IMAGE_SIZE_RANGE
+    if image_size is not None and not low <= image_size <= high:
+        raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
+
+
+def input_paths(model_or_run, inputs, classes, capture_ids, **extra) -> dict:
+    """What predict reads, as `io_utils.refuse_overlap` takes it: the output may be none of these."""
+    return {"MODEL_OR_RUN": model_or_run, "INPUT": inputs, "--classes": classes,
+            "--captures": capture_ids if isinstance(capture_ids, (str, Path)) else None, **extra}
+
+
+def output_csv_lock(paths: dict):
+    """One process per output CSV: the lock sits beside it, as a hidden file of its own."""
+    return output_lock(paths["predictions"].parent, lock_name=f".{paths['predictions'].name}.lock")
+
+
 def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str | Path], out_csv: str | Path,
                    top_k: int = 5, batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
                    classes: Optional[str | Path] = None, image_size: Optional[int] = None,
@@ -341,25 +363,16 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     (DataFrame path, error), "resumed": bool, "already_done": bool}. Unreadable files never stop
     the job: they are listed in OUT.skipped.csv with the reason and logged.
     """
-    if top_k < 1:
-        raise UserError(f"--top-k must be >= 1, got {top_k}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-    low, high = cfg.IMAGE_SIZE_RANGE
-    if image_size is not None and not low <= image_size <= high:
-        raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
+    check_request(top_k, batch_size, image_size)
     paths = output_paths(out_csv)
-    io_utils.refuse_overlap(out_csv, {"MODEL_OR_RUN": model_or_run, "INPUT": inputs, "--classes": classes,
-                                      "--captures": capture_ids if isinstance(capture_ids, (str, Path)) else None},
-                            what="output")
+    io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids), what="output")
     resolved = resolve_model(model_or_run, classes, image_size)
     frame = attach_capture_ids(list_inputs(inputs), capture_ids)
     has_captures = bool((frame["capture_id"] != "").any())
     fingerprint = {"kind": "serengeti-tf predict", "model_sha256": file_digest(resolved["model_path"]),
                    "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
                    "inputs": _input_digest(frame), "num_inputs": len(frame)}
-    # One process per output CSV: the lock sits beside it, as a hidden file of its own.
-    with output_lock(paths["predictions"].parent, lock_name=f".{paths['predictions'].name}.lock"):
+    with output_csv_lock(paths):
         if paths["predictions"].exists():
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
             if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:

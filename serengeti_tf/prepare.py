@@ -278,7 +278,7 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
 
 def input_paths(data: DataConfig) -> dict:
     """The inputs of a prepare run, as `io_utils.refuse_overlap` takes them."""
-    return {"--image-root": data.image_root, "--metadata": list(data.metadata)}
+    return {"--image-root": data.image_root, "--metadata": list(data.metadata), "--detections": data.detections}
 
 
 def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,

@@ -48,20 +48,23 @@ def run_work(train_config: cfg.Config, split_counts: dict[str, int], epoch_image
     `split_counts`: images in the train, val and test splits; `epoch_images`: training images per
     epoch of a phase-1 run (its sampler's plan). A phase-2 run on the fast path and a run that
     re-balances a trained model's head (`branches_from_trained`) push train + val through the
-    backbone once; their head-only epochs are negligible next to that.
+    backbone once (`train.feature_views` augmented views of each train image, when cached features
+    are fitted with several); their head-only epochs are negligible next to that.
     """
     train, val, test = (int(split_counts.get(k, 0)) for k in ("train", "val", "test"))
     t = train_config.train
+    fits_cached_head = t.phase == 2 or t.head_rebalancing == "crt"
+    train_views = train * (t.feature_views if fits_cached_head else 1)
     if branches_from_trained:
-        return RunWork(0, 0, 0, train + val + test)
+        return RunWork(0, 0, 0, train_views + val + test)
     if t.phase == 2 and not t.phase2_augment:
-        return RunWork(0, 0, 0, train + val + test)
+        return RunWork(0, 0, 0, train_views + val + test)
     images = train if t.phase == 2 else epoch_images
     if t.steps_per_epoch:
         images = min(images, t.steps_per_epoch * t.batch_size)
     if t.validation_steps:
         val = min(val, t.validation_steps * train_config.eval.batch_size)
-    feature_pass = train + val if t.head_rebalancing != "none" else 0
+    feature_pass = train_views + val if t.head_rebalancing != "none" else 0
     return RunWork(t.epochs, images, val, feature_pass + test)
 
 

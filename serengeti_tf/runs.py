@@ -33,7 +33,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import claim_output_dir, read_json, reclaim_output_dir, write_csv, write_json
+from serengeti_tf.io_utils import CorruptFileError, claim_output_dir, read_json, reclaim_output_dir, write_csv, write_json
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")
@@ -42,7 +42,7 @@ _NOT_FINGERPRINTED = ("strategy", "xla")
 # Config sections that never change what a training run holds: `experiment` describes the grid
 # around the run (so a grid can grow without disowning its finished runs); `eval` is used by
 # training only for the val batch size, and evaluations fingerprint their own settings.
-_NOT_FINGERPRINTED_SECTIONS = ("experiment", "eval")
+_NOT_FINGERPRINTED_SECTIONS = ("experiment", "eval", "export", "data")
 
 
 @dataclass
@@ -175,6 +175,12 @@ def write_metrics(paths: RunPaths, history: list[dict]) -> None:
 def fingerprint(config: cfg.Config, dataset_dir: str | Path, init_run: str | Path | None) -> dict:
     """What a run folder holds: resolved config (minus execution-only settings), data, init run."""
     settings = _run_settings(cfg.to_dict(config))
+    init_weights = settings.get("train", {}).get("init_weights")
+    if init_weights:  # the weights themselves, not the path string: a replaced preset is another run
+        from serengeti_tf.pretrained import describe_source, source_digest
+
+        settings["train"]["init_weights"] = {"path": str(Path(init_weights).resolve()),
+                                             "sha256": source_digest(describe_source(init_weights)["files"])}
     return {"kind": "serengeti-tf train run", "config": settings,
             "dataset_dir": str(Path(dataset_dir).resolve()),
             "init_run": str(Path(init_run).resolve()) if init_run else None}
@@ -196,7 +202,7 @@ def _upgrade_fingerprint(run_dir: Path, fp: dict) -> None:
         return
     try:
         existing = read_json(marker)
-    except json.JSONDecodeError:
+    except CorruptFileError:
         return
     if not isinstance(existing.get("config"), dict):
         return
@@ -287,7 +293,7 @@ def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest:
         return
     try:
         lineage = read_json(lineage_path)
-    except json.JSONDecodeError:
+    except CorruptFileError:
         return  # claim_run_dir / the fingerprint decide what to do with a damaged folder
     recorded = lineage.get("init_model_sha256")
     if lineage.get("init_run") != str(init_run.resolve()) or not recorded or recorded == init_digest:

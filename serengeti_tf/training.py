@@ -234,7 +234,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     init_run = Path(init_run) if init_run else None
     class_map = _check_inputs(config, dataset_dir, init_run)
-    refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run}, what="run folder")
+    refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run,
+                             "--init-weights": config.train.init_weights}, what="run folder")
     init_digest = None
     if init_run is not None:
         _adopt_input_size(config, init_run, print_fn)
@@ -561,14 +562,15 @@ def rebalancing_pending(config: cfg.Config, paths: runs.RunPaths) -> bool:
 
 
 def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: runs.RunPaths,
-                         print_fn) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                         print_fn, source: Optional[str] = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled features of the train split (stored order, no augmentation) and the val split.
 
     Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
     backbone is the one that computed them); otherwise they are computed once and cached in
     `checkpoints/rebalance-features-<split>.npz` so an interrupted re-balancing resumes cheaply.
     The caches are stamped with the backbone's source: the phase-1 model's sha256 for phase 2
-    (frozen backbone), the best checkpoint's for phase 1.
+    (frozen backbone), the best checkpoint's for phase 1, or the given `source` (a run branched
+    from another run's model.keras: that file's sha256).
     """
     def cache_file(split: str) -> Path:
         phase2_cache = paths.checkpoints / f"features-{split}.npz"
@@ -576,9 +578,9 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
             return phase2_cache
         return paths.checkpoints / f"rebalance-features-{split}.npz"
 
-    if config.train.phase == 2:
+    if source is None and config.train.phase == 2:
         source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
-    else:
+    elif source is None:
         source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
     return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
 
@@ -632,7 +634,8 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
 
     start = time.perf_counter()
     model = load_model(source, compile=False)
-    feats = rebalancing_features(config, dataset_dir, model, paths, print_fn)
+    feats = rebalancing_features(config, dataset_dir, model, paths, print_fn,
+                                 source=provenance.get("source_model_sha256"))
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
     prior_counts, prior_source = head_prior_counts(config, dataset_dir)
     views, train_config = rebalancing_views(config), config.train
@@ -686,23 +689,25 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
     if not runs.same_class_map(runs.read_run_json(trained_run, "class_map.json"), class_map):
         raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
     _adopt_input_size(config, trained_run, print_fn)
-    paths = runs.RunPaths(run_dir)
-    runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
-    digest = file_digest(trained_run / "model.keras")
-    if (run_dir / REBALANCING_JSON).is_file():
-        done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
-        if done_from != digest:
-            raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
-                            f"since); delete {run_dir} to re-balance the new one")
-        print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+    refuse_overlap(run_dir, {"--data": dataset_dir, "trained run": trained_run}, what="run folder")
+    with output_lock(run_dir):  # one process per run folder
+        paths = runs.RunPaths(run_dir)
+        runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
+        digest = file_digest(trained_run / "model.keras")
+        if (run_dir / REBALANCING_JSON).is_file():
+            done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
+            if done_from != digest:
+                raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
+                                f"since); delete {run_dir} to re-balance the new one")
+            print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+            return run_dir
+        parent = runs.read_run_json(trained_run, "lineage.json")
+        lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
+                   "rebalanced_model_sha256": digest, "head_rebalancing": config.train.head_rebalancing,
+                   "trained_epochs": 0}
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        runs.write_run_files(paths, config, lineage, class_map)
+        print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
+        _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
+                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn)
         return run_dir
-    parent = runs.read_run_json(trained_run, "lineage.json")
-    lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
-               "rebalanced_model_sha256": digest, "head_rebalancing": config.train.head_rebalancing,
-               "trained_epochs": 0}
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    runs.write_run_files(paths, config, lineage, class_map)
-    print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
-    _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
-                     {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn)
-    return run_dir

@@ -51,6 +51,10 @@ BAD_INVOCATIONS = [
     ("train --data {ds} --run-dir {tmp}/run2 --seed -1", "train.seed must be an int in [0, 2**32 - 1]"),
     ("predict {ds} {src} -o {tmp}/p.csv --image-size 0", "--image-size must be an int in [16, 4096]"),
     ("predict {ds} {src} -o {tmp}/p.csv --image-size 100000", "--image-size must be an int in [16, 4096]"),
+    ("predict {ds} {src} --detections {file} -o {src}/p.csv --overwrite", "lies inside the input INPUT"),
+    ("predict {ds} {src} --detections {file} -o {tmp}/p.csv --image-size 0", "--image-size must be an int in [16, 4096]"),
+    ("train --data {ds} --run-dir {fake_run} --init-weights {fake_run}/model.keras --overwrite",
+     "contains the input --init-weights"),
     # -- damaged prepared datasets: named up front, not a traceback (or a failure after an epoch)
     ("train --data {bad_map} --run-dir {tmp}/run3", "class_map.json is not valid JSON"),
     ("train --data {no_val} --run-dir {tmp}/run4", "1 shard(s) missing or truncated"),

@@ -238,8 +238,8 @@ def test_scaled_ros_bands_stay_alive():
     from serengeti_tf.config import SamplerConfig
     from serengeti_tf.sampling import ros_targets
 
-    # (At scale 0.003, 100 x 0.0024 < 1: no count is below the first threshold, whatever the rounding.)
-    for scale in (dd.DEFAULT_SCALE, 0.05, 1.0):
+    # Including the scales the demo's time budget picks (0.01, 0.006) and the smoke scale (0.003).
+    for scale in (dd.DEFAULT_SCALE, 0.01, 0.006, 0.003, 0.05, 1.0):
         thresholds = dd.scaled_paper_rules(scale)["sampler"]["ros_thresholds"]
         lower = [1] + thresholds[:-1]
         assert all(low < high for low, high in zip(lower, thresholds)), (scale, thresholds)

@@ -147,6 +147,9 @@ def test_run_work_counts_image_passes(tmp_path):
     # Phase 2's fast path and a head re-balancing branch: one forward pass over train + val, plus test.
     assert run_work(phase2, counts, 60).units() == pytest.approx(FORWARD_COST * 150)
     assert run_work(phase1, counts, 60, branches_from_trained=True).units() == pytest.approx(FORWARD_COST * 150)
+    # k augmented feature views: k passes over each train image.
+    phase2.train.feature_views = 3
+    assert run_work(phase2, counts, 60).units() == pytest.approx(FORWARD_COST * (3 * 100 + 20 + 30))
 
 
 def test_grid_eta_uses_measured_time_per_image_not_runs_done():

@@ -219,3 +219,22 @@ def test_antialiased_resize_equals_tensorflow():
 def test_bad_run_dir(tmp_path):
     with pytest.raises(UserError, match="finished training run folder with model.keras"):
         export.export_run(tmp_path, tmp_path / "out", cfg.Config(), print_fn=quiet)
+
+
+def test_crop_runs_export_says_it_expects_crops(tmp_path):
+    """A model trained on detector crops is exported with the crop settings it must be fed."""
+    from serengeti_tf import config as cfg
+    from serengeti_tf.export import detector_crop_settings, report_markdown
+
+    crops = cfg.resolve()
+    crops.data.detections = "md.json"
+    crops.data.crops.threshold = 0.35
+    cfg.save_config(crops, tmp_path / "crops")
+    cfg.save_config(cfg.resolve(), tmp_path / "frames")
+    settings = detector_crop_settings(tmp_path / "crops")
+    assert settings["threshold"] == 0.35 and settings["detections"] == "md.json"
+    assert detector_crop_settings(tmp_path / "frames") is None
+    assert detector_crop_settings(None) is None
+    text = report_markdown({"run": "r", "format": "tflite", "input": "uint8", "input_size": 32, "output": "p",
+                            "agreement_on": "x", "artifacts": {}, "level": "crop", "crops": settings})
+    assert "not whole frames" in text and "threshold 0.35" in text
