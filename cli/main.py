@@ -66,7 +66,7 @@ def _missing_tensorflow(err: ImportError) -> bool:
 
 
 # Verbs that run TensorFlow: it is started once, quietly, before they run (`tf_start.py`).
-TENSORFLOW_VERBS = frozenset({"prepare", "train", "evaluate", "compare", "experiment", "predict", "demo"})
+TENSORFLOW_VERBS = frozenset({"prepare", "train", "evaluate", "compare", "experiment", "predict", "demo", "export"})
 
 
 def _starts_tensorflow(args: list[str]) -> bool:
