@@ -151,7 +151,7 @@ def test_quantised_tflite_agrees_on_top1(fresh_results):
     The tiny test model trains for 8 steps and is not bit-reproducible on CPU, so many of its 48
     decisions are near-ties that rounding may flip (CI runs saw 0 to 2 flips, both near-ties and
     not), so the issue's >= 99% is not asserted on it; a real model's agreement on held-out images
-    is in its `export_report.json` (the export benchmark reports it for its model)."""
+    is in its `export_report.json`."""
     out, reference, n = fresh_results
     quantised = np.array(out["tflite_dynamic_range"][:n])
     agreement = np.mean(quantised.argmax(axis=1) == reference.argmax(axis=1))
