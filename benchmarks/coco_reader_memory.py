@@ -36,9 +36,9 @@ SITES = [f"{row}{col:02d}" for row in "BCDEFGHIJKLMNOPQRSTUV" for col in range(1
 
 _CHILD = {
     # Imports plus pandas' Arrow string storage loaded (the reader's columns use it).
-    "import_only": ("import pandas, ijson; import serengeti_tf.sources.coco_camera_traps; "
+    "import_only": ("import pandas, ijson; import serengeti_tf.data.sources.coco_camera_traps; "
                     "import serengeti_tf.config; pandas.Series(['a'], dtype='str')"),
-    "reader": ("from serengeti_tf.config import DataConfig; from serengeti_tf.sources import read_source; "
+    "reader": ("from serengeti_tf.config import DataConfig; from serengeti_tf.data.sources import read_source; "
                "m = read_source(DataConfig(metadata=[PATH], image_root=ROOT)); "
                "OUT['rows'] = len(m); OUT['kept'] = int((m['drop_reason'] == '').sum()); "
                "OUT['manifest_mb'] = m.memory_usage(deep=True).sum() / 2**20"),

@@ -58,7 +58,7 @@ def _full_decode_crops(task: tuple[str, list]) -> int:
     """Baseline: full-size decode once, then cut, resize (short side 224) and encode each box."""
     from PIL import Image
 
-    from serengeti_tf.crops import crop_rectangle
+    from serengeti_tf.data.crops import crop_rectangle
 
     path, boxes = task
     total = 0
@@ -83,9 +83,9 @@ def throughput(folder: Path, count: int, workers: int) -> dict:
     from prepare_throughput import generate  # the same photo-like generated JPEGs
 
     from serengeti_tf import config as cfg
-    from serengeti_tf.detections import write_md_file
-    from serengeti_tf.prepare import prepare_dataset
-    from serengeti_tf.shards import resolve_workers
+    from serengeti_tf.data.detections import write_md_file
+    from serengeti_tf.data.prepare import prepare_dataset
+    from serengeti_tf.data.shards import resolve_workers
 
     workers = resolve_workers(workers)
     images_dir = folder / "images"
@@ -167,8 +167,8 @@ def generate_md(path: Path, megabytes: float) -> dict:
 
 
 _CHILD = {
-    "import_only": "import serengeti_tf.detections, pandas, numpy, ijson",
-    "reader": ("from serengeti_tf.detections import read_detections\n"
+    "import_only": "import serengeti_tf.data.detections, pandas, numpy, ijson",
+    "reader": ("from serengeti_tf.data.detections import read_detections\n"
                "found = read_detections(PATH)\n"
                "OUT['images'] = len(found.images); OUT['boxes'] = len(found.boxes)\n"
                "OUT['result_mb'] = (found.images.memory_usage(deep=True).sum()"

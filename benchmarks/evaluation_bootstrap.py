@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from serengeti_tf import metrics
-from serengeti_tf.bootstrap import DEFAULT_SMOOTHING, bootstrap_ci
+from serengeti_tf.evaluate import metrics
+from serengeti_tf.evaluate.bootstrap import DEFAULT_SMOOTHING, bootstrap_ci
 from serengeti_tf.io_utils import write_json, write_text
 from serengeti_tf.species import PAPER_TEST_COUNTS
 

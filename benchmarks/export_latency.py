@@ -39,7 +39,7 @@ def make_run(run: Path) -> None:
     import keras
 
     from serengeti_tf.io_utils import write_json
-    from serengeti_tf.model import build_resnet18, save_model
+    from serengeti_tf.models.resnet import build_resnet18, save_model
 
     keras.utils.set_random_seed(0)
     run.mkdir(parents=True, exist_ok=True)
@@ -68,8 +68,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from serengeti_tf import config as cfg
-    from serengeti_tf import export
-    from serengeti_tf.model import load_model
+    from serengeti_tf.models import export
+    from serengeti_tf.models.resnet import load_model
 
     rng = np.random.default_rng(0)
     batch64 = rng.integers(0, 256, (64, *IMAGE_SHAPE), dtype=np.uint8)

@@ -52,8 +52,8 @@ def base_config(epochs: int):
 def test_scores(run_dir: Path, dataset_dir: Path, config) -> dict:
     from sklearn.metrics import f1_score
 
-    from serengeti_tf import pipeline
-    from serengeti_tf.model import load_model
+    from serengeti_tf.data import pipeline
+    from serengeti_tf.models.resnet import load_model
 
     model = load_model(run_dir / "model.keras", compile=False)
     labels, predictions = [], []
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="phase-2 epochs (phase 1 trains 3)")
     args = parser.parse_args()
 
-    from serengeti_tf import training
+    from serengeti_tf.train import training
     from serengeti_tf.testing import write_tiny_dataset
 
     work = Path(tempfile.mkdtemp(prefix="feature_views_bench_"))

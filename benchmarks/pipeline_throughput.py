@@ -90,8 +90,8 @@ def build(variant: str, data_dir: str, scale: int):
     import tensorflow as tf
 
     from serengeti_tf import config as cfg
-    from serengeti_tf import dataset, pipeline, sampling
-    from serengeti_tf.records import FEATURE_SPEC
+    from serengeti_tf.data import dataset, pipeline, sampling
+    from serengeti_tf.data.records import FEATURE_SPEC
 
     if variant.startswith("plain"):
         files = dataset.split_files(data_dir, "train")

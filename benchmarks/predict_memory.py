@@ -75,15 +75,15 @@ def child(mode: str, run: Path, files: list[Path], out: Path, batch_size: int) -
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.perf_counter()
     if mode == "predict":
-        from serengeti_tf.predict import predict_images
+        from serengeti_tf.evaluate.predict import predict_images
 
         predict_images(run, [str(f) for f in files], out, top_k=5, batch_size=batch_size)
     else:
         import pandas as pd
 
-        from serengeti_tf import images, pipeline
-        from serengeti_tf.evaluation import softmax, top_k_frame
-        from serengeti_tf.model import load_model
+        from serengeti_tf.data import images, pipeline
+        from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
+        from serengeti_tf.models.resnet import load_model
 
         model = load_model(run / "model.keras")
         batch = np.stack([np.asarray(pipeline.eval_transform(images.load_image(f, STORED_SIZE), INPUT_SIZE))

@@ -119,7 +119,7 @@ def _manifest(names: list[str]):
 
 
 def run_prepare(folder: Path, names: list[str], workers: int, out: Path) -> float:
-    from serengeti_tf import shards
+    from serengeti_tf.data import shards
     from serengeti_tf.config import DataConfig
 
     manifest, classes = _manifest(names)
@@ -134,7 +134,7 @@ def run_prepare(folder: Path, names: list[str], workers: int, out: Path) -> floa
 
 def run_prepare_full(folder: Path, names: list[str], workers: int, out: Path) -> float:
     from serengeti_tf import config as cfg
-    from serengeti_tf.prepare import prepare_dataset
+    from serengeti_tf.data.prepare import prepare_dataset
 
     manifest, _ = _manifest(names)
     labels = folder.parent / f"{folder.name}_labels.csv"
@@ -207,7 +207,7 @@ def main() -> None:
                         help="folder for generated sources (reused between runs)")
     args = parser.parse_args()
 
-    from serengeti_tf.shards import resolve_workers
+    from serengeti_tf.data.shards import resolve_workers
 
     workers = resolve_workers(args.workers)
     full_dir = args.cache / f"full_{args.width}x{args.height}"

@@ -78,9 +78,10 @@ def job_phase1(dataset_dir: str, size: int, batch: int, steps: int, warmup: int)
     import numpy as np
     import tensorflow as tf
 
-    from serengeti_tf import dataset as ds_reader
-    from serengeti_tf import pipeline, sampling, training
-    from serengeti_tf.model import build_model
+    from serengeti_tf.data import dataset as ds_reader
+    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.train import training
+    from serengeti_tf.models.resnet import build_model
 
     config = _config(size, batch)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
@@ -107,9 +108,10 @@ def job_phase1(dataset_dir: str, size: int, batch: int, steps: int, warmup: int)
 def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dict:
     import math
 
-    from serengeti_tf import dataset as ds_reader
-    from serengeti_tf import pipeline, sampling, training
-    from serengeti_tf.model import build_model, freeze_backbone, head_model
+    from serengeti_tf.data import dataset as ds_reader
+    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.train import training
+    from serengeti_tf.models.resnet import build_model, freeze_backbone, head_model
 
     config = _config(size, batch)
     counts = ds_reader.train_counts(dataset_dir)

@@ -19,7 +19,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @config_options
 def compare(run_dirs, out_dir, split, evaluate_missing, overwrite, config_files, overrides) -> None:
     """Compare evaluated runs (baseline, phase 1 and phase 2 per sampler, any seeds)."""
-    from serengeti_tf.reporting import compare_runs
+    from serengeti_tf.evaluate.reporting import compare_runs
 
     config = resolve_config(config_files, overrides, {"eval.split": split})
     result = compare_runs(run_dirs, out_dir, split=config.eval.split, evaluate_missing=evaluate_missing,

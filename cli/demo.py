@@ -21,6 +21,6 @@ def demo(out_dir, minutes, smoke, seed, overrides) -> None:
 
     Rerun with the same --out to continue an interrupted demo; it keeps the settings it chose first.
     """
-    from serengeti_tf.demo import run_demo
+    from serengeti_tf.demo.runner import run_demo
 
     run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, print_fn=click.echo)

@@ -37,7 +37,7 @@ def demo_data(out_dir, scale, seed, min_captures, image_size, overwrite, config_
     and a few blank, human and two-species captures. OUT_DIR/config.yaml points `prepare` at it
     (pass --config configs/demo.yaml to store the demo's CPU settings in it).
     """
-    from serengeti_tf import demo_data as dd
+    from serengeti_tf.demo import synthetic as dd
 
     config = resolve_config(config_files, overrides)
     summary = dd.write_demo_dataset(

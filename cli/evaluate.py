@@ -25,7 +25,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
 def evaluate(run_dir, split, per_class, top_k, bootstrap, batch_size, dataset_dir, overwrite,
              config_files, overrides) -> None:
     """Evaluate a training run on the test (or val) split; settings start from the run's config.yaml."""
-    from serengeti_tf.evaluation import evaluate_run
+    from serengeti_tf.evaluate.evaluation import evaluate_run
 
     run_config = Path(run_dir) / "config.yaml"
     config = resolve_config(((run_config,) if run_config.is_file() else ()) + tuple(config_files), overrides, {

@@ -22,7 +22,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
 def export_command(run_dir, out_dir, export_format, agreement_images, overwrite, config_files, overrides) -> None:
     """Export a training run's model with its eval preprocessing inside: uint8 images of any size in,
     class probabilities out; class names in its assets/metadata. Writes export_report.json/.md."""
-    from serengeti_tf.export import export_run
+    from serengeti_tf.models.export import export_run
 
     config = resolve_config(config_files, overrides, {"export.format": export_format,
                                                       "export.agreement_images": agreement_images})

@@ -20,8 +20,8 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @config_options
 def plan(sampler, data_dir, counts_csv, out_dir, overwrite, config_files, overrides) -> None:
     """Write the per-class phase-1 targets of a sampler: plan.csv, plan.png, totals.json, config.yaml."""
-    from serengeti_tf.dataset import example_unit
-    from serengeti_tf.sampling import plan_totals, write_plan
+    from serengeti_tf.data.dataset import example_unit
+    from serengeti_tf.data.sampling import plan_totals, write_plan
 
     config = resolve_config(config_files, overrides, {"sampler.name": sampler})
     out_dir = out_dir or f"plan-{config.sampler.name}"

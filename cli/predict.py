@@ -35,12 +35,12 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
     """
-    from serengeti_tf.predict import predict_images, summary_text
+    from serengeti_tf.evaluate.predict import predict_images, summary_text
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size})
     if detections:
-        from serengeti_tf import crop_predict
+        from serengeti_tf.evaluate import crop_predict
 
         given = bool(config_files) or any(o.strip().startswith("data.crops.") for o in overrides)
         result = crop_predict.predict_detections(

@@ -47,7 +47,7 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
 
     Rerunning continues an interrupted run and does nothing when the dataset is up to date.
     """
-    from serengeti_tf.prepare import format_summary, prepare_dataset
+    from serengeti_tf.data.prepare import format_summary, prepare_dataset
 
     config = resolve_config(config_files, overrides, {
         "data.metadata": metadata, "data.image_root": image_root, "data.source_format": source_format,

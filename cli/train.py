@@ -66,7 +66,7 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
     timings.json and versions.json into the run folder; with --head-rebalancing also
     rebalancing.json (chosen tau, val scores before/after) and rebalancing_sweep.csv (tau sweeps).
     """
-    from serengeti_tf import runs, training
+    from serengeti_tf.train import runs, training
 
     config = resolve_config(config_files, overrides, {
         "train.phase": phase, "sampler.name": sampler, "train.epochs": epochs,

@@ -351,7 +351,7 @@ def validate(config: Config) -> Config:
     if len(config.sampler.ros_thresholds) != len(config.sampler.ros_multipliers):
         raise UserError("config: sampler.ros_thresholds and sampler.ros_multipliers must have the same length, "
                         f"got {len(config.sampler.ros_thresholds)} and {len(config.sampler.ros_multipliers)}")
-    from serengeti_tf.methods import check_methods  # late: methods.py imports nothing from here at load
+    from serengeti_tf.evaluate.methods import check_methods  # late: methods.py imports nothing from here at load
 
     check_methods(config.experiment.methods)
     if config.eval.tail_max > config.eval.head_min:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from serengeti_tf import crop_predict, detections
+from serengeti_tf.evaluate import crop_predict
+from serengeti_tf.data import detections
 from serengeti_tf.testing import write_tiny_run
 
 CLASSES = ["elephant", "gazellethomsons", "zebra"]

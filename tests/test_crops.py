@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf import crops, detections
+from serengeti_tf.data import crops, detections
 from serengeti_tf.errors import UserError
 
 COLOURS = {"zebra": (230, 30, 30), "lionfemale": (30, 200, 40), "dikdik": (40, 60, 230)}
@@ -43,7 +43,7 @@ def test_reads_the_ena24_md_fixture(shared_data):
 
 
 def test_prepare_crops_on_the_real_ena24_sample(shared_data, tmp_path):
-    from serengeti_tf.prepare import prepare_dataset
+    from serengeti_tf.data.prepare import prepare_dataset
 
     folder = shared_data / "other_formats" / "ena24_small"
     if not (folder / "md_annotations.json").is_file():
@@ -176,7 +176,7 @@ def _scene(path: Path, size=(2048, 1536), square=(1000, 700, 1060, 760), colour=
 
 
 def test_cut_crops_keeps_a_small_box_sharp_and_decodes_a_big_one_small(tmp_path, monkeypatch):
-    from serengeti_tf import images
+    from serengeti_tf.data import images
 
     path = _scene(tmp_path / "frame.jpg")
     asked = []
@@ -237,7 +237,7 @@ def _digests(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def crop_dataset(tmp_path_factory):
-    from serengeti_tf.prepare import prepare_dataset
+    from serengeti_tf.data.prepare import prepare_dataset
 
     root = tmp_path_factory.mktemp("cropsrc")
     images_dir, metadata, md = _crop_source(root)
@@ -275,9 +275,9 @@ def test_prepare_crops_drop_reasons_and_summary(crop_dataset):
 def test_prepared_crops_hold_the_boxed_animal_and_carry_box_and_conf(crop_dataset):
     import tensorflow as tf
 
-    from serengeti_tf import dataset as ds
-    from serengeti_tf.pipeline import split_metadata
-    from serengeti_tf.records import parse_example
+    from serengeti_tf.data import dataset as ds
+    from serengeti_tf.data.pipeline import split_metadata
+    from serengeti_tf.data.records import parse_example
 
     out, _, _, _, _ = crop_dataset
     names = ds.class_names(out)
@@ -309,7 +309,7 @@ def test_crop_dataset_loads_with_tfds(crop_dataset):
 
 
 def test_prepare_crops_rerun_is_up_to_date_and_other_settings_refused(crop_dataset):
-    from serengeti_tf.prepare import prepare_dataset
+    from serengeti_tf.data.prepare import prepare_dataset
 
     out, _, _, _, config = crop_dataset
     assert prepare_dataset(config, out, progress=False)["up_to_date"]
@@ -320,7 +320,7 @@ def test_prepare_crops_rerun_is_up_to_date_and_other_settings_refused(crop_datas
 
 
 def test_interrupted_crop_prepare_resumes_to_byte_identical_shards(crop_dataset, tmp_path):
-    from serengeti_tf.prepare import prepare_dataset
+    from serengeti_tf.data.prepare import prepare_dataset
 
     clean, _, _, _, config = crop_dataset
     out = tmp_path / "resumed"

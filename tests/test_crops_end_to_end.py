@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf import levels
+from serengeti_tf.evaluate import levels
 
 
 def test_image_level_is_the_confidence_weighted_mean_and_capture_the_mean_of_images():
@@ -30,8 +30,8 @@ def test_image_level_is_the_confidence_weighted_mean_and_capture_the_mean_of_ima
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from serengeti_tf import demo_data as dd
-    from serengeti_tf.prepare import prepare_dataset
+    from serengeti_tf.demo import synthetic as dd
+    from serengeti_tf.data.prepare import prepare_dataset
 
     root = tmp_path_factory.mktemp("crop_e2e")
     data = root / "data"
@@ -47,8 +47,8 @@ def demo(tmp_path_factory):
 
 
 def test_demo_md_file_boxes_every_labelled_animal(demo):
-    from serengeti_tf import demo_data as dd
-    from serengeti_tf import detections
+    from serengeti_tf.demo import synthetic as dd
+    from serengeti_tf.data import detections
 
     _, data, _, _, summary = demo
     found = detections.read_detections(data / dd.MD_JSON)
@@ -72,10 +72,10 @@ def test_crop_splits_follow_the_whole_frame_splits(demo):
 
 @pytest.mark.slow
 def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(demo):
-    from serengeti_tf import training
-    from serengeti_tf.evaluation import evaluate_run
-    from serengeti_tf.reporting import compare_runs
-    from serengeti_tf.sampling import write_plan
+    from serengeti_tf.train import training
+    from serengeti_tf.evaluate.evaluation import evaluate_run
+    from serengeti_tf.evaluate.reporting import compare_runs
+    from serengeti_tf.data.sampling import write_plan
 
     root, _, frames, crops_dir, _ = demo
     config = cfg.resolve(updates=[{"model": {"input_size": 32},
@@ -133,8 +133,8 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
 @pytest.mark.slow
 def test_methods_and_rejection_sampling_run_unchanged_on_crops(demo):
     """Issue-6 methods (a loss with class weights, then head re-balancing) and rejection sampling on crops."""
-    from serengeti_tf import training
-    from serengeti_tf.methods import METHODS
+    from serengeti_tf.train import training
+    from serengeti_tf.evaluate.methods import METHODS
 
     root, _, _, crops_dir, _ = demo
     train = {"epochs": 1, "batch_size": 16, "steps_per_epoch": 2, "crt_epochs": 1, "crt_steps_per_epoch": 2,

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf import demo_data as dd
+from serengeti_tf.demo import synthetic as dd
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import OWNED_LOG
 
@@ -236,7 +236,7 @@ def test_scaled_paper_rules_shrink_with_the_data():
 def test_scaled_ros_bands_stay_alive():
     # Rounding 100 x 0.012 down to 1 made the x10 band (n < 1) empty; every band must hold a count >= 1.
     from serengeti_tf.config import SamplerConfig
-    from serengeti_tf.sampling import ros_targets
+    from serengeti_tf.data.sampling import ros_targets
 
     # Including the scales the demo's time budget picks (0.01, 0.006) and the smoke scale (0.003).
     for scale in (dd.DEFAULT_SCALE, 0.01, 0.006, 0.003, 0.05, 1.0):
@@ -271,9 +271,9 @@ def test_csv_pair_and_coco_json_describe_the_same_captures(demo_dir):
 
 
 def test_reads_identically_through_csv_pair_and_coco_json(demo_dir):
-    sources = pytest.importorskip("serengeti_tf.sources")
+    sources = pytest.importorskip("serengeti_tf.data.sources")
     if not hasattr(sources, "read_source"):
-        pytest.skip("serengeti_tf.sources.read_source not available yet")
+        pytest.skip("serengeti_tf.data.sources.read_source not available yet")
     data = cfg.load_saved(demo_dir / "config.yaml").data
     from_csv = sources.read_source(data)
     data.source_format, data.metadata = "coco", [str(demo_dir / dd.COCO_JSON)]

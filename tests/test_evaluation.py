@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf import evaluation as ev
-from serengeti_tf import metrics
+from serengeti_tf.evaluate import evaluation as ev
+from serengeti_tf.evaluate import metrics
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import write_json
 
@@ -218,7 +218,7 @@ def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed:
     """A run folder as `train` leaves it, with a tiny random Keras model instead of a ResNet-18."""
     import keras
 
-    from serengeti_tf import dataset as ds
+    from serengeti_tf.data import dataset as ds
 
     keras.utils.set_random_seed(seed)
     num_classes = len(ds.class_names(dataset_dir))
@@ -241,7 +241,7 @@ def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed:
 
 
 def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
-    pytest.importorskip("serengeti_tf.pipeline")
+    pytest.importorskip("serengeti_tf.data.pipeline")
     run = write_tiny_run(tmp_path / "run", tiny_dataset)
     result = ev.evaluate_run(run)
     out = run / "eval"
@@ -282,7 +282,7 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
 
 def test_per_class_table_phase1_counts_of_a_phase2_run(tmp_path, tiny_dataset):
     """A phase-2 run's table carries its phase-1 sampler's counts (the paper's Tables 5 and 6)."""
-    pytest.importorskip("serengeti_tf.pipeline")
+    pytest.importorskip("serengeti_tf.data.pipeline")
     phase1 = write_tiny_run(tmp_path / "rus1", tiny_dataset, sampler="rus", rus_cap=10)
     phase2 = write_tiny_run(tmp_path / "rus2", tiny_dataset)
     write_json(phase2 / "lineage.json", {"phase": 2, "sampler": "rus", "dataset_dir": str(tiny_dataset),
@@ -309,7 +309,7 @@ def test_evaluate_run_refuses_bad_folders(tmp_path, tiny_dataset):
 
 
 def test_evaluate_cli_prints_tables_and_reports_errors(tmp_path, tiny_dataset, capsys):
-    pytest.importorskip("serengeti_tf.pipeline")
+    pytest.importorskip("serengeti_tf.data.pipeline")
     from serengeti_tf_cli.main import main
 
     run = write_tiny_run(tmp_path / "run", tiny_dataset)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf import runs as run_files
-from serengeti_tf import training
-from serengeti_tf.experiment import plan_runs, run_config, run_experiment
-from serengeti_tf.progress import FORWARD_COST, GridProgress, RunWork, run_work
+from serengeti_tf.train import runs as run_files
+from serengeti_tf.train import training
+from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
+from serengeti_tf.train.progress import FORWARD_COST, GridProgress, RunWork, run_work
 
 
 def _grid_config(**experiment) -> cfg.Config:
@@ -70,7 +70,8 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
     evaluations. Training and evaluation are replaced by fakes that write what the real ones write."""
     import numpy as np
 
-    from serengeti_tf import evaluation, training
+    from serengeti_tf.evaluate import evaluation
+    from serengeti_tf.train import training
     from serengeti_tf.io_utils import write_csv, write_json
 
     names = ["antelope", "buffalo", "cheetah", "dikdik"]

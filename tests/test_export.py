@@ -16,7 +16,9 @@ import tensorflow as tf
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf import export, pipeline, training
+from serengeti_tf.models import export
+from serengeti_tf.data import pipeline
+from serengeti_tf.train import training
 from serengeti_tf.errors import UserError
 from serengeti_tf.testing import write_tiny_dataset
 from test_training import quiet, subprocess_env, tiny_config
@@ -202,7 +204,7 @@ def test_rerun_is_a_no_op_and_other_folders_are_refused(exported):
 
 
 def test_keras_format_round_trip(exported, tmp_path):
-    from serengeti_tf.model import load_model
+    from serengeti_tf.models.resnet import load_model
 
     config = cfg.Config()
     config.export.format = "keras"
@@ -230,7 +232,7 @@ def test_bad_run_dir(tmp_path):
 def test_crop_runs_export_says_it_expects_crops(tmp_path):
     """A model trained on detector crops is exported with the crop settings it must be fed."""
     from serengeti_tf import config as cfg
-    from serengeti_tf.export import detector_crop_settings, report_markdown
+    from serengeti_tf.models.export import detector_crop_settings, report_markdown
 
     crops = cfg.resolve()
     crops.data.detections = "md.json"

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from serengeti_tf.config import DataConfig
-from serengeti_tf.filters import apply_filters, drop_counts, missing_files
-from serengeti_tf.sources import MANIFEST_COLUMNS
+from serengeti_tf.data.filters import apply_filters, drop_counts, missing_files
+from serengeti_tf.data.sources import MANIFEST_COLUMNS
 
 
 def manifest_of(rows: list[tuple[str, str, str]]) -> pd.DataFrame:

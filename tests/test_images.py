@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serengeti_tf import images
+from serengeti_tf.data import images
 
 
 def _scene(width: int, height: int) -> np.ndarray:

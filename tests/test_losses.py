@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from serengeti_tf import losses
+from serengeti_tf.train import losses
 from serengeti_tf.config import TrainConfig
 from serengeti_tf.errors import UserError
 

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf import dataset as ds_reader
-from serengeti_tf import methods, runs, training
-from serengeti_tf import model as M
+from serengeti_tf.data import dataset as ds_reader
+from serengeti_tf.evaluate import methods
+from serengeti_tf.train import runs, training
+from serengeti_tf.models import resnet as M
 from serengeti_tf.errors import UserError
-from serengeti_tf.experiment import plan_runs, run_config, run_experiment
+from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
 
 
 def tiny_config(**train) -> cfg.Config:
@@ -142,8 +143,8 @@ def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_da
 def test_posthoc_adjustment_after_a_sampler_run_removes_the_plan_prior(tiny_dataset, tmp_path):
     """A phase-1 ROS head learnt the plan's targets: post-hoc adjustment must subtract their log prior,
     not the original counts' (which would over-correct towards the classes ROS already boosted)."""
-    from serengeti_tf import sampling
-    from serengeti_tf.losses import log_priors
+    from serengeti_tf.data import sampling
+    from serengeti_tf.train.losses import log_priors
 
     config = tiny_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
     config.sampler.name, config.sampler.ros_thresholds, config.sampler.ros_cap = "ros", [2, 6, 13, 40], 40
@@ -200,7 +201,7 @@ def test_a_focal_loss_run_reloads_compiled_in_a_fresh_process(tiny_dataset, tmp_
     training.train(tiny_config(loss="focal", class_weighting="effective_number"), tiny_dataset, run,
                    print_fn=quiet)
     state = runs.read_state(runs.RunPaths(run))
-    code = ("import sys; from serengeti_tf.model import load_model; "
+    code = ("import sys; from serengeti_tf.models.resnet import load_model; "
             "m = load_model(sys.argv[1], compile=True); print(type(m.loss).__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(run / "checkpoints" / state.checkpoint)],
                          capture_output=True, text=True, timeout=300)

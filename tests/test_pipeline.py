@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from serengeti_tf import config as cfg
-from serengeti_tf import dataset, pipeline, sampling
+from serengeti_tf.data import dataset, pipeline, sampling
 from serengeti_tf.errors import UserError
 from serengeti_tf.testing import jpeg_bytes, write_tiny_dataset
 

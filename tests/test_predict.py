@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf import predict as pr
+from serengeti_tf.evaluate import predict as pr
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import write_json
 from serengeti_tf.testing import class_image, jpeg_bytes, write_tiny_run
 
-pytest.importorskip("serengeti_tf.images")
-pytest.importorskip("serengeti_tf.pipeline")
+pytest.importorskip("serengeti_tf.data.images")
+pytest.importorskip("serengeti_tf.data.pipeline")
 
 CLASSES = ["elephant", "empty", "zebra"]
 
@@ -62,9 +62,9 @@ def _write_images(folder: Path, names: list[str]) -> list[Path]:
 
 
 def test_same_probabilities_as_the_model_on_the_eval_view(tiny_run, tmp_path):
-    from serengeti_tf import images, pipeline
-    from serengeti_tf.evaluation import softmax
-    from serengeti_tf.model import load_model
+    from serengeti_tf.data import images, pipeline
+    from serengeti_tf.evaluate.evaluation import softmax
+    from serengeti_tf.models.resnet import load_model
 
     paths = _write_images(tmp_path / "imgs", ["a.jpg", "b.jpg", "c.jpg"])
     pr.predict_images(tiny_run, [str(p) for p in paths], tmp_path / "p.csv", top_k=3, batch_size=2)

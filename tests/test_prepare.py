@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf import dataset
+from serengeti_tf.data import dataset
 from serengeti_tf.errors import UserError
-from serengeti_tf.prepare import format_summary, prepare_dataset
+from serengeti_tf.data.prepare import format_summary, prepare_dataset
 
 # Plain-CSV source: species -> number of 2-frame captures.
 CAPTURES = {"zebra": 8, "wildebeest": 5, "aardvark": 3}
@@ -131,7 +131,7 @@ def test_counts_match_shards_and_manifest(prepared):
 def test_train_shards_hold_one_class_each(prepared):
     import tensorflow as tf
 
-    from serengeti_tf.records import parse_example
+    from serengeti_tf.data.records import parse_example
 
     out, _, _ = prepared
     names = dataset.class_names(out)
@@ -324,7 +324,7 @@ def _special_sources(folder: Path) -> dict[str, Path]:
 def test_real_sample_drops_corrupt_and_keeps_odd_images_rgb_and_upright(shared_data, tmp_path):
     import tensorflow as tf
 
-    from serengeti_tf.records import parse_example
+    from serengeti_tf.data.records import parse_example
 
     sample = shared_data / "serengeti_s9_sample"
     special = _special_sources(sample)
@@ -519,7 +519,7 @@ def test_coco_category_ids_missing_from_categories_are_counted(tmp_path, caplog)
 HOLD_PREPARE = """
 import sys, time
 from serengeti_tf import config as cfg
-from serengeti_tf.prepare import prepare_dataset
+from serengeti_tf.data.prepare import prepare_dataset
 
 def hold(spec):
     print("holding", flush=True)

@@ -15,8 +15,10 @@ import keras
 import numpy as np
 import pytest
 
-from serengeti_tf import model as M
-from serengeti_tf import pretrained, training
+from serengeti_tf.models import resnet as M
+from serengeti_tf.models import pretrained
+from serengeti_tf.train import training
+from serengeti_tf.train.optimizers import DiscriminativeAdam
 from serengeti_tf.errors import UserError
 from test_training import NUM_CLASSES, cli, quiet, subprocess_env, tiny_config
 
@@ -170,7 +172,7 @@ def test_freeze_stages_and_backbone_learning_rate(project_source, tiny_dataset, 
     run = tmp_path / "disc"
     training.train(config, tiny_dataset, run, print_fn=quiet)
     trained = M.load_model(run / "model.keras", compile=True)
-    assert isinstance(trained.optimizer, __import__("serengeti_tf.optimizers").optimizers.DiscriminativeAdam)
+    assert isinstance(trained.optimizer, DiscriminativeAdam)
     expected = backbone_weights(source)
     for name in ("stem_conv", "stem_conv_bn", "stage2_block2_conv2", "stage2_block1_conv1_bn"):
         for a, b in zip(trained.get_layer(name).get_weights(), expected[name]):
@@ -180,7 +182,7 @@ def test_freeze_stages_and_backbone_learning_rate(project_source, tiny_dataset, 
 
 
 def test_discriminative_optimizer_scales_only_the_backbone_step():
-    from serengeti_tf.optimizers import DiscriminativeSGD
+    from serengeti_tf.train.optimizers import DiscriminativeSGD
 
     inputs = keras.Input((3,))
     outputs = keras.layers.Dense(2, name=M.HEAD_NAME)(keras.layers.Dense(3, name="stage5_body")(inputs))
@@ -228,7 +230,7 @@ def test_mixed_precision_run_builds_the_pretrained_model_under_its_policy(projec
 
 def test_experiment_phase2_runs_do_not_inherit_init_weights(tmp_path):
     from serengeti_tf import config as cfg
-    from serengeti_tf import experiment
+    from serengeti_tf.evaluate import experiment
 
     config = cfg.Config()
     config.experiment.samplers = ["ros"]

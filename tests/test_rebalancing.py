@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serengeti_tf import rebalancing as rb
+from serengeti_tf.train import rebalancing as rb
 from serengeti_tf.errors import UserError
 
 PRIORS = np.array([0.9, 0.09, 0.01])

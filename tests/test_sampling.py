@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serengeti_tf import sampling
+from serengeti_tf.data import sampling
 from serengeti_tf.config import SamplerConfig
 from serengeti_tf.errors import UserError
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from serengeti_tf import shards
+from serengeti_tf.data import shards
 from serengeti_tf.config import DataConfig
 
 SPECIES = {"zebra": 9, "lion": 4, "aardvark": 1}
@@ -88,7 +88,7 @@ def test_written_shards_load_with_tfds_and_parse_with_records(tmp_path, source):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    from serengeti_tf.records import parse_example
+    from serengeti_tf.data.records import parse_example
 
     root, manifest = source
     names = sorted(SPECIES)

@@ -23,10 +23,11 @@ import pytest
 from sklearn.metrics import f1_score
 
 from serengeti_tf import config as cfg
-from serengeti_tf import model as M
-from serengeti_tf import pipeline, runs, training
+from serengeti_tf.models import resnet as M
+from serengeti_tf.data import pipeline
+from serengeti_tf.train import runs, training
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluation import file_digest
+from serengeti_tf.evaluate.evaluation import file_digest
 from serengeti_tf.testing import write_tiny_dataset
 
 NUM_CLASSES = 4  # the tiny_dataset fixture

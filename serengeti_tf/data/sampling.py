@@ -1,0 +1,263 @@
+"""Phase-1 sampling plans: per-class train counts in, per-class phase-1 target counts out.
+
+A plan is a DataFrame with one row per class (input order kept) and columns
+`species, original, target, ratio` (ratio = target / original; 0 for an empty class).
+`sampling_plan` is pure; `pipeline.make_train_dataset` realises a plan with tf.data, and
+`write_plan` is the `serengeti-tf plan` job (CSV + bar plot + resolved config).
+
+Samplers (paper appendix A.3 for the first five; every threshold, multiplier and cap is in
+`SamplerConfig`, so YAML can change them):
+
+- `none`: the original distribution (baseline).
+- `ros`: a class with n < thresholds[-1] images is multiplied by the multiplier of the first
+  threshold it is below (10/8/6/4 below 100/500/1000/5000), capped at `ros_cap` (5000);
+  ROS never shrinks a class, so larger classes are left as they are.
+- `rus`: classes above the RUS cap (15,000) are cut to it.
+- `ros_rus_15k`, `ros_rus_5k`: ROS, then RUS with cap 15,000 / 5,000.
+  `sampler.rus_cap` overrides the RUS cap of `rus` and both ROS&RUS samplers.
+- `uniform`: every non-empty class gets `uniform_target` images, or (null) the total spread evenly
+  over the non-empty classes (the first `total % k` classes get one more, so the total is kept).
+- `sqrt`: targets proportional to sqrt(n) (square-root frequency sampling), scaled so the total
+  equals the original total (largest-remainder rounding; every non-empty class keeps >= 1).
+
+An empty class (0 training images) always gets target 0: nothing can be drawn from it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from serengeti_tf.config import SAMPLERS, SamplerConfig
+from serengeti_tf.errors import UserError
+
+PLAN_COLUMNS = ["species", "original", "target", "ratio"]
+
+# The paper's RUS caps: ROS&RUS(5K) is the only sampler with a different default.
+DEFAULT_RUS_CAPS = {"rus": 15000, "ros_rus_15k": 15000, "ros_rus_5k": 5000}
+
+
+def validate_sampler(sampler: SamplerConfig) -> None:
+    """Checks the sampler settings a plan depends on (also when built without `config.validate`)."""
+    if sampler.name not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler.name!r}; expected one of {', '.join(SAMPLERS)}")
+    for key in ("ros_cap", "rus_cap", "uniform_target"):
+        value = getattr(sampler, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 1):
+            raise UserError(f"sampler.{key} must be an int >= 1, got {value!r}")
+    thresholds, multipliers = list(sampler.ros_thresholds), list(sampler.ros_multipliers)
+    if not thresholds or len(thresholds) != len(multipliers):
+        raise UserError("sampler.ros_thresholds and sampler.ros_multipliers must be non-empty and of the "
+                        f"same length, got {thresholds} and {multipliers}")
+    if any(t <= 0 for t in thresholds) or thresholds != sorted(thresholds):
+        raise UserError(f"sampler.ros_thresholds must be increasing positive ints, got {thresholds}")
+    if any(m < 1 for m in multipliers):
+        raise UserError(f"sampler.ros_multipliers must be numbers >= 1, got {multipliers}")
+
+
+def _validate_counts(train_counts: Mapping[str, int]) -> tuple[list[str], np.ndarray]:
+    if len(train_counts) == 0:
+        raise UserError("sampling plan: no classes given (train counts are empty)")
+    names = [str(name) for name in train_counts]
+    values = []
+    for name, count in train_counts.items():
+        if isinstance(count, bool) or not float(count).is_integer() or count < 0:
+            raise UserError(f"sampling plan: train count of {name!r} must be an int >= 0, got {count!r}")
+        values.append(int(count))
+    if len(set(names)) != len(names):
+        raise UserError(f"sampling plan: duplicate class names in {names}")
+    return names, np.asarray(values, dtype=np.int64)
+
+
+def ros_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+    """Random oversampling: multiply small classes by the multiplier of their size band, capped."""
+    out = counts.copy()
+    for i, n in enumerate(counts):
+        for threshold, multiplier in zip(sampler.ros_thresholds, sampler.ros_multipliers):
+            if n < threshold:
+                # The cap limits the oversampled size but never shrinks a class (ROS only adds).
+                out[i] = max(n, min(math.floor(n * multiplier + 0.5), sampler.ros_cap))
+                break
+    return out
+
+
+def rus_targets(counts: np.ndarray, cap: int) -> np.ndarray:
+    """Random undersampling: cut every class above `cap` to `cap`."""
+    return np.minimum(counts, cap)
+
+
+def uniform_targets(counts: np.ndarray, target: int | None) -> np.ndarray:
+    """The same count for every non-empty class: `target`, or the total spread evenly."""
+    nonempty = counts > 0
+    out = np.zeros_like(counts)
+    if target is not None:
+        out[nonempty] = target
+        return out
+    k = int(nonempty.sum())
+    if k == 0:
+        return out
+    base, extra = divmod(int(counts.sum()), k)
+    values = np.full(k, base, dtype=np.int64)
+    values[:extra] += 1
+    out[nonempty] = values
+    return out
+
+
+def sqrt_targets(counts: np.ndarray) -> np.ndarray:
+    """Targets proportional to sqrt(n), same total as the original (largest-remainder rounding)."""
+    total = int(counts.sum())
+    out = np.zeros_like(counts)
+    nonempty = counts > 0
+    if total == 0:
+        return out
+    weights = np.sqrt(counts[nonempty].astype(np.float64))
+    exact = weights / weights.sum() * total
+    values = np.maximum(np.floor(exact).astype(np.int64), 1)
+    shortfall = total - int(values.sum())
+    # Hand the rounding leftovers to the classes with the largest fractional parts (stable order).
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    if shortfall > 0:
+        values[order[:shortfall]] += 1
+    out[nonempty] = values
+    return out
+
+
+def rus_cap_for(sampler: SamplerConfig) -> int:
+    """The RUS cap in force: `sampler.rus_cap` if set, else the sampler's paper default."""
+    if sampler.rus_cap is not None:
+        return int(sampler.rus_cap)
+    return DEFAULT_RUS_CAPS[sampler.name]
+
+
+def sampling_plan(train_counts: Mapping[str, int], sampler: SamplerConfig) -> pd.DataFrame:
+    """Per-class phase-1 targets for `sampler`; columns species, original, target, ratio (input order)."""
+    validate_sampler(sampler)
+    names, counts = _validate_counts(train_counts)
+    name = sampler.name
+    if name == "none":
+        targets = counts.copy()
+    elif name == "ros":
+        targets = ros_targets(counts, sampler)
+    elif name == "rus":
+        targets = rus_targets(counts, rus_cap_for(sampler))
+    elif name in ("ros_rus_15k", "ros_rus_5k"):
+        targets = rus_targets(ros_targets(counts, sampler), rus_cap_for(sampler))
+    elif name == "uniform":
+        targets = uniform_targets(counts, sampler.uniform_target)
+    else:  # sqrt (validate_sampler rejected anything else)
+        targets = sqrt_targets(counts)
+    targets = np.where(counts > 0, targets, 0)
+    ratio = np.divide(targets, counts, out=np.zeros(len(counts), dtype=np.float64), where=counts > 0)
+    return pd.DataFrame({"species": names, "original": counts.astype(np.int64),
+                         "target": targets.astype(np.int64), "ratio": ratio})
+
+
+def check_plan_matches(plan: pd.DataFrame, class_names: Sequence[str]) -> None:
+    """Raises UserError unless the plan has exactly one row for every class of the dataset."""
+    missing_cols = [c for c in PLAN_COLUMNS if c not in plan.columns]
+    if missing_cols:
+        raise UserError(f"sampling plan lacks column(s) {', '.join(missing_cols)}; got {list(plan.columns)}")
+    planned = [str(s) for s in plan["species"]]
+    duplicates = sorted({s for s in planned if planned.count(s) > 1})
+    if duplicates:
+        raise UserError(f"sampling plan lists class(es) more than once: {', '.join(duplicates)}")
+    extra = [s for s in planned if s not in set(class_names)]
+    if extra:
+        raise UserError(f"sampling plan has class(es) the dataset lacks: {', '.join(extra)} "
+                        f"(dataset classes: {', '.join(class_names)})")
+    absent = [s for s in class_names if s not in set(planned)]
+    if absent:
+        raise UserError(f"sampling plan has no row for dataset class(es): {', '.join(absent)}")
+    bad = plan[(plan["target"] < 0) | ((plan["original"] == 0) & (plan["target"] > 0))]
+    if len(bad):
+        row = bad.iloc[0]
+        raise UserError(f"sampling plan: class {row['species']!r} has target {row['target']} from "
+                        f"{row['original']} original images (targets must be >= 0, and 0 for an empty class)")
+
+
+def plan_totals(plan: pd.DataFrame) -> dict[str, int]:
+    """Total original and target images, and classes over/under-sampled."""
+    return {"classes": int(len(plan)), "original": int(plan["original"].sum()),
+            "target": int(plan["target"].sum()),
+            "oversampled": int((plan["target"] > plan["original"]).sum()),
+            "undersampled": int((plan["target"] < plan["original"]).sum())}
+
+
+def read_counts_csv(path: str | Path) -> dict[str, int]:
+    """Reads a `species,count` CSV (a `train` column is accepted instead of `count`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"counts file not found: {path}")
+    try:
+        frame = pd.read_csv(path, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"counts file {path} is not a readable CSV: {str(err).splitlines()[0]}") from None
+    column = "count" if "count" in frame.columns else "train" if "train" in frame.columns else None
+    if "species" not in frame.columns or column is None:
+        raise UserError(f"counts file {path} must have columns species,count; got {list(frame.columns)}")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    if values.isna().any():
+        bad = frame.loc[values.isna(), column].iloc[0]
+        raise UserError(f"counts file {path}: {column} must be a number, got {bad!r}")
+    return dict(zip(frame["species"].astype(str), values.astype(np.int64).tolist()))
+
+
+def plot_plan(plan: pd.DataFrame, title: str, unit: str = "images"):
+    """Bar plot of the original vs phase-1 distribution, largest class first, log scale (paper figs. 5-6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = plan.sort_values("original", ascending=False, kind="stable")
+    x = np.arange(len(ordered))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.28 * len(ordered) + 2), 4.5))
+    width = 0.42
+    # Log scale cannot show 0: draw empty classes as no bar.
+    axis.bar(x - width / 2, ordered["original"].clip(lower=0), width, label="original", color="#8c8c8c")
+    axis.bar(x + width / 2, ordered["target"].clip(lower=0), width, label="phase 1", color="#1f77b4")
+    axis.set_yscale("log")
+    axis.set_xticks(x)
+    axis.set_xticklabels(ordered["species"], rotation=90, fontsize=7)
+    axis.set_ylabel(f"training {unit} (log scale)")
+    axis.set_title(title)
+    axis.legend()
+    axis.grid(axis="y", which="major", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
+               counts_csv: str | Path | None = None, overwrite: bool = False) -> pd.DataFrame:
+    """The `plan` job: plan from a prepared dataset or a counts CSV -> plan.csv, plan.png, config.yaml."""
+    from serengeti_tf import config as cfg
+    from serengeti_tf.data import dataset
+    from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
+    from serengeti_tf.locks import output_lock
+
+    if (data_dir is None) == (counts_csv is None):
+        raise UserError(f"plan: give exactly one of a prepared dataset (--data) or a counts CSV (--counts); "
+                        f"got data={data_dir!r}, counts={counts_csv!r}")
+    refuse_overlap(out_dir, {"--data": data_dir, "--counts": counts_csv})
+    counts = dataset.train_counts(data_dir) if data_dir is not None else read_counts_csv(counts_csv)
+    plan = sampling_plan(counts, config.sampler)
+    source = str(Path(data_dir if data_dir is not None else counts_csv).resolve())
+    with output_lock(out_dir):  # one process per output folder
+        claim_output_dir(out_dir, {"command": "plan", "source": source, "sampler": cfg.to_dict(config)["sampler"]},
+                         overwrite=overwrite)
+        out = Path(out_dir)
+        cfg.save_config(config, out)
+        write_csv(out / "plan.csv", plan)
+        totals = plan_totals(plan)
+        # Detector-crop datasets count crops: every count here is crops, and the files say so.
+        unit = dataset.example_unit(data_dir) if data_dir is not None else "images"
+        write_json(out / "totals.json", {"sampler": config.sampler.name, "unit": unit, **totals})
+        title = (f"{config.sampler.name}: {totals['original']:,} -> {totals['target']:,} training {unit}, "
+                 f"{totals['classes']} classes")
+        save_figure(out / "plan.png", plot_plan(plan, title, unit))
+    return plan

@@ -1,0 +1,379 @@
+"""Writing the prepared images as TFRecord shards: planned, parallel, resumable, plus TFDS metadata.
+
+Plan: the train split is sharded per class (each train shard holds one class only, at most
+`data.shard_size` images) so a sampler can read any one class alone; val and test are sharded on
+their own. Row order inside a split is a seeded permutation, so a rerun writes the same bytes.
+
+Writing: worker processes (spawned, importing only `images`, never TensorFlow) decode and encode
+the images in small chunks; the parent serialises the examples in plan order and streams them into
+one shard at a time, with a bounded number of chunks in flight (memory does not grow with the
+dataset). Each shard is written to a temporary name and renamed, then a small "done" record is
+written to `.prepare_state/`; a rerun skips shards whose done record matches the plan, and the done
+record remembers which images were corrupt so their drops are reported without decoding again.
+Workers end with the parent (`exit_with_parent`), so killing `prepare` leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from serengeti_tf.data import images
+from serengeti_tf.config import DataConfig
+from serengeti_tf.data.dataset import SPLITS, TFDS_NAME
+from serengeti_tf.io_utils import atomic_path, read_json, record_owned, write_json
+
+STATE_DIR = ".prepare_state"
+# Images per worker task: large enough to amortise inter-process traffic, small enough to balance.
+CHUNK_SIZE = 8
+# Chunks in flight per worker: keeps every core busy while bounding memory in the parent.
+CHUNKS_IN_FLIGHT_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One planned shard: which manifest rows (index labels) go into which file, in order."""
+
+    split: str
+    shard_no: int
+    num_shards: int
+    rows: tuple
+    class_name: Optional[str] = None  # train shards hold one class only
+
+    @property
+    def file(self) -> str:
+        return shard_file_name(self.split, self.shard_no, self.num_shards)
+
+
+def shard_file_name(split: str, shard_no: int, num_shards: int) -> str:
+    """TFDS naming: `camera_traps-train.tfrecord-00000-of-00012`."""
+    return f"{TFDS_NAME}-{split}.tfrecord-{shard_no:05d}-of-{num_shards:05d}"
+
+
+def resolve_workers(workers: int) -> int:
+    """`data.workers`, with 0 meaning every core this process may run on."""
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _seeded_order(frame: pd.DataFrame, seed: int) -> list:
+    """Index labels sorted by path, then permuted with `seed`: independent of the input row order.
+
+    Crop tables permute images and keep each image's crops adjacent (one decode per image)."""
+    from serengeti_tf.data import crops
+
+    if crops.is_crop_table(frame):
+        return crops.image_level_order(frame, seed)
+    ordered = frame.sort_values(["path", "capture_id"], kind="stable").index.to_list()
+    permutation = np.random.default_rng(seed).permutation(len(ordered))
+    return [ordered[i] for i in permutation]
+
+
+def _split_evenly(rows: list, shard_size: int) -> list[list]:
+    count = max(1, math.ceil(len(rows) / shard_size))
+    bounds = np.linspace(0, len(rows), count + 1).round().astype(int)
+    return [rows[bounds[i]:bounds[i + 1]] for i in range(count)]
+
+
+def plan_shards(manifest: pd.DataFrame, class_names: Sequence[str], shard_size: int,
+                seed: int) -> list[ShardSpec]:
+    """Plans every shard of every split from a manifest with `split` set (kept rows only are used)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    kept = manifest[(manifest["drop_reason"] == "") & manifest["split"].isin(SPLITS)]
+    unknown = sorted(set(kept["species"]) - set(class_names))
+    if unknown:
+        raise ValueError(f"kept rows have species missing from the class map: {unknown[:5]}")
+    plans: list[ShardSpec] = []
+    for split in SPLITS:
+        part = kept[kept["split"] == split]
+        if split == "train":
+            groups = []
+            for name in class_names:
+                rows = _seeded_order(part[part["species"] == name], seed)
+                groups += [(name, chunk) for chunk in _split_evenly(rows, shard_size)] if rows else []
+        else:
+            rows = _seeded_order(part, seed)
+            groups = [(None, chunk) for chunk in _split_evenly(rows, shard_size)] if rows else []
+        plans += [ShardSpec(split, i, len(groups), tuple(rows), name) for i, (name, rows) in enumerate(groups)]
+    return plans
+
+
+def _plan_digest(spec: ShardSpec, manifest: pd.DataFrame, labels: dict[str, int], data: DataConfig) -> str:
+    """Hash of everything that determines a shard's bytes; a done record must match it to be trusted."""
+    from serengeti_tf.data import crops
+
+    crop_columns = list(crops.CROP_COLUMNS) if crops.is_crop_table(manifest) else []
+    rows = manifest.loc[list(spec.rows), ["path", "species", "capture_id", "site", "frame"] + crop_columns]
+    payload = {"file": spec.file, "image_size": data.image_size, "quality": data.jpeg_quality,
+               "rows": [[r[0], labels[r[1]], str(r[2]), str(r[3]), int(r[4])] + [float(v) for v in r[5:]]
+                        for r in rows.itertuples(index=False)]}
+    if crop_columns:
+        payload["crops"] = list(crops.crop_settings(data.crops))
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _done_record_path(out_dir: Path, spec: ShardSpec) -> Path:
+    return out_dir / STATE_DIR / f"{spec.file}.json"
+
+
+def read_done_record(out_dir: Path, spec: ShardSpec, digest: str) -> Optional[dict]:
+    """The done record of a finished shard, or None when the shard must be (re)written."""
+    record_path = _done_record_path(out_dir, spec)
+    shard_path = out_dir / spec.file
+    if not (record_path.is_file() and shard_path.is_file()):
+        return None
+    try:
+        record = read_json(record_path)
+    except (OSError, ValueError):
+        return None
+    if record.get("digest") != digest or record.get("num_bytes") != shard_path.stat().st_size:
+        return None
+    return record
+
+
+def _ordered_results(executor, tasks: Iterable[list], job: Callable, args: tuple,
+                     window: int) -> Iterator[list[bytes | str]]:
+    """Runs `job(task, *args)` (`images.prepare_jpegs` or `crops.prepare_crop_jpegs`) over `tasks` in
+    the pool, yielding results in task order, <= window pending."""
+    tasks = iter(tasks)
+    pending: collections.deque = collections.deque()
+
+    def submit_next() -> None:
+        task = next(tasks, None)
+        if task is not None:
+            if executor is None:
+                pending.append(job(task, *args))
+            else:
+                pending.append(executor.submit(job, task, *args))
+
+    for _ in range(window):
+        submit_next()
+    while pending:
+        head = pending.popleft()
+        submit_next()
+        yield head if executor is None else head.result()
+
+
+def _chunks(spec: ShardSpec, abs_paths: dict) -> list[list]:
+    rows = list(spec.rows)
+    return [[abs_paths[r] for r in rows[i:i + CHUNK_SIZE]] for i in range(0, len(rows), CHUNK_SIZE)]
+
+
+def _worker_job(manifest: pd.DataFrame, data: DataConfig, root: Path) -> tuple[Callable, tuple, dict]:
+    """The worker function, its arguments after the task, and each row's task (path or crop tuple)."""
+    from serengeti_tf.data import crops
+
+    if crops.is_crop_table(manifest):
+        tasks = dict(zip(manifest.index, crops.crop_tasks(manifest, root)))
+        return (crops.prepare_crop_jpegs, (data.image_size, data.jpeg_quality, *crops.crop_settings(data.crops)),
+                tasks)
+    return (images.prepare_jpegs, (data.image_size, data.jpeg_quality),
+            {idx: str(root / path) for idx, path in manifest["path"].items()})
+
+
+def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names: Sequence[str],
+                 data: DataConfig, out_dir: str | os.PathLike, progress: bool = True,
+                 after_shard: Optional[Callable[[ShardSpec], None]] = None) -> dict[str, dict]:
+    """Writes every planned shard not already finished; returns file -> done record.
+
+    A done record is `{"file", "split", "class", "num_examples", "num_bytes", "digest", "corrupt":
+    [{"path", "error"}]}`. `after_shard` is called after each newly written shard (tests use it to
+    simulate an interruption).
+    """
+    import tensorflow as tf
+
+    from serengeti_tf.data.records import encode_example
+
+    out = Path(out_dir)
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(out)
+    labels = {name: i for i, name in enumerate(class_names)}
+    root = Path(data.image_root)
+    job, job_args, abs_paths = _worker_job(manifest, data, root)
+    crop_rows = "crop" in manifest.columns
+    records: dict[str, dict] = {}
+    todo: list[tuple[ShardSpec, str]] = []
+    for spec in plans:
+        digest = _plan_digest(spec, manifest, labels, data)
+        record = read_done_record(out, spec, digest)
+        if record is None:
+            todo.append((spec, digest))
+        else:
+            records[spec.file] = record
+    total = sum(len(s.rows) for s in plans)
+    remaining = sum(len(s.rows) for s, _ in todo)
+    workers = min(resolve_workers(data.workers), max(1, math.ceil(remaining / CHUNK_SIZE)))
+    bar = _progress_bar(total, total - remaining, progress)
+    executor = None
+    if workers > 1 and todo:
+        # spawn: workers import `images` only, never the parent's TensorFlow state.
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                          initializer=exit_with_parent, initargs=(os.getpid(),))
+    try:
+        tasks = (chunk for spec, _ in todo for chunk in _chunks(spec, abs_paths))
+        results = _ordered_results(executor, tasks, job, job_args, max(1, workers) * CHUNKS_IN_FLIGHT_PER_WORKER)
+        for spec, digest in todo:
+            rows = manifest.loc[list(spec.rows)]
+            written, corrupt = 0, []
+            with atomic_path(out / spec.file) as tmp:
+                with tf.io.TFRecordWriter(str(tmp)) as writer:
+                    row_list = list(rows.itertuples(index=False))
+                    for start in range(0, len(row_list), CHUNK_SIZE):
+                        chunk_rows = row_list[start:start + CHUNK_SIZE]
+                        for encoded, row in zip(next(results), chunk_rows):
+                            crop = row._asdict() if crop_rows else None
+                            if isinstance(encoded, str):
+                                corrupt.append({"path": row.path, "error": encoded,
+                                                **({"crop": int(row.crop)} if crop_rows else {})})
+                                continue
+                            writer.write(encode_example(encoded, labels[row.species], str(row.capture_id),
+                                                        row.path, str(row.site), int(row.frame), crop=crop))
+                            written += 1
+                        bar.update(len(chunk_rows))
+            record = {"file": spec.file, "split": spec.split, "class": spec.class_name,
+                      "num_examples": written, "num_bytes": (out / spec.file).stat().st_size,
+                      "digest": digest, "corrupt": corrupt}
+            write_json(_done_record_path(out, spec), record)
+            records[spec.file] = record
+            if after_shard is not None:
+                after_shard(spec)
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return {spec.file: records[spec.file] for spec in plans}
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the worker ends when the prepare process dies, even by SIGKILL.
+
+    Linux: the kernel sends SIGTERM on the parent's death (prctl PR_SET_PDEATHSIG). Elsewhere, or
+    if the parent is already gone, a watchdog thread polls the parent pid.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # died before the prctl call took effect
+        os._exit(1)
+    if not sys.platform.startswith("linux"):
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc="preparing images", disable=not enabled,
+                dynamic_ncols=True)
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """Deletes temporary shard files a killed run left behind (ours only: `.camera_traps-*.tmp`)."""
+    for stale in out.glob(f".{TFDS_NAME}-*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def corrupt_paths(records: dict[str, dict]) -> dict[str, str]:
+    """path -> error text of every image found corrupt (or missing) while writing shards."""
+    return {c["path"]: c["error"] for r in records.values() for c in r["corrupt"]}
+
+
+def shard_index(plans: Sequence[ShardSpec], records: dict[str, dict]) -> dict:
+    """The `shards.json` content documented in `dataset.py`."""
+    index: dict[str, list] = {split: [] for split in SPLITS}
+    for spec in plans:
+        record = records[spec.file]
+        entry = {"file": spec.file, "num_examples": record["num_examples"], "num_bytes": record["num_bytes"]}
+        if spec.split == "train":
+            entry = {"file": spec.file, "class": spec.class_name, **{k: v for k, v in entry.items() if k != "file"}}
+        index[spec.split].append(entry)
+    return index
+
+
+def tfds_features(class_names: Sequence[str], crops: bool = False):
+    """The TFDS feature dict matching `records.FEATURE_SPEC` (keys, types and encodings); the crop
+    features only for crop datasets (whole-frame records do not carry them)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    crop_features = {}
+    if crops:
+        crop_features = {"crop": tfds.features.Scalar(dtype=tf.int64),
+                         **{k: tfds.features.Scalar(dtype=tf.float32)
+                            for k in ("box_x", "box_y", "box_w", "box_h", "detection_conf")}}
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "label": tfds.features.ClassLabel(names=list(class_names)),
+        "capture_id": tfds.features.Text(),
+        "path": tfds.features.Text(),
+        "site": tfds.features.Text(),
+        "frame": tfds.features.Scalar(dtype=tf.int64),
+        **crop_features,
+    })
+
+
+def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Sequence[str],
+                        description: str = "", crops: bool = False) -> None:
+    """Writes `dataset_info.json` and `features.json` so `tfds.builder_from_directory` loads every split.
+
+    `index` is the `shards.json` content (split -> [{"file", "num_examples", ...}] in shard order);
+    byte sizes are read from the files. Splits without any example are left out (nothing to load). Files are written to a temporary folder and renamed into place.
+    """
+    import tensorflow_datasets as tfds
+
+    out = Path(out_dir)
+    template = tfds.core.ShardedFileTemplate(data_dir=out, dataset_name=TFDS_NAME, filetype_suffix="tfrecord")
+    split_infos = []
+    for split in SPLITS:
+        entries = index.get(split, [])
+        if sum(int(e["num_examples"]) for e in entries) > 0:
+            split_infos.append(tfds.core.SplitInfo(
+                name=split, shard_lengths=[int(e["num_examples"]) for e in entries],
+                num_bytes=sum((out / e["file"]).stat().st_size for e in entries), filename_template=template))
+    identity = tfds.core.DatasetIdentity(name=TFDS_NAME, version=tfds.core.Version("1.0.0"),
+                                         data_dir=os.fspath(out), module_name="")
+    info = tfds.core.DatasetInfo(builder=identity, description=description or None,
+                                 features=tfds_features(class_names, crops),
+                                 supervised_keys=("image", "label"))
+    info.set_file_format("tfrecord")
+    info.set_splits(tfds.core.SplitDict(split_infos))
+    staging = Path(tempfile.mkdtemp(prefix=".tfds_metadata.", suffix=".tmp", dir=out))
+    try:
+        info.write_to_directory(staging)
+        for item in sorted(staging.iterdir()):
+            os.replace(item, out / item.name)
+            record_owned(out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,2 @@
+"""Evaluation: metrics, bootstrap intervals, paired differences, per-run evaluation, prediction,
+comparison reports and the experiment grid."""

@@ -1,0 +1,583 @@
+"""Evaluation: metrics from predicted probabilities, the paper's per-class table, and `evaluate_run`.
+
+The metric functions are pure (arrays in, numbers and tables out) so `experiment` and tests can call
+them without a model. `evaluate_run` is the one function that touches files: it predicts a run's
+model on a prepared split and writes everything to `RUN_DIR/eval/` (`eval_<split>/` for val/train).
+
+Conventions (they matter when classes are rare):
+- Every score comes from `metrics.py` (the one definition shared with checkpoint selection, early
+  stopping, the tau sweeps and `compare`): precision/recall/F1 per class of the class map with
+  `zero_division=0`. A class never predicted gets precision 0 (0/0); a class absent from the
+  evaluated split gets recall 0 (0/0), F1 0 and precision 0. The HEADLINE `macro_*` values average
+  over ALL C classes (sklearn's `labels=range(C)`; the paper's 52 classes are all present in its
+  test split, where both agree) and `macro_f1` is also what selects checkpoints (on val).
+  `macro_*_present` average over the classes present in the evaluated split only; `classes_absent`
+  lists the others.
+- `balanced_accuracy` is sklearn's definition: mean recall over the classes present in y_true
+  (equal to `macro_recall_present`).
+- Bootstrap 95% intervals (`bootstrap.py`): smoothed stratified capture bootstrap, centred
+  percentile interval; captures are resampled within each species (frames of one capture are
+  near-duplicates, so resampling images would make the interval too narrow), images when capture
+  ids are unknown. `bootstrap.unit` and `bootstrap.method` say which.
+- Capture-level scores: the frames' probabilities are averaged per capture; the capture's true
+  label is the majority frame label (ties: lowest class index).
+- Class groups by TRAIN count: head >= eval.head_min, tail < eval.tail_max, medium in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from serengeti_tf import config as cfg
+from serengeti_tf.evaluate.bootstrap import SCHEME as BOOTSTRAP_SCHEME
+from serengeti_tf.evaluate.bootstrap import bootstrap_ci
+from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.metrics import (SELECTION_DESCRIPTION, classification_scores, confusion_counts,
+                                  scores_from_confusion)
+
+log = logging.getLogger(__name__)
+
+PER_CLASS_COLUMNS = ["species", "precision", "recall", "f1", "count_train", "count_test"]
+MACRO_ROW = "Macro"  # last row of the paper's Table 4 (macro averages, total counts)
+GROUPS = ("head", "medium", "tail")
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks and small array helpers
+# ----------------------------------------------------------------------------------------------
+
+def check_inputs(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Validates labels and probabilities; returns them as int64 [N] and float64 [N, C] arrays."""
+    y_true = np.asarray(y_true)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    num_classes = len(class_names)
+    if y_prob.ndim != 2 or y_prob.shape[1] != num_classes:
+        raise UserError(f"evaluation: probabilities must have shape [N, {num_classes}] "
+                        f"(one column per class), got {tuple(y_prob.shape)}")
+    if y_true.ndim != 1 or len(y_true) != len(y_prob):
+        raise UserError(f"evaluation: need one label per row of probabilities, got {y_true.shape} labels "
+                        f"for {len(y_prob)} rows")
+    if len(y_true) == 0:
+        raise UserError("evaluation: no examples to evaluate (the split is empty)")
+    if not np.issubdtype(y_true.dtype, np.integer):
+        raise UserError(f"evaluation: labels must be integer class indices, got dtype {y_true.dtype}")
+    if y_true.min() < 0 or y_true.max() >= num_classes:
+        raise UserError(f"evaluation: labels must be in [0, {num_classes - 1}], "
+                        f"got range [{y_true.min()}, {y_true.max()}]")
+    return y_true.astype(np.int64), y_prob
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (the models output logits), numerically stable."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def top_k_indices(y_prob: np.ndarray, k: int) -> np.ndarray:
+    """[N, k] class indices by descending probability (ties: lower index first)."""
+    k = min(k, y_prob.shape[1])
+    return np.argsort(-y_prob, axis=1, kind="stable")[:, :k]
+
+
+def top_k_frame(y_prob: np.ndarray, class_names: Sequence[str], k: int) -> pd.DataFrame:
+    """Columns top1_species, top1_prob, ..., topk_species, topk_prob (shared with `predict`)."""
+    idx = top_k_indices(y_prob, k)
+    names = np.asarray(class_names, dtype=object)
+    columns: dict[str, Any] = {}
+    for j in range(idx.shape[1]):
+        columns[f"top{j + 1}_species"] = names[idx[:, j]]
+        columns[f"top{j + 1}_prob"] = np.round(np.take_along_axis(y_prob, idx[:, j:j + 1], axis=1)[:, 0], 6)
+    return pd.DataFrame(columns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+
+def summary_scores(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int, top_k: int) -> dict[str, Any]:
+    """Accuracy, top-k accuracy and every `metrics.scores_from_counts` score (macro/weighted P/R/F1
+    over all classes and over present classes, balanced accuracy)."""
+    y_pred = y_prob.argmax(axis=1)
+    out: dict[str, Any] = {"num_examples": int(len(y_true)), **classification_scores(y_true, y_pred, num_classes)}
+    k = min(top_k, num_classes)
+    out["top_k"] = int(k)
+    out["top_k_accuracy"] = float(np.mean((top_k_indices(y_prob, k) == y_true[:, None]).any(axis=1)))
+    return out
+
+
+def class_groups(class_names: Sequence[str], train_counts: Mapping[str, int], head_min: int,
+                 tail_max: int) -> dict[str, list[int]]:
+    """Class indices per group: head (train >= head_min), medium, tail (train < tail_max)."""
+    if tail_max > head_min:
+        raise UserError(f"evaluation: tail_max ({tail_max}) must not exceed head_min ({head_min})")
+    groups: dict[str, list[int]] = {g: [] for g in GROUPS}
+    for i, name in enumerate(class_names):
+        n = int(train_counts.get(name, 0))
+        groups["head" if n >= head_min else "tail" if n < tail_max else "medium"].append(i)
+    return groups
+
+
+def group_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                train_counts: Mapping[str, int], head_min: int, tail_max: int) -> pd.DataFrame:
+    """One row per group: its classes, test images, accuracy on them and the mean per-class P/R/F1.
+
+    Per-class scores come from the all-class confusion matrix, so a tail image predicted as a head
+    class lowers the tail recall AND the head precision.
+    """
+    num_classes = len(class_names)
+    per_class = scores_from_confusion(confusion_counts(y_true, y_pred, num_classes))
+    rows = []
+    bounds = {"head": (head_min, None), "medium": (tail_max, head_min - 1), "tail": (0, tail_max - 1)}
+    for group, members in class_groups(class_names, train_counts, head_min, tail_max).items():
+        mask = np.isin(y_true, members)
+        mean = (lambda a: float(np.mean(a[members])) if members else float("nan"))
+        rows.append({
+            "group": group, "min_train": bounds[group][0], "max_train": bounds[group][1],
+            "num_classes": len(members), "num_test_images": int(mask.sum()),
+            "accuracy": float(np.mean(y_pred[mask] == y_true[mask])) if mask.any() else float("nan"),
+            "macro_precision": mean(per_class["precision"]), "macro_recall": mean(per_class["recall"]),
+            "macro_f1": mean(per_class["f1"]),
+            "classes": " ".join(class_names[i] for i in members),
+        })
+    table = pd.DataFrame(rows)
+    table["max_train"] = pd.Series([r["max_train"] for r in rows], dtype=object)  # ints, None = no bound
+    return table
+
+
+def aggregate_captures(y_prob: np.ndarray, capture_ids: Sequence[str],
+                       y_true: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Averages frame probabilities per capture (in first-seen order).
+
+    Returns `capture_ids` [M], `probs` [M, C], `num_frames` [M] and, when labels are given,
+    `labels` [M] (majority frame label, ties to the lowest class index).
+    """
+    ids = np.asarray(capture_ids, dtype=str)
+    if len(ids) != len(y_prob):
+        raise UserError(f"evaluation: need one capture id per image, got {len(ids)} for {len(y_prob)} images")
+    unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # keep the order captures first appear in
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    index = rank[inverse]
+    num = len(unique)
+    sums = np.zeros((num, y_prob.shape[1]))
+    np.add.at(sums, index, y_prob)
+    frames = np.bincount(index, minlength=num)
+    out: dict[str, Any] = {"capture_ids": unique[order], "probs": sums / frames[:, None], "num_frames": frames}
+    if y_true is not None:
+        votes = np.zeros((num, y_prob.shape[1]), dtype=np.int64)
+        np.add.at(votes, (index, np.asarray(y_true)), 1)
+        out["labels"] = votes.argmax(axis=1)
+    return out
+
+
+def compute_metrics(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequence[str],
+                    train_counts: Mapping[str, int], config: cfg.EvalConfig,
+                    capture_ids: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """All summary metrics of one evaluation as a JSON-ready dict.
+
+    `y_prob` holds probabilities (softmax of the logits), one column per class in `class_names`
+    order. With `capture_ids`, adds capture-level scores and bootstraps over captures.
+    Keys: the `summary_scores` keys at image level, `headline`, `classes_absent`,
+    `classes_never_predicted`, `groups` (per group dict), `bootstrap`, `capture_level` (or None).
+    """
+    y_true, y_prob = check_inputs(y_true, y_prob, class_names)
+    num_classes = len(class_names)
+    y_pred = y_prob.argmax(axis=1)
+    metrics = summary_scores(y_true, y_prob, num_classes, config.top_k)
+    metrics["num_classes"] = num_classes
+    metrics["headline"] = ("macro_* average over all classes of the class map (sklearn labels=range(C), "
+                           "zero_division=0); macro_*_present over the classes present in this split")
+    metrics["checkpoint_selection"] = SELECTION_DESCRIPTION
+    metrics["classes_absent"] = [class_names[i] for i in range(num_classes) if not np.any(y_true == i)]
+    metrics["classes_never_predicted"] = [class_names[i] for i in range(num_classes) if not np.any(y_pred == i)]
+    groups = group_table(y_true, y_pred, class_names, train_counts, config.head_min, config.tail_max)
+    metrics["groups"] = {row["group"]: {k: v for k, v in row.items() if k not in ("group", "classes")}
+                         for row in groups.to_dict("records")}
+    metrics["bootstrap"] = bootstrap_ci(y_true, y_pred, num_classes, config.bootstrap_samples, config.seed,
+                                        groups=capture_ids)
+    metrics["capture_level"] = None
+    if capture_ids is not None:
+        captures = aggregate_captures(y_prob, capture_ids, y_true)
+        capture_scores = summary_scores(captures["labels"], captures["probs"], num_classes, config.top_k)
+        metrics["capture_level"] = capture_scores
+    return _json_ready(metrics)
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN -> None and numpy scalars -> Python, so metrics.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and figures
+# ----------------------------------------------------------------------------------------------
+
+def class_order(class_names: Sequence[str], train_counts: Mapping[str, int]) -> list[int]:
+    """Class indices by train count, descending (ties by name): the paper's table and figure order."""
+    return sorted(range(len(class_names)), key=lambda i: (-int(train_counts.get(class_names[i], 0)), class_names[i]))
+
+
+def per_class_table(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequence[str],
+                    train_counts: Mapping[str, int], macro_row: bool = True,
+                    phase1_counts: Optional[Mapping[str, int]] = None) -> pd.DataFrame:
+    """The paper's Table 4: species, precision, recall, f1, count_train, count_test.
+
+    Rows sorted by train count (descending); `count_test` is the number of evaluated images of the
+    class. With `macro_row`, a last row `Macro` holds the macro averages over all classes and the
+    total counts, as printed in the paper. `phase1_counts` (images per epoch of the phase-1
+    sampler) adds a `count_train_phase1` column, the count Tables 5 and 6 print.
+    """
+    y_true, y_prob = check_inputs(y_true, y_prob, class_names)
+    num_classes = len(class_names)
+    scores = scores_from_confusion(confusion_counts(y_true, y_prob.argmax(axis=1), num_classes))
+    rows = [{"species": class_names[i], "precision": scores["precision"][i], "recall": scores["recall"][i],
+             "f1": scores["f1"][i], "count_train": int(train_counts.get(class_names[i], 0)),
+             "count_test": int(scores["support"][i])} for i in class_order(class_names, train_counts)]
+    table = pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
+    if phase1_counts is not None:
+        table["count_train_phase1"] = [int(phase1_counts.get(name, 0)) for name in table["species"]]
+    if macro_row:
+        table.loc[len(table)] = [MACRO_ROW, scores["precision"].mean(), scores["recall"].mean(),
+                                 scores["f1"].mean(), int(table["count_train"].sum()),
+                                 int(table["count_test"].sum())] + \
+            ([int(table["count_train_phase1"].sum())] if phase1_counts is not None else [])
+    return table.round({"precision": 4, "recall": 4, "f1": 4})
+
+
+def confusion_frame(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
+                    order: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """Confusion counts as a labelled frame: rows true, columns predicted, in `order` (default: index)."""
+    num_classes = len(class_names)
+    cm = confusion_counts(np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64), num_classes)
+    order = list(order) if order is not None else list(range(num_classes))
+    names = [class_names[i] for i in order]
+    frame = pd.DataFrame(cm[np.ix_(order, order)].astype(np.int64), index=names, columns=names)
+    frame.index.name = "true\\predicted"
+    return frame
+
+
+def plot_confusion(frame: pd.DataFrame, title: str = ""):
+    """Row-normalised heatmap (each true class sums to 1; empty rows stay 0); returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = frame.to_numpy(dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    n = len(frame)
+    side = max(4.0, min(0.28 * n + 2, 22.0))
+    fig, ax = plt.subplots(figsize=(side, side))
+    image = ax.imshow(normalised, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(n), frame.columns, rotation=90, fontsize=max(4, 9 - n // 12))
+    ax.set_yticks(range(n), frame.index, fontsize=max(4, 9 - n // 12))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (rows sum to 1)")
+    ax.set_title(title or "Confusion matrix, row-normalised")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def predictions_frame(paths: Sequence[str], capture_ids: Sequence[str], y_true: np.ndarray, y_prob: np.ndarray,
+                      class_names: Sequence[str], top_k: int) -> pd.DataFrame:
+    """predictions.csv: path, capture_id, true, predicted, confidence, correct, top-k species/probs."""
+    names = np.asarray(class_names, dtype=object)
+    y_pred = y_prob.argmax(axis=1)
+    head = pd.DataFrame({"path": list(paths), "capture_id": list(capture_ids), "true": names[y_true],
+                         "predicted": names[y_pred], "confidence": np.round(y_prob.max(axis=1), 6),
+                         "correct": y_pred == y_true})
+    return pd.concat([head, top_k_frame(y_prob, class_names, top_k)], axis=1)
+
+
+def captures_frame(y_true: np.ndarray, y_prob: np.ndarray, capture_ids: Sequence[str],
+                   class_names: Sequence[str], top_k: int) -> pd.DataFrame:
+    """captures.csv: capture_id, num_frames, true (majority), predicted (mean probs), top-k."""
+    names = np.asarray(class_names, dtype=object)
+    captures = aggregate_captures(y_prob, capture_ids, y_true)
+    pred = captures["probs"].argmax(axis=1)
+    head = pd.DataFrame({"capture_id": captures["capture_ids"], "num_frames": captures["num_frames"],
+                         "true": names[captures["labels"]], "predicted": names[pred],
+                         "confidence": np.round(captures["probs"].max(axis=1), 6),
+                         "correct": pred == captures["labels"]})
+    return pd.concat([head, top_k_frame(captures["probs"], class_names, top_k)], axis=1)
+
+
+def summary_text(metrics: Mapping[str, Any], title: str = "") -> str:
+    """A short fixed-width table of the headline numbers (with CIs and capture level when present)."""
+    boot = metrics.get("bootstrap") or {}
+    capture = metrics.get("capture_level") or {}
+
+    def ci(key: str) -> str:
+        return f"[{boot[key][0]:.4f}, {boot[key][1]:.4f}]" if boot.get(key) else ""
+
+    rows = [("accuracy (top-1)", metrics["accuracy"], ci("accuracy"), capture.get("accuracy")),
+            (f"top-{metrics['top_k']} accuracy", metrics["top_k_accuracy"], "", capture.get("top_k_accuracy")),
+            ("macro F1", metrics["macro_f1"], ci("macro_f1"), capture.get("macro_f1")),
+            ("macro precision", metrics["macro_precision"], "", capture.get("macro_precision")),
+            ("macro recall", metrics["macro_recall"], "", capture.get("macro_recall")),
+            ("macro F1 (present classes)", metrics["macro_f1_present"], "", capture.get("macro_f1_present")),
+            ("weighted F1", metrics["weighted_f1"], "", capture.get("weighted_f1")),
+            ("balanced accuracy", metrics["balanced_accuracy"], "", capture.get("balanced_accuracy"))]
+    ci_head = f"{int(boot.get('level', 0.95) * 100)}% CI ({boot.get('unit')}s)" if boot.get("unit") else ""
+    lines = [title] if title else []
+    lines.append(f"{'metric':<28} {'images':>8} {ci_head:>24} {'captures':>9}")
+    for name, value, interval, cap in rows:
+        cap_text = f"{cap:.4f}" if cap is not None else "-"
+        lines.append(f"{name:<28} {value:>8.4f} {interval:>24} {cap_text:>9}")
+    groups = metrics.get("groups") or {}
+    if groups:
+        lines.append("")
+        lines.append(f"{'group (train count)':<28} {'classes':>8} {'images':>8} {'acc':>8} {'macroF1':>8}")
+        for name, g in groups.items():
+            lo, hi = g["min_train"], g["max_train"]
+            span = f"{name} ({lo}+)" if hi is None else f"{name} ({lo}-{hi})"
+            acc = "-" if g["accuracy"] is None else f"{g['accuracy']:.4f}"
+            f1 = "-" if g["macro_f1"] is None else f"{g['macro_f1']:.4f}"
+            lines.append(f"{span:<28} {g['num_classes']:>8} {g['num_test_images']:>8} {acc:>8} {f1:>8}")
+    if metrics.get("classes_absent"):
+        lines.append(f"classes absent from the split (recall counted as 0 in macro_*): "
+                     f"{', '.join(metrics['classes_absent'])}")
+    return "\n".join(lines)
+
+
+def per_class_text(table: pd.DataFrame) -> str:
+    """The per-class table as fixed-width text."""
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Run folders (shared with reporting and predict)
+# ----------------------------------------------------------------------------------------------
+
+def eval_dir_name(split: str) -> str:
+    """`eval` for the test split (the paper's numbers), `eval_<split>` otherwise."""
+    return "eval" if split == "test" else f"eval_{split}"
+
+
+def read_lineage(run_dir: str | Path) -> dict:
+    """lineage.json of a run ({"phase", "sampler", "dataset_dir", "init_run", "seed", ...})."""
+    from serengeti_tf.train.runs import read_run_json
+
+    return read_run_json(run_dir, "lineage.json")
+
+
+def run_class_names(run_dir: str | Path) -> list[str]:
+    """Class names of a run (its class_map.json), in label-index order."""
+    path = Path(run_dir) / "class_map.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: class_map.json missing (not a training run folder?)")
+    return class_names_from_map(path)
+
+
+def class_names_from_map(path: str | Path) -> list[str]:
+    """Class names from a class_map.json ({"classes": [{"index", "name"}, ...]})."""
+    from serengeti_tf.io_utils import read_json
+
+    try:
+        data = read_json(path)
+        classes = sorted(data["classes"], key=lambda c: c["index"])
+        return [c["name"] for c in classes]
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path} is not a class_map.json (expected {{'classes': [{{'index', 'name'}}]}}): "
+                        f"{err}") from None
+
+
+def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
+                        dataset_dir: Optional[str | Path] = None) -> Path:
+    """The prepared dataset a run was trained on: `dataset_dir` if given, else lineage's (absolute,
+    relative to the working folder, or relative to the run folder)."""
+    if dataset_dir is not None:
+        candidates = [Path(dataset_dir)]
+    else:
+        recorded = lineage.get("dataset_dir")
+        if not recorded:
+            raise UserError(f"{run_dir}/lineage.json names no dataset_dir; pass --dataset-dir")
+        candidates = [Path(recorded), Path(run_dir) / recorded]
+    for candidate in candidates:
+        if (candidate / "class_map.json").is_file():
+            return candidate
+    raise UserError(f"prepared dataset not found at {candidates[0]} (from "
+                    f"{'--dataset-dir' if dataset_dir is not None else 'lineage.json'}); pass --dataset-dir")
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file (identifies the model an evaluation used)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
+                  num_images: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Runs the model over a prepared split in stored order; returns (labels [N], probabilities [N, C])."""
+    from tqdm import tqdm
+
+    from serengeti_tf.data import pipeline
+
+    batch_size = config.eval.batch_size
+    data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=batch_size)
+    labels, probs = [], []
+    total = math.ceil(num_images / batch_size) if num_images else None
+    for images, batch_labels in tqdm(data, total=total, desc=f"evaluate {split}", unit="batch"):
+        logits = model(images, training=False)
+        probs.append(softmax(np.asarray(logits)))
+        labels.append(np.asarray(batch_labels))
+    if not probs:
+        raise UserError(f"evaluation: split '{split}' of {dataset_dir} holds no images")
+    return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate_run
+# ----------------------------------------------------------------------------------------------
+
+def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split: Optional[str] = None,
+                 dataset_dir: Optional[str | Path] = None, overwrite: bool = False,
+                 replace_stale: bool = False) -> dict[str, Any]:
+    """Evaluates a run's `model.keras` on a prepared split and writes `RUN_DIR/eval[_<split>]/`.
+
+    `replace_stale`: an evaluation folder that serengeti-tf wrote for another model or other eval
+    settings (or an older interval) is redone instead of refused; `experiment` passes it, since the
+    evaluations inside its runs are derived output that follows the grid's `eval` section.
+
+    `config`: its `eval` section sets top-k, batch size, bootstrap and group thresholds (default:
+    the run's own config.yaml); model and data settings always come from the run, so the input
+    size matches the trained model. `split` overrides `config.eval.split`. A finished evaluation
+    with the same model and settings is not redone (rerun = resume) unless `overwrite`; different
+    settings need `overwrite`.
+
+    Writes metrics.json (last, so its presence means complete), per_class.csv (Table 4 layout,
+    plus count_train_phase1 = the phase-1 sampler's images per class, as in Tables 5 and 6),
+    confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
+    Returns {"out_dir", "metrics", "per_class" (DataFrame), "table", "per_class_table", "skipped"}.
+    """
+    from serengeti_tf.data import dataset as ds
+    from serengeti_tf import io_utils
+    from serengeti_tf.evaluate import levels
+    from serengeti_tf.data import pipeline
+    from serengeti_tf.locks import output_lock
+    from serengeti_tf.models.resnet import load_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    model_path = run_dir / "model.keras"
+    if not model_path.is_file():
+        raise UserError(f"{run_dir}: model.keras missing (training not finished?)")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: config.yaml missing (not a training run folder?)")
+    run_config = cfg.load_saved(run_dir / "config.yaml")
+    if config is not None:
+        run_config.eval = dataclasses.replace(config.eval)  # a copy: the caller's config stays as it is
+    if split is not None:
+        run_config.eval.split = split
+    run_config = cfg.validate(run_config)
+    split = run_config.eval.split
+    lineage = read_lineage(run_dir)
+    data_dir = resolve_dataset_dir(run_dir, lineage, dataset_dir)
+    names = run_class_names(run_dir)
+    if ds.class_names(data_dir) != names:
+        raise UserError(f"{run_dir} was trained on classes {names[:5]}... but {data_dir} has "
+                        f"{ds.class_names(data_dir)[:5]}...; pass the dataset the run was trained on")
+    ds.check_shards(data_dir)
+    out_dir = run_dir / eval_dir_name(split)
+    eval_settings = cfg.to_dict(run_config)["eval"]
+    fingerprint = {"model_sha256": file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
+                   "split": split, "input_size": run_config.model.input_size,
+                   "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
+                   **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
+    io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
+    with output_lock(out_dir):  # one process per evaluation folder
+        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale)
+        if done and not overwrite and (out_dir / "metrics.json").is_file():
+            log.info("%s already evaluated with the same model and settings; reading it", out_dir)
+            return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),
+                           pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
+
+        cfg.save_config(run_config, out_dir)
+        train_counts = ds.train_counts(data_dir)
+        model = load_model(model_path)
+        meta = pipeline.split_metadata(data_dir, split)
+        labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
+        if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
+            raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
+                            f"images read ({len(labels)}); the prepared dataset may be incomplete")
+        captures = meta["capture_id"].astype(str).to_numpy()
+        top_k = run_config.eval.top_k
+        metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
+        metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
+                        "model_sha256": fingerprint["model_sha256"],
+                        **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
+        table = per_class_table(labels, probs, names, train_counts,
+                                phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
+        table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
+        order = class_order(names, train_counts)
+        confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
+        io_utils.write_csv(out_dir / "per_class.csv", table)
+        io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
+        io_utils.save_figure(out_dir / "confusion_matrix.png",
+                             plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
+        io_utils.write_csv(out_dir / "predictions.csv", levels.with_crop_columns(
+            predictions_frame(meta["path"], captures, labels, probs, names, top_k), meta))
+        io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
+        io_utils.write_csv(out_dir / "groups.csv",
+                           group_table(labels, probs.argmax(axis=1), names, train_counts,
+                                       run_config.eval.head_min, run_config.eval.tail_max))
+        # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
+        metrics.update(levels.evaluate_levels(out_dir, meta, labels, probs, names, train_counts, run_config.eval))
+        io_utils.write_json(out_dir / "metrics.json", metrics)
+        return _result(out_dir, metrics, table, skipped=False)
+
+
+def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, Any],
+                  train_counts: Mapping[str, int]) -> Optional[dict[str, int]]:
+    """Images per class per epoch of the run's phase-1 sampler (its own, or its init run's for a
+    phase-2 run), recomputed from the sampling plan; None when that sampler is unknown."""
+    from serengeti_tf.data.sampling import sampling_plan
+
+    sampler = run_config.sampler
+    if int(lineage.get("phase", 1)) == 2:
+        init = Path(str(lineage.get("init_run") or ""))
+        if lineage.get("init_run") and (init / "config.yaml").is_file():
+            sampler = cfg.load_saved(init / "config.yaml").sampler
+        elif lineage.get("sampler") in cfg.SAMPLERS and lineage.get("sampler") == "none":
+            sampler = dataclasses.replace(sampler, name="none")
+        else:
+            return None
+    try:
+        plan = sampling_plan(train_counts, sampler)
+    except UserError:
+        return None
+    return dict(zip(plan["species"], plan["target"].astype(int)))
+
+
+def _result(out_dir: Path, metrics: dict, table: pd.DataFrame, skipped: bool) -> dict[str, Any]:
+    from serengeti_tf.evaluate.levels import levels_text
+
+    unit = "crops" if metrics.get("level") == "crop" else "images"
+    title = f"{out_dir.parent.name}: {metrics.get('split', '')} split, {metrics['num_examples']} {unit}"
+    return {"out_dir": out_dir, "metrics": metrics, "per_class": table, "skipped": skipped,
+            "table": "\n".join(filter(None, [summary_text(metrics, title), levels_text(metrics)])),
+            "per_class_table": per_class_text(table)}

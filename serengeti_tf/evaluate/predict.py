@@ -1,0 +1,440 @@
+"""`predict`: classify a folder or a list of images with a trained model, in bounded memory.
+
+Outputs, for `-o OUT.csv` (`OUT` = the path without `.csv`):
+
+    OUT.csv            path, [capture_id], predicted, confidence, top1_species, top1_prob, ... topK
+    OUT.skipped.csv    path, error  - every input that could not be read, with the reason
+    OUT.captures.csv   capture_id, num_images, predicted, confidence, top-k  (when capture ids are known:
+                       the capture's images' probabilities are averaged, as in `evaluate`)
+    OUT.config.yaml    the resolved config;  OUT.meta.json  model, classes, image sizes, counts
+
+Images are decoded like `prepare` stores them (`images.load_image` to the dataset's stored size:
+DCT-scaled decode, EXIF orientation, RGB) and then take the evaluation view
+(`pipeline.eval_transform`), so a model sees the same pixels it was evaluated on.
+
+Memory stays bounded: one batch of images at a time; rows go to a hidden work file
+(`.OUT.csv.partial`) as they are classified. An interrupted run continues from that file when
+rerun with the same model and inputs; the final files appear (renamed into place) only at the end.
+
+Capture ids come from a `capture_id` (or `seq_id`) column of a CSV input, or from `capture_ids`
+(a mapping or a CSV with path and capture_id). They are not guessed from file names: LILA names
+(`S9_<site>_R<roll>_IMAG<nnnn>.JPG`) number images, not captures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from serengeti_tf import config as cfg
+from serengeti_tf import io_utils
+from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.evaluation import class_names_from_map, file_digest, softmax, top_k_frame
+from serengeti_tf.locks import output_lock
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+PATH_COLUMNS = ("path", "filepath", "file_path", "file_name", "image_path_rel", "image_path")
+CAPTURE_COLUMNS = ("capture_id", "seq_id")
+DECODE_THREADS = 4
+
+
+# ----------------------------------------------------------------------------------------------
+# Model and inputs
+# ----------------------------------------------------------------------------------------------
+
+def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None,
+                  image_size: Optional[int] = None) -> dict[str, Any]:
+    """Model file, class names and stored image size for a run folder or a bare `.keras` file.
+
+    A run folder supplies model.keras, class_map.json and the stored size of its dataset
+    (lineage.json -> dataset config.yaml, else the run's data.image_size). A bare `.keras` file
+    needs `classes` (a class_map.json); its stored size defaults to the model's input size.
+    """
+    source = Path(model_or_run)
+    if source.is_dir():
+        model_path = source / "model.keras"
+        if not model_path.is_file():
+            raise UserError(f"{source} is a folder without model.keras; give a training run folder or a .keras file")
+        class_map = Path(classes) if classes else source / "class_map.json"
+        if not class_map.is_file():
+            raise UserError(f"{source}: class_map.json missing; pass --classes class_map.json")
+        size = image_size or _run_stored_size(source)
+    elif source.is_file():
+        if source.suffix != ".keras":
+            raise UserError(f"model must be a training run folder or a .keras file, got {source}")
+        if classes is None:
+            raise UserError(f"{source} is a bare .keras file: pass --classes class_map.json "
+                            f"(from its run or prepared dataset) so predictions have species names")
+        model_path, class_map, size = source, Path(classes), image_size
+        if not class_map.is_file():
+            raise UserError(f"--classes file not found: {class_map}")
+    else:
+        raise UserError(f"model not found: {source} (expected a training run folder or a .keras file)")
+    if size is not None and size < 1:
+        raise UserError(f"image size must be >= 1 pixel, got {size}")
+    return {"model_path": model_path, "class_names": class_names_from_map(class_map),
+            "class_map": class_map, "stored_size": size}
+
+
+def _run_stored_size(run_dir: Path) -> Optional[int]:
+    """Shorter side of the images the run was trained on (its prepared dataset's data.image_size)."""
+    from serengeti_tf.data import dataset as ds
+    from serengeti_tf.evaluate.evaluation import read_lineage
+
+    try:
+        dataset_dir = read_lineage(run_dir).get("dataset_dir")
+    except UserError:
+        dataset_dir = None
+    if dataset_dir and (Path(dataset_dir) / "config.yaml").is_file():
+        return ds.stored_image_size(dataset_dir)
+    if (run_dir / "config.yaml").is_file():
+        return cfg.load_saved(run_dir / "config.yaml").data.image_size
+    return None
+
+
+def _pick_column(frame: pd.DataFrame, names: Sequence[str]) -> Optional[str]:
+    lower = {c.lower(): c for c in frame.columns}
+    return next((lower[n] for n in names if n in lower), None)
+
+
+def _resolve(entry: str, base: Path) -> Path:
+    """A listed path: absolute as is; relative to the list's folder, else to the working folder."""
+    path = Path(entry)
+    if path.is_absolute():
+        return path
+    return base / path if (base / path).exists() or not path.exists() else path
+
+
+def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """Input images as a frame: `path` (as listed, or relative to the folder), `file` (to open),
+    `capture_id` ('' when unknown).
+
+    `inputs`: a folder (searched recursively for image files), a CSV with a path column (`path`,
+    `filepath`, `file_name` or `image_path_rel`) and optionally `capture_id`/`seq_id`, a text file
+    with one path per line (`#` comments allowed), or a list of paths.
+    """
+    if isinstance(inputs, (list, tuple)):
+        paths = [str(p) for p in inputs]
+        frame = pd.DataFrame({"path": paths, "file": [Path(p) for p in paths], "capture_id": ""})
+    else:
+        source = Path(inputs)
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            frame = pd.DataFrame({"path": [p.relative_to(source).as_posix() for p in files], "file": files,
+                                  "capture_id": ""})
+        elif source.is_file() and source.suffix.lower() == ".csv":
+            table = pd.read_csv(source, dtype=str, keep_default_na=False)
+            column = _pick_column(table, PATH_COLUMNS)
+            if column is None:
+                raise UserError(f"{source}: no path column (expected one of {', '.join(PATH_COLUMNS)}), "
+                                f"got columns {', '.join(table.columns)}")
+            capture = _pick_column(table, CAPTURE_COLUMNS)
+            frame = pd.DataFrame({"path": table[column], "file": [_resolve(p, source.parent) for p in table[column]],
+                                  "capture_id": table[capture] if capture else ""})
+        elif source.is_file():
+            lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
+            paths = [line for line in lines if line and not line.startswith("#")]
+            frame = pd.DataFrame({"path": paths, "file": [_resolve(p, source.parent) for p in paths],
+                                  "capture_id": ""})
+        else:
+            raise UserError(f"input not found: {source} (expected a folder, a CSV or a text file listing images)")
+    if frame.empty:
+        raise UserError(f"no images found in {inputs if not isinstance(inputs, (list, tuple)) else 'the given list'} "
+                        f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+    duplicated = frame["path"][frame["path"].duplicated()]
+    if not duplicated.empty:
+        raise UserError(f"input lists {duplicated.iloc[0]} more than once; each image must appear once")
+    return frame.reset_index(drop=True)
+
+
+def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str | Path | None) -> pd.DataFrame:
+    """Fills `capture_id` from a mapping (path -> id) or a CSV (path and capture_id columns).
+
+    A listed path matches a key by its text, its absolute path, or (if unique) its file name.
+    """
+    if capture_ids is None:
+        return frame
+    if isinstance(capture_ids, (str, Path)):
+        table = pd.read_csv(capture_ids, dtype=str, keep_default_na=False)
+        path_col, capture_col = _pick_column(table, PATH_COLUMNS), _pick_column(table, CAPTURE_COLUMNS)
+        if path_col is None or capture_col is None:
+            raise UserError(f"{capture_ids}: needs a path column and a capture_id column, "
+                            f"got columns {', '.join(table.columns)}")
+        mapping = dict(zip(table[path_col], table[capture_col]))
+    else:
+        mapping = {str(k): str(v) for k, v in capture_ids.items()}
+    by_abs = {str(Path(k).resolve()): v for k, v in mapping.items() if Path(k).is_absolute()}
+    names = pd.Series([Path(k).name for k in mapping])
+    unique_names = {Path(k).name: v for k, v in mapping.items() if (names == Path(k).name).sum() == 1}
+    frame = frame.copy()
+    found = []
+    for path, file in zip(frame["path"], frame["file"]):
+        found.append(mapping.get(path) or by_abs.get(str(Path(file).resolve())) or unique_names.get(Path(path).name, ""))
+    frame["capture_id"] = found
+    missing = int((frame["capture_id"] == "").sum())
+    if missing:
+        log.warning("%d of %d images have no capture id; they are left out of the capture table", missing, len(frame))
+    return frame
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading and classifying
+# ----------------------------------------------------------------------------------------------
+
+def read_image(file: Path, stored_size: int, input_size: int) -> np.ndarray:
+    """Decodes like `prepare` (stored size) and returns the evaluation view [S, S, 3] float32."""
+    from serengeti_tf.data import images, pipeline
+
+    pixels = images.load_image(file, stored_size)
+    return np.asarray(pipeline.eval_transform(pixels, input_size))
+
+
+def _read_or_reason(file: Path, stored_size: int, input_size: int) -> tuple[Optional[np.ndarray], str]:
+    from serengeti_tf.data.images import CorruptImageError
+
+    try:
+        return read_image(file, stored_size, input_size), ""
+    except FileNotFoundError:
+        return None, "file not found"
+    except CorruptImageError as err:
+        return None, "unreadable image: " + str(err).replace(f"{file}: ", "")
+    except (OSError, ValueError) as err:
+        return None, f"unreadable image: {type(err).__name__}: {err}"
+
+
+def _input_digest(frame: pd.DataFrame) -> str:
+    text = "\n".join(f"{p}\t{c}" for p, c in zip(frame["path"], frame["capture_id"]))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def output_paths(out_csv: str | Path) -> dict[str, Path]:
+    """The files `predict_images` writes for `out_csv`, and its hidden work files."""
+    out = Path(out_csv)
+    if out.suffix.lower() != ".csv":
+        raise UserError(f"output must be a .csv file, got {out}")
+    stem = out.with_suffix("")
+    return {"predictions": out, "skipped": Path(f"{stem}.skipped.csv"), "captures": Path(f"{stem}.captures.csv"),
+            "config": Path(f"{stem}.config.yaml"), "meta": Path(f"{stem}.meta.json"),
+            "partial": out.parent / f".{out.name}.partial", "partial_skipped": out.parent / f".{out.name}.skipped.partial",
+            "partial_meta": out.parent / f".{out.name}.partial.json"}
+
+
+def _start_or_resume(paths: dict[str, Path], fingerprint: dict, overwrite: bool) -> set[str]:
+    """Paths already done by an interrupted run with the same fingerprint (else, or with
+    `overwrite`, starts clean)."""
+    same = (not overwrite and paths["partial_meta"].is_file()
+            and io_utils.read_json(paths["partial_meta"]) == json.loads(json.dumps(fingerprint, default=str)))
+    if not same:
+        for key in ("partial", "partial_skipped"):
+            paths[key].unlink(missing_ok=True)
+        io_utils.write_json(paths["partial_meta"], fingerprint)
+        return set()
+    done: set[str] = set()
+    for key in ("partial", "partial_skipped"):
+        if paths[key].is_file() and paths[key].stat().st_size:
+            done.update(pd.read_csv(paths[key], dtype=str, keep_default_na=False, usecols=["path"])["path"])
+    return done
+
+
+def _append(path: Path, frame: pd.DataFrame) -> None:
+    """Appends rows to a work file (header only when new), flushed so an interruption keeps them."""
+    header = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        frame.to_csv(f, header=header, index=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def classify_batches(model, frame: pd.DataFrame, class_names: Sequence[str], stored_size: int, input_size: int,
+                     top_k: int, batch_size: int, on_batch: Callable[[pd.DataFrame, pd.DataFrame], None]) -> None:
+    """Reads `frame`'s images a batch at a time (decoding in threads) and hands each batch's
+    predictions and skipped rows to `on_batch`. Probabilities are kept (column `probs`, space-
+    separated) only for rows with a capture id, for the capture averages."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, \
+            tqdm(total=len(frame), desc="predict", unit="img") as bar:
+        for start in range(0, len(frame), batch_size):
+            chunk = frame.iloc[start:start + batch_size]
+            loaded = list(pool.map(lambda f: _read_or_reason(Path(f), stored_size, input_size), chunk["file"]))
+            ok = np.array([image is not None for image, _ in loaded], dtype=bool)
+            skipped = pd.DataFrame({"path": chunk["path"].to_numpy()[~ok],
+                                    "error": [reason for image, reason in loaded if image is None]})
+            for path, reason in zip(skipped["path"], skipped["error"]):
+                log.warning("skipped %s: %s", path, reason)
+            predictions = pd.DataFrame()
+            if ok.any():
+                batch = np.stack([image for image, _ in loaded if image is not None])
+                probs = softmax(np.asarray(model(batch, training=False)))
+                kept = chunk[ok].reset_index(drop=True)
+                predictions = pd.concat([
+                    pd.DataFrame({"path": kept["path"], "capture_id": kept["capture_id"],
+                                  "predicted": np.asarray(class_names, dtype=object)[probs.argmax(axis=1)],
+                                  "confidence": np.round(probs.max(axis=1), 6)}),
+                    top_k_frame(probs, class_names, top_k)], axis=1)
+                predictions["probs"] = [" ".join(f"{p:.6g}" for p in row) if c else ""
+                                        for row, c in zip(probs, kept["capture_id"])]
+            on_batch(predictions, skipped)
+            bar.update(len(chunk))
+
+
+def _finish(paths: dict[str, Path], class_names: Sequence[str], top_k: int, has_captures: bool,
+            chunk_rows: int = 50_000) -> dict[str, int]:
+    """Streams the work file into the final CSVs (dropping `probs`) and the capture averages."""
+    sums: dict[str, np.ndarray] = {}
+    frames: dict[str, int] = {}
+    classified = 0
+    with io_utils.atomic_path(paths["predictions"]) as tmp:
+        if paths["partial"].is_file() and paths["partial"].stat().st_size:
+            first = True
+            for chunk in pd.read_csv(paths["partial"], dtype={"path": str, "capture_id": str, "probs": str},
+                                     keep_default_na=False, chunksize=chunk_rows):
+                classified += len(chunk)
+                if has_captures:
+                    for capture, text in zip(chunk["capture_id"], chunk["probs"]):
+                        if capture:
+                            vector = np.array(text.split(), dtype=np.float64)
+                            sums[capture] = sums.get(capture, 0) + vector
+                            frames[capture] = frames.get(capture, 0) + 1
+                out = chunk.drop(columns=["probs"] + ([] if has_captures else ["capture_id"]))
+                out.to_csv(tmp, mode="a", header=first, index=False)
+                first = False
+        else:
+            columns = ["path"] + (["capture_id"] if has_captures else []) + ["predicted", "confidence"]
+            columns += [f"top{j}_{k}" for j in range(1, min(top_k, len(class_names)) + 1) for k in ("species", "prob")]
+            pd.DataFrame(columns=columns).to_csv(tmp, index=False)
+    skipped = (pd.read_csv(paths["partial_skipped"], dtype=str, keep_default_na=False)
+               if paths["partial_skipped"].is_file() and paths["partial_skipped"].stat().st_size
+               else pd.DataFrame(columns=["path", "error"]))
+    io_utils.write_csv(paths["skipped"], skipped)
+    if has_captures:
+        ids = list(sums)
+        probs = np.stack([sums[c] / frames[c] for c in ids]) if ids else np.zeros((0, len(class_names)))
+        table = pd.concat([pd.DataFrame({"capture_id": ids, "num_images": [frames[c] for c in ids],
+                                         "predicted": np.asarray(class_names, dtype=object)[probs.argmax(axis=1)]
+                                         if ids else [],
+                                         "confidence": np.round(probs.max(axis=1), 6) if ids else []}),
+                           top_k_frame(probs, class_names, top_k)], axis=1)
+        io_utils.write_csv(paths["captures"], table)
+    for key in ("partial", "partial_skipped", "partial_meta"):
+        paths[key].unlink(missing_ok=True)
+    return {"classified": classified, "skipped": len(skipped), "captures": len(sums)}
+
+
+def check_request(top_k: int, batch_size: int, image_size: Optional[int]) -> None:
+    """The numeric options of both predict paths, checked before any work."""
+    if top_k < 1:
+        raise UserError(f"--top-k must be >= 1, got {top_k}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    low, high = cfg.IMAGE_SIZE_RANGE
+    if image_size is not None and not low <= image_size <= high:
+        raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
+
+
+def input_paths(model_or_run, inputs, classes, capture_ids, **extra) -> dict:
+    """What predict reads, as `io_utils.refuse_overlap` takes it: the output may be none of these."""
+    return {"MODEL_OR_RUN": model_or_run, "INPUT": inputs, "--classes": classes,
+            "--captures": capture_ids if isinstance(capture_ids, (str, Path)) else None, **extra}
+
+
+def output_csv_lock(paths: dict):
+    """One process per output CSV: the lock sits beside it, as a hidden file of its own."""
+    return output_lock(paths["predictions"].parent, lock_name=f".{paths['predictions'].name}.lock")
+
+
+def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str | Path], out_csv: str | Path,
+                   top_k: int = 5, batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
+                   classes: Optional[str | Path] = None, image_size: Optional[int] = None,
+                   config: Optional[cfg.Config] = None, overwrite: bool = False) -> dict[str, Any]:
+    """Classifies images with a run's model (or a `.keras` file + `classes`); see the module doc.
+
+    Returns {"outputs": {name: path}, "images", "classified", "skipped", "captures", "skipped_files"
+    (DataFrame path, error), "resumed": bool, "already_done": bool}. Unreadable files never stop
+    the job: they are listed in OUT.skipped.csv with the reason and logged.
+    """
+    check_request(top_k, batch_size, image_size)
+    paths = output_paths(out_csv)
+    io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids), what="output")
+    resolved = resolve_model(model_or_run, classes, image_size)
+    frame = attach_capture_ids(list_inputs(inputs), capture_ids)
+    has_captures = bool((frame["capture_id"] != "").any())
+    fingerprint = {"kind": "serengeti-tf predict", "model_sha256": file_digest(resolved["model_path"]),
+                   "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
+                   "inputs": _input_digest(frame), "num_inputs": len(frame)}
+    with output_csv_lock(paths):
+        if paths["predictions"].exists():
+            meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
+            if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
+                log.info("%s already holds these predictions; nothing to do", paths["predictions"])
+                return _summary(paths, meta, already_done=True, resumed=False)
+            if not overwrite:
+                raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
+                                f"choose another output or pass --overwrite")
+        from serengeti_tf.models.resnet import load_model
+
+        model = load_model(resolved["model_path"])
+        input_size = int(model.input_shape[1])
+        num_outputs = int(model.output_shape[-1])
+        if num_outputs != len(resolved["class_names"]):
+            raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "
+                            f"outputs {num_outputs}; pass the class map of the run that trained it")
+        stored_size = resolved["stored_size"] or input_size
+        done = _start_or_resume(paths, fingerprint, overwrite)
+        todo = frame[~frame["path"].isin(done)] if done else frame
+        if done:
+            log.info("resuming: %d of %d images already done", len(done), len(frame))
+
+        def on_batch(predictions: pd.DataFrame, skipped: pd.DataFrame) -> None:
+            if len(predictions):
+                _append(paths["partial"], predictions)
+            if len(skipped):
+                _append(paths["partial_skipped"], skipped)
+
+        classify_batches(model, todo, resolved["class_names"], stored_size, input_size, top_k, batch_size, on_batch)
+        counts = _finish(paths, resolved["class_names"], top_k, has_captures)
+        if config is not None:
+            cfg.save_config(config, paths["config"].parent, name=paths["config"].name)
+        outputs = {k: str(paths[k]) for k in ("predictions", "skipped", "meta")}
+        if has_captures:
+            outputs["captures"] = str(paths["captures"])
+        if config is not None:
+            outputs["config"] = str(paths["config"])
+        meta = {"model": str(resolved["model_path"]), "class_map": str(resolved["class_map"]),
+                "classes": resolved["class_names"], "stored_image_size": stored_size, "input_size": input_size,
+                "top_k": top_k, "batch_size": batch_size, "images": len(frame), **counts, "outputs": outputs,
+                "fingerprint": fingerprint}
+        io_utils.write_json(paths["meta"], meta)
+        return _summary(paths, meta, already_done=False, resumed=bool(done))
+
+
+def _summary(paths: dict[str, Path], meta: dict, already_done: bool, resumed: bool) -> dict[str, Any]:
+    skipped = pd.read_csv(paths["skipped"], dtype=str, keep_default_na=False) if paths["skipped"].is_file() \
+        else pd.DataFrame(columns=["path", "error"])
+    return {"outputs": meta.get("outputs", {}), "images": meta.get("images"), "classified": meta.get("classified"),
+            "skipped": meta.get("skipped"), "captures": meta.get("captures"), "skipped_files": skipped,
+            "resumed": resumed, "already_done": already_done}
+
+
+def summary_text(result: Mapping[str, Any]) -> str:
+    """A few lines for the CLI: counts, skipped files with reasons, where the outputs are."""
+    lines = [f"{result['classified']} of {result['images']} images classified, {result['skipped']} skipped"
+             + (f", {result['captures']} captures" if result.get("captures") else "")
+             + (" (already done)" if result.get("already_done") else "")]
+    for row in result["skipped_files"].head(10).itertuples(index=False):
+        lines.append(f"  skipped {row.path}: {row.error}")
+    if len(result["skipped_files"]) > 10:
+        lines.append(f"  ... and {len(result['skipped_files']) - 10} more (see {result['outputs'].get('skipped')})")
+    for name, path in result["outputs"].items():
+        lines.append(f"{name}: {path}")
+    return "\n".join(lines)

@@ -1,0 +1,713 @@
+"""Phase-1 and phase-2 training runs (the `train` job).
+
+Phase 1 trains ResNet-18 from scratch on the sampler's re-balanced data (`config.sampler`).
+Phase 2 loads a phase-1 run's model, freezes everything but the head (`model.freeze_backbone`)
+and retrains the head on the ORIGINAL train distribution with a fresh optimizer.
+
+Phase-2 fast path (default: `train.phase2_augment` false): the pooled features of the train and
+val splits are computed once (cached in `checkpoints/`) and only the Dense head is fitted on them,
+from the same initial weights with the same loss and optimizer, and written back into the full
+model for `model.keras`. With `train.feature_views: 1` (default) the train features are of the
+un-augmented centre crop: the head equals one trained through the frozen model on un-augmented
+images in the same batch order (a test checks this), NOT the slow path with
+`phase2_augment: true`, which sees fresh augmentation every epoch. `feature_views: k > 1` caches k
+random augmented views per image instead (closer to Kang et al.'s augmented classifier retraining,
+still a fixed set of views). `lineage.json` says which (`head_trained_on`).
+
+Both phases share the run folder, logging, checkpointing, early stopping and resume logic
+(`runs.py`, `callbacks.py`); see `runs.py` for the folder layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from serengeti_tf import config as cfg
+from serengeti_tf.data import dataset as ds_reader
+from serengeti_tf.train import distribution, runs
+from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.evaluation import file_digest
+from serengeti_tf.io_utils import atomic_path, refuse_overlap, write_json
+from serengeti_tf.locks import output_lock
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer, loss, compile
+# ---------------------------------------------------------------------------------------------
+
+def make_optimizer(train_config: cfg.TrainConfig):
+    """A fresh optimizer (`adam` as in the paper, or `sgd` with momentum 0.9)."""
+    import keras
+
+    if train_config.backbone_learning_rate is not None and train_config.phase == 1:
+        from serengeti_tf.train.optimizers import discriminative_optimizer
+
+        return discriminative_optimizer(train_config)
+    if train_config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+    if train_config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=train_config.learning_rate, momentum=0.9)
+    raise UserError(f"train.optimizer must be adam or sgd, got {train_config.optimizer!r}")
+
+
+def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
+    """Sparse categorical cross-entropy on logits (== categorical CE on one-hot labels) by default;
+    the imbalance-aware losses of `losses.py` when configured."""
+    import keras
+
+    if train_config.loss == "cross_entropy" and train_config.class_weighting == "none":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    from serengeti_tf.train import losses
+
+    return losses.make_loss(train_config, loss_counts)
+
+
+def compile_model(model, train_config: cfg.TrainConfig, loss_counts: list[int], optimizer=None):
+    """Compiles with the run's loss, accuracy metric, optimizer (fresh unless given) and XLA flag."""
+    import keras
+
+    model.compile(optimizer=optimizer or make_optimizer(train_config),
+                  loss=make_loss(train_config, loss_counts),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=bool(train_config.xla))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase-2 fast path pieces (also used by the test that compares it with the slow path)
+# ---------------------------------------------------------------------------------------------
+
+def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled backbone features (float32 `[N, 512]`) and labels of every `(image, label)` batch."""
+    import tensorflow as tf
+
+    from serengeti_tf.models.resnet import feature_extractor
+
+    features_model = feature_extractor(model)
+    forward = tf.function(lambda x: features_model(x, training=False), reduce_retracing=True)
+    feats, labels = [], []
+    for x, y in dataset:
+        feats.append(np.asarray(tf.cast(forward(x), tf.float32)))
+        labels.append(np.asarray(y).reshape(-1))
+    if not feats:
+        return np.zeros((0, features_model.output_shape[-1]), np.float32), np.zeros((0,), np.int32)
+    return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
+
+
+def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+                    print_fn: Callable[[str], None], source: str = "") -> tuple[np.ndarray, np.ndarray, float]:
+    """Features from `path` when a previous (interrupted) session saved them, else computed + saved.
+
+    `source` (the sha256 of the model file whose backbone computes them) is stored with the
+    features; a cache stamped with another source (or none) is stale and computed again.
+    """
+    if path.exists():
+        with np.load(path) as data:
+            stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
+            if stored == source:
+                return data["features"], data["labels"], 0.0
+        print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
+                 f"expected {source[:12]}); computing it again")
+    start = time.perf_counter()
+    features, labels = compute()
+    seconds = time.perf_counter() - start
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, features=features, labels=labels, source_sha256=np.asarray(source))
+    print_fn(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)")
+    return features, labels, seconds
+
+
+def head_features_description(views: int) -> str:
+    """What the cached train features behind a head fit are, in words (lineage, rebalancing.json)."""
+    if views == 1:
+        return ("pooled backbone features of the un-augmented centre crop (eval view) of each train image, "
+                "computed once; the head never sees augmentation (unlike the slow path with phase2_augment)")
+    return (f"pooled backbone features of {views} random train-time augmented views of each train image, "
+            f"computed once and cached; each epoch draws as many rows as there are images from the "
+            f"{views}x pool (a fixed set of views, not fresh augmentation every epoch)")
+
+
+def feature_cache_key(views: int) -> str:
+    """Cache name of the train features: `train` (one un-augmented view) or `train-views<k>`."""
+    return "train" if views == 1 else f"train-views{views}"
+
+
+def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
+                   print_fn, source: str, train_views: int = 1
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
+    """Pooled features of the train and val splits, each computed once and cached at
+    `cache_file(key)`; returns them (as "train" and "val") and the seconds the feature passes took.
+
+    Val: the eval view in stored order. Train: the eval view in stored order (`train_views` 1), or
+    `train_views` augmented views per image (`pipeline.make_views_dataset`, seeded by the data seed).
+    """
+    from serengeti_tf.data import pipeline
+
+    out, seconds = {}, 0.0
+    for split in ("train", "val"):
+        views = train_views if split == "train" else 1
+
+        def compute(split=split, views=views):
+            if views == 1:
+                data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
+            else:
+                data = pipeline.make_views_dataset(dataset_dir, split, config, views, pipeline.data_seed(config),
+                                                   batch_size=config.eval.batch_size)
+            return extract_features(model, data)
+
+        key = feature_cache_key(views) if split == "train" else split
+        feats, labels, took = cached_features(cache_file(key), compute, print_fn, source)
+        out[split], seconds = (feats, labels), seconds + took
+    return out, seconds
+
+
+def feature_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: Optional[int]):
+    """Batches of cached features; reshuffled every epoch when `seed` is given (else stored order)."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((features, labels.astype(np.int32)))
+    if seed is not None:
+        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path]) -> dict:
+    """Validates everything a run needs BEFORE any folder is claimed; returns the dataset class map."""
+    if not dataset_dir.is_dir():
+        raise UserError(f"prepared dataset folder not found: {dataset_dir} (run `serengeti-tf prepare` first)")
+    class_map = ds_reader.class_map(dataset_dir)
+    ds_reader.check_shards(dataset_dir)  # a missing val shard fails now, not after a whole epoch
+    ds_reader.counts(dataset_dir)
+    if config.train.init_weights:
+        if config.train.phase != 1:
+            raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
+                            f"got {config.train.init_weights} with phase 2")
+        from serengeti_tf.models.pretrained import describe_source
+
+        describe_source(config.train.init_weights)
+    if config.train.phase == 2:
+        if init_run is None:
+            raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
+        if not (init_run / "model.keras").is_file():
+            raise UserError(f"--init {init_run} is not a finished phase-1 run: model.keras missing")
+        init_map = runs.read_run_json(init_run, "class_map.json")
+        if not runs.same_class_map(init_map, class_map):
+            raise UserError(f"class map of --init run {init_run} ({init_map.get('num_classes')} classes) differs "
+                            f"from the dataset's at {dataset_dir} ({class_map.get('num_classes')} classes)")
+        lineage = runs.read_run_json(init_run, "lineage.json")
+        if lineage.get("phase") != 1:
+            raise UserError(f"--init {init_run} must be a phase-1 run, got a phase-{lineage.get('phase')} run")
+    elif init_run is not None:
+        raise UserError(f"--init is only used by phase 2, got --init {init_run} with phase 1")
+    return class_map
+
+
+def _verbosity() -> int:
+    # Keras' per-epoch progress bar (with ETA) only on a terminal; the one-line summary always.
+    return 1 if sys.stdout.isatty() else 0
+
+
+def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
+          init_run: str | Path | None = None, overwrite: bool = False,
+          print_fn: Callable[[str], None] = print) -> Path:
+    """Runs (or resumes, or finds finished) one training run; returns the run folder.
+
+    Raises UserError on bad input, on a refused overwrite, and when the loss becomes NaN/inf
+    (the last good epoch's checkpoint is kept, so the run can be inspected or resumed).
+    """
+    config = cfg.from_dict(cfg.to_dict(config))  # a validated copy: the caller's object stays as it was
+    dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
+    init_run = Path(init_run) if init_run else None
+    class_map = _check_inputs(config, dataset_dir, init_run)
+    refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run,
+                             "--init-weights": config.train.init_weights}, what="run folder")
+    init_digest = None
+    if init_run is not None:
+        _adopt_input_size(config, init_run, print_fn)
+        init_digest = file_digest(init_run / "model.keras")
+        runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
+    started = time.perf_counter()
+
+    # The strategy comes first: it may configure devices, which TF allows only before other TF work.
+    strategy = distribution.make_strategy(config.train.strategy)
+    chief = distribution.is_chief(strategy)
+    paths, scratch = _run_paths(run_dir, chief)
+    # Pretrained weights are loaded and checked layer by layer before the run folder is claimed.
+    pretrained = _pretrained_model(config, class_map, strategy) if config.train.init_weights else None
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(output_lock(paths.root))  # one process per run folder
+        runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
+        state = runs.resume_state(paths, print_fn)
+        if state.finished:  # a worker reads the chief's state: it must not train alone
+            if chief and rebalancing_pending(config, paths):  # killed between training and re-balancing
+                print_fn(f"{run_dir}: training finished; re-balancing the head ({config.train.head_rebalancing})")
+                _rebalance(config, dataset_dir, paths, state, print_fn)
+                return run_dir
+            print_fn(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
+                     f"nothing to do (pass --overwrite to train it again)")
+            return run_dir
+        if state.epochs_done:
+            print_fn(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}")
+            if chief:
+                runs.tidy_checkpoints(paths, state)
+        if chief:  # written first so an interrupted run is still described; rewritten at the end
+            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {},
+                                                         init_digest), class_map)
+        import keras
+
+        keras.utils.set_random_seed(config.train.seed)
+        with distribution.precision(config.train.mixed_precision) as policy:
+            if config.train.phase == 1:
+                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn, pretrained)
+            else:
+                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn, init_digest)
+        if chief:
+            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest)
+            runs.write_run_files(paths, config, lineage, class_map)
+            _finish(paths, state, info, started, print_fn)
+            if rebalancing_pending(config, paths):
+                _rebalance(config, dataset_dir, paths, state, print_fn)
+        return run_dir
+    finally:
+        held.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pretrained_model(config: cfg.Config, class_map: dict, strategy) -> tuple:
+    """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
+    import keras
+
+    from serengeti_tf.models.resnet import build_model
+    from serengeti_tf.models.pretrained import load_backbone_weights
+
+    keras.utils.set_random_seed(config.train.seed)
+    with distribution.precision(config.train.mixed_precision), strategy.scope():
+        model = build_model(config.model, int(class_map["num_classes"]),
+                            synchronized_bn=strategy.num_replicas_in_sync > 1)
+        info = load_backbone_weights(model, config.train.init_weights)
+    return model, info
+
+
+def _adopt_input_size(config: cfg.Config, init_run: Path, print_fn) -> None:
+    """Phase 2 runs at the phase-1 model's input size, whatever the config's default says."""
+    size = runs.read_run_json(init_run, "lineage.json").get("input_size")
+    if isinstance(size, int) and size != config.model.input_size:
+        print_fn(f"phase 2 uses the phase-1 model's input size {size}px (config said {config.model.input_size})")
+        config.model.input_size = size
+
+
+def _run_paths(run_dir: Path, chief: bool) -> tuple[runs.RunPaths, Optional[Path]]:
+    """The chief writes `run_dir`; another worker writes a scratch folder but resumes from the chief's."""
+    if chief:
+        return runs.RunPaths(run_dir), None
+    scratch = Path(tempfile.mkdtemp(prefix=f"serengeti-tf-{distribution.worker_label()}-"))
+    return runs.RunPaths(scratch / "run", resume_root=run_dir), scratch
+
+
+def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
+    lineage = {"phase": config.train.phase, "sampler": config.sampler.name,
+               "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
+               "dataset_dir": str(dataset_dir.resolve()),
+               "init_run": str(init_run.resolve()) if init_run else None,
+               "init_model_sha256": init_digest,
+               "seed": config.train.seed, "data_seed": _data_seed(config), "model": config.model.name,
+               "input_size": config.model.input_size, "dtype_policy": policy,
+               "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
+               "global_batch_size": config.train.batch_size}
+    if init_run:
+        parent = runs.read_run_json(init_run, "lineage.json")
+        lineage["sampler"] = parent.get("sampler", config.sampler.name)
+        lineage["init_run_lineage"] = parent
+    lineage.update(info.get("lineage", {}))
+    return lineage
+
+
+def _data_seed(config: cfg.Config) -> int:
+    from serengeti_tf.data import pipeline
+
+    return pipeline.data_seed(config)
+
+
+def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
+    """model.keras = best checkpoint; timings; the run is marked finished last."""
+    best = paths.checkpoints / state.best_checkpoint
+    if not state.best_checkpoint or not best.is_file():
+        raise UserError(f"no finished epoch with a best checkpoint in {paths.checkpoints}; nothing to save")
+    with atomic_path(paths.model) as tmp:
+        shutil.copyfile(best, tmp)
+    epoch_seconds = [r["seconds"] for r in state.history]
+    write_json(paths.root / "timings.json", {
+        "epochs_run": state.epochs_done, "stopped_early": state.stopped_early,
+        "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
+        "epoch_seconds": epoch_seconds, "train_seconds": round(sum(epoch_seconds), 3),
+        "feature_seconds": round(info.get("feature_seconds", 0.0), 3),
+        "images_per_epoch": info.get("images_per_epoch"),
+        "this_session_seconds": round(time.perf_counter() - started, 3)})
+    state.finished = True
+    runs.write_state(paths, state)
+    print_fn(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
+             f"model at {paths.model}")
+
+
+def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
+         state: runs.RunState, save_best: Callable, save_last: Callable, print_fn, strategy) -> None:
+    """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
+    from serengeti_tf.train.callbacks import EpochRecorder
+
+    distribution.patch_for_multi_worker(model, strategy)
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
+                             config.train.early_stopping_patience, save_best, save_last, print_fn)
+    if state.stopped_early or state.epochs_done >= config.train.epochs:
+        return  # killed after the last epoch's state was written: nothing left to train
+    model.fit(train_data, epochs=config.train.epochs, initial_epoch=state.epochs_done,
+              steps_per_epoch=steps, callbacks=[recorder], verbose=_verbosity(), shuffle=False)
+    if recorder.failed_epoch is not None:
+        kept = (f"the last good checkpoint (epoch {state.epochs_done}) is kept in {paths.checkpoints}"
+                if state.epochs_done else "no epoch finished, so no checkpoint was kept")
+        raise UserError(f"training stopped: loss became {recorder.failed_value} in epoch {recorder.failed_epoch}; "
+                        f"{kept}; try a lower --lr or --set train.mixed_precision=false")
+
+
+def _steps(steps: int, config: cfg.Config) -> int:
+    cap = config.train.steps_per_epoch
+    return max(1, min(steps, cap) if cap else steps)
+
+
+def _val_data(dataset_dir: Path, config: cfg.Config):
+    from serengeti_tf.data import pipeline
+
+    data = pipeline.make_eval_dataset(dataset_dir, "val", config, batch_size=config.eval.batch_size)
+    return data.take(config.train.validation_steps) if config.train.validation_steps else data
+
+
+def _save_full(model, path: Path) -> None:
+    from serengeti_tf.models.resnet import save_model
+
+    save_model(model, path)
+
+
+def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
+    from serengeti_tf.models.resnet import load_model
+
+    source = (paths.resume_root or paths.root) / "checkpoints" / state.checkpoint
+    return load_model(source, compile=True)
+
+
+def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
+            strategy, print_fn, pretrained: Optional[tuple] = None) -> dict:
+    """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
+    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.models.resnet import build_model, freeze_stages
+
+    names = ds_reader.class_names(dataset_dir)
+    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
+    sampling.check_plan_matches(plan, names)
+    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
+                                                    seed=pipeline.data_seed(config))
+    steps = _steps(steps, config)
+    # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
+    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
+    loss_counts = [int(n) for n in plan["target"]]
+    with strategy.scope():
+        if state.checkpoint:
+            model = _load_checkpoint(paths, state)
+            freeze_stages(model, config.train.freeze_stages)
+            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
+        else:
+            if pretrained is not None:
+                model = pretrained[0]
+                print_fn(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
+                         f"({pretrained[1]['layers']} layers; head new)")
+            else:
+                # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
+                model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
+            freeze_stages(model, config.train.freeze_stages)
+            compile_model(model, config.train, loss_counts)
+    print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
+             f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
+             f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
+    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
+         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
+    fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
+                   "freeze_stages": config.train.freeze_stages,
+                   "backbone_learning_rate": config.train.backbone_learning_rate}
+    return {"images_per_epoch": int(plan["target"].sum()),
+            "lineage": {"images_per_epoch": int(plan["target"].sum()), **fine_tuning}}
+
+
+def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
+            state: runs.RunState, strategy, print_fn, init_digest: str) -> dict:
+    from serengeti_tf.models.resnet import count_weights, freeze_backbone, load_model
+
+    counts = ds_reader.train_counts(dataset_dir)
+    loss_counts = [int(n) for n in counts.values()]
+    with strategy.scope():
+        model = load_model(init_run / "model.keras", compile=False)
+    if int(model.input_shape[1]) != config.model.input_size:
+        raise UserError(f"model of --init {init_run} takes {model.input_shape[1]}px images but its lineage.json "
+                        f"says {config.model.input_size}px")
+    freeze_backbone(model)
+    trainable, frozen = count_weights(model, True), count_weights(model, False)
+    print_fn(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
+             f"original train distribution ({sum(loss_counts)} images/epoch)")
+    info = {"images_per_epoch": sum(loss_counts),
+            "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
+                        "fast_path": not config.train.phase2_augment,
+                        "head_trained_on": (head_features_description(config.train.feature_views)
+                                            if not config.train.phase2_augment else
+                                            "images through the frozen backbone with fresh train-time "
+                                            "augmentation every epoch (slow path)"),
+                        "images_per_epoch": sum(loss_counts)}}
+    if config.train.phase2_augment:
+        _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
+    else:
+        info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
+                                               strategy, print_fn, init_digest)
+    return info
+
+
+def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> None:
+    """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
+    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.models.resnet import freeze_backbone
+
+    original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
+    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
+    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
+                                                    augment=config.train.phase2_augment,
+                                                    seed=pipeline.data_seed(config))
+    steps = _steps(steps, config)
+    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
+    with strategy.scope():
+        if state.checkpoint:
+            model = _load_checkpoint(paths, state)
+            freeze_backbone(model)
+            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
+        else:
+            compile_model(model, config.train, loss_counts)
+    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
+         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
+
+
+def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn,
+                 init_digest: str) -> float:
+    """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
+    from serengeti_tf.models.resnet import head_layer, head_model, load_model, save_model, set_head_weights
+
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    batch = config.eval.batch_size
+
+    cache_root = (paths.resume_root or paths.root) / "checkpoints"
+
+    def cache_file(split: str) -> Path:
+        cached = cache_root / f"features-{split}.npz"
+        return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
+
+    views = config.train.feature_views
+    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest, views)
+    train_feats, train_labels = splits["train"]
+    # An epoch is one image's worth of rows per image, whatever the number of cached views.
+    steps = _steps(math.ceil(len(train_labels) / views / config.train.batch_size), config)
+    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
+    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
+    val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
+    if config.train.validation_steps:
+        val_data = val_data.take(config.train.validation_steps)
+    with strategy.scope():
+        if state.checkpoint:
+            head = load_model(cache_root / state.checkpoint, compile=True)
+            compile_model(head, config.train, loss_counts, optimizer=head.optimizer)
+        else:
+            head = compile_model(head_model(model), config.train, loss_counts)
+
+    def save_best(fitted_head, path: Path) -> None:
+        # The best checkpoint is always a full model, whichever path trained the head.
+        set_head_weights(model, head_layer(fitted_head).get_weights())
+        save_model(model, path)
+
+    _fit(head, train_data, steps, val_data, config, paths, state,
+         save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn, strategy=strategy)
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Head re-balancing after training (`train.head_rebalancing`, `rebalancing.py`)
+# ---------------------------------------------------------------------------------------------
+
+REBALANCING_JSON = "rebalancing.json"
+REBALANCING_SWEEP = "rebalancing_sweep.csv"
+
+
+def rebalancing_pending(config: cfg.Config, paths: runs.RunPaths) -> bool:
+    """True when the run asks for head re-balancing and `rebalancing.json` (written last) is missing."""
+    return config.train.head_rebalancing != "none" and not (paths.root / REBALANCING_JSON).is_file()
+
+
+def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: runs.RunPaths,
+                         print_fn, source: Optional[str] = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pooled features of the train split (stored order, no augmentation) and the val split.
+
+    Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
+    backbone is the one that computed them); otherwise they are computed once and cached in
+    `checkpoints/rebalance-features-<split>.npz` so an interrupted re-balancing resumes cheaply.
+    The caches are stamped with the backbone's source: the phase-1 model's sha256 for phase 2
+    (frozen backbone), the best checkpoint's for phase 1, or the given `source` (a run branched
+    from another run's model.keras: that file's sha256).
+    """
+    def cache_file(split: str) -> Path:
+        phase2_cache = paths.checkpoints / f"features-{split}.npz"
+        if config.train.phase == 2 and phase2_cache.is_file():
+            return phase2_cache
+        return paths.checkpoints / f"rebalance-features-{split}.npz"
+
+    if source is None and config.train.phase == 2:
+        source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
+    elif source is None:
+        source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
+    return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
+
+
+def rebalancing_views(config: cfg.Config) -> int:
+    """Train views behind the re-balancing features: `train.feature_views` for cRT (it fits a head on
+    them), 1 otherwise (post-hoc adjustment and tau-norm only score the val split)."""
+    return config.train.feature_views if config.train.head_rebalancing == "crt" else 1
+
+
+def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int], str]:
+    """Per-class counts of the distribution the head was last trained on, and where they come from.
+
+    Post-hoc logit adjustment removes this prior: after a phase-1 run on a sampler the head learnt
+    the plan's targets (ROS/RUS, ...), not the original counts; after phase 2 (or for the baseline,
+    whose plan is the original distribution) it is the original train counts. The same counts feed
+    the phase's loss (`loss_counts`), so losses and post-hoc adjustment agree on the prior.
+    """
+    from serengeti_tf.data import sampling
+
+    counts = ds_reader.train_counts(dataset_dir)
+    if config.train.phase == 1 and config.sampler.name != "none":
+        plan = sampling.sampling_plan(counts, config.sampler)
+        return [int(n) for n in plan["target"]], f"phase-1 plan targets (sampler {config.sampler.name})"
+    return [int(n) for n in counts.values()], "original train counts"
+
+
+def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
+               print_fn) -> dict:
+    """Re-balances the head of the best model; writes the sweep CSV, model.keras, rebalancing.json.
+
+    Always starts from the best CHECKPOINT (never model.keras), so a rerun after a kill anywhere
+    in here re-applies the method once to the trained model instead of twice. Only the head's
+    kernel and bias change (cRT fits a new head on frozen features; the backbone is untouched).
+    """
+    best = paths.checkpoints / state.best_checkpoint
+    if not state.best_checkpoint or not best.is_file():
+        raise UserError(f"head re-balancing needs the best checkpoint, but {best} is missing; "
+                        f"rerun with --overwrite to train again")
+    return _rebalance_model(config, dataset_dir, best, paths, {"source_checkpoint": state.best_checkpoint},
+                            print_fn)
+
+
+def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths: runs.RunPaths,
+                     provenance: dict, print_fn) -> dict:
+    """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
+    CSV and, last, rebalancing.json (`provenance` says where the trained model came from)."""
+    from serengeti_tf.train import rebalancing
+    from serengeti_tf.io_utils import write_csv
+    from serengeti_tf.models.resnet import load_model, save_model
+
+    start = time.perf_counter()
+    model = load_model(source, compile=False)
+    feats = rebalancing_features(config, dataset_dir, model, paths, print_fn,
+                                 source=provenance.get("source_model_sha256"))
+    train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
+    prior_counts, prior_source = head_prior_counts(config, dataset_dir)
+    views, train_config = rebalancing_views(config), config.train
+    if views > 1 and train_config.crt_steps_per_epoch is None:
+        # One epoch = as many rows as there are train images, not N * views.
+        train_config = dataclasses.replace(
+            train_config, crt_steps_per_epoch=max(1, math.ceil(sum(train_counts) / train_config.batch_size)))
+    summary, sweep = rebalancing.rebalance_head(
+        model, train_config, prior_counts, *feats["val"], train_features=feats["train"][0],
+        train_labels=feats["train"][1], verbose=0)
+    if sweep is not None:
+        write_csv(paths.root / REBALANCING_SWEEP, sweep)
+    save_model(model, paths.model)
+    summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
+                    **provenance,
+                    "crt_features": (head_features_description(views)
+                                     if config.train.head_rebalancing == "crt" else None),
+                    "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
+                    "seconds": round(time.perf_counter() - start, 3)})
+    write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
+    before, after = summary["val_before"].get("macro_f1"), summary["val_after"].get("macro_f1")
+    print_fn(f"head re-balancing {summary['method']}"
+             + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
+             + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}")
+    return summary
+
+
+def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path, trained_run: str | Path,
+                  print_fn: Callable[[str], None] = print) -> Path:
+    """A head re-balancing run that branches from an already trained run instead of training its own.
+
+    `config.train.head_rebalancing` is applied to `trained_run/model.keras` (a finished run without
+    re-balancing of its own), and the result is written as a complete run folder at `run_dir`
+    (config, lineage naming the trained run and its model's sha256, model.keras, rebalancing.json).
+    The backbone is the trained run's, so comparing the two is paired (same backbone, same seed);
+    `experiment` uses this for `posthoc_la`, `tau_norm` and `crt` on each seed's baseline run.
+    A rerun finds the finished run; an interrupted one resumes from the cached features.
+    """
+    from serengeti_tf.evaluate.evaluation import file_digest
+
+    config = cfg.from_dict(cfg.to_dict(config))
+    dataset_dir, run_dir, trained_run = Path(dataset_dir), Path(run_dir), Path(trained_run)
+    if config.train.head_rebalancing == "none":
+        raise UserError("rebalance_run needs train.head_rebalancing (posthoc_logit_adjustment, tau_norm or crt), "
+                        "got none")
+    class_map = _check_inputs(config, dataset_dir, None)
+    if not (trained_run / "model.keras").is_file():
+        raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
+    if (trained_run / REBALANCING_JSON).is_file():
+        raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
+    if not runs.same_class_map(runs.read_run_json(trained_run, "class_map.json"), class_map):
+        raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
+    _adopt_input_size(config, trained_run, print_fn)
+    refuse_overlap(run_dir, {"--data": dataset_dir, "trained run": trained_run}, what="run folder")
+    with output_lock(run_dir):  # one process per run folder
+        paths = runs.RunPaths(run_dir)
+        runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
+        digest = file_digest(trained_run / "model.keras")
+        if (run_dir / REBALANCING_JSON).is_file():
+            done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
+            if done_from != digest:
+                raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
+                                f"since); delete {run_dir} to re-balance the new one")
+            print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+            return run_dir
+        parent = runs.read_run_json(trained_run, "lineage.json")
+        lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
+                   "rebalanced_model_sha256": digest, "head_rebalancing": config.train.head_rebalancing,
+                   "trained_epochs": 0}
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        runs.write_run_files(paths, config, lineage, class_map)
+        print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
+        _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
+                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn)
+        return run_dir
