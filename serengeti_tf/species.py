@@ -21,6 +21,14 @@ PAPER_SPECIES: tuple[str, ...] = (
     "honeyBadger", "caracal", "civet", "wildcat", "genet", "zorilla", "rodents",
 )
 
+# Training images per species in the paper's split (Table 4 / s9_class_counts.csv `train`, PAPER_SPECIES
+# order; 155,254 images). The synthetic demo draws each class in proportion to it.
+PAPER_TRAIN_COUNTS: tuple[int, ...] = (
+    48377, 36480, 30368, 4761, 3920, 3730, 3145, 2857, 2746, 2380, 2368, 2119, 1516, 1207, 1204, 1003,
+    735, 723, 608, 590, 478, 470, 462, 435, 385, 383, 294, 242, 220, 168, 120, 118, 96, 88, 78, 73, 48,
+    34, 32, 29, 29, 27, 17, 15, 15, 14, 14, 11, 8, 8, 5, 1,
+)
+
 # Test images per species in the paper's split (Table 4 / s9_class_counts.csv `test`, PAPER_SPECIES
 # order; 19,377 images, nine species with one image). Used to simulate the paper's test split when
 # checking bootstrap coverage.

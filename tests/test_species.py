@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from serengeti_tf.species import PAPER_SPECIES, canonical_species, paper_name
+from serengeti_tf.species import PAPER_SPECIES, PAPER_TRAIN_COUNTS, canonical_species, paper_name
 
 
 @pytest.mark.parametrize("raw, canonical", [
@@ -40,6 +40,13 @@ def test_paper_species_are_the_52_names_in_the_paper_order(shared_data):
     with open(shared_data.parent / "paper" / "s9_class_counts.csv", newline="") as f:
         names = [row["species"] for row in csv.DictReader(f)]
     assert list(PAPER_SPECIES) == names
+
+
+def test_paper_train_counts_are_table_4s(shared_data):
+    with open(shared_data.parent / "paper" / "s9_class_counts.csv", newline="") as f:
+        train = [int(row["train"]) for row in csv.DictReader(f)]
+    assert list(PAPER_TRAIN_COUNTS) == train
+    assert sum(PAPER_TRAIN_COUNTS) == 155254 and PAPER_TRAIN_COUNTS == tuple(sorted(PAPER_TRAIN_COUNTS, reverse=True))
 
 
 def test_paper_species_has_52_distinct_names():
