@@ -37,12 +37,14 @@ def demo_data(out_dir, scale, seed, min_captures, image_size, overwrite, config_
     and a few blank, human and two-species captures. OUT_DIR/config.yaml points `prepare` at it
     (pass --config configs/demo.yaml to store the demo's CPU settings in it).
     """
-    from serengeti_tf.demo import synthetic as dd
+    from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE
+    from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE
+    from serengeti_tf.demo.writer import format_summary, write_demo_dataset
 
     config = resolve_config(config_files, overrides)
-    summary = dd.write_demo_dataset(
-        out_dir, scale=dd.DEFAULT_SCALE if scale is None else scale, seed=seed,
-        image_size=image_size or dd.DEFAULT_IMAGE_SIZE,
-        min_captures_per_class=dd.DEFAULT_MIN_CAPTURES if min_captures is None else min_captures,
+    summary = write_demo_dataset(
+        out_dir, scale=DEFAULT_SCALE if scale is None else scale, seed=seed,
+        image_size=image_size or DEFAULT_IMAGE_SIZE,
+        min_captures_per_class=DEFAULT_MIN_CAPTURES if min_captures is None else min_captures,
         overwrite=overwrite, config=config)
-    click.echo(dd.format_summary(summary))
+    click.echo(format_summary(summary))

@@ -30,29 +30,32 @@ def test_image_level_is_the_confidence_weighted_mean_and_capture_the_mean_of_ima
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from serengeti_tf.demo import synthetic as dd
     from serengeti_tf.data.prepare import prepare_dataset
+    from serengeti_tf.demo.detector_boxes import MD_JSON
+    from serengeti_tf.demo.lila_metadata import COCO_JSON
+    from serengeti_tf.demo.writer import write_demo_dataset
 
     root = tmp_path_factory.mktemp("crop_e2e")
     data = root / "data"
-    dd.write_demo_dataset(data, scale=0.002, seed=0, image_size=(128, 96), min_captures_per_class=3, progress=False)
-    base = {"metadata": [str(data / dd.COCO_JSON)], "image_root": str(data), "image_size": 32, "workers": 1}
+    write_demo_dataset(data, scale=0.002, seed=0, image_size=(128, 96), min_captures_per_class=3, progress=False)
+    base = {"metadata": [str(data / COCO_JSON)], "image_root": str(data), "image_size": 32, "workers": 1}
     frames = root / "frames"
     prepare_dataset(cfg.resolve(updates=[{"data": base}]), frames, progress=False)
     crops_dir = root / "crops"
-    crop_summary = prepare_dataset(cfg.resolve(updates=[{"data": {**base, "detections": str(data / dd.MD_JSON),
+    crop_summary = prepare_dataset(cfg.resolve(updates=[{"data": {**base, "detections": str(data / MD_JSON),
                                                                   "crops": {"min_size": 4}}}]),
                                    crops_dir, progress=False)
     return root, data, frames, crops_dir, crop_summary
 
 
 def test_demo_md_file_boxes_every_labelled_animal(demo):
-    from serengeti_tf.demo import synthetic as dd
     from serengeti_tf.data import detections
+    from serengeti_tf.demo.detector_boxes import MD_JSON
+    from serengeti_tf.demo.lila_metadata import IMAGES_CSV
 
     _, data, _, _, summary = demo
-    found = detections.read_detections(data / dd.MD_JSON)
-    images = pd.read_csv(data / dd.IMAGES_CSV)
+    found = detections.read_detections(data / MD_JSON)
+    images = pd.read_csv(data / IMAGES_CSV)
     assert len(found.images) == len(images)
     assert found.problem_counts() == {p: 0 for p in detections.BOX_PROBLEMS}
     assert ((found.boxes[["x", "y"]] >= 0).all().all() and (found.boxes["x"] + found.boxes["w"] <= 1.0001).all())

@@ -69,7 +69,7 @@ def test_demo_smoke_end_to_end(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def _stub(img_s_at_64: float, img_s_at_32: float | None = None, overhead: float = 5.0):
-    from serengeti_tf.demo.runner import Throughput
+    from serengeti_tf.demo.budget import Throughput
 
     img_s_at_32 = img_s_at_32 if img_s_at_32 is not None else 3 * img_s_at_64
     return Throughput({32: img_s_at_32, 64: img_s_at_64}, {32: overhead, 64: overhead}, save_seconds=1.0,
@@ -77,7 +77,7 @@ def _stub(img_s_at_64: float, img_s_at_32: float | None = None, overhead: float 
 
 
 def test_budget_sizing_fits_the_plan_share_of_the_budget_on_any_machine_speed():
-    from serengeti_tf.demo.runner import PLAN_FRACTION, PRESETS, choose_settings
+    from serengeti_tf.demo.budget import PLAN_FRACTION, PRESETS, choose_settings
 
     chosen = []
     for speed in (400, 150, 62, 30, 11, 6):  # img/s at 64 px: ~5x day-to-day swings and beyond
@@ -94,7 +94,7 @@ def test_budget_sizing_fits_the_plan_share_of_the_budget_on_any_machine_speed():
 
 
 def test_budget_sizing_scales_with_the_budget_and_says_when_nothing_fits():
-    from serengeti_tf.demo.runner import choose_settings
+    from serengeti_tf.demo.budget import choose_settings
 
     short, long = choose_settings(300, _stub(30)), choose_settings(1800, _stub(30))
     assert short.estimated_seconds <= 0.8 * 300 and long.estimated_seconds > 2 * short.estimated_seconds
@@ -105,12 +105,12 @@ def test_budget_sizing_scales_with_the_budget_and_says_when_nothing_fits():
 
 
 def test_time_already_spent_counts_against_the_budget():
-    from serengeti_tf.demo.runner import PLAN_FRACTION, choose_settings, refit_epochs
+    from serengeti_tf.demo.budget import PLAN_FRACTION, choose_settings, refit_epochs
 
     fresh, late = choose_settings(600, _stub(62)), choose_settings(600, _stub(62), elapsed_seconds=200)
     assert late.estimated_seconds <= PLAN_FRACTION * 600 and late.estimated_seconds < fresh.estimated_seconds + 200
     # After prepare, a run that fell behind re-fits its epochs (never more than chosen).
-    from serengeti_tf.demo.runner import approximate_counts
+    from serengeti_tf.demo.budget import approximate_counts
 
     train, splits = approximate_counts(fresh.scale)
     same = refit_epochs(fresh, _stub(62), elapsed_seconds=30, train_counts=train, split_counts=splits)
@@ -127,7 +127,7 @@ def test_throughput_between_probed_sizes_follows_a_power_law():
 
 
 def test_demo_settings_go_into_the_config():
-    from serengeti_tf.demo.runner import choose_settings
+    from serengeti_tf.demo.budget import choose_settings
 
     settings = choose_settings(600, _stub(11))
     config = demo_config(settings=settings, overrides=["train.batch_size=32"])
@@ -138,7 +138,8 @@ def test_demo_settings_go_into_the_config():
 
 
 def test_a_demo_folder_sized_for_another_budget_is_refused(tmp_path):
-    from serengeti_tf.demo.runner import _write_record, choose_settings, plan_demo
+    from serengeti_tf.demo.budget import choose_settings
+    from serengeti_tf.demo.runner import _write_record, plan_demo
 
     _write_record(tmp_path, 10, choose_settings(600, _stub(62)), None)
     with pytest.raises(UserError, match="sized for a 10-minute budget, got --minutes 5"):

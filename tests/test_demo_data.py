@@ -14,13 +14,16 @@ import pytest
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf.demo import synthetic as dd
+from serengeti_tf.demo import capture_plan, class_counts, prototypes, render
+from serengeti_tf.demo.lila_metadata import ANNOTATIONS_CSV, COCO_JSON, IMAGES_CSV, coco_name
+from serengeti_tf.demo.writer import SUMMARY_JSON, write_demo_dataset
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import OWNED_LOG
+from serengeti_tf.species import PAPER_SPECIES, PAPER_TRAIN_COUNTS
 
 SCALE = 0.002            # ~340 images: wildebeest 97 ... 52 classes, rarest one capture
 SIZE = (64, 48)
-PAPER_ORDER = [name for name, _ in dd.PAPER_TRAIN_COUNTS]
+PAPER_ORDER = list(PAPER_SPECIES)
 PATH_RE = re.compile(r"^S9/([A-Z]\d\d)/\1_R(\d+)/S9_\1_R\2_IMAG(\d{4})\.JPG$")
 SAMPLE = "serengeti_s9_sample"
 
@@ -28,20 +31,20 @@ SAMPLE = "serengeti_s9_sample"
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "data"
-    dd.write_demo_dataset(out, scale=SCALE, seed=0, image_size=SIZE, progress=False)
+    write_demo_dataset(out, scale=SCALE, seed=0, image_size=SIZE, progress=False)
     return out
 
 
 def _images(root: Path) -> pd.DataFrame:
-    return pd.read_csv(root / dd.IMAGES_CSV, index_col=0)
+    return pd.read_csv(root / IMAGES_CSV, index_col=0)
 
 
 def _annotations(root: Path) -> pd.DataFrame:
-    return pd.read_csv(root / dd.ANNOTATIONS_CSV, index_col=0, keep_default_na=False)
+    return pd.read_csv(root / ANNOTATIONS_CSV, index_col=0, keep_default_na=False)
 
 
 def _coco(root: Path) -> dict:
-    return json.loads((root / dd.COCO_JSON).read_text(encoding="utf-8"))
+    return json.loads((root / COCO_JSON).read_text(encoding="utf-8"))
 
 
 def _labelled_images(root: Path) -> pd.DataFrame:
@@ -82,7 +85,7 @@ def test_clearly_labelled_synthetic(demo_dir):
     assert "SYNTHETIC" in (demo_dir / "README.txt").read_text()
     info = _coco(demo_dir)["info"]
     assert info["synthetic"] is True and "SYNTHETIC" in info["description"]
-    summary = json.loads((demo_dir / dd.SUMMARY_JSON).read_text())
+    summary = json.loads((demo_dir / SUMMARY_JSON).read_text())
     assert summary["synthetic"] is True
 
 
@@ -112,7 +115,7 @@ def test_night_frames_are_greyscale_and_day_frames_coloured(demo_dir):
 def test_readme_config_points_prepare_at_the_data(demo_dir):
     config = cfg.load_saved(demo_dir / "config.yaml")
     assert config.data.source_format == "lila_csv"
-    assert [Path(p).name for p in config.data.metadata] == [dd.IMAGES_CSV, dd.ANNOTATIONS_CSV]
+    assert [Path(p).name for p in config.data.metadata] == [IMAGES_CSV, ANNOTATIONS_CSV]
     assert Path(config.data.image_root) == demo_dir.resolve()
 
 
@@ -120,11 +123,11 @@ def test_readme_config_points_prepare_at_the_data(demo_dir):
 
 def test_csv_columns_match_the_real_sample(demo_dir, shared_data):
     sample = shared_data / SAMPLE
-    for name in (dd.IMAGES_CSV, dd.ANNOTATIONS_CSV):
+    for name in (IMAGES_CSV, ANNOTATIONS_CSV):
         real = (sample / name).read_text().splitlines()[0]
         ours = (demo_dir / name).read_text().splitlines()[0]
         assert ours == real, name
-    real_ann = pd.read_csv(sample / dd.ANNOTATIONS_CSV, index_col=0)
+    real_ann = pd.read_csv(sample / ANNOTATIONS_CSV, index_col=0)
     ours_ann = _annotations(demo_dir)
     assert set(ours_ann["season"]) == set(real_ann["season"]) == {"SER_S9"}
     assert ours_ann["roll"].str.fullmatch(r"R\d+").all() and real_ann["roll"].str.fullmatch(r"R\d+").all()
@@ -157,7 +160,7 @@ def test_coco_schema_without_the_sample(demo_dir):
 
 
 def test_coco_json_has_lilas_bare_nan(demo_dir):
-    text = (demo_dir / dd.COCO_JSON).read_text()
+    text = (demo_dir / COCO_JSON).read_text()
     assert re.search(r":\s*NaN\b", text)
 
     def reject(constant):
@@ -174,16 +177,22 @@ def test_all_52_classes_with_the_papers_imbalance(demo_dir):
     per_class = labelled["question__species"].value_counts()
     assert set(PAPER_ORDER) <= set(per_class.index)
     counts = [int(per_class[name]) for name in PAPER_ORDER]
-    assert counts == list(dd.class_image_counts(SCALE).values())
+    assert counts == list(class_counts.class_image_counts(SCALE).values())
     assert counts == sorted(counts, reverse=True)               # the paper's order, ties allowed
     assert counts[0] > counts[1] > counts[2] > counts[3]        # wildebeest > zebra > gazelleThomsons > elephant
     assert counts[0] == round(48377 * SCALE) and counts[-1] == 1
 
 
+def test_class_counts_come_from_the_one_table_4_in_species(demo_dir):
+    assert class_counts.class_image_counts(1.0) == dict(zip(PAPER_SPECIES, PAPER_TRAIN_COUNTS))
+    classes = json.loads((demo_dir / SUMMARY_JSON).read_text())["classes"]
+    assert [(c["species"], c["paper_train"]) for c in classes] == list(zip(PAPER_SPECIES, PAPER_TRAIN_COUNTS))
+
+
 def test_class_counts_scale_and_min_captures():
-    counts = dd.class_image_counts(0.01, min_captures_per_class=1)
+    counts = class_counts.class_image_counts(0.01, min_captures_per_class=1)
     assert counts["wildebeest"] == 484 and counts["elephant"] == 48 and counts["rodents"] == 1
-    plan = dd.plan_captures(scale=0.001, seed=3, min_captures_per_class=3)
+    plan = capture_plan.plan_captures(scale=0.001, seed=3, min_captures_per_class=3)
     single = plan[plan["species"].map(len) == 1]
     captures = single["species"].map(lambda s: s[0]).value_counts()
     assert all(captures[name] >= 3 for name in PAPER_ORDER)
@@ -202,34 +211,35 @@ def test_filters_have_work_blank_human_and_one_two_species_capture(demo_dir):
 def test_frames_per_capture_sum_exactly():
     rng = np.random.default_rng(0)
     for n_images, minimum in [(1, 1), (7, 1), (7, 5), (100, 1), (3, 3)]:
-        frames = dd.frames_per_capture(n_images, minimum, rng)
+        frames = capture_plan.frames_per_capture(n_images, minimum, rng)
         assert sum(frames) == n_images and len(frames) >= min(minimum, n_images)
         assert all(1 <= f <= 3 for f in frames)
 
 
 def test_lookalike_groups_share_body_and_colour():
-    protos = dd.PROTOTYPES
+    protos = prototypes.PROTOTYPES
     assert set(protos) == set(PAPER_ORDER)
 
     def colour_distance(a: str, b: str) -> float:
-        return float(np.linalg.norm(dd._rgb(protos[a].colour) - dd._rgb(protos[b].colour)))
+        return float(np.linalg.norm(render.rgb(protos[a].colour) - render.rgb(protos[b].colour)))
 
     overall = np.median([colour_distance(a, b) for a, b in itertools.combinations(protos, 2)])
-    within = [colour_distance(g[0], other) for g in dd.LOOKALIKE_GROUPS for other in g[1:]]
+    within = [colour_distance(g[0], other) for g in prototypes.LOOKALIKE_GROUPS for other in g[1:]]
     assert np.mean(within) < 0.6 * overall
-    for group in dd.LOOKALIKE_GROUPS:
+    for group in prototypes.LOOKALIKE_GROUPS:
         assert len({protos[name].body for name in group}) == 1, group
     assert protos["lionMale"].colour == protos["lionFemale"].colour and protos["lionMale"].mark == "mane"
 
 
 def test_scaled_paper_rules_shrink_with_the_data():
-    rules = dd.scaled_paper_rules(0.015)
+    rules = class_counts.scaled_paper_rules(0.015)
     assert rules["sampler"] == {"ros_thresholds": [2, 6, 12, 60], "ros_cap": 60, "rus_cap": 180}
     assert rules["eval"] == {"head_min": 60, "tail_max": 6}
     # configs/demo.yaml states the same values for the default scale.
     demo_yaml = cfg.load_yaml(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
-    assert dd.scaled_paper_rules(dd.DEFAULT_SCALE)["sampler"].items() <= demo_yaml["sampler"].items()
-    assert dd.scaled_paper_rules(dd.DEFAULT_SCALE)["eval"].items() <= demo_yaml["eval"].items()
+    default = class_counts.scaled_paper_rules(class_counts.DEFAULT_SCALE)
+    assert default["sampler"].items() <= demo_yaml["sampler"].items()
+    assert default["eval"].items() <= demo_yaml["eval"].items()
     cfg.resolve([Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"])
 
 
@@ -239,11 +249,11 @@ def test_scaled_ros_bands_stay_alive():
     from serengeti_tf.data.sampling import ros_targets
 
     # Including the scales the demo's time budget picks (0.01, 0.006) and the smoke scale (0.003).
-    for scale in (dd.DEFAULT_SCALE, 0.01, 0.006, 0.003, 0.05, 1.0):
-        thresholds = dd.scaled_paper_rules(scale)["sampler"]["ros_thresholds"]
+    for scale in (class_counts.DEFAULT_SCALE, 0.01, 0.006, 0.003, 0.05, 1.0):
+        thresholds = class_counts.scaled_paper_rules(scale)["sampler"]["ros_thresholds"]
         lower = [1] + thresholds[:-1]
         assert all(low < high for low, high in zip(lower, thresholds)), (scale, thresholds)
-    sampler = SamplerConfig(name="ros", **dd.scaled_paper_rules(dd.DEFAULT_SCALE)["sampler"])
+    sampler = SamplerConfig(name="ros", **class_counts.scaled_paper_rules(class_counts.DEFAULT_SCALE)["sampler"])
     assert ros_targets(np.array([1, 5, 11, 59]), sampler).tolist() == [10, 40, 60, 60]
 
 
@@ -251,7 +261,7 @@ def test_scaled_ros_bands_stay_alive():
 
 def test_csv_pair_and_coco_json_describe_the_same_captures(demo_dir):
     images, ann, coco = _images(demo_dir), _annotations(demo_dir), _coco(demo_dir)
-    species = ann.groupby("capture_id")["question__species"].apply(lambda s: sorted(dd.coco_name(n) for n in s))
+    species = ann.groupby("capture_id")["question__species"].apply(lambda s: sorted(coco_name(n) for n in s))
     start = ann.drop_duplicates("capture_id").set_index("capture_id")
     from_csv = {row.image_path_rel: (row.capture_id, row.image_rank_in_capture, species[row.capture_id])
                 for row in images.itertuples()}
@@ -276,7 +286,7 @@ def test_reads_identically_through_csv_pair_and_coco_json(demo_dir):
         pytest.skip("serengeti_tf.data.sources.read_source not available yet")
     data = cfg.load_saved(demo_dir / "config.yaml").data
     from_csv = sources.read_source(data)
-    data.source_format, data.metadata = "coco", [str(demo_dir / dd.COCO_JSON)]
+    data.source_format, data.metadata = "coco", [str(demo_dir / COCO_JSON)]
     from_json = sources.read_source(data)
     columns = ["path", "species", "capture_id", "site", "season", "frame", "drop_reason"]
     a = from_csv[columns].sort_values("path").reset_index(drop=True)
@@ -298,28 +308,28 @@ def _file_bytes(root: Path) -> dict[str, bytes]:
 
 def test_same_seed_gives_byte_identical_output(demo_dir, tmp_path):
     again = tmp_path / "again"
-    dd.write_demo_dataset(again, scale=SCALE, seed=0, image_size=SIZE, progress=False)
+    write_demo_dataset(again, scale=SCALE, seed=0, image_size=SIZE, progress=False)
     assert _file_bytes(again) == _file_bytes(demo_dir)
 
 
 def test_other_seed_gives_other_data():
-    a, b = dd.plan_captures(SCALE, seed=0), dd.plan_captures(SCALE, seed=1)
+    a, b = capture_plan.plan_captures(SCALE, seed=0), capture_plan.plan_captures(SCALE, seed=1)
     assert not a[["site", "start"]].equals(b[["site", "start"]])
-    canvas = dd._Canvas.of(*SIZE)
-    scene_a, _ = dd.site_background(0, 0, canvas)
-    scene_b, _ = dd.site_background(0, 1, canvas)
+    canvas = render.Canvas.of(*SIZE)
+    scene_a, _ = render.site_background(0, 0, canvas)
+    scene_b, _ = render.site_background(0, 1, canvas)
     assert not np.allclose(scene_a, scene_b)
 
 
 def test_rerun_resumes_an_interrupted_run(demo_dir, tmp_path):
     copy = tmp_path / "copy"
-    dd.write_demo_dataset(copy, scale=SCALE, seed=0, image_size=SIZE, progress=False)
+    write_demo_dataset(copy, scale=SCALE, seed=0, image_size=SIZE, progress=False)
     expected = _file_bytes(copy)
     listed = _images(copy)["image_path_rel"]
     for rel in listed[::7]:
         (copy / rel).unlink()
-    (copy / dd.COCO_JSON).unlink()
-    summary = dd.write_demo_dataset(copy, scale=SCALE, seed=0, image_size=SIZE, progress=False)
+    (copy / COCO_JSON).unlink()
+    summary = write_demo_dataset(copy, scale=SCALE, seed=0, image_size=SIZE, progress=False)
     assert summary["resumed"] and summary["images_written"] == len(listed[::7])
     assert summary["images_skipped"] == len(listed) - len(listed[::7])
     assert _file_bytes(copy) == expected
@@ -331,16 +341,16 @@ def test_refuses_a_folder_it_did_not_write_even_with_overwrite(tmp_path):
     (out / "precious.txt").write_text("keep me")
     for overwrite in (False, True):  # --overwrite only ever deletes files serengeti-tf wrote
         with pytest.raises(UserError, match="not empty and was not written by serengeti-tf"):
-            dd.write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False, overwrite=overwrite)
+            write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False, overwrite=overwrite)
     assert (out / "precious.txt").read_text() == "keep me"
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
 
 
 def test_refuses_a_folder_holding_other_demo_data(tmp_path):
     out = tmp_path / "out"
-    dd.write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False)
+    write_demo_dataset(out, scale=0.0005, image_size=(48, 36), progress=False)
     with pytest.raises(UserError, match="scale"):
-        dd.write_demo_dataset(out, scale=0.001, image_size=(48, 36), progress=False)
+        write_demo_dataset(out, scale=0.001, image_size=(48, 36), progress=False)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -350,7 +360,7 @@ def test_refuses_a_folder_holding_other_demo_data(tmp_path):
 ])
 def test_bad_arguments_raise_user_errors_naming_them(tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
-        dd.write_demo_dataset(tmp_path / "out", progress=False, **kwargs)
+        write_demo_dataset(tmp_path / "out", progress=False, **kwargs)
     assert not (tmp_path / "out").exists()
 
 
@@ -360,7 +370,7 @@ def test_cli_writes_and_refuses(tmp_path, capsys):
     out = tmp_path / "cli"
     main(["demo-data", str(out), "--scale", "0.0005", "--size", "48x36"])
     printed = capsys.readouterr().out
-    assert "SYNTHETIC" in printed and (out / dd.COCO_JSON).is_file()
+    assert "SYNTHETIC" in printed and (out / COCO_JSON).is_file()
     with pytest.raises(SystemExit) as exit_info:
         main(["demo-data", str(out), "--scale", "0.001", "--size", "48x36"])
     assert exit_info.value.code == 2
@@ -375,7 +385,7 @@ def test_class_signal_is_learnable_for_frequent_classes_not_rare_ones(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     root = tmp_path / "signal"
-    dd.write_demo_dataset(root, scale=0.004, seed=0, image_size=SIZE, progress=False)
+    write_demo_dataset(root, scale=0.004, seed=0, image_size=SIZE, progress=False)
     labelled = _labelled_images(root)
     classes = PAPER_ORDER[:5]
     rows = labelled[labelled["question__species"].isin(classes)]
