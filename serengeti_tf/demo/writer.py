@@ -87,7 +87,7 @@ Contents: {summary['num_images']} images in {summary['num_captures']} captures a
 {summary['num_labelled_images']} images of the 52 classes, plus {summary['blank_captures']} blank, {summary['human_captures']} human
 and {summary['multi_species_captures']} two-species capture(s) for prepare's filters.
 How the images are drawn (class prototypes, look-alike pairs, day/night): see the docstring of
-serengeti_tf/demo_data.py. Per-class image counts: {SUMMARY_JSON}.
+serengeti_tf/demo/prototypes.py. Per-class image counts: {SUMMARY_JSON}.
 
 Next step:  serengeti-tf prepare PREPARED_DIR --config <this folder>/config.yaml
 Crops:      the same with --detections <this folder>/{MD_JSON}

@@ -6,7 +6,7 @@ forward-only image (validation after every epoch, a feature pass, the test evalu
 and the run's config; `GridProgress` measures the seconds per unit on the work done in THIS
 session (finished runs found on disk cost nothing and are not measured) and multiplies it by the
 units left, so the ETA follows the machine's real speed rather than the number of runs done.
-`demo` sizes itself with the same units (`demo.choose_settings`).
+`demo` sizes itself with the same units (`demo.budget.choose_settings`).
 """
 
 from __future__ import annotations
