@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 SPECIES = ["wildebeest", "zebra", "gazellethomsons", "elephant", "buffalo", "warthog", "giraffe", "impala",
            "otherbird", "hartebeest", "empty", "human", "monkeyvervet", "rodents", "zorilla"]
 SITES = [f"{row}{col:02d}" for row in "BCDEFGHIJKLMNOPQRSTUV" for col in range(1, 14)]
@@ -206,13 +206,7 @@ def main() -> None:
         result["json_load_marginal_mb_per_file_mb"] = slope("json_load")
         result["projected_real_file_peak_mb"] = (small["runs"]["reader"]["peak_rss_mb"]
                                                  + slope("reader") * (REAL_FILE_MB - small["file_mb"]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from serengeti_tf.io_utils import write_json, write_text
-
-    write_json(RESULTS / "coco_reader_memory.json", result)
-    write_text(RESULTS / "coco_reader_memory.md", markdown(result))
-    print(markdown(result))
+    write_results("coco_reader_memory", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+from _common import RESULTS, write_results
 SHORT_SIDE = 224
 QUALITY = 90
 WIDTH, HEIGHT = 2048, 1536
@@ -250,10 +250,7 @@ def main() -> None:
                   "throughput": (throughput(folder, args.images, args.workers) if "throughput" in parts
                                  else previous["throughput"]),
                   "memory": reader_memory(folder, args.md_mb) if "memory" in parts else previous["memory"]}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "crop_prepare.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "crop_prepare.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("crop_prepare", result, markdown(result))
 
 
 if __name__ == "__main__":

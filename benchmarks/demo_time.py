@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 
 
 def console_script() -> list[str]:
@@ -98,10 +98,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     result.update({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}"})
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "demo_time.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "demo_time.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("demo_time", result, markdown(result))
 
 
 if __name__ == "__main__":

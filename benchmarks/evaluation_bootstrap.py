@@ -31,17 +31,15 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import write_results
 from sklearn.metrics import accuracy_score, f1_score
 
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.evaluate.bootstrap import DEFAULT_SMOOTHING, bootstrap_ci
-from serengeti_tf.io_utils import write_json, write_text
 from serengeti_tf.species import PAPER_TEST_COUNTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 COUNTS = np.asarray(PAPER_TEST_COUNTS)
 C = len(COUNTS)
 
@@ -174,7 +172,6 @@ def main() -> None:
                      "models": cover},
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
     }
-    write_json(RESULTS / "evaluation_bootstrap.json", out)
     rows = "\n".join(
         f"| {kind} | {c['population_macro_f1']} | {c['mean_point_estimate']} ± {c['sd_point_estimate']} | "
         + " | ".join(f"{c[s]['coverage']:.3f} / {c[s]['contains_point']:.3f} / {c[s]['mean_width']:.4f}"
@@ -200,8 +197,7 @@ def main() -> None:
           f"| --- | --- | --- | --- | --- | --- |\n{rows}\n\n"
           f"With {args.draws} draws a coverage estimate has a standard error of about "
           f"{np.sqrt(0.9 * 0.1 / args.draws):.3f}.\n")
-    write_text(RESULTS / "evaluation_bootstrap.md", md)
-    print(md)
+    write_results("evaluation_bootstrap", out, md)
 
 
 if __name__ == "__main__":

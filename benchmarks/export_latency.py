@@ -18,7 +18,6 @@ Writes benchmarks/results/export_latency.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 INPUT_SIZE = 224
 IMAGE_SHAPE = (256, 341, 3)
 CLASSES = [f"species{i:02d}" for i in range(52)]
@@ -116,8 +115,6 @@ def main() -> None:
                           "load_average_after": [round(x, 2) for x in os.getloadavg()],
                           "note": "shared 2-core machine, other jobs running: absolute numbers are noisy; "
                                   "compare the ratios measured in the same run"}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "export_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Export latency and throughput (CPU)", "",
              f"{result['model']}; input {result['input']}; batch-1 latency = median (p90) of "
              f"{args.repeats_1} calls, batch-64 throughput = median of {args.repeats_64} batches; TFLite with "
@@ -129,8 +126,7 @@ def main() -> None:
         size = "–" if row["file_bytes"] is None else f"{row['file_bytes'] / 1e6:.1f}"
         lines.append(f"| {name} | {size} | {row['latency_ms_median']} ({row['latency_ms_p90']}) | "
                      f"{row['latency_vs_keras']}× | {row['throughput_img_s_batch64']} | {row['throughput_vs_keras']}× |")
-    (RESULTS / "export_latency.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("export_latency", result, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

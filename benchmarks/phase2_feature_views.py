@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 # 20 classes (closer hues than the tests' 4, so the task is not solved outright), 300..2 train images.
 TRAIN_COUNTS = {f"c{i:02d}": n for i, n in enumerate([300, 200, 150, 100, 70, 50, 40, 30, 20, 15,
                                                       12, 10, 8, 6, 5, 4, 3, 3, 2, 2])}
@@ -116,10 +116,7 @@ def main() -> None:
               "input_size": 32, "phase1_epochs": PHASE1_EPOCHS, "phase2_epochs": args.epochs, "seeds": args.seeds,
               "phase1_seconds": round(phase1_seconds, 2), "phase1_test": phase1_scores,
               "runs": rows, "summary": summary}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "phase2_feature_views.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "phase2_feature_views.md").write_text(markdown(result))
-    print((RESULTS / "phase2_feature_views.md").read_text())
+    write_results("phase2_feature_views", result, markdown(result))
 
 
 def markdown(result: dict) -> str:

@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 PAPER_COUNTS = Path(__file__).resolve().parents[2] / "shared" / "paper" / "s9_class_counts.csv"
 INPUT_SIZE = 224
 STORED_SIZE = 256
@@ -279,13 +279,7 @@ def main(argv=None) -> None:
                     "stored_size": STORED_SIZE, "train_shard_mb": round(shard_bytes / 2**20, 1)},
         "input_size": INPUT_SIZE, "batch_size": BATCH, "variants": best, "summary": summary,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from serengeti_tf.io_utils import write_json, write_text
-
-    write_json(RESULTS / "pipeline_throughput.json", result)
-    write_text(RESULTS / "pipeline_throughput.md", markdown(result))
-    print(markdown(result))
+    write_results("pipeline_throughput", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 INPUT_SIZE = 224
 STORED_SIZE = 256
 CLASSES = [f"species{i:02d}" for i in range(52)]
@@ -108,8 +108,6 @@ def main() -> None:
         print(json.dumps(child(mode, Path(run), files, out, args.batch_size)))
         return
 
-    from serengeti_tf.io_utils import write_json, write_text
-
     root = Path(tempfile.mkdtemp(prefix="predict-bench-"))
     generate(root / "images", max(args.sizes))
     make_run(root / "run")
@@ -136,7 +134,6 @@ def main() -> None:
                                                       / results[f"plain_{n2}"]["images_per_second"], 2),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
-    write_json(RESULTS / "predict_memory.json", summary)
     rows = "\n".join(f"| {m} | {n} | {results[f'{m}_{n}']['peak_rss_mb']} | {results[f'{m}_{n}']['images_per_second']} |"
                      for m in ("predict", "plain") for n in args.sizes)
     md = (f"# `predict`: peak memory and speed vs load-everything-then-predict\n\n"
@@ -148,8 +145,7 @@ def main() -> None:
           f"(one {INPUT_SIZE}x{INPUT_SIZE}x3 float32 view is {INPUT_SIZE * INPUT_SIZE * 3 * 4 / 1024:.0f} KB).\n"
           f"Peak RSS plain/predict at {n2} images: {summary['peak_rss_ratio_plain_over_predict_at_n2']}x; "
           f"speed predict/plain: {summary['speed_ratio_predict_over_plain_at_n2']}x.\n")
-    write_text(RESULTS / "predict_memory.md", md)
-    print(md)
+    write_results("predict_memory", summary, md)
 
 
 if __name__ == "__main__":

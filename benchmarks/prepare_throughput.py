@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import platform
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write_results
 SHORT_SIDE = 256
 QUALITY = 90
 
@@ -269,10 +268,7 @@ def main() -> None:
                 "note": "parent (with TensorFlow imported, ~0.7 GB of it) + worker processes, sampled every 50 ms",
                 "growth_from_first_to_second": round(rss_growth, 3)},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "prepare_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "prepare_throughput.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("prepare_throughput", result, markdown(result))
 
 
 def markdown(r: dict) -> str:

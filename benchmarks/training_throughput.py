@@ -28,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from _common import RESULTS, write_results
 NUM_CLASSES = 52  # the paper's class count: the head has 26,676 weights
 
 
@@ -246,12 +245,7 @@ def main(argv=None) -> None:
                           "stored_size": 256},
               "settings": vars(args), "phase1": phase1, "phase2": phase2,
               "seconds": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    from serengeti_tf.io_utils import write_json, write_text
-
-    write_json(out / "training_throughput.json", report)
-    write_text(out / "training_throughput.md", _markdown(report))
-    print(_markdown(report))
+    write_results("training_throughput", report, _markdown(report), Path(args.out))
 
 
 if __name__ == "__main__":

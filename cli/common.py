@@ -8,18 +8,27 @@ from typing import Any, Callable
 import click
 
 from serengeti_tf import config as cfg
+from serengeti_tf import presets
 
 
 def config_options(func: Callable) -> Callable:
-    """Adds `--config FILE` (repeatable, later wins) and `--set section.key=value` (repeatable)."""
+    """Adds `--preset NAME`, `--config FILE` (repeatable, later wins) and `--set section.key=value`.
 
+    The command receives the preset as the first of its `config_files`, so the order is
+    preset -> --config files -> --set -> the command's own flags (later wins).
+    """
+
+    @click.option("--preset", type=click.Choice(presets.names()), default=None,
+                  help="A config shipped with serengeti-tf, by name (works from any folder); "
+                       "read first, so --config, --set and flags override it.")
     @click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
                   help="YAML config file(s); each overrides only the keys it names.")
     @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                   help="Override one config value, e.g. --set train.epochs=3.")
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        return func(*args, **kwargs)
+    def wrapper(*args, preset=None, config_files=(), **kwargs):
+        preset_files = (presets.path(preset),) if preset else ()
+        return func(*args, config_files=preset_files + tuple(config_files), **kwargs)
 
     return wrapper
 
@@ -36,5 +45,5 @@ def flag_updates(mapping: dict[str, Any]) -> dict:
 
 
 def resolve_config(config_files, overrides, flags: dict[str, Any] | None = None) -> cfg.Config:
-    """Defaults -> YAML files -> --set overrides -> dedicated flags."""
+    """Defaults -> YAML files (a --preset first) -> --set overrides -> dedicated flags."""
     return cfg.resolve(config_files, overrides, [flag_updates(flags or {})])

@@ -8,7 +8,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
 
 
 @click.command("experiment")
-@click.argument("experiment_config", type=click.Path(dir_okay=False, exists=True))
+@click.argument("experiment_config", type=click.Path(dir_okay=False, exists=True), required=False)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), required=True,
               help="Prepared dataset folder (from `serengeti-tf prepare`).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="experiment",
@@ -25,12 +25,14 @@ from serengeti_tf_cli.common import config_options, resolve_config
 def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, epochs, config_files, overrides) -> None:
     """Train and evaluate every sampler through phase 1 and phase 2; rerun to continue after a stop.
 
+    EXPERIMENT_CONFIG (optional) is read before --preset/--config, e.g. `--preset paper` alone.
+
     Prints every epoch with a grid-wide ETA. Rerunning with more samplers, methods or seeds trains
     only the runs that are new.
     """
     from serengeti_tf.evaluate.experiment import run_experiment
 
-    config = resolve_config((experiment_config, *config_files), overrides, {
+    config = resolve_config(((experiment_config,) if experiment_config else ()) + config_files, overrides, {
         "experiment.seeds": seeds, "train.epochs": epochs,
         "experiment.samplers": [s.strip() for s in samplers.split(",")] if samplers else None,
         "experiment.methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None})

@@ -116,6 +116,24 @@ def test_written_shards_load_with_tfds_and_parse_with_records(tmp_path, source):
     assert sum(e["num_examples"] for s in index.values() for e in s) == len(manifest)
 
 
+def test_tfds_metadata_declares_an_empty_split_and_is_recorded_as_ours(tmp_path):
+    """A split whose only shard is empty (its file exists) is declared with 0 examples, the other
+    splits load, and the metadata files TFDS writes are listed as serengeti-tf's in a claimed folder."""
+    import tensorflow_datasets as tfds
+
+    from serengeti_tf import io_utils
+    from serengeti_tf.testing import write_tiny_dataset
+
+    out = tmp_path / "out"
+    io_utils.claim_output_dir(out, {"test": 1})
+    write_tiny_dataset(out, {"lion": 3, "zebra": 2}, val_per_class=0)
+    builder = tfds.builder_from_directory(str(out))
+    assert builder.info.splits["train"].num_examples == 5 and builder.info.splits["test"].num_examples == 4
+    assert builder.info.splits["val"].num_examples == 0
+    assert len(list(builder.as_dataset(split="test"))) == 4
+    assert {"dataset_info.json", "features.json", "label.labels.txt"} <= io_utils.owned_entries(out)
+
+
 def test_corrupt_images_are_skipped_and_remembered(tmp_path):
     root = tmp_path / "src"
     manifest = make_source(root, corrupt=("zebra/zebra_002.jpg",))

@@ -84,6 +84,19 @@ def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
 # Phase 1 and phase 2 run folders
 # ---------------------------------------------------------------------------------------------
 
+def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} of the scalars in a TensorBoard folder's event files."""
+    import tensorflow as tf
+
+    scalars: dict[str, dict[int, float]] = {}
+    for events in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                assert value.metadata.plugin_data.plugin_name == "scalars", value.tag
+                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
 def test_phase1_writes_the_run_folder(phase1_run, tiny_dataset):
     for name in RUN_FILES:
         assert (phase1_run / name).is_file(), name
@@ -91,6 +104,10 @@ def test_phase1_writes_the_run_folder(phase1_run, tiny_dataset):
     metrics = read_metrics(phase1_run)
     assert list(metrics.columns) == list(runs.METRIC_COLUMNS)
     assert metrics["epoch"].tolist() == [1, 2]
+    # The event files hold every epoch's scalars, tagged for TensorBoard's scalars plugin.
+    scalars = tensorboard_scalars(phase1_run / "tensorboard")
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate"):
+        assert scalars[key] == pytest.approx(dict(zip(metrics["epoch"], metrics[key])), rel=1e-6), key
     assert metrics[["loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1"]].notna().all().all()
     lineage = json.loads((phase1_run / "lineage.json").read_text())
     assert lineage["phase"] == 1 and lineage["sampler"] == "none" and lineage["init_run"] is None

@@ -22,10 +22,8 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -346,34 +344,29 @@ def tfds_features(class_names: Sequence[str], crops: bool = False):
 
 def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Sequence[str],
                         description: str = "", crops: bool = False) -> None:
-    """Writes `dataset_info.json` and `features.json` so `tfds.builder_from_directory` loads every split.
+    """Writes `dataset_info.json`, `features.json` and `label.labels.txt` through TFDS's documented
+    route for externally written TFRecords (`tfds.folder_dataset.write_metadata`), so
+    `tfds.builder_from_directory` loads every split.
 
     `index` is the `shards.json` content (split -> [{"file", "num_examples", ...}] in shard order);
-    byte sizes are read from the files. Splits without any example are left out (nothing to load). Files are written to a temporary folder and renamed into place.
+    byte sizes are read from the files. Every split with a shard file is declared (TFDS requires it),
+    so a split whose only shard is empty is listed with 0 examples. The files are written in place:
+    `summary.json`, written after them, is what marks a finished prepare, so a killed prepare's
+    partial metadata is rewritten by the rerun.
     """
     import tensorflow_datasets as tfds
 
     out = Path(out_dir)
-    template = tfds.core.ShardedFileTemplate(data_dir=out, dataset_name=TFDS_NAME, filetype_suffix="tfrecord")
-    split_infos = []
-    for split in SPLITS:
-        entries = index.get(split, [])
-        if sum(int(e["num_examples"]) for e in entries) > 0:
-            split_infos.append(tfds.core.SplitInfo(
-                name=split, shard_lengths=[int(e["num_examples"]) for e in entries],
-                num_bytes=sum((out / e["file"]).stat().st_size for e in entries), filename_template=template))
-    identity = tfds.core.DatasetIdentity(name=TFDS_NAME, version=tfds.core.Version("1.0.0"),
-                                         data_dir=os.fspath(out), module_name="")
-    info = tfds.core.DatasetInfo(builder=identity, description=description or None,
-                                 features=tfds_features(class_names, crops),
-                                 supervised_keys=("image", "label"))
-    info.set_file_format("tfrecord")
-    info.set_splits(tfds.core.SplitDict(split_infos))
-    staging = Path(tempfile.mkdtemp(prefix=".tfds_metadata.", suffix=".tmp", dir=out))
-    try:
-        info.write_to_directory(staging)
-        for item in sorted(staging.iterdir()):
-            os.replace(item, out / item.name)
-            record_owned(out / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    split_infos = [tfds.core.SplitInfo(name=split, shard_lengths=[int(e["num_examples"]) for e in index[split]],
+                                       num_bytes=sum((out / e["file"]).stat().st_size for e in index[split]),
+                                       filename_template=None)
+                   for split in SPLITS if index.get(split)]
+    before = {item.name: item.stat().st_mtime_ns for item in out.iterdir()}
+    tfds.folder_dataset.write_metadata(
+        data_dir=out, features=tfds_features(class_names, crops), split_infos=split_infos,
+        version="1.0.0",  # not inferred: write_metadata would take a folder named like "2.0.0" as the version
+        check_data=False,  # as before, no example is read back here (the tests load every split)
+        description=description or None, supervised_keys=("image", "label"))
+    for item in sorted(out.iterdir()):  # whatever TFDS wrote is ours (its file names are its own)
+        if item.is_file() and before.get(item.name) != item.stat().st_mtime_ns:
+            record_owned(item)

@@ -69,14 +69,18 @@ def predict_logits(model: keras.Model, dataset: tf.data.Dataset, forward=None) -
     return np.concatenate(logits), np.concatenate(labels).reshape(-1)
 
 
-def write_scalar(tag: str, value: float) -> None:
-    """A TensorBoard scalar through core `tf.summary.write` (tf.summary.scalar needs the tensorboard
-    package, which is not a dependency); the 'scalars' plugin tag makes TensorBoard plot it."""
-    from tensorflow.core.framework import summary_pb2
+def tensorboard_writer(folder) -> "tf.summary.SummaryWriter":
+    """The run's TensorBoard event writer. `tf.summary.scalar` is implemented by the `tensorboard`
+    package, which TensorFlow >= 2.21 no longer installs (the cpu/gpu/tensorflow extras do): without
+    it, training stops before its first epoch with one line instead of a traceback after it."""
+    import importlib.util
 
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=metadata)
+    from serengeti_tf.errors import UserError
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise UserError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
+                        "(the cpu, gpu and tensorflow extras include it)")
+    return tf.summary.create_file_writer(str(folder))
 
 
 def _finite(value) -> bool:
@@ -126,7 +130,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self._forward = None
         self._writer = None
         if write_summaries:
-            self._writer = tf.summary.create_file_writer(str(paths.tensorboard))
+            self._writer = tensorboard_writer(paths.tensorboard)
             record_owned(paths.tensorboard, folder=True)  # event files are not written through io_utils
 
     # -- NaN/inf ---------------------------------------------------------------------------
@@ -189,7 +193,7 @@ class EpochRecorder(keras.callbacks.Callback):
             return
         with self._writer.as_default(step=row["epoch"]):
             for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate"):
-                write_scalar(key, row[key])
+                tf.summary.scalar(key, float(row[key]))
         self._writer.flush()
 
     def _summary_line(self, row: dict, stop: bool) -> str:

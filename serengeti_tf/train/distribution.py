@@ -147,6 +147,35 @@ def shard_by_data(dataset, strategy):
     return dataset.with_options(options)
 
 
+# The private Keras methods `patch_for_multi_worker` replaces or calls: written against Keras 3.15,
+# the range setup.cfg pins (tests/test_distribution.py checks the installed Keras is inside it).
+PATCHED_KERAS_METHODS = ("_maybe_symbolic_build", "_symbolic_build")
+
+
+def require_patched_keras_methods(model) -> None:
+    """Stops with one line when this Keras lacks a private method the multi-worker patch relies on
+    (a Keras outside the tested range), instead of failing somewhere inside `fit`."""
+    import keras
+
+    missing = [name for name in PATCHED_KERAS_METHODS if not callable(getattr(model, name, None))]
+    if missing:
+        raise UserError(f"train.strategy multi_worker patches Keras 3.15's private Model.{', Model.'.join(missing)}, "
+                        f"which Keras {keras.__version__} lacks; install the tested range "
+                        f"(pip install '{_declared_keras()}') or use another strategy")
+
+
+def _declared_keras() -> str:
+    """The `keras` requirement serengeti-tf was installed with (setup.cfg's tested range)."""
+    from importlib import metadata
+
+    try:
+        requirements = metadata.requires("serengeti-tf") or []
+    except metadata.PackageNotFoundError:
+        return "keras (the range in setup.cfg)"
+    return next((r.replace(" ", "") for r in requirements if r.split("<")[0].split(">")[0].strip() == "keras"),
+                "keras (the range in setup.cfg)")
+
+
 def patch_for_multi_worker(model, strategy) -> None:
     """Lets Keras 3 `Model.fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
@@ -161,6 +190,7 @@ def patch_for_multi_worker(model, strategy) -> None:
 
     if not _is_multi_worker(strategy):
         return
+    require_patched_keras_methods(model)
 
     def local(value):
         if isinstance(value, tf.distribute.DistributedValues):
