@@ -35,7 +35,7 @@ def demo_data(out_dir, scale, seed, min_captures, image_size, overwrite, config_
     Both metadata schemas (the CSV pair and COCO Camera Traps JSON), the paper's 52 classes with
     Table 4's imbalance scaled down, multi-frame captures at several sites, day and night-IR frames,
     and a few blank, human and two-species captures. OUT_DIR/config.yaml points `prepare` at it
-    (pass --config configs/demo.yaml to store the demo's CPU settings in it).
+    (pass --preset demo to store the demo's CPU settings in it).
     """
     from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE
     from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 import yaml
 
 from serengeti_tf import config as cfg
+from serengeti_tf import presets
 from serengeti_tf.demo.budget import DEMO_MIN_CAPTURES, DemoSettings, Throughput, choose_settings, refit_epochs
 from serengeti_tf.errors import UserError
 
@@ -45,17 +46,10 @@ SMOKE_SETTINGS = {
 SMOKE_SCALE = 0.003
 
 
-def demo_settings_file():
-    """configs/demo.yaml, installed with the package as `serengeti_tf_configs`."""
-    from importlib import resources
-
-    return resources.files("serengeti_tf_configs") / "demo.yaml"
-
-
 def demo_config(smoke: bool = False, overrides: Sequence[str] = (),
                 settings: Optional[DemoSettings] = None) -> cfg.Config:
     """configs/demo.yaml, then the smoke sizes or the budget's `settings` (if given), then `--set` overrides."""
-    updates = [yaml.safe_load(demo_settings_file().read_text(encoding="utf-8"))]
+    updates = [yaml.safe_load(presets.path("demo").read_text(encoding="utf-8"))]
     updates += [SMOKE_SETTINGS] if smoke else []
     updates += [settings.config_updates()] if settings is not None and not smoke else []
     updates += [cfg.nested(*cfg.parse_override(text)) for text in overrides]

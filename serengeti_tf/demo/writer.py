@@ -91,7 +91,7 @@ serengeti_tf/demo/prototypes.py. Per-class image counts: {SUMMARY_JSON}.
 
 Next step:  serengeti-tf prepare PREPARED_DIR --config <this folder>/config.yaml
 Crops:      the same with --detections <this folder>/{MD_JSON}
-(add --config configs/demo.yaml for small CPU-sized images if demo-data was run without it)
+(add --preset demo for small CPU-sized images if demo-data was run without it)
 """
 
 
@@ -103,7 +103,7 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
 
     A folder already holding this exact dataset (same arguments) is resumed: finished images are
     kept and the rest written. A folder holding anything else is refused unless `overwrite`.
-    `config` (e.g. resolved from configs/demo.yaml) is saved as `out_dir/config.yaml` with
+    `config` (e.g. resolved from the demo preset) is saved as `out_dir/config.yaml` with
     `data.metadata` and `data.image_root` pointing at the written files.
     """
     width, height = _check_arguments(scale, seed, image_size, min_captures_per_class)
