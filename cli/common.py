@@ -9,6 +9,42 @@ import click
 
 from serengeti_tf import config as cfg
 from serengeti_tf import presets
+from serengeti_tf.registry import Registry
+
+# Seeds that are not config keys (demo, demo-data): the config's seed range, checked by click.
+SEED = click.IntRange(0, cfg.SEED_LIMIT - 1)
+
+
+class RegistryChoice(click.Choice):
+    """`click.Choice` over `extra` and a registry's names, read when click needs them (not at import),
+    so a choice registered later is accepted and listed in --help too."""
+
+    def __init__(self, registry: Registry, *extra: str):
+        self.registry, self.extra = registry, extra
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return (*self.extra, *self.registry.names())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns it; the registry is the source
+        pass
+
+
+class NamesInHelp(click.Option):
+    """An option whose help has `{names}` replaced by a registry's names when help is shown
+    (`@click.option(..., cls=NamesInHelp, names_from=REGISTRY, help="... {names} ...")`)."""
+
+    def __init__(self, *args, names_from: Registry, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.names_from = names_from
+
+    def get_help_record(self, ctx: click.Context):
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        return record[0], record[1].replace("{names}", ", ".join(self.names_from.names()))
 
 
 def config_options(func: Callable) -> Callable:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from serengeti_tf_cli.common import SEED
+
 
 @click.command("demo")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo_out",
@@ -12,7 +14,7 @@ import click
               help="Time budget. The demo times a few training steps on this machine first, then picks "
                    "the data size, input size, samplers and epochs that fit, and says what it chose.")
 @click.option("--smoke", is_flag=True, help="A tiny fixed-size version that skips the timing (used by the tests).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic data.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the synthetic data.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one demo setting after sizing, e.g. --set train.epochs=3 "
                    "(not counted in the time estimate).")

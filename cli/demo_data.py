@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf_cli.common import SEED, config_options, resolve_config
 
 
 def _size(ctx, param, value: str | None) -> tuple[int, int] | None:
@@ -22,7 +22,7 @@ def _size(ctx, param, value: str | None) -> tuple[int, int] | None:
 @click.option("--scale", type=float, default=None,
               help="Fraction of the paper's Table 4 train counts to draw per class (default 0.015, "
                    "about 2,400 images).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, byte-identical output.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Same seed, byte-identical output.")
 @click.option("--min-captures", type=int, default=None,
               help="Captures every class keeps at least (default 1).")
 @click.option("--size", "image_size", callback=_size, default=None, metavar="WxH",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf.choices import IMBALANCE_METHODS
+from serengeti_tf_cli.common import NamesInHelp, config_options, resolve_config
 
 
 @click.command("experiment")
@@ -15,10 +16,10 @@ from serengeti_tf_cli.common import config_options, resolve_config
               show_default=True, help="Experiment folder: runs/, runs.csv, report/.")
 @click.option("--seeds", type=int, default=None, help="Repeat the grid with this many seeds (mean ± std).")
 @click.option("--samplers", default=None, help="Comma list overriding experiment.samplers, e.g. none,ros,rus.")
-@click.option("--methods", default=None,
-              help="Comma list overriding experiment.methods (imbalance methods run beside the samplers): "
-                   "cw_inverse, cw_effective, focal, focal_cw, balanced_softmax, logit_adjusted train their "
-                   "own model; posthoc_la, tau_norm, crt re-balance the head of the seed's baseline model "
+@click.option("--methods", default=None, cls=NamesInHelp, names_from=IMBALANCE_METHODS,
+              help="Comma list overriding experiment.methods (imbalance methods run beside the samplers) "
+                   "from {names}. A loss or weighting method trains its own model; a head re-balancing "
+                   "method re-balances the head of the seed's baseline model "
                    "(no extra training).")
 @click.option("--epochs", type=int, default=None, help="Epochs per run (train.epochs).")
 @config_options

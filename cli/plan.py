@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf.choices import SAMPLERS
+from serengeti_tf_cli.common import NamesInHelp, config_options, resolve_config
 
 
 @click.command("plan")
-@click.option("--sampler", type=str, default=None,
-              help="none, ros, rus, ros_rus_15k, ros_rus_5k, uniform or sqrt (default: sampler.name).")
+@click.option("--sampler", type=str, default=None, cls=NamesInHelp, names_from=SAMPLERS,
+              help="One of {names} (default: sampler.name).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Prepared dataset folder (its train counts are used).")
 @click.option("--counts", "counts_csv", type=click.Path(dir_okay=False), default=None,

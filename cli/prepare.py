@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf.choices import SOURCE_FORMATS
+from serengeti_tf_cli.common import RegistryChoice, config_options, resolve_config
 
 
 def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
@@ -27,7 +28,7 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
               help="Metadata file: the LILA CSV pair (give both), a COCO Camera Traps JSON, or a plain CSV. "
                    "Repeatable. Omit for a folder-per-class layout.")
 @click.option("--image-root", type=click.Path(), help="Folder the image paths are relative to.")
-@click.option("--format", "source_format", type=click.Choice(["auto", "lila_csv", "coco", "folders", "csv"]),
+@click.option("--format", "source_format", type=RegistryChoice(SOURCE_FORMATS, "auto"),
               help="Metadata format (default: auto-detect).")
 @click.option("--seasons", multiple=True, callback=_seasons, metavar="N[,N...]",
               help="Snapshot Serengeti seasons to keep, e.g. --seasons 9 (repeatable or comma list).")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf import config as cfg
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf.choices import CLASS_WEIGHTINGS, HEAD_REBALANCINGS, LOSSES, SAMPLERS, STRATEGIES
+from serengeti_tf_cli.common import RegistryChoice, config_options, resolve_config
 
 
 @click.command("train")
@@ -14,7 +14,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--phase", type=click.IntRange(1, 2), default=None,
               help="1: train ResNet-18 from scratch on the sampler's data; 2: retrain only the head "
                    "of an --init phase-1 model on the original data. [default: 1]")
-@click.option("--sampler", type=click.Choice(cfg.SAMPLERS), default=None,
+@click.option("--sampler", type=RegistryChoice(SAMPLERS), default=None,
               help="Phase-1 re-balancing (none = the paper's baseline). [default: none]")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run folder. [default: runs/<sampler>-phase<k>-seed<s>]")
@@ -28,22 +28,20 @@ from serengeti_tf_cli.common import config_options, resolve_config
               help="Square input side in pixels (224 as in the paper; smaller for CPU runs).")
 @click.option("--mixed-precision/--no-mixed-precision", default=None,
               help="mixed_float16 on GPU, mixed_bfloat16 on CPU; the logits stay float32.")
-@click.option("--strategy", type=click.Choice(("default", "mirrored", "multi_worker")), default=None,
+@click.option("--strategy", type=RegistryChoice(STRATEGIES), default=None,
               help="tf.distribute strategy: mirrored = all local GPUs (on a CPU-only host, "
                    "$SERENGETI_TF_CPU_REPLICAS logical CPUs, default 2); multi_worker = one process per "
                    "worker, roles from $TF_CONFIG (run the same command in each). The batch size is global.")
 @click.option("--xla/--no-xla", default=None, help="Compile the train step with XLA (jit_compile).")
 @click.option("--seed", type=int, default=None, help="Seed for weights, sampling and augmentation. [default: 0]")
-@click.option("--loss", type=click.Choice(("cross_entropy", "focal", "balanced_softmax", "logit_adjusted")),
-              default=None, help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
+@click.option("--loss", type=RegistryChoice(LOSSES), default=None, help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
                                  "softmax or logit-adjusted (both shift logits by the class prior). "
                                  "[default: cross_entropy]")
-@click.option("--class-weighting", type=click.Choice(("none", "inverse", "effective_number")), default=None,
+@click.option("--class-weighting", type=RegistryChoice(CLASS_WEIGHTINGS), default=None,
               help="Per-class loss weights: inverse frequency or effective number of samples "
                    "(beta: --set train.effective_number_beta=0.999). [default: none]")
 @click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma (0 = cross-entropy). [default: 2.0]")
-@click.option("--head-rebalancing", type=click.Choice(("none", "posthoc_logit_adjustment", "tau_norm", "crt")),
-              default=None, help="Re-balance the head of the best model after training (tau swept on val; "
+@click.option("--head-rebalancing", type=RegistryChoice(HEAD_REBALANCINGS), default=None, help="Re-balance the head of the best model after training (tau swept on val; "
                                  "crt = class-balanced head retraining on the frozen backbone). [default: none]")
 @click.option("--init-weights", type=click.Path(exists=True), default=None,
               help="Phase 1 only: start the backbone from a local keras-hub ResNet-18 preset folder, a .keras "

@@ -19,10 +19,12 @@ from typing import Any, Optional
 
 import yaml
 
+from serengeti_tf.choices import (CLASS_WEIGHTINGS, HEAD_REBALANCINGS, IMBALANCE_METHODS, LOSSES, MODELS,
+                                  SAMPLERS, SOURCE_FORMATS, STRATEGIES)
 from serengeti_tf.errors import UserError
+from serengeti_tf.registry import Registry
 
 EXPORT_FORMATS = ("saved_model", "tflite", "keras")
-SAMPLERS = ("none", "ros", "rus", "ros_rus_15k", "ros_rus_5k", "uniform", "sqrt")
 
 
 @dataclass
@@ -47,7 +49,7 @@ class CropConfig:
 class DataConfig:
     """Where the source data is and how `prepare` turns it into shards."""
 
-    # auto | lila_csv | coco | folders | csv. `auto` infers from `metadata`.
+    # auto, or a reader of `choices.SOURCE_FORMATS` (lila_csv, coco, folders, csv). `auto` infers from `metadata`.
     source_format: str = "auto"
     # Metadata files: the LILA CSV pair, one COCO Camera Traps JSON, or one plain CSV.
     metadata: list[str] = field(default_factory=list)
@@ -182,7 +184,7 @@ class ExperimentConfig:
     # `none` is the paper's baseline: one phase on the original distribution.
     samplers: list[str] = field(default_factory=lambda: ["none", "ros", "rus", "ros_rus_15k", "ros_rus_5k"])
     seeds: int = 1
-    # Imbalance methods (names from `methods.METHODS`) run beside the samplers: one single-phase run
+    # Imbalance methods (names from `choices.IMBALANCE_METHODS`) run beside the samplers: one single-phase run
     # per seed on the original distribution with the method's train.* settings.
     methods: list[str] = field(default_factory=list)
     # Epochs of phase 2 (null: train.epochs).
@@ -215,11 +217,24 @@ IMAGE_SIZE_RANGE = (16, 4096)
 # Seeds go to numpy's and TensorFlow's generators, which take 0 <= seed < 2**32.
 SEED_LIMIT = 2 ** 32
 _SEED_RULE = (lambda v: 0 <= v < SEED_LIMIT, "an int in [0, 2**32 - 1] (a random generator seed)")
+_Rule = tuple[typing.Callable[[Any], bool], typing.Union[str, typing.Callable[[], str]]]
 
-# Range and choice rules: (predicate, description of what is allowed).
-_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "data.source_format": (lambda v: v in ("auto", "lila_csv", "coco", "folders", "csv"),
-                           "one of auto, lila_csv, coco, folders, csv"),
+
+def _choice(registry: Registry, *extra: str) -> _Rule:
+    """A rule accepting `extra` and the registry's names, read when validating (so a choice
+    registered after import counts too); the description lists them."""
+    return (lambda v: v in extra or v in registry), (lambda: registry.one_of(*extra))
+
+
+def _distinct_names(registry: Registry, what: str, non_empty: bool) -> _Rule:
+    """A rule for a list of distinct names of the registry."""
+    return ((lambda v: (len(v) > 0 or not non_empty) and all(x in registry for x in v) and len(set(v)) == len(v)),
+            lambda: f"a {'non-empty ' if non_empty else ''}list of distinct {what} from {', '.join(registry.names())}")
+
+
+# Range and choice rules: (predicate, description of what is allowed, or a function giving it).
+_RULES: dict[str, _Rule] = {
+    "data.source_format": _choice(SOURCE_FORMATS, "auto"),
     "data.group_by": (lambda v: v in ("capture", "site"), "one of capture, site"),
     "data.split_fractions": (lambda v: len(v) == 3 and all(0 <= x <= 1 for x in v)
                              and abs(sum(v) - 1) < 1e-6 and v[0] > 0,
@@ -235,7 +250,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.crops.select": (lambda v: v in ("all", "top1"), "one of all, top1"),
     "data.crops.padding": (lambda v: 0 <= v <= 2, "a float in [0, 2]"),
     "data.crops.min_size": (lambda v: v >= 1, "an int >= 1"),
-    "sampler.name": (lambda v: v in SAMPLERS, "one of " + ", ".join(SAMPLERS)),
+    "sampler.name": _choice(SAMPLERS),
     "sampler.realisation": (lambda v: v in ("repeat", "rejection"), "one of repeat, rejection"),
     "sampler.ros_thresholds": (lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
                                "increasing positive ints"),
@@ -244,7 +259,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "sampler.rus_cap": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "sampler.uniform_target": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "sampler.shuffle_buffer": (lambda v: v >= 1, "an int >= 1"),
-    "model.name": (lambda v: v in ("resnet18",), "one of resnet18"),
+    "model.name": _choice(MODELS),
     "model.input_size": (lambda v: 32 <= v <= 1024, "an int in [32, 1024]"),
     "train.phase": (lambda v: v in (1, 2), "1 or 2"),
     "train.epochs": (lambda v: v >= 1, "an int >= 1"),
@@ -254,17 +269,13 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.early_stopping_patience": (lambda v: v >= 0, "an int >= 0 (0 disables it)"),
     "train.steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "train.validation_steps": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
-    "train.strategy": (lambda v: v in ("default", "mirrored", "multi_worker"),
-                       "one of default, mirrored, multi_worker"),
-    "train.loss": (lambda v: v in ("cross_entropy", "focal", "balanced_softmax", "logit_adjusted"),
-                   "one of cross_entropy, focal, balanced_softmax, logit_adjusted"),
-    "train.class_weighting": (lambda v: v in ("none", "inverse", "effective_number"),
-                              "one of none, inverse, effective_number"),
+    "train.strategy": _choice(STRATEGIES),
+    "train.loss": _choice(LOSSES),
+    "train.class_weighting": _choice(CLASS_WEIGHTINGS),
     "train.effective_number_beta": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "train.focal_gamma": (lambda v: v >= 0, "a float >= 0"),
     "train.logit_adjust_tau": (lambda v: v >= 0, "a float >= 0"),
-    "train.head_rebalancing": (lambda v: v in ("none", "posthoc_logit_adjustment", "tau_norm", "crt"),
-                               "one of none, posthoc_logit_adjustment, tau_norm, crt"),
+    "train.head_rebalancing": _choice(HEAD_REBALANCINGS),
     "train.posthoc_taus": (lambda v: len(v) > 0 and all(t >= 0 for t in v), "a non-empty list of floats >= 0"),
     "train.tau_norm_taus": (lambda v: len(v) > 0 and all(t >= 0 for t in v), "a non-empty list of floats >= 0"),
     "train.tau_norm_bias": (lambda v: v in ("scale", "keep", "zero"), "one of scale, keep, zero"),
@@ -281,8 +292,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "eval.bootstrap_samples": (lambda v: v >= 0, "an int >= 0"),
     "eval.head_min": (lambda v: v >= 1, "an int >= 1"),
     "eval.tail_max": (lambda v: v >= 1, "an int >= 1"),
-    "experiment.samplers": (lambda v: len(v) > 0 and all(x in SAMPLERS for x in v) and len(set(v)) == len(v),
-                            "a non-empty list of distinct samplers from " + ", ".join(SAMPLERS)),
+    "experiment.samplers": _distinct_names(SAMPLERS, "samplers", non_empty=True),
+    "experiment.methods": _distinct_names(IMBALANCE_METHODS, "imbalance methods", non_empty=False),
     "experiment.seeds": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
     **{f"{section}.seed": _SEED_RULE for section in ("data", "train", "eval")},
     "sampler.seed": (lambda v: v is None or _SEED_RULE[0](v), _SEED_RULE[1] + " or null (follow train.seed)"),
@@ -347,13 +358,10 @@ def validate(config: Config) -> Config:
         except TypeError:
             good = False
         if not good:
-            raise UserError(f"config: {key} must be {allowed}, got {value!r}")
+            raise UserError(f"config: {key} must be {allowed() if callable(allowed) else allowed}, got {value!r}")
     if len(config.sampler.ros_thresholds) != len(config.sampler.ros_multipliers):
         raise UserError("config: sampler.ros_thresholds and sampler.ros_multipliers must have the same length, "
                         f"got {len(config.sampler.ros_thresholds)} and {len(config.sampler.ros_multipliers)}")
-    from serengeti_tf.evaluate.methods import check_methods  # late: methods.py imports nothing from here at load
-
-    check_methods(config.experiment.methods)
     if config.eval.tail_max > config.eval.head_min:
         raise UserError(f"config: eval.tail_max ({config.eval.tail_max}) must not exceed "
                         f"eval.head_min ({config.eval.head_min})")

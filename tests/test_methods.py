@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf.choices import IMBALANCE_METHODS
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.evaluate import methods
 from serengeti_tf.train import runs, training
@@ -50,16 +51,16 @@ def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
 
 def test_every_method_is_a_valid_train_config():
     assert {"cw_inverse", "cw_effective", "focal", "focal_cw", "balanced_softmax", "logit_adjusted",
-            "posthoc_la", "tau_norm", "crt"} <= set(methods.METHODS)
-    for name in methods.METHODS:
+            "posthoc_la", "tau_norm", "crt"} <= set(IMBALANCE_METHODS.names())
+    for name in IMBALANCE_METHODS.names():
         overrides = methods.method_overrides(name)
         assert overrides and set(overrides) <= {"loss", "class_weighting", "head_rebalancing"}
         cfg.validate(tiny_config(**overrides))
-        assert name in methods.DESCRIPTIONS
+        assert IMBALANCE_METHODS.lookup(name).description
 
 
 def test_head_methods_are_the_ones_that_only_rebalance_the_head():
-    assert methods.HEAD_METHODS == {"posthoc_la", "tau_norm", "crt"}
+    assert {name for name in IMBALANCE_METHODS.names() if methods.head_only(name)} == {"posthoc_la", "tau_norm", "crt"}
 
 
 def test_head_methods_get_a_baseline_to_branch_from_even_without_sampler_none(tmp_path):
@@ -71,7 +72,7 @@ def test_head_methods_get_a_baseline_to_branch_from_even_without_sampler_none(tm
 
 
 def test_unknown_or_repeated_method_is_a_user_error_listing_the_known_ones():
-    with pytest.raises(UserError, match="unknown method 'smote'.*known: cw_inverse, .*crt"):
+    with pytest.raises(UserError, match=r"experiment.methods must be .*from cw_inverse, .*crt, got \['focal', 'smote'\]"):
         cfg.resolve(updates=[{"experiment": {"methods": ["focal", "smote"]}}])
     with pytest.raises(UserError, match="distinct"):
         cfg.resolve(updates=[{"experiment": {"methods": ["focal", "focal"]}}])

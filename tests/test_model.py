@@ -66,7 +66,7 @@ def test_build_model_from_config():
     model = M.build_model(config.model, 3)
     assert model.input_shape == (None, 48, 48, 3) and model.output_shape == (None, 3)
     config.model.name = "resnet50"
-    with pytest.raises(UserError, match="unknown model.name 'resnet50'"):
+    with pytest.raises(UserError, match="unknown model 'resnet50'; known: resnet18"):
         M.build_model(config.model, 3)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serengeti_tf import config as cfg
 from serengeti_tf.data import sampling
 from serengeti_tf.config import SamplerConfig
 from serengeti_tf.errors import UserError
@@ -105,19 +106,25 @@ def test_plan_is_pure_and_keeps_input_order():
     pd.testing.assert_frame_equal(first, sampling.sampling_plan(counts, sampler))
 
 
+def test_unknown_sampler_is_named_with_the_known_ones():
+    with pytest.raises(UserError, match="unknown sampler 'smote'; known: none, ros, rus, .*sqrt"):
+        sampling.sampling_plan({"a": 10}, SamplerConfig(name="smote"))
+
+
+# Sampler settings are checked once, by `config.validate` (the one gate every command passes).
 @pytest.mark.parametrize("kwargs,message", [
-    ({"name": "smote"}, "unknown sampler 'smote'"),
+    ({"name": "smote"}, "sampler.name must be one of none, ros, rus"),
     ({"name": "ros", "ros_cap": 0}, "ros_cap must be an int >= 1, got 0"),
-    ({"name": "rus", "rus_cap": -5}, "rus_cap must be an int >= 1, got -5"),
-    ({"name": "ros_rus_5k", "rus_cap": 0}, "rus_cap must be an int >= 1, got 0"),
-    ({"name": "uniform", "uniform_target": 0}, "uniform_target must be an int >= 1, got 0"),
+    ({"name": "rus", "rus_cap": -5}, "rus_cap must be an int >= 1 or null, got -5"),
+    ({"name": "ros_rus_5k", "rus_cap": 0}, "rus_cap must be an int >= 1 or null, got 0"),
+    ({"name": "uniform", "uniform_target": 0}, "uniform_target must be an int >= 1 or null, got 0"),
     ({"name": "ros", "ros_thresholds": [100, 50], "ros_multipliers": [2, 2]}, "increasing"),
     ({"name": "ros", "ros_thresholds": [100], "ros_multipliers": [2, 3]}, "same length"),
     ({"name": "ros", "ros_multipliers": [10, 8, 0.5, 4]}, ">= 1"),
 ])
 def test_bad_sampler_settings(kwargs, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        sampling.sampling_plan({"a": 10}, SamplerConfig(**kwargs))
+        cfg.validate(cfg.Config(sampler=SamplerConfig(**kwargs)))
 
 
 @pytest.mark.parametrize("counts,message", [({}, "no classes"), ({"a": -1}, "'a' must be an int >= 0, got -1"),

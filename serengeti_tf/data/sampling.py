@@ -6,7 +6,9 @@ A plan is a DataFrame with one row per class (input order kept) and columns
 `write_plan` is the `serengeti-tf plan` job (CSV + bar plot + resolved config).
 
 Samplers (paper appendix A.3 for the first five; every threshold, multiplier and cap is in
-`SamplerConfig`, so YAML can change them):
+`SamplerConfig`, so YAML can change them). Each is a function `(counts, SamplerConfig) -> targets`
+registered below in `choices.SAMPLERS`, in the order reports list them; a new sampler is one more
+such function and its `@SAMPLERS.register(name)` line (config, CLI and reports read the registry):
 
 - `none`: the original distribution (baseline).
 - `ros`: a class with n < thresholds[-1] images is multiplied by the multiplier of the first
@@ -21,43 +23,27 @@ Samplers (paper appendix A.3 for the first five; every threshold, multiplier and
   equals the original total (largest-remainder rounding; every non-empty class keeps >= 1).
 
 An empty class (0 training images) always gets target 0: nothing can be drawn from it.
+The settings are checked by `config.validate` (the one gate); `sampling_plan` checks the counts.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.config import SAMPLERS, SamplerConfig
+from serengeti_tf.choices import SAMPLERS
+from serengeti_tf.config import SamplerConfig
 from serengeti_tf.errors import UserError
 
 PLAN_COLUMNS = ["species", "original", "target", "ratio"]
 
-# The paper's RUS caps: ROS&RUS(5K) is the only sampler with a different default.
-DEFAULT_RUS_CAPS = {"rus": 15000, "ros_rus_15k": 15000, "ros_rus_5k": 5000}
-
-
-def validate_sampler(sampler: SamplerConfig) -> None:
-    """Checks the sampler settings a plan depends on (also when built without `config.validate`)."""
-    if sampler.name not in SAMPLERS:
-        raise UserError(f"unknown sampler {sampler.name!r}; expected one of {', '.join(SAMPLERS)}")
-    for key in ("ros_cap", "rus_cap", "uniform_target"):
-        value = getattr(sampler, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                  or value < 1):
-            raise UserError(f"sampler.{key} must be an int >= 1, got {value!r}")
-    thresholds, multipliers = list(sampler.ros_thresholds), list(sampler.ros_multipliers)
-    if not thresholds or len(thresholds) != len(multipliers):
-        raise UserError("sampler.ros_thresholds and sampler.ros_multipliers must be non-empty and of the "
-                        f"same length, got {thresholds} and {multipliers}")
-    if any(t <= 0 for t in thresholds) or thresholds != sorted(thresholds):
-        raise UserError(f"sampler.ros_thresholds must be increasing positive ints, got {thresholds}")
-    if any(m < 1 for m in multipliers):
-        raise UserError(f"sampler.ros_multipliers must be numbers >= 1, got {multipliers}")
+# The paper's RUS caps: ROS&RUS(5K) is the only sampler with a smaller one.
+PAPER_RUS_CAP = 15000
+SMALL_RUS_CAP = 5000
 
 
 def _validate_counts(train_counts: Mapping[str, int]) -> tuple[list[str], np.ndarray]:
@@ -74,6 +60,13 @@ def _validate_counts(train_counts: Mapping[str, int]) -> tuple[list[str], np.nda
     return names, np.asarray(values, dtype=np.int64)
 
 
+@SAMPLERS.register("none")
+def original_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+    """No re-balancing: the original distribution (the paper's baseline)."""
+    return counts.copy()
+
+
+@SAMPLERS.register("ros")
 def ros_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """Random oversampling: multiply small classes by the multiplier of their size band, capped."""
     out = counts.copy()
@@ -89,6 +82,35 @@ def ros_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
 def rus_targets(counts: np.ndarray, cap: int) -> np.ndarray:
     """Random undersampling: cut every class above `cap` to `cap`."""
     return np.minimum(counts, cap)
+
+
+def rus_cap_for(sampler: SamplerConfig, paper_cap: int) -> int:
+    """The RUS cap in force: `sampler.rus_cap` if set, else the sampler's paper default."""
+    return paper_cap if sampler.rus_cap is None else int(sampler.rus_cap)
+
+
+@SAMPLERS.register("rus")
+def rus_15k_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+    """RUS with the paper's cap of 15,000."""
+    return rus_targets(counts, rus_cap_for(sampler, PAPER_RUS_CAP))
+
+
+@SAMPLERS.register("ros_rus_15k")
+def ros_rus_15k_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+    """ROS, then RUS with cap 15,000."""
+    return rus_targets(ros_targets(counts, sampler), rus_cap_for(sampler, PAPER_RUS_CAP))
+
+
+@SAMPLERS.register("ros_rus_5k")
+def ros_rus_5k_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+    """ROS, then RUS with cap 5,000."""
+    return rus_targets(ros_targets(counts, sampler), rus_cap_for(sampler, SMALL_RUS_CAP))
+
+
+@SAMPLERS.register("uniform")
+def uniform_sampler_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+    """`uniform_targets` with `sampler.uniform_target`."""
+    return uniform_targets(counts, sampler.uniform_target)
 
 
 def uniform_targets(counts: np.ndarray, target: int | None) -> np.ndarray:
@@ -108,7 +130,8 @@ def uniform_targets(counts: np.ndarray, target: int | None) -> np.ndarray:
     return out
 
 
-def sqrt_targets(counts: np.ndarray) -> np.ndarray:
+@SAMPLERS.register("sqrt")
+def sqrt_targets(counts: np.ndarray, sampler: Optional[SamplerConfig] = None) -> np.ndarray:
     """Targets proportional to sqrt(n), same total as the original (largest-remainder rounding)."""
     total = int(counts.sum())
     out = np.zeros_like(counts)
@@ -127,30 +150,11 @@ def sqrt_targets(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def rus_cap_for(sampler: SamplerConfig) -> int:
-    """The RUS cap in force: `sampler.rus_cap` if set, else the sampler's paper default."""
-    if sampler.rus_cap is not None:
-        return int(sampler.rus_cap)
-    return DEFAULT_RUS_CAPS[sampler.name]
-
-
 def sampling_plan(train_counts: Mapping[str, int], sampler: SamplerConfig) -> pd.DataFrame:
     """Per-class phase-1 targets for `sampler`; columns species, original, target, ratio (input order)."""
-    validate_sampler(sampler)
+    targets_of = SAMPLERS.lookup(sampler.name)
     names, counts = _validate_counts(train_counts)
-    name = sampler.name
-    if name == "none":
-        targets = counts.copy()
-    elif name == "ros":
-        targets = ros_targets(counts, sampler)
-    elif name == "rus":
-        targets = rus_targets(counts, rus_cap_for(sampler))
-    elif name in ("ros_rus_15k", "ros_rus_5k"):
-        targets = rus_targets(ros_targets(counts, sampler), rus_cap_for(sampler))
-    elif name == "uniform":
-        targets = uniform_targets(counts, sampler.uniform_target)
-    else:  # sqrt (validate_sampler rejected anything else)
-        targets = sqrt_targets(counts)
+    targets = np.asarray(targets_of(counts, sampler), dtype=np.int64)
     targets = np.where(counts > 0, targets, 0)
     ratio = np.divide(targets, counts, out=np.zeros(len(counts), dtype=np.float64), where=counts > 0)
     return pd.DataFrame({"species": names, "original": counts.astype(np.int64),

@@ -562,7 +562,7 @@ def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, A
         init = Path(str(lineage.get("init_run") or ""))
         if lineage.get("init_run") and (init / "config.yaml").is_file():
             sampler = cfg.load_saved(init / "config.yaml").sampler
-        elif lineage.get("sampler") in cfg.SAMPLERS and lineage.get("sampler") == "none":
+        elif lineage.get("sampler") == "none":
             sampler = dataclasses.replace(sampler, name="none")
         else:
             return None

@@ -41,7 +41,7 @@ class PlannedRun:
     phase: int
     run_dir: Path
     init_run: Optional[Path] = None  # the phase-1 run a phase-2 run fine-tunes
-    method: Optional[str] = None  # a `methods.METHODS` name; None for the paper's sampler runs
+    method: Optional[str] = None  # a `choices.IMBALANCE_METHODS` name; None for the paper's sampler runs
     trained_run: Optional[Path] = None  # the baseline run whose head a head re-balancing method changes
 
 
@@ -49,10 +49,10 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
     """The grid in execution order: per seed, per sampler, phase 1 then (not for `none`) phase 2,
     then the methods. Head re-balancing methods branch from the seed's baseline (`none` phase 1),
     which is planned (first) even when `none` is not among the samplers."""
-    from serengeti_tf.evaluate.methods import HEAD_METHODS
+    from serengeti_tf.evaluate.methods import head_only
 
     runs = []
-    head_methods = [m for m in config.experiment.methods if m in HEAD_METHODS]
+    head_methods = [m for m in config.experiment.methods if head_only(m)]
     samplers = list(config.experiment.samplers)
     if head_methods and "none" not in samplers:
         samplers.insert(0, "none")
@@ -64,7 +64,7 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
             if sampler != "none":
                 runs.append(PlannedRun(seed, sampler, 2, phase1.with_name(f"{sampler}-phase2"), phase1))
         for method in config.experiment.methods:
-            baseline = seed_dir / "none-phase1" if method in HEAD_METHODS else None
+            baseline = seed_dir / "none-phase1" if head_only(method) else None
             runs.append(PlannedRun(seed, "none", 1, seed_dir / method, method=method, trained_run=baseline))
     return runs
 

@@ -34,6 +34,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
+from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.errors import UserError
 from serengeti_tf.locks import output_lock
 from serengeti_tf.evaluate.evaluation import MACRO_ROW, eval_dir_name
@@ -47,7 +48,6 @@ METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "macro_precisio
                  "macro_recall": "Macro recall"}
 # Per class group (head/medium/tail by train count) from metrics.json, as `<group>_<metric>`.
 GROUP_METRICS = ("accuracy", "macro_f1")
-SAMPLER_ORDER = ("none", "ros", "rus", "ros_rus_15k", "ros_rus_5k", "uniform", "sqrt")
 BASELINE = "baseline"
 SINGLE_PHASE_NOTE = "one phase; its figures are in the phase2 columns"
 
@@ -129,8 +129,9 @@ def collect_runs(run_dirs: Iterable[str | Path], split: str = "test", evaluate_m
 
 
 def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Paper order: baseline, ros, rus, ros_rus_15k, ros_rus_5k, others; then model, phase, seed."""
-    rank = {s: i for i, s in enumerate(SAMPLER_ORDER)}
+    """Samplers in registration order (the paper's: baseline, ros, rus, ros_rus_15k, ros_rus_5k, then
+    the others), unknown ones last; then model, phase, seed."""
+    rank = {s: i for i, s in enumerate(SAMPLERS.names())}
     key = rows["sampler"].map(lambda s: rank.get(s, len(rank)))
     by = ["_rank"] + [c for c in ("model", "phase", "seed") if c in rows]
     return (rows.assign(_rank=key).sort_values(by, kind="stable")

@@ -22,11 +22,11 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from serengeti_tf.choices import MODELS
 from serengeti_tf.errors import UserError
 
 HEAD_NAME = "classifier"  # the final Dense layer: the only trainable layer in phase 2
 POOL_NAME = "pool"  # global average pooling: the backbone's output (512 features)
-MODEL_NAMES = ("resnet18",)
 STAGE_FILTERS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
 MIN_INPUT_SIZE = 32  # five stride-2 steps: 32 px leaves a 1x1 map before pooling
@@ -93,12 +93,9 @@ def build_resnet18(num_classes: int, input_size: int = 224, name: str = "resnet1
 
 
 def build_model(model_config, num_classes: int, synchronized_bn: bool = False) -> keras.Model:
-    """Builds the network named by `config.model` (`name`, `input_size`)."""
-    if model_config.name not in MODEL_NAMES:
-        raise UserError(f"model: unknown model.name {model_config.name!r}; expected one of "
-                        f"{', '.join(MODEL_NAMES)}")
-    return build_resnet18(num_classes, model_config.input_size, name=model_config.name,
-                          synchronized_bn=synchronized_bn)
+    """Builds the network named by `config.model` (`name`, `input_size`): the builder registered
+    under that name in `models/choices.py`."""
+    return MODELS.lookup(model_config.name)(model_config, num_classes, synchronized_bn)
 
 
 def head_layer(model: keras.Model) -> layers.Dense:

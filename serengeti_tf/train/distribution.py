@@ -19,9 +19,9 @@ import json
 import os
 from typing import Iterator, Optional
 
+from serengeti_tf.choices import STRATEGIES
 from serengeti_tf.errors import UserError
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
 CPU_REPLICAS_ENV = "SERENGETI_TF_CPU_REPLICAS"
 
 
@@ -64,19 +64,33 @@ def tf_config() -> Optional[dict]:
 
 
 def make_strategy(name: str):
-    """Creates the named tf.distribute strategy; call it before any other TensorFlow work."""
+    """Creates the named tf.distribute strategy (registered in `STRATEGIES` below); call it before any
+    other TensorFlow work."""
+    return STRATEGIES.lookup(name)()
+
+
+@STRATEGIES.register("default")
+def default_strategy():
     import tensorflow as tf
 
-    if name not in STRATEGIES:
-        raise UserError(f"train.strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        if not tf.config.list_physical_devices("GPU"):
-            _split_cpu(cpu_replicas())
-            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-            return tf.distribute.MirroredStrategy(devices=devices)
-        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+@STRATEGIES.register("mirrored")
+def mirrored_strategy():
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        _split_cpu(cpu_replicas())
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.MirroredStrategy()
+
+
+@STRATEGIES.register("multi_worker")
+def multi_worker_strategy():
+    import tensorflow as tf
+
     if tf_config() is None:
         raise UserError("--strategy multi_worker needs the TF_CONFIG environment variable "
                         "(cluster addresses and this process's task), got none")

@@ -12,6 +12,9 @@ weights are NOT re-normalised by the batch's weight sum, as with Keras `class_we
 - `BalancedSoftmaxLoss`: Ren et al. (NeurIPS 2020), the same with tau = 1 and train counts.
 - `make_loss`: the one entry point training calls, driven by `TrainConfig`.
 
+The names `train.loss` and `train.class_weighting` take are registered, with their builders, in
+`loss_choices.py` (which imports without Keras, so the CLI and config can list them).
+
 The logit-adjusted losses only add the prior while training: at inference the model's raw logits
 are already the balanced scores, so prediction code uses them unchanged.
 
@@ -27,9 +30,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from serengeti_tf.choices import CLASS_WEIGHTINGS, LOSSES
 from serengeti_tf.errors import UserError
 
-WEIGHTING_METHODS = ("none", "inverse", "effective_number")
 _PACKAGE = "serengeti_tf"
 
 
@@ -76,32 +79,31 @@ def log_priors(priors: Sequence[float]) -> np.ndarray:
 def class_weights(train_counts: Sequence[int], method: str, beta: float = 0.999) -> np.ndarray:
     """Per-class loss weights from training counts, as float32 `[C]`.
 
-    - `none`: all ones.
-    - `inverse`: `w_c ∝ 1 / n_c`.
-    - `effective_number` (Cui et al., CVPR 2019): `w_c ∝ (1 - beta) / (1 - beta ** n_c)`, the inverse of
-      the "effective number of samples" `(1 - beta^n) / (1 - beta)`. `beta = 0` gives equal weights;
-      `beta -> 1` approaches `inverse`.
+    `method` names a registered class weighting (`loss_choices.py`): `none` gives all ones;
+    `inverse` is `w_c ∝ 1 / n_c`; `effective_number` (Cui et al., CVPR 2019) is
+    `w_c ∝ (1 - beta) / (1 - beta ** n_c)`.
 
     Normalisation: weights of classes with at least one training image average 1 (they sum to the
     number of such classes, Cui et al.'s rule), so the loss keeps the scale of plain cross-entropy.
     Classes with 0 training images get weight 0: they never occur in training, and a validation
     label of such a class then adds nothing to the validation loss.
     """
-    if method not in WEIGHTING_METHODS:
-        raise UserError(f"class weighting must be one of {', '.join(WEIGHTING_METHODS)}, got {method!r}")
+    weights = _weights_or_none(train_counts, method, beta)
+    return np.ones(len(_as_counts(train_counts)), dtype=np.float32) if weights is None else weights
+
+
+def _weights_or_none(train_counts: Sequence[int], method: str, beta: float) -> Optional[np.ndarray]:
+    """`class_weights`, or None when the weighting is no weighting (`none`)."""
+    weigh = CLASS_WEIGHTINGS.lookup(method)
     if not (0 <= beta < 1):
         raise UserError(f"effective_number beta must be in [0, 1), got {beta!r}")
     counts = _as_counts(train_counts)
     present = counts > 0
-    if method == "none":
-        return np.ones(counts.size, dtype=np.float32)
+    present_weights = weigh(counts[present], beta)
+    if present_weights is None:
+        return None
     raw = np.zeros_like(counts)
-    if method == "inverse":
-        raw[present] = 1.0 / counts[present]
-    else:
-        # -expm1(n log beta) = 1 - beta^n, accurate when beta is close to 1; beta = 0 gives 1 for n >= 1.
-        effective = -np.expm1(counts[present] * np.log(beta)) if beta > 0 else np.ones(int(present.sum()))
-        raw[present] = (1.0 - beta) / effective
+    raw[present] = present_weights
     raw *= present.sum() / raw.sum()
     return raw.astype(np.float32)
 
@@ -276,6 +278,8 @@ def make_loss(train_config, train_counts: Sequence[int]) -> keras.losses.Loss:
     original train counts when no sampler re-balances them (with a phase-1 sampler, the plan's
     per-class targets; otherwise weights/priors correct for an imbalance that is no longer there).
 
+    The loss is the builder registered as `train_config.loss` (`loss_choices.py`), given the counts
+    and the class weights of `class_weighting` (None for `none`):
     - `cross_entropy`: plain `SparseCategoricalCrossentropy(from_logits=True)`, or
       `ClassWeightedCrossEntropy` when `class_weighting` is not `none`.
     - `focal`: `FocalLoss(focal_gamma)`, with class weights when `class_weighting` is not `none`.
@@ -284,20 +288,7 @@ def make_loss(train_config, train_counts: Sequence[int]) -> keras.losses.Loss:
     The two logit-adjusted losses also take class weights when asked (double correction; allowed
     so a grid can include it).
     """
+    build = LOSSES.lookup(train_config.loss)
     counts = _as_counts(train_counts)
-    weights = None
-    if train_config.class_weighting != "none":
-        weights = class_weights(counts, train_config.class_weighting, train_config.effective_number_beta)
-    name = train_config.loss
-    if name == "cross_entropy":
-        if weights is None:
-            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        return ClassWeightedCrossEntropy(weights)
-    if name == "focal":
-        return FocalLoss(train_config.focal_gamma, class_weights=weights)
-    if name == "logit_adjusted":
-        return LogitAdjustedLoss(counts, tau=train_config.logit_adjust_tau, class_weights=weights)
-    if name == "balanced_softmax":
-        return BalancedSoftmaxLoss(counts, class_weights=weights)
-    raise UserError("train.loss must be one of cross_entropy, focal, balanced_softmax, logit_adjusted, "
-                    f"got {name!r}")
+    weights = _weights_or_none(counts, train_config.class_weighting, train_config.effective_number_beta)
+    return build(train_config, counts, weights)

@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from serengeti_tf.evaluate import metrics
+from serengeti_tf.choices import HEAD_REBALANCINGS
 from serengeti_tf.errors import UserError
+from serengeti_tf.train.head_choices import HeadInputs
 from serengeti_tf.train.losses import log_priors
 
 TAU_NORM_BIAS_RULES = ("scale", "keep", "zero")
@@ -382,10 +384,8 @@ def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int]
     Inputs are cached pooled features (the head's input) of the validation split and, for `crt`,
     of the unaugmented original training split. `train_counts` are the class counts the model was
     last trained on (the prior removed by post-hoc adjustment).
-    - `none`: nothing changes.  - `posthoc_logit_adjustment`: tau from `train.posthoc_taus` by val
-      macro F1, baked into the bias (`posthoc_bias`).  - `tau_norm`: tau from `train.tau_norm_taus`,
-      bias rule `train.tau_norm_bias`.  - `crt`: `class_balanced_head_retraining` with `train.crt_*`,
-      `train.batch_size` and `train.seed`.
+    The method is the one registered under that name in `head_choices.py`: `none` (nothing changes),
+    `posthoc_logit_adjustment`, `tau_norm` or `crt`.
     The summary holds the method, chosen tau (or None) and validation scores before and after;
     the table (one row per tau, or None) is for the caller to write as CSV.
     """
@@ -403,33 +403,12 @@ def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int]
         return score_predictions(val_labels, np.argmax(logits, axis=1), logits.shape[1])
 
     summary: dict = {"method": method, "tau": None, "val_before": val_scores(kernel, bias)}
-    table = None
-    if method == "none":
+    rebalanced = HEAD_REBALANCINGS.lookup(method)(train_config, HeadInputs(
+        kernel, bias, val_x, val_labels, train_counts, train_features, train_labels, verbose))
+    if rebalanced is None:  # `none`: the head stays as it is
         summary["val_after"] = summary["val_before"]
         return summary, None
-    if method == "posthoc_logit_adjustment":
-        if bias is None:
-            raise UserError("post-hoc logit adjustment is baked into the head bias, but the head has no bias")
-        logits = val_x @ kernel.astype(np.float64) + bias.astype(np.float64)
-        tau, table = sweep_tau(logits, val_labels, train_counts, train_config.posthoc_taus)
-        kernel, bias = kernel, posthoc_bias(bias, train_counts, tau)
-    elif method == "tau_norm":
-        tau, table = sweep_tau_norm(val_x, val_labels, kernel, bias, train_config.tau_norm_taus,
-                                    train_config.tau_norm_bias)
-        kernel, bias = tau_normalize_head(kernel, bias, tau, train_config.tau_norm_bias)
-    elif method == "crt":
-        if train_features is None or train_labels is None:
-            raise UserError("cRT needs the cached features and labels of the training split")
-        if bias is None:
-            raise UserError("cRT trains a head with bias but the model's head has use_bias=False")
-        tau = None
-        kernel, bias = class_balanced_head_retraining(
-            train_features, train_labels, kernel.shape[1], epochs=train_config.crt_epochs,
-            batch_size=train_config.batch_size, learning_rate=train_config.crt_learning_rate,
-            steps_per_epoch=train_config.crt_steps_per_epoch, seed=train_config.seed, verbose=verbose)
-    else:
-        raise UserError("train.head_rebalancing must be one of none, posthoc_logit_adjustment, tau_norm, crt, "
-                        f"got {method!r}")
+    tau, table, kernel, bias = rebalanced
     set_head_weights(head, kernel, bias)
     summary["tau"] = tau
     summary["val_after"] = val_scores(kernel, bias)

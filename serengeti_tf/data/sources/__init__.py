@@ -7,22 +7,25 @@ The manifest columns are `MANIFEST_COLUMNS`, described in docs/design.md.
 
 Formats: `lila_csv` (the LILA Snapshot Serengeti CSV pair), `coco` (COCO Camera Traps JSON, streamed),
 `folders` (`root/<Species>/` or camtrapR `root/<Station>/<Species>/`), `csv` (path + label columns).
+Each is a reader `(metadata paths, image root) -> rows` registered in `choices.SOURCE_FORMATS` at the
+end of this module; a new format is its reader module plus one registration there.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from serengeti_tf.choices import SOURCE_FORMATS
 from serengeti_tf.errors import UserError
+from serengeti_tf.registry import lazy_function
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "species", "capture_id", "site", "datetime", "season",
                                      "frame", "source", "drop_reason", "split")
-FORMATS: tuple[str, ...] = ("lila_csv", "coco", "folders", "csv")
 
 # Columns that identify each half of the LILA CSV pair.
 LILA_IMAGES_COLUMNS = {"capture_id", "image_path_rel"}
@@ -51,7 +54,7 @@ def _check_inputs(metadata: Sequence[str], image_root: str) -> None:
 
 
 def detect_format(metadata: Sequence[str], image_root: str) -> str:
-    """Infers the source format from the metadata files: one of `FORMATS`.
+    """Infers the source format from the metadata files: a name of `choices.SOURCE_FORMATS`.
 
     No metadata -> `folders`; one `.json` -> `coco`; two CSVs -> `lila_csv`; one CSV -> `csv`.
     """
@@ -74,21 +77,6 @@ def detect_format(metadata: Sequence[str], image_root: str) -> str:
                     "the two LILA .csv files, one plain .csv, or none (class folders)")
 
 
-def _reader(name: str) -> Callable[[list[str], str], pd.DataFrame]:
-    # Imported here: the readers import the helpers defined in this module.
-    if name == "lila_csv":
-        from serengeti_tf.data.sources.lila_csv import read_lila_csv as reader
-    elif name == "coco":
-        from serengeti_tf.data.sources.coco_camera_traps import read_coco as reader
-    elif name == "folders":
-        from serengeti_tf.data.sources.folders import read_folders as reader
-    elif name == "csv":
-        from serengeti_tf.data.sources.plain_csv import read_plain_csv as reader
-    else:
-        raise UserError(f"data.source_format must be one of auto, {', '.join(FORMATS)}, got {name!r}")
-    return reader
-
-
 def read_source(data) -> pd.DataFrame:
     """Reads `data.metadata` / `data.image_root` (a `config.DataConfig`) into the manifest table.
 
@@ -99,12 +87,13 @@ def read_source(data) -> pd.DataFrame:
     metadata = [str(m) for m in data.metadata]
     _check_inputs(metadata, data.image_root)
     name = detect_format(metadata, data.image_root) if data.source_format == "auto" else data.source_format
+    reader = SOURCE_FORMATS.lookup(name)
     if name == "folders" and metadata:
         raise UserError(f"source_format 'folders' reads class folders under data.image_root and takes no "
                         f"metadata files, got {metadata}")
     if name != "folders" and not metadata:
         raise UserError(f"source_format '{name}' needs data.metadata (metadata file paths), got none")
-    frame = _reader(name)(metadata, data.image_root)
+    frame = reader(metadata, data.image_root)
     frame = finish_manifest(frame, name)
     frame = merge_duplicate_paths(frame)
     frame = mark_reader_drops(frame, drop_multi_species=data.drop_multi_species)
@@ -280,3 +269,12 @@ def relative_posix(paths: pd.Series, image_root: str | Path) -> pd.Series:
 
         text = text.where(~absolute, text[absolute].map(rebase))
     return text
+
+
+# ---- the readers, by `data.source_format` name ---------------------------------------------------
+# Imported when first called: the reader modules import the helpers above, and listing the names
+# (config validation, `prepare --help`) should not import them.
+SOURCE_FORMATS.register("lila_csv", lazy_function("serengeti_tf.data.sources.lila_csv:read_lila_csv"))
+SOURCE_FORMATS.register("coco", lazy_function("serengeti_tf.data.sources.coco_camera_traps:read_coco"))
+SOURCE_FORMATS.register("folders", lazy_function("serengeti_tf.data.sources.folders:read_folders"))
+SOURCE_FORMATS.register("csv", lazy_function("serengeti_tf.data.sources.plain_csv:read_plain_csv"))

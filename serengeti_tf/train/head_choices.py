@@ -1,0 +1,82 @@
+"""The named head re-balancings (`train.head_rebalancing`): name -> what it does to a trained head.
+
+Registered here, not in `rebalancing.py`, because that module imports TensorFlow at load and
+listing the names (`config.validate`, `serengeti-tf train --help`) must not; each builder imports
+the `rebalancing.py` functions it uses when called. `rebalancing.rebalance_head` is the caller: it
+reads the head and caches the features into `HeadInputs`, calls the builder, writes the new weights.
+
+A builder takes `(TrainConfig, HeadInputs)` and returns `(tau or None, sweep table or None, kernel,
+bias)` for the new head, or None to leave the head as it is. A new method is one more builder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import numpy as np
+
+from serengeti_tf.choices import HEAD_REBALANCINGS
+from serengeti_tf.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    RebalancedHead = tuple[Optional[float], Optional[pd.DataFrame], np.ndarray, Optional[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """A trained Dense head and the cached pooled features (its input) a re-balancing works from."""
+
+    kernel: np.ndarray  # [features, classes]
+    bias: Optional[np.ndarray]
+    val_features: np.ndarray  # float64 [N, features] of the validation split
+    val_labels: np.ndarray
+    train_counts: Sequence[int]  # the class counts the model was last trained on (its prior)
+    train_features: Optional[np.ndarray] = None  # the unaugmented training split, for cRT
+    train_labels: Optional[np.ndarray] = None
+    verbose: int = 2
+
+
+@HEAD_REBALANCINGS.register("none")
+def keep_head(train_config, head: HeadInputs) -> None:
+    return None
+
+
+@HEAD_REBALANCINGS.register("posthoc_logit_adjustment")
+def posthoc_adjusted_head(train_config, head: HeadInputs) -> RebalancedHead:
+    """Tau from `train.posthoc_taus` by validation macro F1, baked into the bias (`posthoc_bias`)."""
+    from serengeti_tf.train.rebalancing import posthoc_bias, sweep_tau
+
+    if head.bias is None:
+        raise UserError("post-hoc logit adjustment is baked into the head bias, but the head has no bias")
+    logits = head.val_features @ head.kernel.astype(np.float64) + head.bias.astype(np.float64)
+    tau, table = sweep_tau(logits, head.val_labels, head.train_counts, train_config.posthoc_taus)
+    return tau, table, head.kernel, posthoc_bias(head.bias, head.train_counts, tau)
+
+
+@HEAD_REBALANCINGS.register("tau_norm")
+def tau_normalised_head(train_config, head: HeadInputs) -> RebalancedHead:
+    """Tau from `train.tau_norm_taus` by validation macro F1, bias rule `train.tau_norm_bias`."""
+    from serengeti_tf.train.rebalancing import sweep_tau_norm, tau_normalize_head
+
+    tau, table = sweep_tau_norm(head.val_features, head.val_labels, head.kernel, head.bias,
+                                train_config.tau_norm_taus, train_config.tau_norm_bias)
+    return (tau, table, *tau_normalize_head(head.kernel, head.bias, tau, train_config.tau_norm_bias))
+
+
+@HEAD_REBALANCINGS.register("crt")
+def class_balanced_head(train_config, head: HeadInputs) -> RebalancedHead:
+    """`class_balanced_head_retraining` with `train.crt_*`, `train.batch_size` and `train.seed`."""
+    from serengeti_tf.train.rebalancing import class_balanced_head_retraining
+
+    if head.train_features is None or head.train_labels is None:
+        raise UserError("cRT needs the cached features and labels of the training split")
+    if head.bias is None:
+        raise UserError("cRT trains a head with bias but the model's head has use_bias=False")
+    kernel, bias = class_balanced_head_retraining(
+        head.train_features, head.train_labels, head.kernel.shape[1], epochs=train_config.crt_epochs,
+        batch_size=train_config.batch_size, learning_rate=train_config.crt_learning_rate,
+        steps_per_epoch=train_config.crt_steps_per_epoch, seed=train_config.seed, verbose=head.verbose)
+    return None, None, kernel, bias
