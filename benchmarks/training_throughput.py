@@ -109,6 +109,7 @@ def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dic
 
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.train import features as feature_cache
     from serengeti_tf.train import training
     from serengeti_tf.models.resnet import build_model, freeze_backbone, head_model
 
@@ -130,11 +131,11 @@ def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dic
     # Fast path: the feature pass over the train split (first batch = tracing, timed anyway: it is
     # paid once per run), then `head_epochs` epochs of the head on cached features.
     start = time.perf_counter()
-    features, labels = training.extract_features(model, pipeline.make_eval_dataset(dataset_dir, "train", config,
-                                                                                    batch))
+    features, labels = feature_cache.extract_features(model, pipeline.make_eval_dataset(dataset_dir, "train", config,
+                                                                                         batch))
     feature_seconds = time.perf_counter() - start
     head = training.compile_model(head_model(model), config.train, loss_counts)
-    batches = training.feature_batches(features, labels, batch, seed=0).repeat()
+    batches = feature_cache.feature_batches(features, labels, batch, seed=0).repeat()
     start = time.perf_counter()
     head.fit(batches, steps_per_epoch=steps, epochs=head_epochs, verbose=0)
     head_seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -103,11 +104,11 @@ def check_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool
         raise UserError(f"{path} is not empty and was not written by serengeti-tf; choose a new or "
                         f"empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
     existing = read_json(marker_path)
-    if existing == _json_round_trip(fingerprint):
+    if same_json(existing, fingerprint):
         return True
     if not overwrite:
         changed = sorted(k for k in set(existing) | set(fingerprint)
-                         if existing.get(k) != _json_round_trip(fingerprint.get(k)))
+                         if not same_json(existing.get(k), fingerprint.get(k)))
         raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
                         f"choose another folder or pass --overwrite")
     return False
@@ -143,9 +144,38 @@ def reclaim_output_dir(path: str | os.PathLike, fingerprint: dict, marker: str =
     return False
 
 
-def _json_round_trip(value: Any) -> Any:
+def json_round_trip(value: Any) -> Any:
     """What `value` reads back as from JSON (tuples become lists, paths strings)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def same_json(stored: Any, current: Any) -> bool:
+    """True when `stored` (read from a JSON file) equals `current` written and read back: compares a
+    fingerprint on disk with a freshly computed one."""
+    return stored == json_round_trip(current)
+
+
+# ---------------------------------------------------------------------------------------------
+# Digests: what identifies a model, an input file or a listing
+# ---------------------------------------------------------------------------------------------
+
+def update_digest(digest, path: str | os.PathLike) -> None:
+    """Feeds a file's bytes into a hashlib digest in 1 MiB blocks (never the whole file in memory)."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (identifies a model, a metadata or detections file)."""
+    digest = hashlib.sha256()
+    update_digest(digest, path)
+    return digest.hexdigest()
+
+
+def text_digest(text: str) -> str:
+    """sha256 of a text (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def has_content(path: Path) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from serengeti_tf import config as cfg
 from serengeti_tf.evaluate import evaluation as ev
 from serengeti_tf.evaluate import metrics
+from serengeti_tf.evaluate.plots import plot_confusion
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import write_json
 
@@ -109,7 +110,7 @@ def test_confusion_frame_and_heatmap(tmp_path):
     assert reordered.loc["buffalo", "dikdik"] == 1 and list(reordered.index)[0] == "buffalo"
     from serengeti_tf.io_utils import save_figure
 
-    save_figure(tmp_path / "cm.png", ev.plot_confusion(frame))
+    save_figure(tmp_path / "cm.png", plot_confusion(frame))
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -236,7 +237,7 @@ def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed:
     cfg.save_config(config, run_dir)
     write_json(run_dir / "lineage.json", {"phase": 1, "sampler": sampler, "dataset_dir": str(dataset_dir),
                                           "init_run": None, "seed": seed})
-    write_json(run_dir / "class_map.json", ds.class_map(dataset_dir))
+    ds.class_map(dataset_dir).write(run_dir / "class_map.json")
     return run_dir
 
 

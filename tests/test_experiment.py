@@ -71,6 +71,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
     import numpy as np
 
     from serengeti_tf.evaluate import evaluation
+    from serengeti_tf.evaluate.run_reader import eval_dir_name
     from serengeti_tf.train import training
     from serengeti_tf.io_utils import write_csv, write_json
 
@@ -92,7 +93,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
         rng = np.random.default_rng(len(splits_evaluated))
         y_pred = np.where(rng.random(len(y_true)) < 0.7, y_true, (y_true + 1) % 4)
         prob = np.eye(4)[y_pred] * 0.8 + 0.2 / 4
-        out = Path(run_dir) / evaluation.eval_dir_name(split)
+        out = Path(run_dir) / eval_dir_name(split)
         metrics = evaluation.compute_metrics(y_true, prob, names, {n: 10 for n in names}, config.eval)
         write_json(out / "metrics.json", metrics)
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, {n: 10 for n in names}))

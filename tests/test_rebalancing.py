@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from serengeti_tf.train import rebalancing as rb
 from serengeti_tf.errors import UserError
+from serengeti_tf.models import resnet as M
+from serengeti_tf.models.inference import predict_dataset
 
 PRIORS = np.array([0.9, 0.09, 0.01])
 
@@ -156,7 +158,7 @@ def _image_dataset(counts, seed=0) -> tf.data.Dataset:
 def test_apply_crt_changes_only_the_head_bit_for_bit():
     model = _tiny_model()
     dataset = _image_dataset([40, 8, 3])
-    head = rb.find_head(model)
+    head = M.head_layer(model, None)
     assert head.name == "logits"
     before = {v.path: np.array(v.numpy()) for v in model.weights}
     head_paths = {v.path for v in head.weights}
@@ -174,14 +176,14 @@ def test_apply_crt_changes_only_the_head_bit_for_bit():
     np.testing.assert_array_equal(head.get_weights()[1], bias)
     assert not np.array_equal(before[head.kernel.path], kernel)
     # The model now predicts with the new head on the unchanged features.
-    features, _ = rb.extract_features(rb.backbone_of(model), dataset)
+    features, _ = predict_dataset(M.feature_extractor(model, None), dataset)
     images = np.concatenate([x.numpy() for x, _ in dataset])
     np.testing.assert_allclose(model.predict(images, verbose=0), features @ kernel + bias, rtol=1e-4, atol=1e-5)
 
 
 def test_apply_tau_norm_rewrites_the_head_in_place():
     model = _tiny_model()
-    head = rb.find_head(model)
+    head = M.head_layer(model, None)
     kernel, bias = head.get_weights()
     rb.apply_tau_norm(model, 1.0)
     expected_kernel, expected_bias = rb.tau_normalize_head(kernel, bias, 1.0)
@@ -189,13 +191,13 @@ def test_apply_tau_norm_rewrites_the_head_in_place():
     np.testing.assert_array_equal(head.get_weights()[1], expected_bias)
 
 
-def test_find_head_refuses_a_model_ending_in_softmax():
+def test_head_layer_refuses_a_model_ending_in_softmax():
     inputs = keras.Input(shape=(4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
     with pytest.raises(UserError, match="needs a linear Dense head producing logits"):
-        rb.find_head(model)
-    with pytest.raises(UserError, match="model has no layer named 'nope'"):
-        rb.find_head(model, "nope")
+        M.head_layer(model, None)
+    with pytest.raises(UserError, match="has no head layer named 'nope'"):
+        M.head_layer(model, "nope")
 
 
 def test_head_training_rejects_bad_input():

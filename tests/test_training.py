@@ -25,9 +25,10 @@ from sklearn.metrics import f1_score
 from serengeti_tf import config as cfg
 from serengeti_tf.models import resnet as M
 from serengeti_tf.data import pipeline
+from serengeti_tf.train import features as feature_cache
 from serengeti_tf.train import runs, training
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.evaluation import file_digest
+from serengeti_tf.io_utils import file_digest
 from serengeti_tf.testing import write_tiny_dataset
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
@@ -225,11 +226,11 @@ def test_feature_cache_of_another_model_is_computed_again(tmp_path):
         return np.ones((3, 4), np.float32) * len(calls), np.arange(3, dtype=np.int32)
 
     path = tmp_path / "features-train.npz"
-    first = training.cached_features(path, compute, quiet, source="aaa")
-    again = training.cached_features(path, compute, quiet, source="aaa")
+    first = feature_cache.cached_features(path, compute, quiet, source="aaa")
+    again = feature_cache.cached_features(path, compute, quiet, source="aaa")
     assert len(calls) == 1 and np.array_equal(first[0], again[0])
     lines: list[str] = []
-    other = training.cached_features(path, compute, lines.append, source="bbb")
+    other = feature_cache.cached_features(path, compute, lines.append, source="bbb")
     assert len(calls) == 2 and other[0][0, 0] == 2 and "computed by another model" in lines[0]
 
 
@@ -294,10 +295,10 @@ def test_fast_path_gives_the_same_head_as_the_slow_path(phase1_run, tiny_dataset
     slow.fit(images.repeat(), steps_per_epoch=steps, epochs=3, shuffle=False, verbose=0)
 
     full = M.freeze_backbone(M.load_model(phase1_run / "model.keras"))
-    features, labels = training.extract_features(full, images)
+    features, labels = feature_cache.extract_features(full, images)
     assert features.shape == (48, 512)
     head = training.compile_model(M.head_model(full), config.train, loss_counts)
-    head.fit(training.feature_batches(features, labels, 8, seed=None).repeat(), steps_per_epoch=steps, epochs=3,
+    head.fit(feature_cache.feature_batches(features, labels, 8, seed=None).repeat(), steps_per_epoch=steps, epochs=3,
              shuffle=False, verbose=0)
     assert int(head.optimizer.iterations) == int(slow.optimizer.iterations) == 3 * steps
     M.set_head_weights(full, M.head_layer(head).get_weights())

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import read_json
 
@@ -38,13 +39,11 @@ def _require(path: Path, what: str) -> Path:
 
 def class_names(dataset_dir: str | Path) -> list[str]:
     """Class names in label-index order."""
-    data = read_json(_require(Path(dataset_dir) / "class_map.json", "class_map.json"))
-    classes = sorted(data["classes"], key=lambda c: c["index"])
-    return [c["name"] for c in classes]
+    return class_map(dataset_dir).names
 
 
-def class_map(dataset_dir: str | Path) -> dict:
-    return read_json(_require(Path(dataset_dir) / "class_map.json", "class_map.json"))
+def class_map(dataset_dir: str | Path) -> ClassMap:
+    return ClassMap.read(_require(Path(dataset_dir) / "class_map.json", "class_map.json"))
 
 
 def counts(dataset_dir: str | Path) -> pd.DataFrame:

@@ -17,7 +17,6 @@ its entry point with `if __name__ == "__main__":` (the CLI does).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -42,14 +41,6 @@ _NOT_FINGERPRINTED = ("workers",)
 MAX_PRINTED_WARNINGS = 5
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_inputs(data: DataConfig) -> None:
     """Cheap up-front checks so bad paths fail before anything is read or written."""
     if not data.image_root:
@@ -70,14 +61,14 @@ def fingerprint(data: DataConfig) -> dict:
     settings["image_root"] = str(Path(data.image_root).resolve())
     if data.detections:
         settings["detections"] = {"path": str(Path(data.detections).resolve()),
-                                  "sha256": _file_digest(Path(data.detections))}
+                                  "sha256": io_utils.file_digest(data.detections)}
     else:  # whole frames: fingerprints stay those of folders prepared before crops existed
         settings.pop("detections")
         settings.pop("crops")
     # Flat, so a refusal names the setting that differs (`differs in: image_size`).
     result = {
         "prepare_format": PREPARE_FORMAT_VERSION,
-        "metadata": [{"path": str(Path(p).resolve()), "sha256": _file_digest(Path(p))} for p in data.metadata],
+        "metadata": [{"path": str(Path(p).resolve()), "sha256": io_utils.file_digest(p)} for p in data.metadata],
         **settings,
     }
     if not data.metadata:
@@ -105,7 +96,7 @@ def _is_finished(out: Path, fp: dict) -> bool:
     marker = out / "fingerprint.json"
     if not (marker.is_file() and (out / "summary.json").is_file() and (out / "shards.json").is_file()):
         return False
-    if not _same_json(io_utils.read_json(marker), fp):
+    if not io_utils.same_json(io_utils.read_json(marker), fp):
         return False
     # A shard deleted or truncated since makes the folder unfinished: the resume path rewrites it.
     from serengeti_tf.data.dataset import damaged_shards
@@ -113,17 +104,12 @@ def _is_finished(out: Path, fp: dict) -> bool:
     return not damaged_shards(out, io_utils.read_json(out / "shards.json"))
 
 
-def _same_json(stored, current) -> bool:
-    """Compares a fingerprint read from disk with a fresh one (JSON round trip: tuples become lists)."""
-    return stored == json.loads(json.dumps(current, default=str))
-
-
 def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
     """Refuses a folder holding other work before the (possibly long) metadata read, not after it."""
     if overwrite or not io_utils.has_content(out):
         return
     marker = out / "fingerprint.json"
-    if not marker.is_file() or not _same_json(io_utils.read_json(marker), fp):
+    if not marker.is_file() or not io_utils.same_json(io_utils.read_json(marker), fp):
         io_utils.claim_output_dir(out, fp, overwrite=False)  # raises the standard refusal message
 
 
@@ -174,25 +160,20 @@ def class_names_of(manifest: pd.DataFrame) -> list[str]:
     return sorted(set(kept["species"]))
 
 
-def class_map_content(names: list[str]) -> dict:
-    from serengeti_tf.species import paper_name
-
-    return {"num_classes": len(names),
-            "classes": [{"index": i, "name": n, "paper_name": paper_name(n)} for i, n in enumerate(names)]}
-
-
 def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> None:
     """Writes class_map.json, or refuses when the folder's existing shards use another class map.
 
     With `overwrite` the folder is emptied and rebuilt instead (its shards carry the old labels).
     """
+    from serengeti_tf.data.class_map import ClassMap
+
     path = out / "class_map.json"
     if path.is_file() and overwrite:
-        existing = [c["name"] for c in sorted(io_utils.read_json(path)["classes"], key=lambda c: c["index"])]
+        existing = ClassMap.read(path).names
         if existing != names:
             io_utils.reclaim_output_dir(out, fp)
     if path.is_file():
-        existing = [c["name"] for c in sorted(io_utils.read_json(path)["classes"], key=lambda c: c["index"])]
+        existing = ClassMap.read(path).names
         if existing != names:
             added = sorted(set(names) - set(existing))
             removed = sorted(set(existing) - set(names))
@@ -200,7 +181,7 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
                             f"classes, now {len(names)}; added {added[:5]}, removed {removed[:5]}); "
                             f"pass --overwrite to rebuild the dataset")
         return
-    io_utils.write_json(path, class_map_content(names))
+    ClassMap.from_names(names).write(path)
 
 
 def mark_corrupt(manifest: pd.DataFrame, corrupt: dict[str, str]) -> pd.DataFrame:
@@ -225,26 +206,6 @@ def count_table(manifest: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     table.insert(0, "paper_name", [paper_name(n) for n in names])
     table.insert(0, "species", names)
     return table.reset_index(drop=True)
-
-
-def class_distribution_figure(counts: pd.DataFrame, unit: str = "images"):
-    """Training images (or crops) per class, sorted, log scale (the layout of the paper's fig. 4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ordered = counts.sort_values(["train", "species"], ascending=[False, True])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(ordered) + 2), 4.5))
-    ax.bar(range(len(ordered)), ordered["train"].clip(lower=0.8), color="#4a7fb0")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(ordered)))
-    ax.set_xticklabels(ordered["paper_name"], rotation=90, fontsize=7)
-    ax.set_ylabel(f"training {unit} (log scale)")
-    ax.set_title(f"Class distribution of the training split ({int(ordered['train'].sum())} {unit}, "
-                 f"{len(ordered)} classes)")
-    ax.grid(axis="y", which="both", alpha=0.3)
-    return fig
 
 
 def split_totals(manifest: pd.DataFrame) -> dict:
@@ -345,6 +306,8 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
     if detections_report is not None:
         io_utils.write_csv(out / "crops.csv", examples)
     io_utils.write_csv(out / "splits.csv", split.split_table(manifest))
+    from serengeti_tf.evaluate.plots import class_distribution_figure
+
     unit = "crops" if detections_report is not None else "images"
     io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts, unit))
     index = shards.shard_index(plans, records)

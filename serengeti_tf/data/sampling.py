@@ -211,36 +211,12 @@ def read_counts_csv(path: str | Path) -> dict[str, int]:
     return dict(zip(frame["species"].astype(str), values.astype(np.int64).tolist()))
 
 
-def plot_plan(plan: pd.DataFrame, title: str, unit: str = "images"):
-    """Bar plot of the original vs phase-1 distribution, largest class first, log scale (paper figs. 5-6)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ordered = plan.sort_values("original", ascending=False, kind="stable")
-    x = np.arange(len(ordered))
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.28 * len(ordered) + 2), 4.5))
-    width = 0.42
-    # Log scale cannot show 0: draw empty classes as no bar.
-    axis.bar(x - width / 2, ordered["original"].clip(lower=0), width, label="original", color="#8c8c8c")
-    axis.bar(x + width / 2, ordered["target"].clip(lower=0), width, label="phase 1", color="#1f77b4")
-    axis.set_yscale("log")
-    axis.set_xticks(x)
-    axis.set_xticklabels(ordered["species"], rotation=90, fontsize=7)
-    axis.set_ylabel(f"training {unit} (log scale)")
-    axis.set_title(title)
-    axis.legend()
-    axis.grid(axis="y", which="major", alpha=0.3)
-    figure.tight_layout()
-    return figure
-
-
 def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
                counts_csv: str | Path | None = None, overwrite: bool = False) -> pd.DataFrame:
     """The `plan` job: plan from a prepared dataset or a counts CSV -> plan.csv, plan.png, config.yaml."""
     from serengeti_tf import config as cfg
     from serengeti_tf.data import dataset
+    from serengeti_tf.evaluate.plots import plot_plan
     from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
     from serengeti_tf.locks import output_lock
 

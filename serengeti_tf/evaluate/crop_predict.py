@@ -21,7 +21,6 @@ interrupted run continues when rerun with the same model, inputs, detections and
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -33,7 +32,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.predict import (DECODE_THREADS, _append, _input_digest, _start_or_resume, attach_capture_ids,
-                                  check_request, file_digest, input_paths, list_inputs, output_csv_lock,
+                                  check_request, input_paths, list_inputs, output_csv_lock,
                                   output_paths, resolve_model)
 
 EMPTY = "empty"
@@ -41,7 +40,7 @@ EMPTY = "empty"
 
 def run_crop_config(model_or_run: str | Path) -> Optional[cfg.CropConfig]:
     """The data.crops settings of the dataset a run folder was trained on (None if unknown)."""
-    from serengeti_tf.evaluate.evaluation import read_lineage
+    from serengeti_tf.evaluate.run_reader import read_lineage
 
     source = Path(model_or_run)
     if not source.is_dir():
@@ -240,14 +239,14 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
             Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
         found = detections.read_detections(detections_path, root)
         has_captures = bool((frame["capture_id"] != "").any())
-        fingerprint = {"kind": "serengeti-tf predict --detections", "model_sha256": file_digest(resolved["model_path"]),
+        fingerprint = {"kind": "serengeti-tf predict --detections", "model_sha256": io_utils.file_digest(resolved["model_path"]),
                        "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
                        "inputs": _input_digest(frame), "num_inputs": len(frame),
-                       "detections_sha256": file_digest(detections_path), "crops": cfg.to_dict(cfg.Config(
+                       "detections_sha256": io_utils.file_digest(detections_path), "crops": cfg.to_dict(cfg.Config(
                            data=cfg.DataConfig(crops=crop_config)))["data"]["crops"]}
         if paths["predictions"].exists():
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
-            if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
+            if io_utils.same_json(meta.get("fingerprint"), fingerprint) and not overwrite:
                 return {**meta, "already_done": True}
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "

@@ -27,7 +27,6 @@ Conventions (they matter when classes are rare):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 from pathlib import Path
@@ -40,6 +39,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf.evaluate.bootstrap import SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
 from serengeti_tf.evaluate.metrics import (SELECTION_DESCRIPTION, classification_scores, confusion_counts,
                                   scores_from_confusion)
 
@@ -275,29 +275,6 @@ def confusion_frame(y_true: Sequence[int], y_pred: Sequence[int], class_names: S
     return frame
 
 
-def plot_confusion(frame: pd.DataFrame, title: str = ""):
-    """Row-normalised heatmap (each true class sums to 1; empty rows stay 0); returns the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = frame.to_numpy(dtype=np.float64)
-    totals = counts.sum(axis=1, keepdims=True)
-    normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    n = len(frame)
-    side = max(4.0, min(0.28 * n + 2, 22.0))
-    fig, ax = plt.subplots(figsize=(side, side))
-    image = ax.imshow(normalised, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(n), frame.columns, rotation=90, fontsize=max(4, 9 - n // 12))
-    ax.set_yticks(range(n), frame.index, fontsize=max(4, 9 - n // 12))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true (rows sum to 1)")
-    ax.set_title(title or "Confusion matrix, row-normalised")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return fig
-
-
 def predictions_frame(paths: Sequence[str], capture_ids: Sequence[str], y_true: np.ndarray, y_prob: np.ndarray,
                       class_names: Sequence[str], top_k: int) -> pd.DataFrame:
     """predictions.csv: path, capture_id, true, predicted, confidence, correct, top-k species/probs."""
@@ -365,88 +342,22 @@ def per_class_text(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 
-# ----------------------------------------------------------------------------------------------
-# Run folders (shared with reporting and predict)
-# ----------------------------------------------------------------------------------------------
-
-def eval_dir_name(split: str) -> str:
-    """`eval` for the test split (the paper's numbers), `eval_<split>` otherwise."""
-    return "eval" if split == "test" else f"eval_{split}"
-
-
-def read_lineage(run_dir: str | Path) -> dict:
-    """lineage.json of a run ({"phase", "sampler", "dataset_dir", "init_run", "seed", ...})."""
-    from serengeti_tf.train.runs import read_run_json
-
-    return read_run_json(run_dir, "lineage.json")
-
-
-def run_class_names(run_dir: str | Path) -> list[str]:
-    """Class names of a run (its class_map.json), in label-index order."""
-    path = Path(run_dir) / "class_map.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: class_map.json missing (not a training run folder?)")
-    return class_names_from_map(path)
-
-
-def class_names_from_map(path: str | Path) -> list[str]:
-    """Class names from a class_map.json ({"classes": [{"index", "name"}, ...]})."""
-    from serengeti_tf.io_utils import read_json
-
-    try:
-        data = read_json(path)
-        classes = sorted(data["classes"], key=lambda c: c["index"])
-        return [c["name"] for c in classes]
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path} is not a class_map.json (expected {{'classes': [{{'index', 'name'}}]}}): "
-                        f"{err}") from None
-
-
-def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
-                        dataset_dir: Optional[str | Path] = None) -> Path:
-    """The prepared dataset a run was trained on: `dataset_dir` if given, else lineage's (absolute,
-    relative to the working folder, or relative to the run folder)."""
-    if dataset_dir is not None:
-        candidates = [Path(dataset_dir)]
-    else:
-        recorded = lineage.get("dataset_dir")
-        if not recorded:
-            raise UserError(f"{run_dir}/lineage.json names no dataset_dir; pass --dataset-dir")
-        candidates = [Path(recorded), Path(run_dir) / recorded]
-    for candidate in candidates:
-        if (candidate / "class_map.json").is_file():
-            return candidate
-    raise UserError(f"prepared dataset not found at {candidates[0]} (from "
-                    f"{'--dataset-dir' if dataset_dir is not None else 'lineage.json'}); pass --dataset-dir")
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file (identifies the model an evaluation used)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
                   num_images: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Runs the model over a prepared split in stored order; returns (labels [N], probabilities [N, C])."""
     from tqdm import tqdm
 
     from serengeti_tf.data import pipeline
+    from serengeti_tf.models.inference import predict_dataset
 
     batch_size = config.eval.batch_size
     data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=batch_size)
-    labels, probs = [], []
     total = math.ceil(num_images / batch_size) if num_images else None
-    for images, batch_labels in tqdm(data, total=total, desc=f"evaluate {split}", unit="batch"):
-        logits = model(images, training=False)
-        probs.append(softmax(np.asarray(logits)))
-        labels.append(np.asarray(batch_labels))
-    if not probs:
+    logits, labels = predict_dataset(model, data, progress=lambda batches: tqdm(
+        batches, total=total, desc=f"evaluate {split}", unit="batch"))
+    if not len(labels):
         raise UserError(f"evaluation: split '{split}' of {dataset_dir} holds no images")
-    return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
+    return labels, softmax(logits)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -478,6 +389,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     from serengeti_tf.evaluate import levels
     from serengeti_tf.data import pipeline
     from serengeti_tf.locks import output_lock
+    from serengeti_tf.evaluate.plots import plot_confusion
     from serengeti_tf.models.resnet import load_model
 
     run_dir = Path(run_dir)
@@ -504,7 +416,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     ds.check_shards(data_dir)
     out_dir = run_dir / eval_dir_name(split)
     eval_settings = cfg.to_dict(run_config)["eval"]
-    fingerprint = {"model_sha256": file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
+    fingerprint = {"model_sha256": io_utils.file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
                    "split": split, "input_size": run_config.model.input_size,
                    "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}

@@ -222,7 +222,7 @@ def level_comparison_markdown(table: pd.DataFrame) -> str:
 
 def run_levels_table(rows: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """One row per (run, level) from each run's metrics.json `levels`: examples, accuracy, macro F1."""
-    from serengeti_tf.evaluate.evaluation import eval_dir_name
+    from serengeti_tf.evaluate.run_reader import eval_dir_name
 
     out = []
     for model, phase, seed, run in zip(rows["model"], rows["phase"], rows["seed"], rows["run_dir"]):
@@ -238,7 +238,7 @@ def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str 
     """For a comparison holding a crop run: writes `levels.csv` (every run's scores per level) and,
     with another run beside it, `levels_comparison.csv` (scores on the shared test images and
     captures); appends both to `report.md`. Returns the shared-image table (None without one)."""
-    from serengeti_tf.evaluate.evaluation import eval_dir_name, run_class_names
+    from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
     from serengeti_tf.evaluate.reporting import markdown_table
 
     if not (rows["level"] == "crop").any():

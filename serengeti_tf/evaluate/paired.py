@@ -26,7 +26,8 @@ import pandas as pd
 
 from serengeti_tf.evaluate import bootstrap
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.evaluation import MACRO_ROW, eval_dir_name
+from serengeti_tf.evaluate.evaluation import MACRO_ROW
+from serengeti_tf.evaluate.run_reader import eval_dir_name
 
 BASELINE = "baseline"
 SEED_COLUMNS = ["comparison", "seed", "ref_run", "new_run", "accuracy_ref", "accuracy_new", "delta_accuracy",

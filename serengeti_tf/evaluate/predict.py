@@ -23,8 +23,6 @@ Capture ids come from a `capture_id` (or `seq_id`) column of a CSV input, or fro
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +35,9 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.evaluation import class_names_from_map, file_digest, softmax, top_k_frame
+from serengeti_tf.data.class_map import ClassMap
+from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
+from serengeti_tf.io_utils import file_digest
 from serengeti_tf.locks import output_lock
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,14 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
         raise UserError(f"model not found: {source} (expected a training run folder or a .keras file)")
     if size is not None and size < 1:
         raise UserError(f"image size must be >= 1 pixel, got {size}")
-    return {"model_path": model_path, "class_names": class_names_from_map(class_map),
+    return {"model_path": model_path, "class_names": ClassMap.read(class_map).names,
             "class_map": class_map, "stored_size": size}
 
 
 def _run_stored_size(run_dir: Path) -> Optional[int]:
     """Shorter side of the images the run was trained on (its prepared dataset's data.image_size)."""
     from serengeti_tf.data import dataset as ds
-    from serengeti_tf.evaluate.evaluation import read_lineage
+    from serengeti_tf.evaluate.run_reader import read_lineage
 
     try:
         dataset_dir = read_lineage(run_dir).get("dataset_dir")
@@ -214,7 +214,7 @@ def _read_or_reason(file: Path, stored_size: int, input_size: int) -> tuple[Opti
 
 def _input_digest(frame: pd.DataFrame) -> str:
     text = "\n".join(f"{p}\t{c}" for p, c in zip(frame["path"], frame["capture_id"]))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return io_utils.text_digest(text)
 
 
 def output_paths(out_csv: str | Path) -> dict[str, Path]:
@@ -233,7 +233,7 @@ def _start_or_resume(paths: dict[str, Path], fingerprint: dict, overwrite: bool)
     """Paths already done by an interrupted run with the same fingerprint (else, or with
     `overwrite`, starts clean)."""
     same = (not overwrite and paths["partial_meta"].is_file()
-            and io_utils.read_json(paths["partial_meta"]) == json.loads(json.dumps(fingerprint, default=str)))
+            and io_utils.same_json(io_utils.read_json(paths["partial_meta"]), fingerprint))
     if not same:
         for key in ("partial", "partial_skipped"):
             paths[key].unlink(missing_ok=True)
@@ -375,7 +375,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     with output_csv_lock(paths):
         if paths["predictions"].exists():
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
-            if meta.get("fingerprint") == json.loads(json.dumps(fingerprint, default=str)) and not overwrite:
+            if io_utils.same_json(meta.get("fingerprint"), fingerprint) and not overwrite:
                 log.info("%s already holds these predictions; nothing to do", paths["predictions"])
                 return _summary(paths, meta, already_done=True, resumed=False)
             if not overwrite:

@@ -37,7 +37,8 @@ from serengeti_tf import io_utils
 from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.errors import UserError
 from serengeti_tf.locks import output_lock
-from serengeti_tf.evaluate.evaluation import MACRO_ROW, eval_dir_name
+from serengeti_tf.evaluate.evaluation import MACRO_ROW
+from serengeti_tf.evaluate.run_reader import eval_dir_name
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
 HEADLINE_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "top_k_accuracy",
@@ -76,7 +77,7 @@ def _eval_path(run_dir: Path, split: str, name: str) -> Path:
 def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """One evaluated run as a flat row: run_dir, run_name, model, sampler, phase, seed, init_run,
     the HEADLINE_METRICS, and the bootstrap CI bounds when present."""
-    from serengeti_tf.evaluate.evaluation import read_lineage
+    from serengeti_tf.evaluate.run_reader import read_lineage
 
     run_dir = Path(run_dir)
     metrics_path = _eval_path(run_dir, split, "metrics.json")
@@ -358,67 +359,6 @@ def f1_change_table(per_class: pd.DataFrame, pairs: Sequence[tuple[str, str, str
     return pd.concat(parts, ignore_index=True).round({"f1_ref": 4, "f1_new": 4, "abs_change": 4, "rel_change": 4})
 
 
-def plot_f1_change(change: pd.DataFrame, title: str):
-    """Bar per species (sorted by train count, most frequent left): relative F1 change in percent.
-
-    Classes whose reference F1 is 0 but the new F1 is not have no relative change; they are marked
-    with a triangle at the top of the axis.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    change = change.sort_values(["count_train", "species"], ascending=[False, True]).reset_index(drop=True)
-    values = change["rel_change"].to_numpy(dtype=float) * 100
-    x = np.arange(len(change))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(change) + 2), 4.5))
-    finite = np.nan_to_num(values, nan=0.0)
-    colours = np.where(finite >= 0, "#2a9d8f", "#e76f51")
-    ax.bar(x, finite, color=colours)
-    ax.axhline(0, color="black", linewidth=0.8)
-    undefined = change["ref_zero"].to_numpy(dtype=bool)
-    if undefined.any():
-        top = max(float(np.max(finite, initial=0.0)), 10.0) * 1.1
-        ax.scatter(x[undefined], np.full(undefined.sum(), top), marker="^", s=60, color="#264653",
-                   label="reference F1 = 0, new F1 > 0 (no relative change)", zorder=3)
-        ax.set_ylim(top=top * 1.15)
-        ax.legend(loc="best", fontsize=8)
-    ax.set_xticks(x, [f"{s} ({n})" for s, n in zip(change["species"], change["count_train"])],
-                  rotation=90, fontsize=7)
-    ax.set_xlim(-0.6, len(change) - 0.4)
-    ax.set_ylabel("relative F1 change (%)")
-    ax.set_xlabel("species (train images), most frequent first")
-    ax.set_title(title)
-    return fig
-
-
-def plot_f1_vs_frequency(per_class: pd.DataFrame, title: str = "Per-class F1 against class frequency"):
-    """One marker series (joined by a thin line) per model/phase group of `per_class_f1`: mean
-    test F1 of each class against its number of training images (log x; 0 plotted at 1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = per_class.sort_values(["count_train", "species"]).reset_index(drop=True)
-    x = np.maximum(frame["count_train"].to_numpy(dtype=float), 1.0)
-    groups = [c for c in frame.columns if c not in ("species", "count_train")]
-    markers = "os^Dv<>pPX*h"
-    fig, ax = plt.subplots(figsize=(8.0, 5.0))
-    for i, group in enumerate(groups):
-        ax.plot(x, frame[group].to_numpy(dtype=float), marker=markers[i % len(markers)], markersize=4,
-                linestyle="none", alpha=0.75, label=group)  # classes are not a continuum: no lines
-    ax.set_xscale("log")
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("training images of the class (log scale)")
-    ax.set_ylabel("F1 (mean over seeds)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
-    return fig
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").replace("__", "_")
 
@@ -434,6 +374,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     paired_per_class.csv; `eval_config.bootstrap_samples` resamples, its seed) and report.md into
     `out_dir`; returns their paths and the tables."""
     from serengeti_tf.evaluate import paired
+    from serengeti_tf.evaluate.plots import plot_f1_change, plot_f1_vs_frequency
 
     eval_config = eval_config or cfg.EvalConfig()
     out = Path(out_dir)

@@ -32,7 +32,6 @@ The output folder follows the other verbs: refused if it holds something else (u
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import tensorflow as tf
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.data import pipeline
+from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError
 
 TFLITE_VARIANTS = ("float32", "dynamic_range")
@@ -86,15 +86,15 @@ def deployable_model(model: keras.Model, builtin_ops: bool = False) -> keras.Mod
 # Writers
 # ---------------------------------------------------------------------------------------------
 
-def write_saved_model(model: keras.Model, out: Path, class_map: dict) -> Path:
+def write_saved_model(model: keras.Model, out: Path, class_map: ClassMap) -> Path:
     """SavedModel with the three signatures of the module doc and the class map as assets."""
     deployable = deployable_model(model)
     size = int(model.input_shape[1])
-    classes = sorted(class_map["classes"], key=lambda c: c["index"])
+    classes = class_map.classes
     assets = out.parent / f".{out.name}-assets"
     assets.mkdir(parents=True, exist_ok=True)
-    (assets / "class_map.json").write_text(json.dumps(class_map, indent=2) + "\n", encoding="utf-8")
-    (assets / "labels.txt").write_text("".join(c["name"] + "\n" for c in classes), encoding="utf-8")
+    (assets / "class_map.json").write_text(class_map.text(), encoding="utf-8")
+    (assets / "labels.txt").write_text(class_map.labels_text(), encoding="utf-8")
 
     module = tf.Module()
     module.model = deployable
@@ -146,7 +146,7 @@ def _with_metadata(tflite_bytes: bytes, name: str, payload: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def convert_tflite(model: keras.Model, variant: str, class_map: dict) -> bytes:
+def convert_tflite(model: keras.Model, variant: str, class_map: ClassMap) -> bytes:
     """TFLite bytes of the deployable model (float32 or dynamic-range quantised: int8 weights, float
     activations), builtin ops only (no Flex delegate needed), the class map in its metadata."""
     if variant not in TFLITE_VARIANTS:
@@ -165,7 +165,7 @@ def convert_tflite(model: keras.Model, variant: str, class_map: dict) -> bytes:
         if variant == "dynamic_range":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         data = converter.convert()
-    return _with_metadata(data, TFLITE_METADATA_NAME, json.dumps(class_map).encode("utf-8"))
+    return _with_metadata(data, TFLITE_METADATA_NAME, class_map.compact_json().encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,14 +223,14 @@ def _each(runner: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray]) 
 # The job
 # ---------------------------------------------------------------------------------------------
 
-def _run_files(run_dir: Path) -> tuple[Path, dict, Optional[Path]]:
-    from serengeti_tf.train.runs import read_run_json
+def _run_files(run_dir: Path) -> tuple[Path, ClassMap, Optional[Path]]:
+    from serengeti_tf.train.runs import read_class_map, read_run_json
 
     model_path = run_dir / "model.keras"
     if not run_dir.is_dir() or not model_path.is_file():
         raise UserError(f"export needs a finished training run folder with model.keras, got {run_dir}")
-    class_map = read_run_json(run_dir, "class_map.json")
-    if not class_map.get("classes"):
+    class_map = read_class_map(run_dir)
+    if not class_map.classes:
         raise UserError(f"{run_dir}/class_map.json lists no classes")
     lineage = read_run_json(run_dir, "lineage.json") if (run_dir / "lineage.json").is_file() else {}
     dataset_dir = Path(lineage["dataset_dir"]) if lineage.get("dataset_dir") else None
@@ -259,9 +259,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, ove
         return _export(run_dir, out_dir, model_path, class_map, dataset_dir, config, overwrite, print_fn)
 
 
-def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: dict, dataset_dir: Optional[Path],
+def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap, dataset_dir: Optional[Path],
             config: cfg.Config, overwrite: bool, print_fn: Callable[[str], None]) -> dict[str, Any]:
-    from serengeti_tf.evaluate.evaluation import file_digest
+    from serengeti_tf.io_utils import file_digest
     from serengeti_tf.models.resnet import load_model
 
     fmt = config.export.format
@@ -273,7 +273,7 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: dict, dat
     model = load_model(model_path)
     size = int(model.input_shape[1])
     images, images_note = held_out_images(dataset_dir, config.export.agreement_images)
-    print_fn(f"exporting {model_path} ({size}px, {len(class_map['classes'])} classes) as {fmt}; "
+    print_fn(f"exporting {model_path} ({size}px, {len(class_map.classes)} classes) as {fmt}; "
              f"agreement on {images_note}")
     reference = _each(keras_runner(model), images)
     report: dict[str, Any] = {"run": str(run_dir.resolve()), "model_sha256": fingerprint["model_sha256"],
@@ -311,9 +311,8 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: dict, dat
                                             "needs": "serengeti-tf installed (EvalPreprocessing layer)",
                                             **agreement(reference, _each(lambda x: reloaded(x).numpy(), images))}
         report["seconds"] = round(time.perf_counter() - started, 3)
-        io_utils.write_json(tmp / "class_map.json", class_map)
-        io_utils.write_text(tmp / "labels.txt", "".join(
-            c["name"] + "\n" for c in sorted(class_map["classes"], key=lambda c: c["index"])))
+        class_map.write(tmp / "class_map.json")
+        io_utils.write_text(tmp / "labels.txt", class_map.labels_text())
         io_utils.write_json(tmp / "export_report.json", report)
         io_utils.write_text(tmp / "export_report.md", report_markdown(report))
         cfg.save_config(config, tmp)

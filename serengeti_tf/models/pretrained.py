@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import update_digest
 
 KERAS_HUB_CLASS = "ResNetBackbone"
 # The keras-hub ResNetBackbone settings of ResNet-18 v1 (its `resnet_18_imagenet` preset).
@@ -90,9 +91,7 @@ def source_digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for file in files:
         digest.update(Path(file).name.encode("utf-8") + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        update_digest(digest, file)
     return digest.hexdigest()
 
 

@@ -18,8 +18,10 @@ Layer names are predictable (`stem_conv`, `stage2_block1_conv1`, `stage3_block1_
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
 from serengeti_tf.choices import MODELS
@@ -98,13 +100,30 @@ def build_model(model_config, num_classes: int, synchronized_bn: bool = False) -
     return MODELS.lookup(model_config.name)(model_config, num_classes, synchronized_bn)
 
 
-def head_layer(model: keras.Model) -> layers.Dense:
-    """The classification head, found by its role name."""
+def head_layer(model: keras.Model, name: Optional[str] = HEAD_NAME) -> layers.Dense:
+    """The classification head: the layer called `name` (by role name, as this package builds
+    models), or with `name=None` the layer producing the model's output (any model ending in a
+    Dense head). It must be a linear Dense layer: it outputs logits."""
+    if name is None:
+        layer = next((l for l in model.layers if _single_output(l) is model.outputs[0]), None)
+    else:
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            raise UserError(f"model {model.name!r} has no head layer named {name!r} "
+                            f"(layers end with {[l.name for l in model.layers[-3:]]})") from None
+    if not isinstance(layer, layers.Dense) or keras.activations.serialize(layer.activation) != "linear":
+        found = type(layer).__name__ if layer is not None else "nothing"
+        raise UserError(f"model {model.name!r} needs a linear Dense head producing logits, found {found}")
+    return layer
+
+
+def _single_output(layer: layers.Layer):
+    """The layer's output tensor, or None for a layer called more than once (or never)."""
     try:
-        return model.get_layer(HEAD_NAME)
-    except ValueError:
-        raise UserError(f"model {model.name!r} has no head layer named {HEAD_NAME!r} "
-                        f"(layers end with {[l.name for l in model.layers[-3:]]})") from None
+        return layer.output
+    except (AttributeError, ValueError):
+        return None
 
 
 def freeze_backbone(model: keras.Model) -> keras.Model:
@@ -153,10 +172,11 @@ def count_weights(model: keras.Model, trainable: bool = True) -> int:
     return int(sum(int(v.numpy().size) for v in variables))
 
 
-def feature_extractor(model: keras.Model) -> keras.Model:
-    """A model sharing `model`'s layers that outputs the pooled backbone features `[B, 512]`."""
-    head_layer(model)  # fails clearly on a model without the expected head
-    return keras.Model(model.inputs[0], model.get_layer(POOL_NAME).output, name=f"{model.name}_features")
+def feature_extractor(model: keras.Model, head_name: Optional[str] = HEAD_NAME) -> keras.Model:
+    """A model sharing `model`'s layers (and weights) from its input to the head's input: the
+    pooled backbone features (`[B, 512]` for ResNet-18). `head_name` as in `head_layer`."""
+    head = head_layer(model, head_name)  # fails clearly on a model without the expected head
+    return keras.Model(model.inputs[0], head.input, name=f"{model.name}_features")
 
 
 def head_model(model: keras.Model) -> keras.Model:
@@ -169,9 +189,16 @@ def head_model(model: keras.Model) -> keras.Model:
     return keras.Model(features, outputs, name=f"{model.name}_head")
 
 
-def set_head_weights(model: keras.Model, weights: list) -> None:
-    """Writes head weights (kernel, bias) into `model`'s head layer."""
-    head_layer(model).set_weights(weights)
+def set_head_weights(model: keras.Model, weights: Sequence, head_name: Optional[str] = HEAD_NAME) -> None:
+    """Writes head weights `[kernel, bias]` into `model`'s head layer in place (a None bias for a
+    head without one), checking shapes and keeping the head's dtypes; touches nothing else."""
+    head = head_layer(model, head_name)
+    current = head.get_weights()
+    new = [np.asarray(w) for w in weights if w is not None]
+    if len(new) != len(current) or any(a.shape != b.shape for a, b in zip(new, current)):
+        raise UserError(f"new head weights {[a.shape for a in new]} do not match the head "
+                        f"{[b.shape for b in current]}")
+    head.set_weights([a.astype(b.dtype) for a, b in zip(new, current)])
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:

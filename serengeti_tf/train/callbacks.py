@@ -24,6 +24,7 @@ import tensorflow as tf
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.train import runs
 from serengeti_tf.io_utils import record_owned
+from serengeti_tf.models.inference import inference_function, predict_dataset
 from serengeti_tf.train.progress import format_seconds
 
 
@@ -45,28 +46,6 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     loss = -log_softmax(logits)[np.arange(len(labels)), labels].mean()
     cm = metrics.confusion_counts(labels, logits.argmax(axis=1), logits.shape[1])
     return {"val_loss": float(loss), "val_accuracy": metrics.accuracy(cm), "val_macro_f1": metrics.macro_f1(cm)}
-
-
-def inference_function(model: keras.Model):
-    """A compiled forward pass in inference mode; build it once per model and reuse it."""
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-
-def predict_logits(model: keras.Model, dataset: tf.data.Dataset, forward=None) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels for every `(x, y)` batch of `dataset`, locally (no tf.distribute split).
-
-    Running locally on every worker gives every worker the same metrics, hence the same
-    early-stopping decision (differing decisions would deadlock multi-worker training).
-    `forward`: from `inference_function(model)`, passed when called every epoch (no retracing).
-    """
-    forward = forward or inference_function(model)
-    logits, labels = [], []
-    for x, y in dataset:
-        logits.append(np.asarray(forward(x), dtype=np.float32))
-        labels.append(np.asarray(y))
-    if not logits:
-        return np.zeros((0, model.output_shape[-1]), np.float32), np.zeros((0,), np.int64)
-    return np.concatenate(logits), np.concatenate(labels).reshape(-1)
 
 
 def tensorboard_writer(folder) -> "tf.summary.SummaryWriter":
@@ -155,7 +134,8 @@ class EpochRecorder(keras.callbacks.Callback):
             return  # nothing of a diverged epoch is kept
         if self._forward is None:
             self._forward = inference_function(self.model)
-        logits, labels = predict_logits(self.model, self.val_data, self._forward)
+        # On every worker alike (locally): differing early-stopping decisions would deadlock.
+        logits, labels = predict_dataset(self.model, self.val_data, self._forward)
         row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
                "accuracy": float(logs.get("accuracy", float("nan"))),
                **classification_metrics(logits, labels),

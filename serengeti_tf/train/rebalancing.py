@@ -10,11 +10,12 @@ All three work on the final Dense layer (the "head") or its logits and leave the
   backbone features with class-balanced sampling (each class equally likely per draw). This is the
   opposite order to the paper's two-phase training (balanced head after imbalanced representation).
 
-The array functions are pure (numpy in, numpy/DataFrame out). `find_head`, `extract_features`,
-`set_head_weights`, `apply_crt` and `apply_tau_norm` connect them to a Keras model whose last layer
-is a linear Dense head producing logits. `rebalance_head` is the one call for training: it applies
-`train.head_rebalancing` to a trained model's head from cached features, in place, so the saved
-`model.keras` predicts re-balanced logits (post-hoc adjustment is baked into the bias).
+The array functions are pure (numpy in, numpy/DataFrame out). `apply_crt` and `apply_tau_norm`
+connect them to a Keras model whose last layer is a linear Dense head producing logits, through the
+head API of `models/resnet.py` (`head_layer`, `feature_extractor`, `set_head_weights`).
+`rebalance_head` is the one call for training: it applies `train.head_rebalancing` to a trained
+model's head from cached features, in place, so the saved `model.keras` predicts re-balanced
+logits (post-hoc adjustment is baked into the bias).
 
 Model selection metric: `metrics.macro_f1` over all classes of the logits, the score that selects
 checkpoints and heads the evaluation (a class absent from validation adds a constant 0, so the
@@ -34,6 +35,8 @@ import tensorflow as tf
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.choices import HEAD_REBALANCINGS
 from serengeti_tf.errors import UserError
+from serengeti_tf.models.inference import predict_dataset
+from serengeti_tf.models.resnet import feature_extractor, head_layer, set_head_weights
 from serengeti_tf.train.head_choices import HeadInputs
 from serengeti_tf.train.losses import log_priors
 
@@ -271,7 +274,7 @@ def class_balanced_head_retraining(features: np.ndarray, labels: np.ndarray, num
     """cRT (Kang et al., ICLR 2020): a fresh head trained with class-balanced sampling; returns (kernel, bias).
 
     `features` are pooled backbone features of the training images `[N, D]` (from
-    `extract_features` on the frozen backbone), `labels` their class indices. See `train_head`.
+    the frozen backbone, e.g. `train/features.py`), `labels` their class indices. See `train_head`.
     """
     return train_head(features, labels, num_classes, class_balanced=True, epochs=epochs,
                       batch_size=batch_size, learning_rate=learning_rate,
@@ -279,54 +282,8 @@ def class_balanced_head_retraining(features: np.ndarray, labels: np.ndarray, num
 
 
 # ---------------------------------------------------------------------------------------------
-# Model glue: find the head, cache features, write new head weights
+# Model glue (the head API of `models/resnet.py`): re-balance a model's head in place
 # ---------------------------------------------------------------------------------------------
-
-def find_head(model: keras.Model, name: Optional[str] = None) -> keras.layers.Dense:
-    """The linear Dense layer producing the model's logits (by `name`, else the output layer)."""
-    if name is not None:
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
-            raise UserError(f"model has no layer named {name!r}") from None
-    else:
-        output = model.outputs[0]
-        layer = output._keras_history.operation if hasattr(output, "_keras_history") else None
-    if not isinstance(layer, keras.layers.Dense) or keras.activations.serialize(layer.activation) != "linear":
-        found = type(layer).__name__ if layer is not None else "nothing"
-        raise UserError(f"classifier re-balancing needs a linear Dense head producing logits, found {found}")
-    return layer
-
-
-def backbone_of(model: keras.Model, head: Optional[keras.layers.Dense] = None) -> keras.Model:
-    """A model from the same inputs to the head's input (the pooled features); shares the weights."""
-    head = head or find_head(model)
-    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
-
-
-def extract_features(feature_model: keras.Model, dataset: tf.data.Dataset,
-                     max_batches: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Runs `feature_model` in inference mode over `(images, labels)` batches; returns (features, labels)."""
-    features, labels = [], []
-    for i, (images, batch_labels) in enumerate(dataset):
-        if max_batches is not None and i >= max_batches:
-            break
-        features.append(np.asarray(feature_model(images, training=False), dtype=np.float32))
-        labels.append(np.asarray(batch_labels).reshape(-1))
-    if not features:
-        raise UserError("feature extraction got an empty dataset")
-    return np.concatenate(features), np.concatenate(labels).astype(np.int32)
-
-
-def set_head_weights(head: keras.layers.Dense, kernel: np.ndarray, bias: Optional[np.ndarray]) -> None:
-    """Writes a new kernel (and bias) into the head, checking shapes; touches nothing else."""
-    current = head.get_weights()
-    new = [np.asarray(kernel)] + ([] if bias is None else [np.asarray(bias)])
-    if len(new) != len(current) or any(a.shape != b.shape for a, b in zip(new, current)):
-        raise UserError(f"new head weights {[a.shape for a in new]} do not match the head "
-                        f"{[b.shape for b in current]}")
-    head.set_weights([a.astype(b.dtype) for a, b in zip(new, current)])
-
 
 def apply_crt(model: keras.Model, train_dataset: tf.data.Dataset, num_classes: int, *,
               epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
@@ -338,24 +295,31 @@ def apply_crt(model: keras.Model, train_dataset: tf.data.Dataset, num_classes: i
     Only the head's weights change; every backbone weight (incl. BatchNorm statistics) stays
     bit-for-bit the same because the backbone only runs in inference mode. Returns (kernel, bias).
     """
-    head = find_head(model, head_name)
-    if not head.use_bias:
+    if not head_layer(model, head_name).use_bias:
         raise UserError("cRT trains a head with bias but the model's head has use_bias=False")
-    features, labels = extract_features(backbone_of(model, head), train_dataset)
+    features, labels = predict_dataset(feature_extractor(model, head_name), train_dataset)
+    if not len(labels):
+        raise UserError("feature extraction got an empty dataset")
     kernel, bias = class_balanced_head_retraining(
-        features, labels, num_classes, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        steps_per_epoch=steps_per_epoch, seed=seed, verbose=verbose)
-    set_head_weights(head, kernel, bias)
+        features, labels.astype(np.int32), num_classes, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, steps_per_epoch=steps_per_epoch, seed=seed, verbose=verbose)
+    set_head_weights(model, [kernel, bias], head_name)
     return kernel, bias
 
 
 def apply_tau_norm(model: keras.Model, tau: float, bias_rule: str = "scale",
                    head_name: Optional[str] = None) -> None:
     """Tau-normalises the model's head in place (see `tau_normalize_head`)."""
-    head = find_head(model, head_name)
+    kernel, bias = _head_weights(model, head_name)
+    kernel, bias = tau_normalize_head(kernel, bias, tau, bias_rule)
+    set_head_weights(model, [kernel, bias], head_name)
+
+
+def _head_weights(model: keras.Model, head_name: Optional[str]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The head's (kernel, bias); bias None for a head without one."""
+    head = head_layer(model, head_name)
     weights = head.get_weights()
-    kernel, bias = tau_normalize_head(weights[0], weights[1] if head.use_bias else None, tau, bias_rule)
-    set_head_weights(head, kernel, bias)
+    return weights[0], (weights[1] if head.use_bias else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,9 +354,7 @@ def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int]
     the table (one row per tau, or None) is for the caller to write as CSV.
     """
     method = train_config.head_rebalancing
-    head = find_head(model, head_name)
-    weights = head.get_weights()
-    kernel, bias = weights[0], (weights[1] if head.use_bias else None)
+    kernel, bias = _head_weights(model, head_name)
     val_x = np.asarray(val_features, dtype=np.float64)
     _check_head(kernel, bias)
     if val_x.ndim != 2 or val_x.shape[1] != kernel.shape[0]:
@@ -409,7 +371,7 @@ def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int]
         summary["val_after"] = summary["val_before"]
         return summary, None
     tau, table, kernel, bias = rebalanced
-    set_head_weights(head, kernel, bias)
+    set_head_weights(model, [kernel, bias], head_name)
     summary["tau"] = tau
     summary["val_after"] = val_scores(kernel, bias)
     return summary, table

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import zipfile
@@ -33,7 +32,8 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import CorruptFileError, claim_output_dir, read_json, reclaim_output_dir, write_csv, write_json
+from serengeti_tf.io_utils import (CorruptFileError, claim_output_dir, read_json, reclaim_output_dir, same_json,
+                                   write_csv, write_json)
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")
@@ -209,7 +209,7 @@ def _upgrade_fingerprint(run_dir: Path, fp: dict) -> None:
     if not set(existing["config"]) & set(_NOT_FINGERPRINTED_SECTIONS):
         return
     upgraded = {**existing, "config": _run_settings(existing["config"])}
-    if upgraded == json.loads(json.dumps(fp, default=str)):
+    if same_json(upgraded, fp):
         write_json(marker, fp)
 
 
@@ -264,20 +264,12 @@ def versions() -> dict[str, Any]:
     }
 
 
-def write_run_files(paths: RunPaths, config: cfg.Config, lineage: dict, class_map: dict) -> None:
-    """The descriptive files of a run: config, lineage, class map, versions."""
+def write_run_files(paths: RunPaths, config: cfg.Config, lineage: dict, class_map) -> None:
+    """The descriptive files of a run: config, lineage, class map (a `ClassMap`), versions."""
     cfg.save_config(config, paths.root)
     write_json(paths.root / "lineage.json", lineage)
-    write_json(paths.root / "class_map.json", class_map)
+    class_map.write(paths.root / "class_map.json")
     write_json(paths.root / "versions.json", versions())
-
-
-def same_class_map(a: dict, b: dict) -> bool:
-    """Equal label-index -> name mapping (paper display names may differ)."""
-    def names(m: dict) -> list:
-        return [(c["index"], c["name"]) for c in sorted(m.get("classes", []), key=lambda c: c["index"])]
-
-    return names(a) == names(b)
 
 
 def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest: str, overwrite: bool) -> None:
@@ -303,8 +295,19 @@ def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest:
                     f"to retrain phase 2 from the new model, or use another run folder")
 
 
-def read_run_json(run_dir: str | Path, name: str) -> dict:
+def _run_file(run_dir: str | Path, name: str) -> Path:
     path = Path(run_dir) / name
     if not path.is_file():
         raise UserError(f"{run_dir} is not a finished training run: {name} missing")
-    return read_json(path)  # a corrupt file is a one-line CorruptFileError
+    return path
+
+
+def read_run_json(run_dir: str | Path, name: str) -> dict:
+    return read_json(_run_file(run_dir, name))  # a corrupt file is a one-line CorruptFileError
+
+
+def read_class_map(run_dir: str | Path):
+    """The run's class_map.json as a `ClassMap`."""
+    from serengeti_tf.data.class_map import ClassMap
+
+    return ClassMap.read(_run_file(run_dir, "class_map.json"))

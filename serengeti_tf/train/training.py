@@ -5,9 +5,9 @@ Phase 2 loads a phase-1 run's model, freezes everything but the head (`model.fre
 and retrains the head on the ORIGINAL train distribution with a fresh optimizer.
 
 Phase-2 fast path (default: `train.phase2_augment` false): the pooled features of the train and
-val splits are computed once (cached in `checkpoints/`) and only the Dense head is fitted on them,
-from the same initial weights with the same loss and optimizer, and written back into the full
-model for `model.keras`. With `train.feature_views: 1` (default) the train features are of the
+val splits are computed once (`features.py` caches them in `checkpoints/`) and only the Dense
+head is fitted on them, from the same initial weights with the same loss and optimizer, and
+written back into the full model for `model.keras`. With `train.feature_views: 1` (default) the train features are of the
 un-augmented centre crop: the head equals one trained through the frozen model on un-augmented
 images in the same batch order (a test checks this), NOT the slow path with
 `phase2_augment: true`, which sees fresh augmentation every epoch. `feature_views: k > 1` caches k
@@ -15,7 +15,9 @@ random augmented views per image instead (closer to Kang et al.'s augmented clas
 still a fixed set of views). `lineage.json` says which (`head_trained_on`).
 
 Both phases share the run folder, logging, checkpointing, early stopping and resume logic
-(`runs.py`, `callbacks.py`); see `runs.py` for the folder layout.
+(`runs.py`, `callbacks.py`); see `runs.py` for the folder layout. After training, the configured
+head re-balancing (`train.head_rebalancing`, `rebalancing.py`) runs on cached features; this
+module drives it, also for a run branched from an already trained one (`rebalance_run`).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ import numpy as np
 from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.train import distribution, runs
+from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.evaluation import file_digest
-from serengeti_tf.io_utils import atomic_path, refuse_overlap, write_json
+from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_json
 from serengeti_tf.locks import output_lock
 
 
@@ -84,110 +86,11 @@ def compile_model(model, train_config: cfg.TrainConfig, loss_counts: list[int], 
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase-2 fast path pieces (also used by the test that compares it with the slow path)
-# ---------------------------------------------------------------------------------------------
-
-def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled backbone features (float32 `[N, 512]`) and labels of every `(image, label)` batch."""
-    import tensorflow as tf
-
-    from serengeti_tf.models.resnet import feature_extractor
-
-    features_model = feature_extractor(model)
-    forward = tf.function(lambda x: features_model(x, training=False), reduce_retracing=True)
-    feats, labels = [], []
-    for x, y in dataset:
-        feats.append(np.asarray(tf.cast(forward(x), tf.float32)))
-        labels.append(np.asarray(y).reshape(-1))
-    if not feats:
-        return np.zeros((0, features_model.output_shape[-1]), np.float32), np.zeros((0,), np.int32)
-    return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
-
-
-def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
-                    print_fn: Callable[[str], None], source: str = "") -> tuple[np.ndarray, np.ndarray, float]:
-    """Features from `path` when a previous (interrupted) session saved them, else computed + saved.
-
-    `source` (the sha256 of the model file whose backbone computes them) is stored with the
-    features; a cache stamped with another source (or none) is stale and computed again.
-    """
-    if path.exists():
-        with np.load(path) as data:
-            stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
-            if stored == source:
-                return data["features"], data["labels"], 0.0
-        print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
-                 f"expected {source[:12]}); computing it again")
-    start = time.perf_counter()
-    features, labels = compute()
-    seconds = time.perf_counter() - start
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, features=features, labels=labels, source_sha256=np.asarray(source))
-    print_fn(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)")
-    return features, labels, seconds
-
-
-def head_features_description(views: int) -> str:
-    """What the cached train features behind a head fit are, in words (lineage, rebalancing.json)."""
-    if views == 1:
-        return ("pooled backbone features of the un-augmented centre crop (eval view) of each train image, "
-                "computed once; the head never sees augmentation (unlike the slow path with phase2_augment)")
-    return (f"pooled backbone features of {views} random train-time augmented views of each train image, "
-            f"computed once and cached; each epoch draws as many rows as there are images from the "
-            f"{views}x pool (a fixed set of views, not fresh augmentation every epoch)")
-
-
-def feature_cache_key(views: int) -> str:
-    """Cache name of the train features: `train` (one un-augmented view) or `train-views<k>`."""
-    return "train" if views == 1 else f"train-views{views}"
-
-
-def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
-                   print_fn, source: str, train_views: int = 1
-                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
-    """Pooled features of the train and val splits, each computed once and cached at
-    `cache_file(key)`; returns them (as "train" and "val") and the seconds the feature passes took.
-
-    Val: the eval view in stored order. Train: the eval view in stored order (`train_views` 1), or
-    `train_views` augmented views per image (`pipeline.make_views_dataset`, seeded by the data seed).
-    """
-    from serengeti_tf.data import pipeline
-
-    out, seconds = {}, 0.0
-    for split in ("train", "val"):
-        views = train_views if split == "train" else 1
-
-        def compute(split=split, views=views):
-            if views == 1:
-                data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=config.eval.batch_size)
-            else:
-                data = pipeline.make_views_dataset(dataset_dir, split, config, views, pipeline.data_seed(config),
-                                                   batch_size=config.eval.batch_size)
-            return extract_features(model, data)
-
-        key = feature_cache_key(views) if split == "train" else split
-        feats, labels, took = cached_features(cache_file(key), compute, print_fn, source)
-        out[split], seconds = (feats, labels), seconds + took
-    return out, seconds
-
-
-def feature_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: Optional[int]):
-    """Batches of cached features; reshuffled every epoch when `seed` is given (else stored order)."""
-    import tensorflow as tf
-
-    data = tf.data.Dataset.from_tensor_slices((features, labels.astype(np.int32)))
-    if seed is not None:
-        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size)
-
-
-# ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
 
-def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path]) -> dict:
-    """Validates everything a run needs BEFORE any folder is claimed; returns the dataset class map."""
+def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path]):
+    """Validates everything a run needs BEFORE any folder is claimed; returns the dataset's `ClassMap`."""
     if not dataset_dir.is_dir():
         raise UserError(f"prepared dataset folder not found: {dataset_dir} (run `serengeti-tf prepare` first)")
     class_map = ds_reader.class_map(dataset_dir)
@@ -205,10 +108,10 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
             raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
         if not (init_run / "model.keras").is_file():
             raise UserError(f"--init {init_run} is not a finished phase-1 run: model.keras missing")
-        init_map = runs.read_run_json(init_run, "class_map.json")
-        if not runs.same_class_map(init_map, class_map):
-            raise UserError(f"class map of --init run {init_run} ({init_map.get('num_classes')} classes) differs "
-                            f"from the dataset's at {dataset_dir} ({class_map.get('num_classes')} classes)")
+        init_map = runs.read_class_map(init_run)
+        if not init_map.same_classes(class_map):
+            raise UserError(f"class map of --init run {init_run} ({init_map.num_classes} classes) differs "
+                            f"from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
         lineage = runs.read_run_json(init_run, "lineage.json")
         if lineage.get("phase") != 1:
             raise UserError(f"--init {init_run} must be a phase-1 run, got a phase-{lineage.get('phase')} run")
@@ -290,7 +193,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _pretrained_model(config: cfg.Config, class_map: dict, strategy) -> tuple:
+def _pretrained_model(config: cfg.Config, class_map, strategy) -> tuple:
     """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
     import keras
 
@@ -299,7 +202,7 @@ def _pretrained_model(config: cfg.Config, class_map: dict, strategy) -> tuple:
 
     keras.utils.set_random_seed(config.train.seed)
     with distribution.precision(config.train.mixed_precision), strategy.scope():
-        model = build_model(config.model, int(class_map["num_classes"]),
+        model = build_model(config.model, int(class_map.num_classes),
                             synchronized_bn=strategy.num_replicas_in_sync > 1)
         info = load_backbone_weights(model, config.train.init_weights)
     return model, info
@@ -674,8 +577,6 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
     `experiment` uses this for `posthoc_la`, `tau_norm` and `crt` on each seed's baseline run.
     A rerun finds the finished run; an interrupted one resumes from the cached features.
     """
-    from serengeti_tf.evaluate.evaluation import file_digest
-
     config = cfg.from_dict(cfg.to_dict(config))
     dataset_dir, run_dir, trained_run = Path(dataset_dir), Path(run_dir), Path(trained_run)
     if config.train.head_rebalancing == "none":
@@ -686,7 +587,7 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
         raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
     if (trained_run / REBALANCING_JSON).is_file():
         raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
-    if not runs.same_class_map(runs.read_run_json(trained_run, "class_map.json"), class_map):
+    if not runs.read_class_map(trained_run).same_classes(class_map):
         raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
     _adopt_input_size(config, trained_run, print_fn)
     refuse_overlap(run_dir, {"--data": dataset_dir, "trained run": trained_run}, what="run folder")
