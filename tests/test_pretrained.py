@@ -221,7 +221,7 @@ def test_mixed_precision_run_builds_the_pretrained_model_under_its_policy(projec
 
     folder, source = project_source
     config = tiny_config(init_weights=str(folder / "other.keras"), mixed_precision=True)
-    model, info = training._pretrained_model(config, {"num_classes": NUM_CLASSES}, tf.distribute.get_strategy())
+    model, info = training._pretrained_model(config, NUM_CLASSES, tf.distribute.get_strategy())
     assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer(M.HEAD_NAME).dtype_policy.name == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored

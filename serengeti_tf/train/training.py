@@ -151,7 +151,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     chief = distribution.is_chief(strategy)
     paths, scratch = _run_paths(run_dir, chief)
     # Pretrained weights are loaded and checked layer by layer before the run folder is claimed.
-    pretrained = _pretrained_model(config, class_map, strategy) if config.train.init_weights else None
+    pretrained = _pretrained_model(config, int(class_map.num_classes), strategy) if config.train.init_weights else None
     held = contextlib.ExitStack()
     try:
         held.enter_context(output_lock(paths.root))  # one process per run folder
@@ -193,7 +193,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _pretrained_model(config: cfg.Config, class_map, strategy) -> tuple:
+def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
     """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
     import keras
 
@@ -202,7 +202,7 @@ def _pretrained_model(config: cfg.Config, class_map, strategy) -> tuple:
 
     keras.utils.set_random_seed(config.train.seed)
     with distribution.precision(config.train.mixed_precision), strategy.scope():
-        model = build_model(config.model, int(class_map.num_classes),
+        model = build_model(config.model, num_classes,
                             synchronized_bn=strategy.num_replicas_in_sync > 1)
         info = load_backbone_weights(model, config.train.init_weights)
     return model, info
