@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import hashlib
 import json
 import math
 import multiprocessing
@@ -34,7 +33,7 @@ import pandas as pd
 from serengeti_tf.data import images
 from serengeti_tf.config import DataConfig
 from serengeti_tf.data.dataset import SPLITS, TFDS_NAME
-from serengeti_tf.io_utils import atomic_path, read_json, record_owned, write_json
+from serengeti_tf.io_utils import atomic_path, read_json, record_owned, text_digest, write_json
 
 STATE_DIR = ".prepare_state"
 # Images per worker task: large enough to amortise inter-process traffic, small enough to balance.
@@ -127,7 +126,7 @@ def _plan_digest(spec: ShardSpec, manifest: pd.DataFrame, labels: dict[str, int]
                         for r in rows.itertuples(index=False)]}
     if crop_columns:
         payload["crops"] = list(crops.crop_settings(data.crops))
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+    return text_digest(json.dumps(payload, sort_keys=True))
 
 
 def _done_record_path(out_dir: Path, spec: ShardSpec) -> Path:

@@ -119,7 +119,7 @@ def head_layer(model: keras.Model, name: Optional[str] = HEAD_NAME) -> layers.De
 
 
 def _single_output(layer: layers.Layer):
-    """The layer's output tensor, or None for a layer called more than once (or never)."""
+    """The layer's output tensor (of its first call), or None for a layer without one."""
     try:
         return layer.output
     except (AttributeError, ValueError):
