@@ -272,7 +272,7 @@ def test_a_branched_run_refuses_a_baseline_retrained_since(phase1_run, tiny_data
     config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
     training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
     assert (branch / "rebalancing.json").is_file() and not (branch / "checkpoints" / "state.json").exists()
-    training.train(tiny_config(), tiny_dataset, base, overwrite=True, print_fn=quiet)  # phase1_run's config
+    training.train(method_config(), tiny_dataset, base, overwrite=True, print_fn=quiet)
     with pytest.raises(UserError, match="changed since"):
         training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
 
