@@ -1,4 +1,6 @@
-"""Shared fixtures: the real sample data beside the repository (skipped when absent), quiet TF."""
+"""Shared fixtures: the real sample data beside the repository (skipped when absent), a tiny generated
+dataset and a phase-1 run trained on it once per session, quiet TF. Plain helper functions shared by the
+test files (tiny configs, shard hashes, the interrupt hook...) are in helpers.py."""
 
 from __future__ import annotations
 
@@ -29,3 +31,15 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "prepared",
                               {"antelope": 30, "buffalo": 12, "cheetah": 5, "dikdik": 1})
+
+
+@pytest.fixture(scope="session")
+def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A finished phase-1 run of `helpers.tiny_config()` on tiny_dataset, trained once for the session.
+    Read-only: a test that modifies or retrains it works on a `shutil.copytree` copy."""
+    from helpers import quiet, tiny_config
+    from serengeti_tf.train import training
+
+    run = tmp_path_factory.mktemp("runs") / "p1"
+    assert training.train(tiny_config(), tiny_dataset, run, print_fn=quiet) == run
+    return run

@@ -11,7 +11,6 @@ command group, so the exit code and message are exactly what the console script 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from serengeti_tf import config as cfg
 from serengeti_tf.testing import write_tiny_dataset
+from helpers import invoke_cli, tree_hashes
 
 SOURCE = "--metadata {src}/labels.csv --image-root {src} --image-size 24 --workers 1"
 
@@ -88,11 +87,6 @@ def write_source(root: Path) -> None:
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
 
 
-def tree_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("bad_input")
@@ -122,19 +116,12 @@ def workspace(tmp_path_factory) -> dict[str, str]:
             "fake_run": str(fake_run)}
 
 
-def run_cli(args: list[str]):
-    from serengeti_tf_cli.main import _register, cli
-
-    _register()
-    return CliRunner().invoke(cli, args, catch_exceptions=True)
-
-
 @pytest.mark.parametrize("template, fragment", BAD_INVOCATIONS, ids=[row[0].split()[0] + ":" + row[1][:40]
                                                                      for row in BAD_INVOCATIONS])
 def test_bad_invocation_is_one_error_line_and_exit_2(workspace, template, fragment):
     before = {name: tree_hashes(Path(workspace[name])) for name in ("src", "ds", "foreign")}
     args = [part.format(**workspace) for part in template.split()]
-    result = run_cli(args)
+    result = invoke_cli(args)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -146,5 +133,5 @@ def test_bad_invocation_is_one_error_line_and_exit_2(workspace, template, fragme
 
 
 def test_usage_errors_keep_click_exit_code_2(workspace):
-    result = run_cli(["prepare"])
+    result = invoke_cli(["prepare"])
     assert result.exit_code == 2 and "Missing argument 'OUT_DIR'" in result.stderr

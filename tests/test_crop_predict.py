@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 from serengeti_tf.evaluate import crop_predict
 from serengeti_tf.data import detections
 from serengeti_tf.testing import write_tiny_run
+from helpers import tree_hashes
 
 CLASSES = ["elephant", "gazellethomsons", "zebra"]
 
@@ -41,19 +41,15 @@ def _folder(root: Path) -> tuple[Path, Path]:
     return images, root / "md.json"
 
 
-def _digests(folder: Path) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 def test_predict_detections_per_crop_per_image_empty_skipped_and_captures(tiny_run, tmp_path):
     images, md = _folder(tmp_path)
-    before = _digests(images)
+    before = tree_hashes(images)
     captures = tmp_path / "captures.csv"
     pd.DataFrame({"path": ["a.jpg", "b.jpg"], "capture_id": ["k", "k"]}).to_csv(captures, index=False)
     out = tmp_path / "out" / "pred.csv"
     out.parent.mkdir()
     result = crop_predict.predict_detections(tiny_run, images, md, out, top_k=3, batch_size=2, capture_ids=captures)
-    assert _digests(images) == before
+    assert tree_hashes(images) == before
     per_image = pd.read_csv(out, keep_default_na=False).set_index("path")
     assert sorted(per_image.index) == ["a.jpg", "b.jpg"]
     assert per_image.loc["a.jpg", "status"] == "classified" and per_image.loc["a.jpg", "num_crops"] == 2

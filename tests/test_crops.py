@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 from serengeti_tf import config as cfg
 from serengeti_tf.data import crops, detections
 from serengeti_tf.errors import UserError
+from helpers import InterruptAfter, shard_bytes, tree_hashes
 
 COLOURS = {"zebra": (230, 30, 30), "lionfemale": (30, 200, 40), "dikdik": (40, 60, 230)}
 
@@ -48,7 +48,7 @@ def test_prepare_crops_on_the_real_ena24_sample(shared_data, tmp_path):
     folder = shared_data / "other_formats" / "ena24_small"
     if not (folder / "md_annotations.json").is_file():
         pytest.skip("ena24_small/md_annotations.json absent")
-    before = _digests(folder)
+    before = tree_hashes(folder)
     config = cfg.resolve(updates=[{"data": {"metadata": [str(folder / "labels.csv")], "image_root": str(folder),
                                             "detections": str(folder / "md_annotations.json"), "image_size": 48,
                                             "workers": 1}}])
@@ -58,7 +58,7 @@ def test_prepare_crops_on_the_real_ena24_sample(shared_data, tmp_path):
                    if d["conf"] >= 0.2 and raw["detection_categories"][d["category"]] == "animal")
     assert summary["crops_kept"] == expected and summary["num_classes"] == 7
     assert summary["detections"]["format_version"] == raw["info"]["format_version"]
-    assert _digests(folder) == before
+    assert tree_hashes(folder) == before
 
 
 def test_bad_boxes_get_a_problem_and_partial_boxes_are_clipped(tmp_path):
@@ -231,17 +231,13 @@ def _crop_source(root: Path) -> tuple[Path, Path, list]:
     return images_dir, metadata, _md(root / "md.json", md)
 
 
-def _digests(folder: Path) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 @pytest.fixture(scope="module")
 def crop_dataset(tmp_path_factory):
     from serengeti_tf.data.prepare import prepare_dataset
 
     root = tmp_path_factory.mktemp("cropsrc")
     images_dir, metadata, md = _crop_source(root)
-    before = _digests(images_dir)
+    before = tree_hashes(images_dir)
     config = cfg.resolve(updates=[{"data": {"metadata": [str(metadata)], "image_root": str(images_dir),
                                             "detections": str(md), "image_size": 32, "workers": 1,
                                             "crops": {"min_size": 8}}}])
@@ -252,7 +248,7 @@ def crop_dataset(tmp_path_factory):
 
 def test_prepare_crops_drop_reasons_and_summary(crop_dataset):
     out, summary, images_dir, before, _ = crop_dataset
-    assert _digests(images_dir) == before  # sources never modified
+    assert tree_hashes(images_dir) == before  # sources never modified
     assert not [p for p in images_dir.iterdir() if not p.name.endswith(".jpg")]
     manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False)
     reason = dict(zip(manifest["path"], manifest["drop_reason"]))
@@ -324,18 +320,10 @@ def test_interrupted_crop_prepare_resumes_to_byte_identical_shards(crop_dataset,
 
     clean, _, _, _, config = crop_dataset
     out = tmp_path / "resumed"
-    written = []
-
-    def interrupt_after_three(spec):
-        written.append(spec.file)
-        if len(written) == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(config, out, progress=False, after_shard=interrupt_after_three)
+        prepare_dataset(config, out, progress=False, after_shard=InterruptAfter(3))
     assert not (out / "summary.json").exists()
     assert prepare_dataset(config, out, progress=False)["resumed"] is True
-    shard_bytes = (lambda folder: {p.name: p.read_bytes() for p in sorted(folder.glob("camera_traps-*"))})
     assert shard_bytes(out) == shard_bytes(clean) and len(shard_bytes(out)) > 3
     assert (out / "crops.csv").read_text() == (clean / "crops.csv").read_text()
 

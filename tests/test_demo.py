@@ -12,6 +12,7 @@ import yaml
 
 from serengeti_tf.demo.runner import demo_config
 from serengeti_tf.errors import UserError
+from helpers import run_together
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,10 +28,13 @@ def test_demo_overrides_win_over_smoke_settings():
     assert demo_config(smoke=True, overrides=["train.epochs=2"]).train.epochs == 2
 
 
-def _serengeti(*args: str) -> subprocess.CompletedProcess:
+def _command(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("serengeti-tf")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "serengeti_tf_cli.main"]
-    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=1200)
+    return ([str(script)] if script.exists() else [sys.executable, "-m", "serengeti_tf_cli.main"]) + list(args)
+
+
+def _serengeti(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(*args), capture_output=True, text=True, timeout=1200)
 
 
 def test_help_lists_every_verb():
@@ -149,11 +153,12 @@ def test_a_demo_folder_sized_for_another_budget_is_refused(tmp_path):
 
 
 def test_help_texts_speak_to_users():
-    for verb in ("train", "experiment", "demo", "evaluate", "compare", "prepare", "predict", "plan", "demo-data"):
-        result = _serengeti(verb, "--help")
+    verbs = ("train", "experiment", "demo", "evaluate", "compare", "prepare", "predict", "plan", "demo-data")
+    results = dict(zip(verbs, run_together([_command(verb, "--help") for verb in verbs], timeout=1200)))
+    for verb, result in results.items():
         assert result.returncode == 0, result.stderr
         assert "issue" not in result.stdout.lower(), verb
-    assert "--minutes" in _serengeti("demo", "--help").stdout
+    assert "--minutes" in results["demo"].stdout
 
 
 def test_missing_tensorflow_is_a_one_line_error_naming_the_extras(monkeypatch, capsys):

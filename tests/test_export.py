@@ -21,15 +21,18 @@ from serengeti_tf.data import pipeline
 from serengeti_tf.train import training
 from serengeti_tf.errors import UserError
 from serengeti_tf.testing import write_tiny_dataset
-from test_training import quiet, subprocess_env, tiny_config
+from helpers import quiet, run_together, subprocess_env, tiny_config
 
 CLASSES = {"antelope": 30, "buffalo": 12, "cheetah": 8, "dikdik": 4}
 STORED = 40  # stored short side of the tiny dataset; predict decodes to it
 
 
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "serengeti_tf_cli.main", *args]
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "serengeti_tf_cli.main", *args], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=600)
+    return subprocess.run(cli(*args), capture_output=True, text=True, env=subprocess_env(), timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +52,14 @@ def exported(tmp_path_factory):
         pixels = np.asarray(Image.open(images / f"{i:03d}.jpg").convert("RGB"))
         wide = np.pad(pixels, ((0, 0), (7, 13), (0, 0)), mode="reflect")  # 40 x 60: exercises the crop
         Image.fromarray(wide).save(images / f"{i:03d}_wide.jpg", quality=95)
-    predicted = run_cli("predict", str(run), str(images), "-o", str(root / "pred.csv"), "--top-k", "4")
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    outs = {}
-    for fmt in ("saved_model", "tflite"):
-        result = run_cli("export", str(run), "-o", str(root / fmt), "--format", fmt)
+    formats = ("saved_model", "tflite")
+    # predict and the two exports only read the run: they run at the same time.
+    results = run_together([cli("predict", str(run), str(images), "-o", str(root / "pred.csv"), "--top-k", "4"),
+                            *(cli("export", str(run), "-o", str(root / fmt), "--format", fmt) for fmt in formats)],
+                           env=subprocess_env(), timeout=600)
+    for result in results:
         assert result.returncode == 0, result.stderr[-2000:]
-        outs[fmt] = root / fmt
+    outs = {fmt: root / fmt for fmt in formats}
     return {"root": root, "run": run, "dataset": dataset, "images": images, "pred": root / "pred.csv", **outs}
 
 

@@ -3,11 +3,11 @@ and the experiment grid over methods (tiny generated dataset, 32 px, 1 epoch, CP
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,29 +20,12 @@ from serengeti_tf.train import runs, training
 from serengeti_tf.models import resnet as M
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
+from helpers import quiet, tiny_config, weights_of
 
 
-def tiny_config(**train) -> cfg.Config:
-    config = cfg.Config()
-    config.model.input_size = 32
-    config.train.epochs = 1
-    config.train.batch_size = 8
-    config.train.steps_per_epoch = 2
-    config.train.crt_epochs = 2
-    config.train.crt_steps_per_epoch = 3
-    config.eval.batch_size = 16
-    config.sampler.shuffle_buffer = 64
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return cfg.validate(config)
-
-
-def quiet(_line: str) -> None:
-    pass
-
-
-def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
-    return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in model.weights}
+def method_config(**train) -> cfg.Config:
+    """The shared tiny config at 1 epoch with a short cRT head retraining, validated."""
+    return cfg.validate(tiny_config(**{"epochs": 1, "crt_epochs": 2, "crt_steps_per_epoch": 3, **train}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,7 +38,7 @@ def test_every_method_is_a_valid_train_config():
     for name in IMBALANCE_METHODS.names():
         overrides = methods.method_overrides(name)
         assert overrides and set(overrides) <= {"loss", "class_weighting", "head_rebalancing"}
-        cfg.validate(tiny_config(**overrides))
+        cfg.validate(method_config(**overrides))
         assert IMBALANCE_METHODS.lookup(name).description
 
 
@@ -110,7 +93,7 @@ def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_da
     run = tmp_path / method
     lines: list[str] = []
     # One non-zero tau each, so the head must change (a sweep may rightly keep tau = 0 on tiny data).
-    config = tiny_config(head_rebalancing=method, posthoc_taus=[1.0], tau_norm_taus=[1.0])
+    config = method_config(head_rebalancing=method, posthoc_taus=[1.0], tau_norm_taus=[1.0])
     training.train(config, tiny_dataset, run, print_fn=lines.append)
     summary = pd.read_json(run / "rebalancing.json", typ="series")
     assert summary["method"] == method
@@ -124,9 +107,9 @@ def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_da
         assert list(sweep.columns[:2]) == ["tau", "macro_f1"]
 
     state = runs.read_state(runs.RunPaths(run))
-    trained = weights_by_path(M.load_model(run / "checkpoints" / state.best_checkpoint))
+    trained = weights_of(M.load_model(run / "checkpoints" / state.best_checkpoint))
     final_model = M.load_model(run / "model.keras")
-    final = weights_by_path(final_model)
+    final = weights_of(final_model)
     head = {w.path for w in M.head_layer(final_model).weights}
     assert set(final) == set(trained) and head
     for path, value in final.items():
@@ -147,7 +130,7 @@ def test_posthoc_adjustment_after_a_sampler_run_removes_the_plan_prior(tiny_data
     from serengeti_tf.data import sampling
     from serengeti_tf.train.losses import log_priors
 
-    config = tiny_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
+    config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
     config.sampler.name, config.sampler.ros_thresholds, config.sampler.ros_cap = "ros", [2, 6, 13, 40], 40
     run = tmp_path / "ros"
     training.train(config, tiny_dataset, run, print_fn=quiet)
@@ -161,14 +144,14 @@ def test_posthoc_adjustment_after_a_sampler_run_removes_the_plan_prior(tiny_data
     after = M.head_layer(M.load_model(run / "model.keras")).get_weights()[1]
     np.testing.assert_allclose(after - before, -log_priors(targets), rtol=1e-5, atol=1e-5)
     # The baseline and phase 2 head learnt the original distribution.
-    assert training.head_prior_counts(tiny_config(), tiny_dataset)[0] == list(counts.values())
-    assert training.head_prior_counts(tiny_config(phase=2), tiny_dataset)[0] == list(counts.values())
+    assert training.head_prior_counts(method_config(), tiny_dataset)[0] == list(counts.values())
+    assert training.head_prior_counts(method_config(phase=2), tiny_dataset)[0] == list(counts.values())
 
 
 @pytest.mark.slow
 def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, tmp_path, monkeypatch):
     run = tmp_path / "killed"
-    config = tiny_config(head_rebalancing="tau_norm")
+    config = method_config(head_rebalancing="tau_norm")
 
     def killed(*_args, **_kwargs):
         raise KeyboardInterrupt  # as if the process died right after training finished
@@ -186,11 +169,10 @@ def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, 
 
 
 @pytest.mark.slow
-def test_phase2_crt_reuses_the_cached_phase2_features(tiny_dataset, tmp_path):
-    base = tmp_path / "p1"
-    training.train(tiny_config(), tiny_dataset, base, print_fn=quiet)
+def test_phase2_crt_reuses_the_cached_phase2_features(phase1_run, tiny_dataset, tmp_path):
     run = tmp_path / "p2"
-    training.train(tiny_config(phase=2, head_rebalancing="crt"), tiny_dataset, run, init_run=base, print_fn=quiet)
+    training.train(method_config(phase=2, head_rebalancing="crt"), tiny_dataset, run, init_run=phase1_run,
+                   print_fn=quiet)
     summary = pd.read_json(run / "rebalancing.json", typ="series")
     assert summary["features_cached"] == ["features-train.npz", "features-val.npz"]
     assert not list((run / "checkpoints").glob("rebalance-features-*"))
@@ -199,7 +181,7 @@ def test_phase2_crt_reuses_the_cached_phase2_features(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_a_focal_loss_run_reloads_compiled_in_a_fresh_process(tiny_dataset, tmp_path):
     run = tmp_path / "focal"
-    training.train(tiny_config(loss="focal", class_weighting="effective_number"), tiny_dataset, run,
+    training.train(method_config(loss="focal", class_weighting="effective_number"), tiny_dataset, run,
                    print_fn=quiet)
     state = runs.read_state(runs.RunPaths(run))
     code = ("import sys; from serengeti_tf.models.resnet import load_model; "
@@ -265,7 +247,7 @@ def test_experiment_head_methods_branch_from_the_baseline_without_training_it_ag
     table = pd.read_csv(out / "runs.csv")
     assert list(table["method"]) == ["-", "posthoc_la", "tau_norm", "crt"]
     seed_dir = out / "runs" / "seed0"
-    baseline = weights_by_path(M.load_model(seed_dir / "none-phase1" / "model.keras"))
+    baseline = weights_of(M.load_model(seed_dir / "none-phase1" / "model.keras"))
     for method in ("posthoc_la", "tau_norm", "crt"):
         run = seed_dir / method
         lineage = runs.read_run_json(run, "lineage.json")
@@ -273,7 +255,7 @@ def test_experiment_head_methods_branch_from_the_baseline_without_training_it_ag
         assert lineage["trained_epochs"] == 0 and lineage["sampler"] == "none"
         final_model = M.load_model(run / "model.keras")
         head = {w.path for w in M.head_layer(final_model).weights}
-        final = weights_by_path(final_model)
+        final = weights_of(final_model)
         # Paired: the very same backbone as the baseline, only the head differs.
         assert all(np.array_equal(v, baseline[p]) for p, v in final.items() if p not in head)
         assert any(not np.array_equal(final[p], baseline[p]) for p in head), method
@@ -284,13 +266,13 @@ def test_experiment_head_methods_branch_from_the_baseline_without_training_it_ag
 
 
 @pytest.mark.slow
-def test_a_branched_run_refuses_a_baseline_retrained_since(tiny_dataset, tmp_path):
+def test_a_branched_run_refuses_a_baseline_retrained_since(phase1_run, tiny_dataset, tmp_path):
     base, branch = tmp_path / "base", tmp_path / "crt"
-    training.train(tiny_config(), tiny_dataset, base, print_fn=quiet)
-    config = tiny_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
+    shutil.copytree(phase1_run, base)  # retrained in place below
+    config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
     training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
     assert (branch / "rebalancing.json").is_file() and not (branch / "checkpoints" / "state.json").exists()
-    training.train(tiny_config(), tiny_dataset, base, overwrite=True, print_fn=quiet)
+    training.train(method_config(), tiny_dataset, base, overwrite=True, print_fn=quiet)
     with pytest.raises(UserError, match="changed since"):
         training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset
 from serengeti_tf.errors import UserError
 from serengeti_tf.data.prepare import format_summary, prepare_dataset
+from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
 
 # Plain-CSV source: species -> number of 2-frame captures.
 CAPTURES = {"zebra": 8, "wildebeest": 5, "aardvark": 3}
@@ -65,16 +65,6 @@ def make_config(root: Path, labels: Path, **data) -> cfg.Config:
     settings = {"metadata": [str(labels)], "image_root": str(root), "image_size": 24, "shard_size": 2,
                 "workers": 1, **data}
     return cfg.resolve(updates=[{"data": settings}])
-
-
-def shard_bytes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.glob("camera_traps-*.tfrecord-*"))}
-
-
-def tree_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +164,9 @@ def test_interrupted_prepare_resumes_to_byte_identical_shards(prepared, source, 
     root, metadata = source
     clean, _, _ = prepared
     out = tmp_path / "ds"
-    done = []
-
-    def interrupt_after_two(spec):
-        done.append(spec.file)
-        if len(done) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False,
-                        after_shard=interrupt_after_two)
+                        after_shard=InterruptAfter(2))
     assert not (out / "summary.json").exists()
     summary = prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
     assert summary["resumed"] is True
@@ -243,7 +226,7 @@ def test_class_map_disagreeing_with_existing_shards_is_refused(source, tmp_path)
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(make_config(root, metadata), out, progress=False,
-                        after_shard=lambda spec: (_ for _ in ()).throw(KeyboardInterrupt))
+                        after_shard=InterruptAfter(1))
     class_map = json.loads((out / "class_map.json").read_text())
     class_map["classes"][0]["name"] = "lionfemale"
     (out / "class_map.json").write_text(json.dumps(class_map))
@@ -371,16 +354,6 @@ def test_folder_source_fingerprint_follows_the_file_listing(tmp_path):
 
 
 # ---------------------------------------------------------------- issue 10: reliability
-def _cli(args: list[str]):
-    """Runs `serengeti-tf ARGS` in-process through Click's test runner (exit code and output as the console script)."""
-    from click.testing import CliRunner
-
-    from serengeti_tf_cli.main import _register, cli
-
-    _register()
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def test_output_that_is_contains_or_lies_inside_the_source_is_refused_even_with_overwrite(tmp_path):
     """The issue's `victim/` case on generated data: nothing of the source may be deleted."""
     victim = tmp_path / "victim"
@@ -388,7 +361,7 @@ def test_output_that_is_contains_or_lies_inside_the_source_is_refused_even_with_
     metadata = make_csv_source(victim, {"zebra": 2, "impala": 1})
     before = tree_hashes(victim)
     for out, relation in ((victim, "is"), (tmp_path, "contains"), (victim / "prepared", "lies inside")):
-        result = _cli(["prepare", out, "--metadata", metadata, "--image-root", victim, "--overwrite"])
+        result = invoke_cli(["prepare", out, "--metadata", metadata, "--image-root", victim, "--overwrite"])
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
         assert f"{relation} the input --image-root" in result.stderr
@@ -400,9 +373,9 @@ def test_issue_victim_case_on_a_copy_of_the_real_sample(shared_data, tmp_path):
     """`prepare victim --metadata victim/... --image-root victim --overwrite` used to rmtree the images."""
     victim = shutil.copytree(shared_data / "serengeti_s9_sample", tmp_path / "victim")
     before = tree_hashes(victim)
-    result = _cli(["prepare", victim, "--metadata", victim / "SnapshotSerengeti_v2_1_images.csv",
-                   "--metadata", victim / "SnapshotSerengeti_v2_1_annotations.csv", "--image-root", victim,
-                   "--overwrite"])
+    result = invoke_cli(["prepare", victim, "--metadata", victim / "SnapshotSerengeti_v2_1_images.csv",
+                         "--metadata", victim / "SnapshotSerengeti_v2_1_annotations.csv", "--image-root", victim,
+                         "--overwrite"])
     assert result.exit_code == 2 and "is the input --image-root" in result.stderr, result.output
     assert tree_hashes(victim) == before
 
@@ -456,14 +429,14 @@ def test_disk_full_is_one_line_and_a_rerun_continues(prepared, source, tmp_path,
     monkeypatch.setattr(io_utils, "write_csv", full_disk)
     args = ["prepare", out, "--metadata", metadata, "--image-root", root, "--image-size", "24", "--workers", "1",
             "--set", "data.shard_size=2"]
-    result = _cli(args)
+    result = invoke_cli(args)
     assert result.exit_code == 2, result.output
     error = result.stderr.splitlines()[-1]  # after the progress bar
     assert result.stderr.count("Error:") == 1 and error.startswith("Error: the disk is full (writing")
     assert error.endswith("rerun the same command: it continues where it stopped")
     assert not (out / "summary.json").exists() and not list(out.glob(".*.tmp"))
     monkeypatch.setattr(io_utils, "write_csv", real_write_csv)
-    assert _cli(args).exit_code == 0
+    assert invoke_cli(args).exit_code == 0
     assert shard_bytes(out) == shard_bytes(clean)
 
 
@@ -486,8 +459,8 @@ def test_tensorflow_disk_full_while_writing_a_shard_is_one_line(source, tmp_path
             raise tf.errors.ResourceExhaustedError(None, None, "/out/shard; No space left on device")
 
     monkeypatch.setattr(tf.io, "TFRecordWriter", FullDiskWriter)
-    result = _cli(["prepare", tmp_path / "ds", "--metadata", metadata, "--image-root", root, "--image-size", "24",
-                   "--workers", "1"])
+    result = invoke_cli(["prepare", tmp_path / "ds", "--metadata", metadata, "--image-root", root, "--image-size", "24",
+                         "--workers", "1"])
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines()[-1].startswith("Error: the disk is full") and "Traceback" not in result.output
 
@@ -562,8 +535,8 @@ def test_second_prepare_is_refused_and_workers_die_with_a_killed_prepare(prepare
         workers = _children(first.pid)
         assert len(workers) >= 1, "prepare started no worker process"
         # A second prepare into the same folder, here in the test's process: refused at once.
-        result = _cli(["prepare", out, "--metadata", metadata, "--image-root", root, "--image-size", "24",
-                       "--set", "data.shard_size=2"])
+        result = invoke_cli(["prepare", out, "--metadata", metadata, "--image-root", root, "--image-size", "24",
+                             "--set", "data.shard_size=2"])
         assert result.exit_code == 2 and result.stderr == f"Error: {out} is in use by process {first.pid} " \
             f"(one serengeti-tf command per output folder); wait for it to finish or choose another folder\n"
         os.kill(first.pid, signal.SIGKILL)

@@ -7,20 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from serengeti_tf import config as cfg
 from serengeti_tf import presets
 from serengeti_tf.errors import UserError
+from helpers import invoke_cli
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def run_cli(args: list[str]):
-    from serengeti_tf_cli.main import _register, cli
-
-    _register()
-    return CliRunner().invoke(cli, args, catch_exceptions=True)
 
 
 def test_preset_names_are_the_shipped_yaml_files():
@@ -34,7 +27,7 @@ def test_unknown_preset_is_one_line_listing_the_known_ones(tmp_path, monkeypatch
     with pytest.raises(UserError, match="unknown preset 'nope'; known: demo, paper"):
         presets.path("nope")
     monkeypatch.chdir(tmp_path)
-    result = run_cli(["plan", "--preset", "nope"])
+    result = invoke_cli(["plan", "--preset", "nope"])
     assert result.exit_code == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "'nope'" in errors[0] and "'demo'" in errors[0] and "'paper'" in errors[0]
@@ -42,7 +35,7 @@ def test_unknown_preset_is_one_line_listing_the_known_ones(tmp_path, monkeypatch
 
 def test_train_help_takes_a_preset_from_an_empty_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run_cli(["train", "--preset", "paper", "--help"])
+    result = invoke_cli(["train", "--preset", "paper", "--help"])
     assert result.exit_code == 0, result.output
     assert "--preset [demo|paper]" in result.output
 
@@ -52,7 +45,7 @@ def _plan_config(tmp_path: Path, *args: str) -> cfg.Config:
     counts = tmp_path / "counts.csv"
     counts.write_text("species,count\nzebra,500\nlion,20\n")
     out = tmp_path / "plan"
-    result = run_cli(["plan", "--counts", str(counts), "-o", str(out), *args])
+    result = invoke_cli(["plan", "--counts", str(counts), "-o", str(out), *args])
     assert result.exit_code == 0, result.output
     return cfg.load_saved(out / "config.yaml")
 

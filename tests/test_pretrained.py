@@ -20,7 +20,7 @@ from serengeti_tf.models import pretrained
 from serengeti_tf.train import training
 from serengeti_tf.train.optimizers import DiscriminativeAdam
 from serengeti_tf.errors import UserError
-from test_training import NUM_CLASSES, cli, quiet, subprocess_env, tiny_config
+from helpers import NUM_CLASSES, quiet, run_together, subprocess_env, tiny_config, train_cli
 
 
 def randomize(model: keras.Model, seed: int = 1) -> keras.Model:
@@ -51,6 +51,14 @@ def assert_backbone_equals(model: keras.Model, expected: dict[str, list[np.ndarr
             np.testing.assert_array_equal(a, b, err_msg=layer.name)
             checked += 1
     assert checked == 20 * 1 + 20 * 4  # 20 convolutions (kernel) and 20 BatchNorm layers (4 weights)
+
+
+def save_odd_model(path: Path) -> None:
+    """A .keras model whose `stem_conv` has a 3x3 kernel (ours is 7x7): a source of the wrong shape."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(64, 3, use_bias=False, name="stem_conv")(inputs)
+    outputs = keras.layers.Dense(4, name=M.HEAD_NAME)(keras.layers.GlobalAveragePooling2D()(x))
+    M.save_model(keras.Model(inputs, outputs), path)
 
 
 def hub_resnet18():
@@ -115,10 +123,7 @@ def test_project_model_round_trip(project_source, file_name):
 
 
 def test_shape_mismatch_is_one_error_naming_the_layer(tmp_path):
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(64, 3, use_bias=False, name="stem_conv")(inputs)
-    outputs = keras.layers.Dense(4, name=M.HEAD_NAME)(keras.layers.GlobalAveragePooling2D()(x))
-    M.save_model(keras.Model(inputs, outputs), tmp_path / "odd.keras")
+    save_odd_model(tmp_path / "odd.keras")
     model = M.build_resnet18(NUM_CLASSES, 32)
     before = model.get_layer("stem_conv").get_weights()[0].copy()
     with pytest.raises(UserError, match=r"layer 'stem_conv' needs weight shapes \[\(7, 7, 3, 64\)\].*"
@@ -144,7 +149,7 @@ def test_train_from_preset_with_frozen_backbone_then_phase2(hub_preset, tiny_dat
     """--init-weights through the CLI; with every stage frozen the trained backbone IS the source."""
     preset, backbone = hub_preset
     run = tmp_path / "ft"
-    result = subprocess.run(cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run),
+    result = subprocess.run(train_cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run),
                                 "--init-weights", str(preset), "--freeze-stages", "5", "--epochs", "1",
                                 "--input-size", "32", "--batch-size", "8", "--set", "train.steps_per_epoch=2",
                                 "--set", "eval.batch_size=16"),
@@ -199,20 +204,16 @@ def test_discriminative_optimizer_scales_only_the_backbone_step():
 
 
 def test_cli_mismatch_exits_2_before_claiming_the_run(tiny_dataset, tmp_path):
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(64, 3, use_bias=False, name="stem_conv")(inputs)
-    outputs = keras.layers.Dense(4, name=M.HEAD_NAME)(keras.layers.GlobalAveragePooling2D()(x))
-    M.save_model(keras.Model(inputs, outputs), tmp_path / "odd.keras")
+    save_odd_model(tmp_path / "odd.keras")
     run = tmp_path / "never"
-    result = subprocess.run(cli("--data", str(tiny_dataset), "--run-dir", str(run), "--input-size", "32",
-                                "--init-weights", str(tmp_path / "odd.keras")),
-                            capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    result, phase2 = run_together([
+        train_cli("--data", str(tiny_dataset), "--run-dir", str(run), "--input-size", "32",
+                  "--init-weights", str(tmp_path / "odd.keras")),
+        train_cli("--data", str(tiny_dataset), "--phase", "2", "--init", str(tmp_path),
+                  "--init-weights", str(tmp_path / "odd.keras"))], env=subprocess_env(), timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("Error: init weights: layer 'stem_conv' needs")
     assert not run.exists()
-    phase2 = subprocess.run(cli("--data", str(tiny_dataset), "--phase", "2", "--init", str(tmp_path),
-                                "--init-weights", str(tmp_path / "odd.keras")),
-                            capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert phase2.returncode == 2 and "Error: --init-weights is only used by phase 1" in phase2.stderr
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 
 from serengeti_tf.data import shards
 from serengeti_tf.config import DataConfig
+from helpers import InterruptAfter, shard_bytes
 
 SPECIES = {"zebra": 9, "lion": 4, "aardvark": 1}
 
@@ -33,11 +33,6 @@ def make_source(root: Path, counts: dict[str, int] = SPECIES, corrupt: tuple[str
     frame = pd.DataFrame(rows)
     frame["split"] = ["val" if i % 5 == 4 else "test" if i % 7 == 6 else "train" for i in range(len(frame))]
     return frame
-
-
-def shard_bytes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.glob("camera_traps-*.tfrecord-*"))}
 
 
 @pytest.fixture()
@@ -158,13 +153,7 @@ def test_interrupted_run_resumes_to_byte_identical_shards(tmp_path, source):
     shards.write_shards(manifest, plans, names, _data(root), clean, progress=False)
 
     broken = tmp_path / "broken"
-    finished = []
-
-    def stop_after_two(spec):
-        finished.append(spec.file)
-        if len(finished) == 2:
-            raise KeyboardInterrupt
-
+    stop_after_two = InterruptAfter(2)
     with pytest.raises(KeyboardInterrupt):
         shards.write_shards(manifest, plans, names, _data(root), broken, progress=False, after_shard=stop_after_two)
     assert len(shard_bytes(broken)) == 2
@@ -172,7 +161,7 @@ def test_interrupted_run_resumes_to_byte_identical_shards(tmp_path, source):
     rewritten = []
     shards.write_shards(manifest, plans, names, _data(root, workers=2), broken, progress=False,
                         after_shard=lambda spec: rewritten.append(spec.file))
-    assert set(rewritten) == {p.file for p in plans} - set(finished)  # finished shards were skipped
+    assert set(rewritten) == {p.file for p in plans} - set(stop_after_two.done)  # finished shards were skipped
     assert shard_bytes(broken) == shard_bytes(clean)
     assert not list(broken.glob(".*.tmp"))
 

@@ -8,11 +8,10 @@ MirroredStrategy over two logical CPUs, two-process MultiWorkerMirroredStrategy 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,55 +29,16 @@ from serengeti_tf.train import runs, training
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import file_digest
 from serengeti_tf.testing import write_tiny_dataset
+from helpers import NUM_CLASSES, quiet, subprocess_env, tiny_config, train_cli, weights_of
 
-NUM_CLASSES = 4  # the tiny_dataset fixture
 RUN_FILES = ("config.yaml", "lineage.json", "class_map.json", "metrics.csv", "model.keras", "timings.json",
              "versions.json", "checkpoints/state.json")
 TINY_ARGS = ["--input-size", "32", "--batch-size", "8", "--set", "eval.batch_size=16",
              "--set", "sampler.shuffle_buffer=64"]
 
 
-def tiny_config(phase: int = 1, epochs: int = 2, **train) -> cfg.Config:
-    config = cfg.Config()
-    config.model.input_size = 32
-    config.train.phase = phase
-    config.train.epochs = epochs
-    config.train.batch_size = 8
-    config.train.steps_per_epoch = 2
-    config.eval.batch_size = 16
-    config.sampler.shuffle_buffer = 64
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
-
-
-def quiet(_line: str) -> None:
-    pass
-
-
-def weights_of(model: keras.Model) -> dict[str, np.ndarray]:
-    return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in model.weights}
-
-
 def read_metrics(run: Path) -> pd.DataFrame:
     return pd.read_csv(run / "metrics.csv")
-
-
-def subprocess_env(**extra) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "serengeti_tf_cli.main", "train", *args]
-
-
-@pytest.fixture(scope="module")
-def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("runs") / "p1"
-    assert training.train(tiny_config(), tiny_dataset, run, print_fn=quiet) == run
-    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,8 +150,6 @@ def test_phase2_slow_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
 
 
 def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_run, tiny_dataset, tmp_path):
-    import shutil
-
     parent = tmp_path / "p1"
     shutil.copytree(phase1_run, parent)
     run, config = tmp_path / "p2", tiny_config(phase=2, epochs=1)
@@ -424,17 +382,16 @@ def test_truncated_latest_checkpoint_resumes_from_the_back_up(tiny_dataset, tmp_
     assert runs.read_state(runs.RunPaths(run)).finished and runs.checkpoint_is_complete(latest)
 
 
-def test_overwrite_keeps_files_the_user_put_in_the_run_folder(tiny_dataset, tmp_path):
-    run = tmp_path / "run"
-    training.train(tiny_config(epochs=1), tiny_dataset, run, print_fn=quiet)
+def test_overwrite_keeps_files_the_user_put_in_the_run_folder(phase1_run, tiny_dataset, tmp_path):
+    run = shutil.copytree(phase1_run, tmp_path / "run")  # a finished run of tiny_config()
     (run / "notes.txt").write_text("the user's")
-    training.train(tiny_config(epochs=1), tiny_dataset, run, overwrite=True, print_fn=quiet)
+    training.train(tiny_config(), tiny_dataset, run, overwrite=True, print_fn=quiet)
     assert (run / "notes.txt").read_text() == "the user's" and (run / "model.keras").is_file()
     assert runs.read_state(runs.RunPaths(run)).finished
 
 
 def test_cli_phase2_without_init_exits_2(tiny_dataset, tmp_path):
-    result = subprocess.run(cli("--data", str(tiny_dataset), "--phase", "2", "--run-dir", str(tmp_path / "r")),
+    result = subprocess.run(train_cli("--data", str(tiny_dataset), "--phase", "2", "--run-dir", str(tmp_path / "r")),
                             capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("Error: phase 2 needs --init RUN_DIR")
@@ -492,7 +449,7 @@ def _wait_for(predicate, timeout: float, what: str, process=None) -> None:
 def test_resume_after_sigkill_continues_with_optimizer_state(tiny_dataset, tmp_path):
     run = tmp_path / "resume"
     epochs, steps = 3, 4
-    command = cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", str(epochs),
+    command = train_cli("--data", str(tiny_dataset), "--phase", "1", "--run-dir", str(run), "--epochs", str(epochs),
                   *TINY_ARGS, "--set", f"train.steps_per_epoch={steps}", "--set", "train.early_stopping_patience=0")
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=subprocess_env())
@@ -546,12 +503,12 @@ def distributed_runs(tiny_dataset, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("distributed")
     common = ["--data", str(tiny_dataset), "--phase", "1", "--epochs", "1", *TINY_ARGS,
               "--set", "train.steps_per_epoch=2"]
-    jobs = {"mirrored": (cli(*common, "--run-dir", str(root / "mirrored"), "--strategy", "mirrored"),
+    jobs = {"mirrored": (train_cli(*common, "--run-dir", str(root / "mirrored"), "--strategy", "mirrored"),
                          subprocess_env(SERENGETI_TF_CPU_REPLICAS="2"))}
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        jobs[f"worker{index}"] = (cli(*common, "--run-dir", str(root / "multi"), "--strategy", "multi_worker"),
+        jobs[f"worker{index}"] = (train_cli(*common, "--run-dir", str(root / "multi"), "--strategy", "multi_worker"),
                                   subprocess_env(TF_CONFIG=tf_config))
     processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=env) for name, (command, env) in jobs.items()}

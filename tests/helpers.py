@@ -1,0 +1,110 @@
+"""Helpers shared by the test files (plain functions; the fixtures built on them live in conftest.py).
+
+Imported by test files as `from helpers import ...` (pytest puts tests/ on the path, as for conftest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from serengeti_tf import config as cfg
+
+NUM_CLASSES = 4  # the tiny_dataset fixture
+
+
+def tiny_config(phase: int = 1, epochs: int = 2, **train) -> cfg.Config:
+    """A config that trains in seconds on the tiny dataset: 32 px, batch 8, 2 steps an epoch;
+    keyword arguments set `train.*` fields."""
+    config = cfg.Config()
+    config.model.input_size = 32
+    config.train.phase = phase
+    config.train.epochs = epochs
+    config.train.batch_size = 8
+    config.train.steps_per_epoch = 2
+    config.eval.batch_size = 16
+    config.sampler.shuffle_buffer = 64
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def quiet(_line: str) -> None:
+    """A print_fn that drops the progress lines."""
+
+
+def weights_of(model) -> dict[str, np.ndarray]:
+    """Every weight of a Keras model as a numpy array, keyed by its path."""
+    import keras
+
+    return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in model.weights}
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment for a child serengeti-tf process: quiet TensorFlow, CPU only, unbuffered output."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def train_cli(*args: str) -> list[str]:
+    """The command line of `serengeti-tf train ARGS` in a child process."""
+    return [sys.executable, "-m", "serengeti_tf_cli.main", "train", *args]
+
+
+def run_together(commands: list[list[str]], timeout: float = 600, **kwargs) -> list[subprocess.CompletedProcess]:
+    """Runs child processes at the same time and returns their results in order, as `subprocess.run`
+    with capture_output and text would: independent children each spend seconds starting TensorFlow,
+    so running them together keeps a test's wall time down."""
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                 for command in commands]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err)
+            for p, (out, err) in zip(processes, outputs)]
+
+
+def invoke_cli(args: list) -> object:
+    """Runs `serengeti-tf ARGS` in-process through Click's test runner (exit code and output as the
+    console script)."""
+    from click.testing import CliRunner
+
+    from serengeti_tf_cli.main import _register, cli
+
+    _register()
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def shard_bytes(folder: Path) -> dict[str, str]:
+    """The sha256 of every shard file of a prepared dataset folder, by file name."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob("camera_traps-*.tfrecord-*"))}
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """The sha256 of every file below `folder`, by relative path (to show a tree was not modified)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class InterruptAfter:
+    """An `after_shard` hook that records each finished shard file in `done` and raises
+    KeyboardInterrupt (as Ctrl-C would) once `count` shards are done."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.done: list[str] = []
+
+    def __call__(self, spec) -> None:
+        self.done.append(spec.file)
+        if len(self.done) == self.count:
+            raise KeyboardInterrupt
