@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from _common import write_results
+
 SPECIES = ["wildebeest", "zebra", "gazellethomsons", "elephant", "buffalo", "warthog", "giraffe", "impala",
            "otherbird", "hartebeest", "empty", "human", "monkeyvervet", "rodents", "zorilla"]
 SITES = [f"{row}{col:02d}" for row in "BCDEFGHIJKLMNOPQRSTUV" for col in range(1, 14)]

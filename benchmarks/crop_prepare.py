@@ -36,6 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 from _common import RESULTS, write_results
+
 SHORT_SIDE = 224
 QUALITY = 90
 WIDTH, HEIGHT = 2048, 1536

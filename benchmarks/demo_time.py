@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from _common import write_results
 
 

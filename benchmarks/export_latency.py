@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import write_results
+
 INPUT_SIZE = 224
 IMAGE_SHAPE = (256, 341, 3)
 CLASSES = [f"species{i:02d}" for i in range(52)]

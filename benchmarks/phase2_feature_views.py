@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import write_results
+
 # 20 classes (closer hues than the tests' 4, so the task is not solved outright), 300..2 train images.
 TRAIN_COUNTS = {f"c{i:02d}": n for i, n in enumerate([300, 200, 150, 100, 70, 50, 40, 30, 20, 15,
                                                       12, 10, 8, 6, 5, 4, 3, 3, 2, 2])}
@@ -73,8 +73,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="phase-2 epochs (phase 1 trains 3)")
     args = parser.parse_args()
 
-    from serengeti_tf.train import training
     from serengeti_tf.testing import write_tiny_dataset
+    from serengeti_tf.train import training
 
     work = Path(tempfile.mkdtemp(prefix="feature_views_bench_"))
     data = write_tiny_dataset(work / "prepared", TRAIN_COUNTS, val_per_class=6, test_per_class=10, image_size=40)

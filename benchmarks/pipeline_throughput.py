@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 from _common import write_results
+
 PAPER_COUNTS = Path(__file__).resolve().parents[2] / "shared" / "paper" / "s9_class_counts.csv"
 INPUT_SIZE = 224
 STORED_SIZE = 256

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import write_results
+
 INPUT_SIZE = 224
 STORED_SIZE = 256
 CLASSES = [f"species{i:02d}" for i in range(52)]

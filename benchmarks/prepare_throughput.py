@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import write_results
 from PIL import Image
 
-from _common import write_results
 SHORT_SIDE = 256
 QUALITY = 90
 
@@ -118,8 +118,8 @@ def _manifest(names: list[str]):
 
 
 def run_prepare(folder: Path, names: list[str], workers: int, out: Path) -> float:
-    from serengeti_tf.data import shards
     from serengeti_tf.config import DataConfig
+    from serengeti_tf.data import shards
 
     manifest, classes = _manifest(names)
     data = DataConfig(image_root=str(folder), image_size=SHORT_SIDE, jpeg_quality=QUALITY, workers=workers,

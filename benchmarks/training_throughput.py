@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from _common import RESULTS, write_results
+
 NUM_CLASSES = 52  # the paper's class count: the head has 26,676 weights
 
 
@@ -79,8 +80,8 @@ def job_phase1(dataset_dir: str, size: int, batch: int, steps: int, warmup: int)
 
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data import pipeline, sampling
-    from serengeti_tf.train import training
     from serengeti_tf.models.resnet import build_model
+    from serengeti_tf.train import training
 
     config = _config(size, batch)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
@@ -109,9 +110,9 @@ def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dic
 
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.models.resnet import build_model, freeze_backbone, head_model
     from serengeti_tf.train import features as feature_cache
     from serengeti_tf.train import training
-    from serengeti_tf.models.resnet import build_model, freeze_backbone, head_model
 
     config = _config(size, batch)
     counts = ds_reader.train_counts(dataset_dir)

@@ -19,8 +19,16 @@ from typing import Any, Optional
 
 import yaml
 
-from serengeti_tf.choices import (CLASS_WEIGHTINGS, HEAD_REBALANCINGS, IMBALANCE_METHODS, LOSSES, MODELS,
-                                  SAMPLERS, SOURCE_FORMATS, STRATEGIES)
+from serengeti_tf.choices import (
+    CLASS_WEIGHTINGS,
+    HEAD_REBALANCINGS,
+    IMBALANCE_METHODS,
+    LOSSES,
+    MODELS,
+    SAMPLERS,
+    SOURCE_FORMATS,
+    STRATEGIES,
+)
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import Registry
 

@@ -16,9 +16,9 @@ import pandas as pd
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf.io_utils import write_csv, write_json
 from serengeti_tf.data.records import encode_example
 from serengeti_tf.data.shards import shard_file_name, write_tfds_metadata
+from serengeti_tf.io_utils import write_csv, write_json
 
 
 def class_image(label: int, num_classes: int, size: int, rng: np.random.Generator) -> np.ndarray:

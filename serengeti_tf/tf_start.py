@@ -42,8 +42,8 @@ def quiet_start() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf  # first, so a missing TensorFlow is reported as such
             import keras  # noqa: F401
+            import tensorflow as tf  # first, so a missing TensorFlow is reported as such
 
             gpu_found = bool(tf.config.list_physical_devices("GPU"))
         finally:

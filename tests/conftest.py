@@ -38,6 +38,7 @@ def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
     """A finished phase-1 run of `helpers.tiny_config()` on tiny_dataset, trained once for the session.
     Read-only: a test that modifies or retrains it works on a `shutil.copytree` copy."""
     from helpers import quiet, tiny_config
+
     from serengeti_tf.train import training
 
     run = tmp_path_factory.mktemp("runs") / "p1"

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import invoke_cli, tree_hashes
 from PIL import Image
 
 from serengeti_tf import config as cfg
 from serengeti_tf.testing import write_tiny_dataset
-from helpers import invoke_cli, tree_hashes
 
 SOURCE = "--metadata {src}/labels.csv --image-root {src} --image-size 24 --workers 1"
 

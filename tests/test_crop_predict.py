@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tree_hashes
 from PIL import Image
 
-from serengeti_tf.evaluate import crop_predict
 from serengeti_tf.data import detections
+from serengeti_tf.evaluate import crop_predict
 from serengeti_tf.testing import write_tiny_run
-from helpers import tree_hashes
 
 CLASSES = ["elephant", "gazellethomsons", "zebra"]
 

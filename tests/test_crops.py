@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import InterruptAfter, shard_bytes, tree_hashes
 from PIL import Image
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data import crops, detections
 from serengeti_tf.errors import UserError
-from helpers import InterruptAfter, shard_bytes, tree_hashes
 
 COLOURS = {"zebra": (230, 30, 30), "lionfemale": (30, 200, 40), "dikdik": (40, 60, 230)}
 

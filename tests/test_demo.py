@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_together
 
 from serengeti_tf.demo.runner import demo_config
 from serengeti_tf.errors import UserError
-from helpers import run_together
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import evaluation as ev
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.evaluate.plots import plot_confusion
-from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import write_json
 
 NAMES = ["aardvark", "buffalo", "cheetah", "dikdik"]

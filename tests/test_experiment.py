@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
 from serengeti_tf.train import runs as run_files
 from serengeti_tf.train import training
-from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
 from serengeti_tf.train.progress import FORWARD_COST, GridProgress, RunWork, run_work
 
 
@@ -72,8 +72,8 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
 
     from serengeti_tf.evaluate import evaluation
     from serengeti_tf.evaluate.run_reader import eval_dir_name
-    from serengeti_tf.train import training
     from serengeti_tf.io_utils import write_csv, write_json
+    from serengeti_tf.train import training
 
     names = ["antelope", "buffalo", "cheetah", "dikdik"]
     y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])

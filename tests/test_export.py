@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from helpers import quiet, run_together, subprocess_env, tiny_config
 from PIL import Image
 
 from serengeti_tf import config as cfg
-from serengeti_tf.models import export
 from serengeti_tf.data import pipeline
-from serengeti_tf.train import training
 from serengeti_tf.errors import UserError
+from serengeti_tf.models import export
 from serengeti_tf.testing import write_tiny_dataset
-from helpers import quiet, run_together, subprocess_env, tiny_config
+from serengeti_tf.train import training
 
 CLASSES = {"antelope": 30, "buffalo": 12, "cheetah": 8, "dikdik": 4}
 STORED = 40  # stored short side of the tiny dataset; predict decodes to it

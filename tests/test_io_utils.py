@@ -9,8 +9,16 @@ import sys
 import pytest
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import (atomic_path, check_output_path, claim_output_dir, disk_full_message, read_json,
-                                   record_owned, refuse_overlap, write_text)
+from serengeti_tf.io_utils import (
+    atomic_path,
+    check_output_path,
+    claim_output_dir,
+    disk_full_message,
+    read_json,
+    record_owned,
+    refuse_overlap,
+    write_text,
+)
 from serengeti_tf.locks import output_lock
 
 

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from serengeti_tf.train import losses
 from serengeti_tf.config import TrainConfig
 from serengeti_tf.errors import UserError
+from serengeti_tf.train import losses
 
 # Two classes, p = softmax([0, ln 3]) = [1/4, 3/4].
 LOGITS = np.array([[0.0, math.log(3.0)], [0.0, math.log(3.0)]], dtype=np.float32)

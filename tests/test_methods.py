@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import quiet, tiny_config, weights_of
 
 from serengeti_tf import config as cfg
 from serengeti_tf.choices import IMBALANCE_METHODS
 from serengeti_tf.data import dataset as ds_reader
-from serengeti_tf.evaluate import methods
-from serengeti_tf.train import runs, training
-from serengeti_tf.models import resnet as M
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate import methods
 from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
-from helpers import quiet, tiny_config, weights_of
+from serengeti_tf.models import resnet as M
+from serengeti_tf.train import runs, training
 
 
 def method_config(**train) -> cfg.Config:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from serengeti_tf.evaluate import bootstrap, metrics
-from serengeti_tf.train import callbacks, rebalancing
 from serengeti_tf import config as cfg
+from serengeti_tf.evaluate import bootstrap, metrics
 from serengeti_tf.evaluate import evaluation as ev
+from serengeti_tf.train import callbacks, rebalancing
 
 NAMES = ["aardvark", "buffalo", "cheetah", "dikdik", "eland"]
 TRAIN = {name: 100 for name in NAMES}

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf.train import distribution
-from serengeti_tf.models import resnet as M
 from serengeti_tf.errors import UserError
+from serengeti_tf.models import resnet as M
+from serengeti_tf.train import distribution
 
 SIZE = 32  # the smallest input the five stride-2 steps allow; weights do not depend on it
 

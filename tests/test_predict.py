@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,8 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf.evaluate import predict as pr
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate import predict as pr
 from serengeti_tf.io_utils import write_json
 from serengeti_tf.testing import class_image, jpeg_bytes, write_tiny_run
 

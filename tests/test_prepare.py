@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
 from PIL import Image
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.prepare import format_summary, prepare_dataset
-from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
+from serengeti_tf.errors import UserError
 
 # Plain-CSV source: species -> number of 2-frame captures.
 CAPTURES = {"zebra": 8, "wildebeest": 5, "aardvark": 3}

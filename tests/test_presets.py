@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import invoke_cli
 
 from serengeti_tf import config as cfg
 from serengeti_tf import presets
 from serengeti_tf.errors import UserError
-from helpers import invoke_cli
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

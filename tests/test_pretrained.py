@@ -14,13 +14,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import NUM_CLASSES, quiet, run_together, subprocess_env, tiny_config, train_cli
 
-from serengeti_tf.models import resnet as M
+from serengeti_tf.errors import UserError
 from serengeti_tf.models import pretrained
+from serengeti_tf.models import resnet as M
 from serengeti_tf.train import training
 from serengeti_tf.train.optimizers import DiscriminativeAdam
-from serengeti_tf.errors import UserError
-from helpers import NUM_CLASSES, quiet, run_together, subprocess_env, tiny_config, train_cli
 
 
 def randomize(model: keras.Model, seed: int = 1) -> keras.Model:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serengeti_tf.train import rebalancing as rb
 from serengeti_tf.errors import UserError
 from serengeti_tf.models import resnet as M
 from serengeti_tf.models.inference import predict_dataset
+from serengeti_tf.train import rebalancing as rb
 
 PRIORS = np.array([0.9, 0.09, 0.01])
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import evaluation as ev
 from serengeti_tf.evaluate import reporting as rp
-from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import write_csv, write_json
 
 NAMES = ["buffalo", "eland", "zebra"]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
-from serengeti_tf.data import sampling
 from serengeti_tf.config import SamplerConfig
+from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError
 
 # The two rows the paper's Tables 5 and 6 print swapped (see ../shared/paper/README.md).

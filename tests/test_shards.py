@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import InterruptAfter, shard_bytes
 from PIL import Image
 
-from serengeti_tf.data import shards
 from serengeti_tf.config import DataConfig
-from helpers import InterruptAfter, shard_bytes
+from serengeti_tf.data import shards
 
 SPECIES = {"zebra": 9, "lion": 4, "aardvark": 1}
 

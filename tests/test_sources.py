@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from serengeti_tf.config import DataConfig
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.filters import apply_filters
 from serengeti_tf.data.sources import MANIFEST_COLUMNS, detect_format, normalise_season, read_source
 from serengeti_tf.data.sources.coco_camera_traps import NonFiniteAsNull
 from serengeti_tf.data.sources.folders import parse_camtrapr_name
+from serengeti_tf.errors import UserError
 
 # capture -> (season, site, species list, number of frames); one frame of S10#A02#1#2 is not listed
 # in the annotations, S9#A01#1#4 has no annotation row at all.

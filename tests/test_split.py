@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from serengeti_tf.config import DataConfig
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.filters import apply_filters
 from serengeti_tf.data.sources import MANIFEST_COLUMNS, read_source
 from serengeti_tf.data.split import assign_splits, split_counts, split_table
+from serengeti_tf.errors import UserError
 
 # species -> number of captures; each capture has 1-3 frames, sites cycle over 6.
 CAPTURES = {"wildebeest": 200, "zebra": 90, "impala": 30, "aardvark": 3, "civet": 2, "rodents": 1}

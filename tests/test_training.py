@@ -19,17 +19,17 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import NUM_CLASSES, quiet, subprocess_env, tiny_config, train_cli, weights_of
 from sklearn.metrics import f1_score
 
 from serengeti_tf import config as cfg
-from serengeti_tf.models import resnet as M
 from serengeti_tf.data import pipeline
-from serengeti_tf.train import features as feature_cache
-from serengeti_tf.train import runs, training
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import file_digest
+from serengeti_tf.models import resnet as M
 from serengeti_tf.testing import write_tiny_dataset
-from helpers import NUM_CLASSES, quiet, subprocess_env, tiny_config, train_cli, weights_of
+from serengeti_tf.train import features as feature_cache
+from serengeti_tf.train import runs, training
 
 RUN_FILES = ("config.yaml", "lineage.json", "class_map.json", "metrics.csv", "model.keras", "timings.json",
              "versions.json", "checkpoints/state.json")

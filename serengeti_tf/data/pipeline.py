@@ -64,11 +64,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.config import Config
-from serengeti_tf.errors import UserError
+from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.data.records import FEATURE_SPEC
 from serengeti_tf.data.sampling import check_plan_matches
+from serengeti_tf.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # The model's input normalisation: ImageNet channel statistics on [0, 1] pixels.

@@ -26,8 +26,8 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.data import shards
 from serengeti_tf.config import Config, DataConfig
+from serengeti_tf.data import shards
 from serengeti_tf.data.dataset import SPLITS
 from serengeti_tf.errors import UserError
 from serengeti_tf.locks import output_lock

@@ -30,8 +30,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.data import images
 from serengeti_tf.config import DataConfig
+from serengeti_tf.data import images
 from serengeti_tf.data.dataset import SPLITS, TFDS_NAME
 from serengeti_tf.io_utils import atomic_path, read_json, record_owned, text_digest, write_json
 

@@ -124,10 +124,10 @@ def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] 
 
 def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minutes: float,
               print_fn: Callable[[str], None]) -> dict:
-    from serengeti_tf.demo.writer import write_demo_dataset
-    from serengeti_tf.evaluate.experiment import run_experiment, split_counts
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data.prepare import format_summary, prepare_dataset
+    from serengeti_tf.demo.writer import write_demo_dataset
+    from serengeti_tf.evaluate.experiment import run_experiment, split_counts
 
     started = time.perf_counter()
     settings = throughput = None

@@ -36,11 +36,24 @@ from serengeti_tf import __version__
 from serengeti_tf import config as cfg
 from serengeti_tf.data.detections import write_md_file
 from serengeti_tf.demo.capture_plan import SITES, image_path, plan_captures
-from serengeti_tf.demo.class_counts import (DEFAULT_MIN_CAPTURES, DEFAULT_SCALE, check_min_captures, check_scale,
-                                            class_image_counts, paper_train_counts)
+from serengeti_tf.demo.class_counts import (
+    DEFAULT_MIN_CAPTURES,
+    DEFAULT_SCALE,
+    check_min_captures,
+    check_scale,
+    class_image_counts,
+    paper_train_counts,
+)
 from serengeti_tf.demo.detector_boxes import MD_JSON, MISSED_SHARE, md_images
-from serengeti_tf.demo.lila_metadata import (ANNOTATIONS_CSV, COCO_JSON, IMAGES_CSV, annotations_table,
-                                             coco_dataset, images_table, write_indexed_csv)
+from serengeti_tf.demo.lila_metadata import (
+    ANNOTATIONS_CSV,
+    COCO_JSON,
+    IMAGES_CSV,
+    annotations_table,
+    coco_dataset,
+    images_table,
+    write_indexed_csv,
+)
 from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE, Canvas, encode_jpeg, render_capture, site_background
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import claim_output_dir, write_bytes, write_json, write_text

@@ -31,9 +31,19 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.predict import (DECODE_THREADS, _append, _input_digest, _start_or_resume, attach_capture_ids,
-                                  check_request, input_paths, list_inputs, output_csv_lock,
-                                  output_paths, resolve_model)
+from serengeti_tf.evaluate.predict import (
+    DECODE_THREADS,
+    _append,
+    _input_digest,
+    _start_or_resume,
+    attach_capture_ids,
+    check_request,
+    input_paths,
+    list_inputs,
+    output_csv_lock,
+    output_paths,
+    resolve_model,
+)
 
 EMPTY = "empty"
 

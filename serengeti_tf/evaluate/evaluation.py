@@ -36,12 +36,16 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.bootstrap import SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
-from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.metrics import (
+    SELECTION_DESCRIPTION,
+    classification_scores,
+    confusion_counts,
+    scores_from_confusion,
+)
 from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
-from serengeti_tf.evaluate.metrics import (SELECTION_DESCRIPTION, classification_scores, confusion_counts,
-                                  scores_from_confusion)
 
 log = logging.getLogger(__name__)
 
@@ -384,12 +388,12 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
     Returns {"out_dir", "metrics", "per_class" (DataFrame), "table", "per_class_table", "skipped"}.
     """
-    from serengeti_tf.data import dataset as ds
     from serengeti_tf import io_utils
-    from serengeti_tf.evaluate import levels
+    from serengeti_tf.data import dataset as ds
     from serengeti_tf.data import pipeline
-    from serengeti_tf.locks import output_lock
+    from serengeti_tf.evaluate import levels
     from serengeti_tf.evaluate.plots import plot_confusion
+    from serengeti_tf.locks import output_lock
     from serengeti_tf.models.resnet import load_model
 
     run_dir = Path(run_dir)

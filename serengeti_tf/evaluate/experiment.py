@@ -140,8 +140,8 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
 def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Callable[[str], None]) -> dict:
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.evaluate import evaluation, reporting
-    from serengeti_tf.train import training
     from serengeti_tf.train import runs as run_files
+    from serengeti_tf.train import training
     from serengeti_tf.train.callbacks import EpochLine
     from serengeti_tf.train.progress import GridProgress
 

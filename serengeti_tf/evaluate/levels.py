@@ -238,8 +238,8 @@ def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str 
     """For a comparison holding a crop run: writes `levels.csv` (every run's scores per level) and,
     with another run beside it, `levels_comparison.csv` (scores on the shared test images and
     captures); appends both to `report.md`. Returns the shared-image table (None without one)."""
-    from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
     from serengeti_tf.evaluate.reporting import markdown_table
+    from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
 
     if not (rows["level"] == "crop").any():
         return None

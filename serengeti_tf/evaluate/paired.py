@@ -24,8 +24,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.evaluate import bootstrap
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate import bootstrap
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
 from serengeti_tf.evaluate.run_reader import eval_dir_name
 

@@ -34,8 +34,8 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.class_map import ClassMap
+from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
 from serengeti_tf.io_utils import file_digest
 from serengeti_tf.locks import output_lock

@@ -36,9 +36,9 @@ from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.errors import UserError
-from serengeti_tf.locks import output_lock
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
 from serengeti_tf.evaluate.run_reader import eval_dir_name
+from serengeti_tf.locks import output_lock
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
 HEADLINE_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "top_k_accuracy",

@@ -219,9 +219,9 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """Loads a `.keras` model written by `save_model`; UserError when missing or unreadable."""
     # Registers the custom losses (keras.saving.register_keras_serializable) so a model saved
     # with its compiled focal / logit-adjusted loss reloads with compile=True in a fresh process.
+    import serengeti_tf.models.export  # noqa: F401  (EvalPreprocessing layer of `export --format keras` models)
     import serengeti_tf.train.losses  # noqa: F401
     import serengeti_tf.train.optimizers  # noqa: F401  (discriminative-LR optimizers of fine-tuning runs)
-    import serengeti_tf.models.export  # noqa: F401  (EvalPreprocessing layer of `export --format keras` models)
 
     path = Path(path)
     if not path.is_file():

@@ -32,8 +32,15 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import (CorruptFileError, claim_output_dir, read_json, reclaim_output_dir, same_json,
-                                   write_csv, write_json)
+from serengeti_tf.io_utils import (
+    CorruptFileError,
+    claim_output_dir,
+    read_json,
+    reclaim_output_dir,
+    same_json,
+    write_csv,
+    write_json,
+)
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")

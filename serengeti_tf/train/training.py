@@ -36,12 +36,11 @@ import numpy as np
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset as ds_reader
-from serengeti_tf.train import distribution, runs
-from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_json
 from serengeti_tf.locks import output_lock
-
+from serengeti_tf.train import distribution, runs
+from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 
 # ---------------------------------------------------------------------------------------------
 # Optimizer, loss, compile
@@ -197,8 +196,8 @@ def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
     """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
     import keras
 
-    from serengeti_tf.models.resnet import build_model
     from serengeti_tf.models.pretrained import load_backbone_weights
+    from serengeti_tf.models.resnet import build_model
 
     keras.utils.set_random_seed(config.train.seed)
     with distribution.precision(config.train.mixed_precision), strategy.scope():
@@ -531,9 +530,9 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
                      provenance: dict, print_fn) -> dict:
     """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
     CSV and, last, rebalancing.json (`provenance` says where the trained model came from)."""
-    from serengeti_tf.train import rebalancing
     from serengeti_tf.io_utils import write_csv
     from serengeti_tf.models.resnet import load_model, save_model
+    from serengeti_tf.train import rebalancing
 
     start = time.perf_counter()
     model = load_model(source, compile=False)

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.sources import fill_season, relative_posix
+from serengeti_tf.errors import UserError
 
 log = logging.getLogger(__name__)
 

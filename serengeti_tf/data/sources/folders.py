@@ -17,8 +17,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.sources import canonical_series, lookup, species_by_key
+from serengeti_tf.errors import UserError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 

@@ -12,10 +12,19 @@ from typing import Sequence
 
 import pandas as pd
 
+from serengeti_tf.data.sources import (
+    LILA_ANNOTATIONS_COLUMNS,
+    LILA_IMAGES_COLUMNS,
+    canonical_series,
+    csv_header,
+    fill_season,
+    lookup,
+    map_unique,
+    normalise_season,
+    relative_posix,
+    species_by_key,
+)
 from serengeti_tf.errors import UserError
-from serengeti_tf.data.sources import (LILA_ANNOTATIONS_COLUMNS, LILA_IMAGES_COLUMNS, canonical_series,
-                                  csv_header, fill_season, lookup, map_unique, normalise_season, relative_posix,
-                                  species_by_key)
 
 _ANNOTATION_EXTRAS = ("season", "site", "capture_date_local", "capture_time_local")
 

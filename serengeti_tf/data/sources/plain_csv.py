@@ -13,8 +13,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from serengeti_tf.errors import UserError
 from serengeti_tf.data.sources import canonical_series, csv_header, fill_season, lookup, relative_posix, species_by_key
+from serengeti_tf.errors import UserError
 
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "path": ("path", "filepath", "file", "image", "file_name", "filename", "image_path"),
