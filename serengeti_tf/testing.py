@@ -89,16 +89,19 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
     return out
 
 
-def write_tiny_run(run: str | Path, class_names: list[str], input_size: int = 32, stored_size: int = 40) -> Path:
-    """A run folder holding a tiny random model (one conv, no training) for predict tests: model.keras,
-    config.yaml (model.input_size, data.image_size), lineage.json (dataset missing) and class_map.json."""
+def write_tiny_run(run: str | Path, class_names: list[str], input_size: int = 32, stored_size: int = 40,
+                   conv: tuple[int, int, int] = (4, 3, 2)) -> Path:
+    """A run folder holding a tiny random model (one conv of `conv` = (filters, kernel, stride), no
+    training) for predict tests and benchmarks: model.keras, config.yaml (model.input_size,
+    data.image_size), lineage.json (dataset missing) and class_map.json."""
     import keras
 
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((input_size, input_size, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    filters, kernel, stride = conv
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     keras.Model(inputs, keras.layers.Dense(len(class_names))(x)).save(run / "model.keras")
     config = cfg.Config()

@@ -48,16 +48,28 @@ TAU_NORM_BIAS_RULES = ("scale", "keep", "zero")
 # Scoring shared by the sweeps
 # ---------------------------------------------------------------------------------------------
 
-def _check_logits_labels(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    logits = np.asarray(logits, dtype=np.float64)
+def _check_rows(values: np.ndarray, labels: np.ndarray, what: str, width: str,
+                num_classes: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validates a non-empty [N, width] array and its N class indices (in [0, num_classes), by default
+    the array's width); returns both as numpy arrays."""
+    values = np.asarray(values)
     labels = np.asarray(labels).reshape(-1)
-    if logits.ndim != 2 or logits.shape[0] == 0:
-        raise UserError(f"logits must be a non-empty [N, C] array, got shape {logits.shape}")
-    if labels.shape[0] != logits.shape[0]:
-        raise UserError(f"labels have {labels.shape[0]} entries but logits have {logits.shape[0]} rows")
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise UserError(f"labels must be class indices in [0, {logits.shape[1] - 1}], "
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise UserError(f"{what} must be a non-empty [N, {width}] array, got shape {values.shape}")
+    if labels.shape[0] != values.shape[0]:
+        raise UserError(f"labels have {labels.shape[0]} entries but {what} have {values.shape[0]} rows")
+    if num_classes is None:
+        num_classes = values.shape[1]
+    elif not isinstance(num_classes, int) or num_classes < 2:
+        raise UserError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"labels must be class indices in [0, {num_classes - 1}], "
                         f"got range [{labels.min()}, {labels.max()}]")
+    return values, labels
+
+
+def _check_logits_labels(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits, labels = _check_rows(np.asarray(logits, dtype=np.float64), labels, "logits", "C")
     return logits, labels.astype(np.int64)
 
 
@@ -201,17 +213,7 @@ def sweep_tau_norm(features_val: np.ndarray, labels_val: np.ndarray, kernel: np.
 # ---------------------------------------------------------------------------------------------
 
 def _check_features(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    features = np.asarray(features, dtype=np.float32)
-    labels = np.asarray(labels).reshape(-1)
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise UserError(f"features must be a non-empty [N, D] array, got shape {features.shape}")
-    if labels.shape[0] != features.shape[0]:
-        raise UserError(f"labels have {labels.shape[0]} entries but features have {features.shape[0]} rows")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise UserError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise UserError(f"labels must be class indices in [0, {num_classes - 1}], "
-                        f"got range [{labels.min()}, {labels.max()}]")
+    features, labels = _check_rows(np.asarray(features, dtype=np.float32), labels, "features", "D", num_classes)
     return features, labels.astype(np.int32)
 
 
