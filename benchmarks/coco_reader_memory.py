@@ -168,7 +168,8 @@ def markdown(result: dict) -> str:
                          f"{run['seconds']:.1f} |")
     lines.append("")
     for size in result["sizes"]:
-        lines.append(f"- {size['file_mb']:.0f} MB file: reader peak / file size **{size['reader_peak_over_file']:.2f}** "
+        lines.append(f"- {size['file_mb']:.0f} MB file: reader peak / file size "
+                     f"**{size['reader_peak_over_file']:.2f}** "
                      f"(above the import floor {size['reader_increment_over_file']:.2f}; the returned manifest "
                      f"itself is {size['runs']['reader']['manifest_mb']:.0f} MB of it); reader peak / json.load peak "
                      f"**{size['reader_peak_over_json_load']:.2f}**.")

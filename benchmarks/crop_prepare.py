@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, write_results
 
 HERE = Path(__file__).resolve().parent
-from _common import RESULTS, write_results
 
 SHORT_SIDE = 224
 QUALITY = 90
@@ -151,7 +151,8 @@ def generate_md(path: Path, megabytes: float) -> dict:
         while f.tell() < target:
             lines = []
             for _ in range(2000):
-                name = f"S{images % 11 + 1}/B{images % 97:02d}/B{images % 97:02d}_R{images % 13 + 1}/IMG_{images:08d}.JPG"
+                name = (f"S{images % 11 + 1}/B{images % 97:02d}/B{images % 97:02d}_R{images % 13 + 1}/"
+                        f"IMG_{images:08d}.JPG")
                 if images % 500 == 7:
                     lines.append(json.dumps({"file": name, "failure": "Failure image access"}))
                 else:
@@ -214,7 +215,8 @@ def markdown(result: dict) -> str:
              f"{t['images']} generated {WIDTH}x{HEIGHT} JPEGs with {t['boxes']} MD boxes (1-3 per image, a third "
              f"small), stored short side {SHORT_SIDE}, {t['workers']} worker processes on "
              f"{result['machine']}. Same run, same images.", "",
-             "| variant | seconds | examples | images/s per core | examples/s per core |", "| --- | --- | --- | --- | --- |"]
+             "| variant | seconds | examples | images/s per core | examples/s per core |",
+             "| --- | --- | --- | --- | --- |"]
     for name in ("whole_frame", "crops", "crop_full_decode"):
         r = t[name]
         lines.append(f"| {name} | {r['seconds']} | {r['examples']} | {r['images_per_s_per_core']} | "
@@ -244,7 +246,8 @@ def main() -> None:
                         help="comma list; a part left out keeps its numbers from the last results JSON")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    previous = json.loads((RESULTS / "crop_prepare.json").read_text()) if (RESULTS / "crop_prepare.json").is_file() else {}
+    previous_file = RESULTS / "crop_prepare.json"
+    previous = json.loads(previous_file.read_text()) if previous_file.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="crop_bench_") as tmp:
         folder = Path(tmp)
         result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",

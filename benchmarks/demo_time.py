@@ -77,7 +77,8 @@ def markdown(r: dict) -> str:
              f"samplers {', '.join(s['samplers'])}, {s['epochs']} epochs per run.", "",
              f"Why (the demo's words): {s['reason']}.", "",
              "| model | phase | accuracy | macro F1 |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {row['model']} | {row['phase']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} |" for row in r["runs"]]
+    lines += [f"| {row['model']} | {row['phase']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} |"
+              for row in r["runs"]]
     lines += ["", f"Error-looking lines (E0000/W0000/CUDA) in the output: {len(r['error_like_lines'])}"
               + (f" (first: `{r['error_like_lines'][0]}`)" if r["error_like_lines"] else ""), ""]
     return "\n".join(lines)

@@ -126,7 +126,8 @@ def coverage(kind: str, draws: int, samples: int) -> dict:
            "mean_point_estimate": round(float(np.mean(points)), 4),
            "sd_point_estimate": round(float(np.std(points, ddof=1)), 4)}
     for name, t in tally.items():
-        out[name] = {"coverage": round(t["covered"] / draws, 3), "contains_point": round(t["contains_point"] / draws, 3),
+        out[name] = {"coverage": round(t["covered"] / draws, 3),
+                     "contains_point": round(t["contains_point"] / draws, 3),
                      "mean_width": round(t["width"] / draws, 4)}
     return out
 

@@ -125,7 +125,8 @@ def main() -> None:
     for name, row in rows.items():
         size = "–" if row["file_bytes"] is None else f"{row['file_bytes'] / 1e6:.1f}"
         lines.append(f"| {name} | {size} | {row['latency_ms_median']} ({row['latency_ms_p90']}) | "
-                     f"{row['latency_vs_keras']}× | {row['throughput_img_s_batch64']} | {row['throughput_vs_keras']}× |")
+                     f"{row['latency_vs_keras']}× | {row['throughput_img_s_batch64']} | "
+                     f"{row['throughput_vs_keras']}× |")
     write_results("export_latency", result, "\n".join(lines) + "\n")
 
 

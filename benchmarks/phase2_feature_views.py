@@ -147,8 +147,10 @@ def markdown(result: dict) -> str:
     spread = max(s for s in (base["macro_f1"]["std"], aug["macro_f1"]["std"]) if s is not None) \
         if result["seeds"] > 1 else None
     delta = aug["macro_f1"]["mean"] - base["macro_f1"]["mean"]
-    verdict = ("within the seed-to-seed spread: no difference is shown" if spread is not None and abs(delta) <= 2 * spread
-               else "larger than twice the seed spread" if spread is not None else "one seed: no spread to compare with")
+    verdict = ("within the seed-to-seed spread: no difference is shown"
+               if spread is not None and abs(delta) <= 2 * spread
+               else "larger than twice the seed spread" if spread is not None
+               else "one seed: no spread to compare with")
     lines += [
         "",
         "- views1 = `train.feature_views: 1` (default): features of the un-augmented centre crop, computed once.",
@@ -157,7 +159,8 @@ def markdown(result: dict) -> str:
         "- slow_augmented = `train.phase2_augment: true`: fresh augmentation every epoch through the frozen backbone.",
         f"- {views} vs views1: Δ test macro F1 {delta:+.4f} ({verdict}); the feature pass costs "
         f"{aug['feature_seconds']['mean'] / max(base['feature_seconds']['mean'], 1e-9):.1f}x the views1 pass.",
-        "- Tiny generated data: this measures what the code paths do, not how much augmentation helps on camera-trap images.",
+        "- Tiny generated data: this measures what the code paths do, not how much augmentation helps on "
+        "camera-trap images.",
     ]
     return "\n".join(lines) + "\n"
 

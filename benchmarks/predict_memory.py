@@ -120,11 +120,13 @@ def main() -> None:
                                                       / results[f"plain_{n2}"]["images_per_second"], 2),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
-    rows = "\n".join(f"| {m} | {n} | {results[f'{m}_{n}']['peak_rss_mb']} | {results[f'{m}_{n}']['images_per_second']} |"
+    rows = "\n".join(f"| {m} | {n} | {results[f'{m}_{n}']['peak_rss_mb']} | "
+                     f"{results[f'{m}_{n}']['images_per_second']} |"
                      for m in ("predict", "plain") for n in args.sizes)
     md = (f"# `predict`: peak memory and speed vs load-everything-then-predict\n\n"
           f"{n1} and {n2} generated 1024x768 JPEGs, stored size {STORED_SIZE}, input {INPUT_SIZE}, batch "
-          f"{args.batch_size}, tiny CNN, {os.cpu_count()} shared CPU cores. Each row is a fresh process; times include importing TensorFlow and loading the model.\n\n"
+          f"{args.batch_size}, tiny CNN, {os.cpu_count()} shared CPU cores. Each row is a fresh process; "
+          f"times include importing TensorFlow and loading the model.\n\n"
           f"| method | images | peak RSS (MB) | images/s |\n| --- | --- | --- | --- |\n{rows}\n\n"
           f"RSS growth per extra image: predict {summary['rss_growth_kb_per_image']['predict']} KB, "
           f"plain {summary['rss_growth_kb_per_image']['plain']} KB "

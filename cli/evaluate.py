@@ -14,7 +14,8 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default=None,
               help="Split to evaluate (eval.split, default test); val/train write to eval_<split>/.")
 @click.option("--per-class", is_flag=True, help="Also print the per-class table (the paper's Table 4 layout).")
-@click.option("--top-k", type=int, default=None, help="k of the top-k accuracy and predictions (eval.top_k, default 5).")
+@click.option("--top-k", type=int, default=None,
+              help="k of the top-k accuracy and predictions (eval.top_k, default 5).")
 @click.option("--bootstrap", type=int, default=None,
               help="Bootstrap resamples for the 95% CIs (eval.bootstrap_samples, default 1000; 0 = off).")
 @click.option("--batch-size", type=int, default=None, help="Images per inference batch (eval.batch_size).")

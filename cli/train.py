@@ -34,15 +34,17 @@ from serengeti_tf_cli.common import RegistryChoice, config_options, resolve_conf
                    "worker, roles from $TF_CONFIG (run the same command in each). The batch size is global.")
 @click.option("--xla/--no-xla", default=None, help="Compile the train step with XLA (jit_compile).")
 @click.option("--seed", type=int, default=None, help="Seed for weights, sampling and augmentation. [default: 0]")
-@click.option("--loss", type=RegistryChoice(LOSSES), default=None, help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
-                                 "softmax or logit-adjusted (both shift logits by the class prior). "
-                                 "[default: cross_entropy]")
+@click.option("--loss", type=RegistryChoice(LOSSES), default=None,
+              help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
+                   "softmax or logit-adjusted (both shift logits by the class prior). "
+                   "[default: cross_entropy]")
 @click.option("--class-weighting", type=RegistryChoice(CLASS_WEIGHTINGS), default=None,
               help="Per-class loss weights: inverse frequency or effective number of samples "
                    "(beta: --set train.effective_number_beta=0.999). [default: none]")
 @click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma (0 = cross-entropy). [default: 2.0]")
-@click.option("--head-rebalancing", type=RegistryChoice(HEAD_REBALANCINGS), default=None, help="Re-balance the head of the best model after training (tau swept on val; "
-                                 "crt = class-balanced head retraining on the frozen backbone). [default: none]")
+@click.option("--head-rebalancing", type=RegistryChoice(HEAD_REBALANCINGS), default=None,
+              help="Re-balance the head of the best model after training (tau swept on val; "
+                   "crt = class-balanced head retraining on the frozen backbone). [default: none]")
 @click.option("--init-weights", type=click.Path(exists=True), default=None,
               help="Phase 1 only: start the backbone from a local keras-hub ResNet-18 preset folder, a .keras "
                    "model or run folder of this project, or a .weights.h5 (the head is always new). "

@@ -5,7 +5,8 @@ code that acts on a setting calls `lookup`. To add a choice, register its builde
 
     kind (config key)                   owner: what a builder is
     SAMPLERS (sampler.name)             data/sampling.py: (counts, SamplerConfig) -> per-class targets
-    LOSSES (train.loss)                 train/loss_choices.py: (TrainConfig, counts, class weights or None) -> Keras loss
+    LOSSES (train.loss)                 train/loss_choices.py: (TrainConfig, counts, class weights or None)
+                                        -> Keras loss
     CLASS_WEIGHTINGS (train.class_weighting)
                                         train/loss_choices.py: (counts of the classes with images, beta)
                                         -> their raw weights, or None for no weighting

@@ -246,7 +246,7 @@ def remove_owned(folder: str | os.PathLike) -> list[Path]:
         for temp in folder.rglob(pattern):
             if temp.is_file():
                 temp.unlink(missing_ok=True)
-    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+    for dirpath, _, _ in os.walk(folder, topdown=False):
         current = Path(dirpath)
         if current != folder and not any(current.iterdir()):
             current.rmdir()

@@ -87,7 +87,10 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
                                    "sampler": {"name": "ros", "shuffle_buffer": 64}}])
     write_plan(config, root / "plan", data_dir=crops_dir)
     assert json.loads((root / "plan" / "totals.json").read_text())["unit"] == "crops"
-    quiet = (lambda _line: None)
+
+    def quiet(_line: str) -> None:
+        pass
+
     phase1 = training.train(config, crops_dir, root / "runs" / "ros-phase1", print_fn=quiet)
     phase2_config = cfg.from_dict({**cfg.to_dict(config), "train": {**cfg.to_dict(config)["train"], "phase": 2}})
     phase2 = training.train(phase2_config, crops_dir, root / "runs" / "ros-phase2", init_run=phase1, print_fn=quiet)
@@ -112,7 +115,8 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     assert "image = detector-confidence-weighted mean" in result["table"]
 
     whole_result = evaluate_run(whole)
-    assert whole_result["metrics"]["level"] == "image" and set(whole_result["metrics"]["levels"]) == {"image", "capture"}
+    assert whole_result["metrics"]["level"] == "image"
+    assert set(whole_result["metrics"]["levels"]) == {"image", "capture"}
     assert set(pd.read_csv(whole_result["out_dir"] / "per_class.csv", keep_default_na=False)["level"]) == {"image"}
 
     report = compare_runs([whole, phase1, phase2], root / "compare", evaluate_missing=True)

@@ -55,7 +55,8 @@ def test_head_methods_get_a_baseline_to_branch_from_even_without_sampler_none(tm
 
 
 def test_unknown_or_repeated_method_is_a_user_error_listing_the_known_ones():
-    with pytest.raises(UserError, match=r"experiment.methods must be .*from cw_inverse, .*crt, got \['focal', 'smote'\]"):
+    with pytest.raises(UserError,
+                       match=r"experiment.methods must be .*from cw_inverse, .*crt, got \['focal', 'smote'\]"):
         cfg.resolve(updates=[{"experiment": {"methods": ["focal", "smote"]}}])
     with pytest.raises(UserError, match="distinct"):
         cfg.resolve(updates=[{"experiment": {"methods": ["focal", "focal"]}}])
@@ -75,9 +76,11 @@ def test_plan_adds_one_single_phase_run_per_method_and_seed(tmp_path):
     assert method_runs[3].trained_run == tmp_path / "runs" / "seed1" / "none-phase1"
     assert method_runs[3].trained_run in [r.run_dir for r in planned[:planned.index(method_runs[3])]]
     # The paper's sampler runs are unchanged.
-    assert [(r.sampler, r.phase) for r in planned if not r.method and r.seed == 0] == [("none", 1), ("ros", 1), ("ros", 2)]
+    assert ([(r.sampler, r.phase) for r in planned if not r.method and r.seed == 0]
+            == [("none", 1), ("ros", 1), ("ros", 2)])
     focal_cw = run_config(config, method_runs[2])
-    assert (focal_cw.train.loss, focal_cw.train.class_weighting, focal_cw.train.seed) == ("focal", "effective_number", 1)
+    assert ((focal_cw.train.loss, focal_cw.train.class_weighting, focal_cw.train.seed)
+            == ("focal", "effective_number", 1))
     assert (focal_cw.sampler.name, focal_cw.train.phase) == ("none", 1)
     assert run_config(config, method_runs[1]).train.head_rebalancing == "crt"
     assert config.train.loss == "cross_entropy"  # the experiment's own config is untouched

@@ -99,7 +99,7 @@ def test_freeze_backbone_by_role_and_batchnorm_in_inference_mode():
     x, y = _images(8), np.arange(8) % 5
     model.fit(x, y, epochs=1, verbose=0)
     M.freeze_backbone(model)
-    assert [l.name for l in model.layers if l.trainable] == [M.HEAD_NAME]
+    assert [layer.name for layer in model.layers if layer.trainable] == [M.HEAD_NAME]
     assert M.count_weights(model) == 512 * 5 + 5
     bn = model.get_layer("stage3_block1_conv1_bn")
     moving = [_np(bn.moving_mean), _np(bn.moving_variance)]
@@ -144,7 +144,7 @@ def test_save_and_load_round_trip(net, tmp_path):
     x = _images(2, seed=5)
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)), np.asarray(net(x, training=False)),
                                rtol=1e-6, atol=1e-6)
-    assert [l.name for l in loaded.layers] == [l.name for l in net.layers]
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in net.layers]
     with pytest.raises(UserError, match="must end in .keras"):
         M.save_model(net, tmp_path / "m.h5")
     with pytest.raises(UserError, match="model file not found"):

@@ -326,7 +326,7 @@ def test_works_under_a_distribution_strategy(data_dir):
     ds, steps = pipeline.make_train_dataset(data_dir, plan, config, augment=True)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     seen = 0
-    for images, labels in strategy.experimental_distribute_dataset(ds):
+    for _images, labels in strategy.experimental_distribute_dataset(ds):
         seen += int(strategy.experimental_local_results(labels)[0].shape[0])
     assert seen == plan["target"].sum()
 

@@ -76,7 +76,7 @@ def test_same_probabilities_as_the_model_on_the_eval_view(tiny_run, tmp_path):
 
 
 def test_capture_csv_input_averages_per_capture(tiny_run, tmp_path):
-    paths = _write_images(tmp_path / "imgs", ["x1.jpg", "x2.jpg", "y1.jpg"])
+    _write_images(tmp_path / "imgs", ["x1.jpg", "x2.jpg", "y1.jpg"])
     (tmp_path / "imgs" / "broken.jpg").write_bytes(b"not a jpeg")
     listing = tmp_path / "list.csv"
     pd.DataFrame({"path": ["imgs/x1.jpg", "imgs/x2.jpg", "imgs/y1.jpg", "imgs/broken.jpg", "imgs/gone.jpg"],
@@ -93,7 +93,8 @@ def test_capture_csv_input_averages_per_capture(tiny_run, tmp_path):
     # X's probabilities are the mean of its two frames (top-3 = all classes here).
     frames = predictions[predictions["capture_id"] == "X"]
     for species in CLASSES:
-        per_frame = [r[f"top{j}_prob"] for _, r in frames.iterrows() for j in (1, 2, 3) if r[f"top{j}_species"] == species]
+        per_frame = [r[f"top{j}_prob"] for _, r in frames.iterrows() for j in (1, 2, 3)
+                     if r[f"top{j}_species"] == species]
         x = captures.loc["X"]
         mean = [x[f"top{j}_prob"] for j in (1, 2, 3) if x[f"top{j}_species"] == species][0]
         assert mean == pytest.approx(np.mean(per_frame), abs=1e-5)
@@ -101,7 +102,7 @@ def test_capture_csv_input_averages_per_capture(tiny_run, tmp_path):
 
 
 def test_rerun_skips_finished_work_and_refuses_other_output(tiny_run, tmp_path):
-    paths = _write_images(tmp_path / "imgs", ["a.jpg", "b.jpg"])
+    _write_images(tmp_path / "imgs", ["a.jpg", "b.jpg"])
     out = tmp_path / "p.csv"
     first = pr.predict_images(tiny_run, tmp_path / "imgs", out)
     again = pr.predict_images(tiny_run, tmp_path / "imgs", out)

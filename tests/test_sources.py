@@ -36,7 +36,8 @@ def _frames():
     for capture, (season, site, species, frames) in CAPTURES.items():
         roll, number = capture.split("#")[2:]
         for frame in range(1, frames + 1):
-            path = f"{season[4:]}/{site}/{site}_R{roll}/{season[4:]}_{site}_R{roll}_IMAG{int(number):02d}{frame:02d}.JPG"
+            path = (f"{season[4:]}/{site}/{site}_R{roll}/"
+                    f"{season[4:]}_{site}_R{roll}_IMAG{int(number):02d}{frame:02d}.JPG")
             yield capture, season, site, species, frame, path
 
 
@@ -268,7 +269,8 @@ def test_plain_csv_with_optional_columns(tmp_path):
 
 def test_plain_csv_unknown_schema(tmp_path):
     (tmp_path / "x.csv").write_text("name,value\na,1\n")
-    with pytest.raises(UserError, match=r"unknown CSV schema, no path or label column.*columns are \['name', 'value'\]"):
+    with pytest.raises(UserError,
+                       match=r"unknown CSV schema, no path or label column.*columns are \['name', 'value'\]"):
         read([tmp_path / "x.csv"], tmp_path)
 
 

@@ -322,7 +322,8 @@ def test_bad_input(phase1_run, tiny_dataset, tmp_path):
     with pytest.raises(UserError, match="model.keras missing"):
         training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r5", init_run=tmp_path, print_fn=quiet)
     other = write_tiny_dataset(tmp_path / "other", {"antelope": 4, "zebra": 4, "buffalo": 4})
-    with pytest.raises(UserError, match=r"class map of --init run .* \(4 classes\) differs from the dataset's .* \(3 classes\)"):
+    with pytest.raises(UserError,
+                       match=r"class map of --init run .* \(4 classes\) differs from the dataset's .* \(3 classes\)"):
         training.train(tiny_config(phase=2), other, tmp_path / "r6", init_run=phase1_run, print_fn=quiet)
     # Nothing was claimed for any refused run.
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))

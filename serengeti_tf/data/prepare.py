@@ -6,9 +6,9 @@ a summary and the resolved config. `summary.json` is written last, so its presen
 
 Rerunning: the folder is claimed with a fingerprint of the inputs (metadata file hashes, image
 root; for class-folder sources the file listing) and every data setting that changes the output.
-Image files themselves are not hashed (reading every pixel twice would defeat the point). Same fingerprint and finished: nothing to do.
-Same fingerprint, interrupted: finished shards are kept and the rest written (same bytes as a clean
-run). Different fingerprint: refused unless `overwrite`.
+Image files themselves are not hashed (reading every pixel twice would defeat the point). Same
+fingerprint and finished: nothing to do. Same fingerprint, interrupted: finished shards are kept and
+the rest written (same bytes as a clean run). Different fingerprint: refused unless `overwrite`.
 
 Image decoding runs in spawned worker processes, so a script calling `prepare_dataset` must guard
 its entry point with `if __name__ == "__main__":` (the CLI does).
@@ -326,9 +326,9 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
         kept_crops = examples[examples["drop_reason"] == ""]
         for name in SPLITS:
             splits[name]["crops"] = int((kept_crops["split"] == name).sum())
+        dropped_crops = examples.loc[examples["drop_reason"] != "", "drop_reason"].value_counts()
         crop_part = {"unit": "crops", "crops_kept": int(len(kept_crops)),
-                     "crops_dropped": {str(k): int(v) for k, v in
-                                       examples.loc[examples["drop_reason"] != "", "drop_reason"].value_counts().items()},
+                     "crops_dropped": {str(k): int(v) for k, v in dropped_crops.items()},
                      "no_detection_per_species": no_detection_per_species(manifest),
                      "detections": detections_report}
     return {

@@ -186,9 +186,10 @@ def choose_settings(budget_seconds: float, throughput: Throughput, elapsed_secon
         tried.append(f"{preset.scale} scale {preset.input_size}px {len(preset.samplers)} samplers "
                      f"{preset.min_epochs} epochs: {(FIXED_SECONDS + data + sum(runs)) / 60:.1f} min")
     preset = presets[-1]
-    return _settings(preset, preset.min_epochs, elapsed_seconds + FIXED_SECONDS + data + sum(runs), budget_seconds,
+    estimated = elapsed_seconds + FIXED_SECONDS + data + sum(runs)
+    return _settings(preset, preset.min_epochs, estimated, budget_seconds,
                      False, runs, f"no preset fits {budget_seconds / 60:g} min on this machine; running the "
-                                  f"leanest, estimated {(elapsed_seconds + FIXED_SECONDS + data + sum(runs)) / 60:.1f} min")
+                                  f"leanest, estimated {estimated / 60:.1f} min")
 
 
 def refit_epochs(settings: DemoSettings, throughput: Throughput, elapsed_seconds: float,

@@ -20,8 +20,9 @@ PROBE_SIZES = (32, 64)
 def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES, batch_size: int = 64,
                        steps: int = 3, num_classes: int = 52, print_fn: Callable[[str], None] = print) -> Throughput:
     """Times a few real training steps of ResNet-18 at each input size (smallest first, on random
-    images, the demo's batch size), one checkpoint save and the demo image renderer. The first step (tracing) gives the per-run overhead; one more step warms up before
-    the timed ones (the second step is still noticeably slower than the rest on CPU).
+    images, the demo's batch size), one checkpoint save and the demo image renderer. The first step
+    (tracing) gives the per-run overhead; one more step warms up before the timed ones (the second
+    step is still noticeably slower than the rest on CPU).
 
     A larger size is probed only if some preset at that size could fit even at the optimistic rate
     (img/s falling only linearly with the side), so a slow machine does not spend its budget probing.

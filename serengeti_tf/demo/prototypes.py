@@ -53,7 +53,8 @@ def _p(body, colour, colour2, pattern, strength, period, mark, size, aspect, leg
 # the module docstring.
 PROTOTYPES: dict[str, Prototype] = {
     # Large bovids.
-    "wildebeest": _p("quad", "#55504b", "#2c2926", "stripes", 0.35, 0.22, "none", 0.19, 1.55, 0.6, 0.25, 0.42, herd=True),
+    "wildebeest": _p("quad", "#55504b", "#2c2926", "stripes", 0.35, 0.22, "none", 0.19, 1.55, 0.6, 0.25, 0.42,
+                     herd=True),
     "waterbuck": _p("quad", "#5f5650", "#efefea", "none", 0.0, 0.3, "rump", 0.19, 1.5, 0.6, 0.35, 0.4),
     "buffalo": _p("quad", "#2a2826", "#7a7064", "none", 0.0, 0.3, "horns", 0.22, 1.7, 0.45, 0.1, 0.45, herd=True),
     "hartebeest": _p("quad", "#b27b4b", "#4a2e26", "none", 0.0, 0.3, "horns", 0.18, 1.45, 0.65, 0.45, 0.38),
@@ -62,7 +63,8 @@ PROTOTYPES: dict[str, Prototype] = {
     "cattle": _p("quad", "#8b5a2b", "#f2efe8", "spots", 0.9, 0.9, "horns", 0.2, 1.6, 0.55, 0.2, 0.42, herd=True,
                  colour_jitter=0.12),
     # Antelopes and gazelles.
-    "gazelleThomsons": _p("quad", "#c18a52", "#231b15", "band", 0.9, 0.3, "horns", 0.12, 1.4, 0.8, 0.4, 0.38, herd=True),
+    "gazelleThomsons": _p("quad", "#c18a52", "#231b15", "band", 0.9, 0.3, "horns", 0.12, 1.4, 0.8, 0.4, 0.38,
+                          herd=True),
     "gazelleGrants": _p("quad", "#c8985f", "#f6f1e6", "none", 0.0, 0.3, "rump", 0.14, 1.4, 0.8, 0.45, 0.38, herd=True),
     "impala": _p("quad", "#b0703d", "#ecdfca", "twotone", 0.8, 0.3, "horns", 0.14, 1.4, 0.8, 0.45, 0.38, herd=True),
     "reedbuck": _p("quad", "#c2a36c", "#ece2cf", "twotone", 0.5, 0.3, "none", 0.13, 1.4, 0.75, 0.45, 0.38),

@@ -111,7 +111,7 @@ def _draw_animal(img: np.ndarray, c: Canvas, proto: Prototype, cx: float, ground
     n_legs = {"quad": 4, "bird": 2, "insect": 6}[proto.body]
     offsets = {4: (-0.3, -0.17, 0.2, 0.32), 2: (-0.06, 0.08), 6: (-0.35, -0.2, -0.05, 0.05, 0.2, 0.35)}[n_legs]
     leg_width = max(0.8, (0.06 if proto.body != "quad" else 0.13) * h)
-    for i, dx in enumerate(offsets):
+    for dx in offsets:
         foot = cx + dx * w * facing + (dx * w * 0.6 if proto.body == "insect" else 0.0)
         _paint(img, _segment(c, cx + dx * w * facing, cy, foot, ground, leg_width), dark)
     body = _ellipse(c, cx, cy, w / 2, h / 2)
@@ -228,7 +228,7 @@ def place_individuals(species: list[str], count: int, width: int, height: int, h
     """Places each animal (or person) of a capture: position, distance, facing, colour, texture phase."""
     out = []
     protos = [HUMAN if s == "human" else PROTOTYPES[s] for s in species if s != "blank"]
-    for i, proto in enumerate(protos):
+    for proto in protos:
         n = count if len(protos) == 1 else 1
         for _ in range(max(n, 1)):
             depth = float(rng.uniform(0.55, 1.0))

@@ -196,9 +196,10 @@ def _add_report_section(report: Path, settings: DemoSettings, record: Optional[d
     text = report.read_text(encoding="utf-8")
     text = text.split("\n" + REPORT_SECTION)[0].rstrip("\n")
     measured = (record or {}).get("throughput", {}).get("train_images_per_second", {})
+    speeds = ", ".join(f"{k}px {v} img/s" for k, v in measured.items()) or "see demo.json"
     lines = [REPORT_SECTION, "",
              f"Sized for a {settings.budget_seconds / 60:g}-minute budget by `serengeti-tf demo` "
-             f"(measured training speed: {', '.join(f'{k}px {v} img/s' for k, v in measured.items()) or 'see demo.json'}).",
+             f"(measured training speed: {speeds}).",
              "",
              "| setting | value |", "| --- | --- |",
              f"| data scale (of the paper's Table 4 counts) | {settings.scale} |",

@@ -78,6 +78,8 @@ def _check_arguments(scale, seed, image_size, min_captures_per_class) -> tuple[i
 
 
 def _readme(summary: dict) -> str:
+    size, missed_percent = summary["image_size"], round(MISSED_SHARE * 100)
+    blank, human = summary["blank_captures"], summary["human_captures"]
     return f"""SYNTHETIC DATA -- NOT REAL CAMERA-TRAP IMAGES
 
 Written by `serengeti-tf demo-data` (serengeti-tf {__version__}, generator v{GENERATOR_VERSION}).
@@ -91,13 +93,13 @@ Layout and metadata mirror the LILA Snapshot Serengeti download (season 9):
   {COCO_JSON}                       (COCO Camera Traps; info.synthetic = true)
 Both metadata forms describe the same captures and labels.
   {MD_JSON}                        (MegaDetector batch-output format: a box around every drawn
-                                    animal, about {round(MISSED_SHARE * 100)}% given a missed-detection confidence < 0.2;
+                                    animal, about {missed_percent}% given a missed-detection confidence < 0.2;
                                     boxes come from the drawing, not from MegaDetector)
 
 Settings: scale {summary['scale']} of the paper's Table 4 training counts, seed {summary['seed']},
-{summary['image_size'][0]}x{summary['image_size'][1]} px, at least {summary['min_captures_per_class']} capture(s) per class.
+{size[0]}x{size[1]} px, at least {summary['min_captures_per_class']} capture(s) per class.
 Contents: {summary['num_images']} images in {summary['num_captures']} captures at {len(summary['sites'])} sites;
-{summary['num_labelled_images']} images of the 52 classes, plus {summary['blank_captures']} blank, {summary['human_captures']} human
+{summary['num_labelled_images']} images of the 52 classes, plus {blank} blank, {human} human
 and {summary['multi_species_captures']} two-species capture(s) for prepare's filters.
 How the images are drawn (class prototypes, look-alike pairs, day/night): see the docstring of
 serengeti_tf/demo/prototypes.py. Per-class image counts: {SUMMARY_JSON}.

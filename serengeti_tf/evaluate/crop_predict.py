@@ -152,7 +152,8 @@ def classify_crop_batches(model, plan: pd.DataFrame, class_names: Sequence[str],
             readable = np.array([not c[2] for c in cut], dtype=bool)
             todo, cut = todo.loc[readable].copy(), [c for c, ok in zip(cut, readable) if ok]
             views = [v for c in cut for v in c[0]]
-            crop_probs = softmax(np.asarray(model(np.stack(views), training=False))) if views else np.zeros((0, len(names)))
+            crop_probs = (softmax(np.asarray(model(np.stack(views), training=False))) if views
+                          else np.zeros((0, len(names))))
             owners = np.repeat(np.arange(len(cut)), [len(c[0]) for c in cut])
             crop_meta = pd.DataFrame([(path, *box) for path, c in zip(todo["path"], cut) for box in c[1]],
                                      columns=["path", "crop", "box_x", "box_y", "box_w", "box_h", "detection_conf"])
@@ -249,7 +250,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
             Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
         found = detections.read_detections(detections_path, root)
         has_captures = bool((frame["capture_id"] != "").any())
-        fingerprint = {"kind": "serengeti-tf predict --detections", "model_sha256": io_utils.file_digest(resolved["model_path"]),
+        fingerprint = {"kind": "serengeti-tf predict --detections",
+                       "model_sha256": io_utils.file_digest(resolved["model_path"]),
                        "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
                        "inputs": _input_digest(frame), "num_inputs": len(frame),
                        "detections_sha256": io_utils.file_digest(detections_path), "crops": cfg.to_dict(cfg.Config(
@@ -289,7 +291,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
         outputs = {k: str(paths[k]) for k in ("predictions", "crops", "skipped", "meta")}
         if has_captures:
             outputs["captures"] = str(paths["captures"])
-        meta = {"model": str(resolved["model_path"]), "classes": resolved["class_names"], "detections": str(detections_path),
+        meta = {"model": str(resolved["model_path"]), "classes": resolved["class_names"],
+                "detections": str(detections_path),
                 "image_combination": "detector-confidence-weighted mean of the crops' class probabilities",
                 "stored_image_size": stored_size, "input_size": input_size, "images": len(frame), **counts,
                 "outputs": outputs, "fingerprint": fingerprint}

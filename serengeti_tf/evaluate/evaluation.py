@@ -58,7 +58,8 @@ GROUPS = ("head", "medium", "tail")
 # Input checks and small array helpers
 # ----------------------------------------------------------------------------------------------
 
-def check_inputs(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(y_true: Sequence[int], y_prob: np.ndarray,
+                 class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Validates labels and probabilities; returns them as int64 [N] and float64 [N, C] arrays."""
     y_true = np.asarray(y_true)
     y_prob = np.asarray(y_prob, dtype=np.float64)
@@ -144,7 +145,10 @@ def group_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[st
     bounds = {"head": (head_min, None), "medium": (tail_max, head_min - 1), "tail": (0, tail_max - 1)}
     for group, members in class_groups(class_names, train_counts, head_min, tail_max).items():
         mask = np.isin(y_true, members)
-        mean = (lambda a: float(np.mean(a[members])) if members else float("nan"))
+
+        def mean(scores: np.ndarray, members=members) -> float:
+            return float(np.mean(scores[members])) if members else float("nan")
+
         rows.append({
             "group": group, "min_train": bounds[group][0], "max_train": bounds[group][1],
             "num_classes": len(members), "num_test_images": int(mask.sum()),

@@ -161,7 +161,7 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Ca
             grid.start(index, epochs_done)
             print_fn(f"{label} -> {run.run_dir}")
 
-        def run_print(line: str, index=index) -> None:
+        def run_print(line: str, index=index, done=done) -> None:
             if isinstance(line, EpochLine):
                 grid.epoch(index, line.epoch)
                 print_fn(f"    {line}  | {grid.describe()}")

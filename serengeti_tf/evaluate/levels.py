@@ -159,7 +159,8 @@ def levels_text(metrics: Mapping[str, Any]) -> str:
         return ""
     lines = [f"levels (headline and per_class.csv = {metrics.get('level')} level):"]
     for level, s in levels.items():
-        lines.append(f"  {level:8s} n={s['num_examples']:<6d} accuracy {s['accuracy']:.4f}  macro F1 {s['macro_f1']:.4f}")
+        lines.append(f"  {level:8s} n={s['num_examples']:<6d} accuracy {s['accuracy']:.4f}  "
+                     f"macro F1 {s['macro_f1']:.4f}")
     if "crop" in levels:
         lines.append(f"  image = {IMAGE_COMBINATION}; capture = {CAPTURE_COMBINATION}")
     return "\n".join(lines)

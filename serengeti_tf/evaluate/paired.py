@@ -60,7 +60,10 @@ def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
     # Runs of different evaluation levels (detector crops vs whole frames) have no common examples to
     # pair; `levels.compare_levels` scores them on their shared images instead.
     level_of = dict(zip(rows["run_dir"], rows["level"])) if "level" in rows else {}
-    same_level = (lambda a, b: level_of.get(a) == level_of.get(b))
+
+    def same_level(a: str, b: str) -> bool:
+        return level_of.get(a) == level_of.get(b)
+
     for (model, phase), group in rows.groupby(["model", "phase"], sort=False):
         if model == BASELINE and phase == 1:
             continue
@@ -217,7 +220,7 @@ def paired_markdown(tables: dict[str, pd.DataFrame], level: float = 0.95) -> str
               "| better (k of n) |",
               "| --- | --- | --- | --- | --- | --- |"]
     for r in summary.to_dict("records"):
-        def cell(key: str) -> str:
+        def cell(key: str, r=r) -> str:
             std = r[f"delta_{key}_std"]
             return _signed(r[f"delta_{key}_mean"]) + ("" if np.isnan(std) else f" ± {std:.4f}")
         lines.append(f"| {r['comparison']} | {r['n_seeds']} | {cell('accuracy')} | "

@@ -179,7 +179,8 @@ def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str
     frame = frame.copy()
     found = []
     for path, file in zip(frame["path"], frame["file"]):
-        found.append(mapping.get(path) or by_abs.get(str(Path(file).resolve())) or unique_names.get(Path(path).name, ""))
+        found.append(mapping.get(path) or by_abs.get(str(Path(file).resolve()))
+                     or unique_names.get(Path(path).name, ""))
     frame["capture_id"] = found
     missing = int((frame["capture_id"] == "").sum())
     if missing:
@@ -225,7 +226,8 @@ def output_paths(out_csv: str | Path) -> dict[str, Path]:
     stem = out.with_suffix("")
     return {"predictions": out, "skipped": Path(f"{stem}.skipped.csv"), "captures": Path(f"{stem}.captures.csv"),
             "config": Path(f"{stem}.config.yaml"), "meta": Path(f"{stem}.meta.json"),
-            "partial": out.parent / f".{out.name}.partial", "partial_skipped": out.parent / f".{out.name}.skipped.partial",
+            "partial": out.parent / f".{out.name}.partial",
+            "partial_skipped": out.parent / f".{out.name}.skipped.partial",
             "partial_meta": out.parent / f".{out.name}.partial.json"}
 
 

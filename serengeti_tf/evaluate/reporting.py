@@ -270,7 +270,8 @@ def group_table_markdown(rows: pd.DataFrame) -> str:
     for row in aggregated.to_dict("records"):
         cell = {"model": row["model"], "phase": row["phase"]}
         for key in keys:
-            cell[key.replace("_", " ", 1).replace("macro_f1", "macro F1")] = _cell(row[f"{key}_mean"], row[f"{key}_std"])
+            label = key.replace("_", " ", 1).replace("macro_f1", "macro F1")
+            cell[label] = _cell(row[f"{key}_mean"], row[f"{key}_std"])
         cells.append(cell)
     return markdown_table(pd.DataFrame(cells))
 

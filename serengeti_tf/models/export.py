@@ -265,7 +265,8 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     from serengeti_tf.models.resnet import load_model
 
     fmt = config.export.format
-    fingerprint = {"kind": "serengeti-tf export", "run": str(run_dir.resolve()), "model_sha256": file_digest(model_path),
+    fingerprint = {"kind": "serengeti-tf export", "run": str(run_dir.resolve()),
+                   "model_sha256": file_digest(model_path),
                    "format": fmt, "agreement_images": config.export.agreement_images}
     if io_utils.check_output_dir(out_dir, fingerprint, overwrite) and not overwrite:
         print_fn(f"{out_dir} already holds this export; nothing to do (pass --overwrite to export again)")

@@ -105,13 +105,14 @@ def head_layer(model: keras.Model, name: Optional[str] = HEAD_NAME) -> layers.De
     models), or with `name=None` the layer producing the model's output (any model ending in a
     Dense head). It must be a linear Dense layer: it outputs logits."""
     if name is None:
-        layer = next((l for l in model.layers if _single_output(l) is model.outputs[0]), None)
+        layer = next((candidate for candidate in model.layers
+                      if _single_output(candidate) is model.outputs[0]), None)
     else:
         try:
             layer = model.get_layer(name)
         except ValueError:
             raise UserError(f"model {model.name!r} has no head layer named {name!r} "
-                            f"(layers end with {[l.name for l in model.layers[-3:]]})") from None
+                            f"(layers end with {[layer.name for layer in model.layers[-3:]]})") from None
     if not isinstance(layer, layers.Dense) or keras.activations.serialize(layer.activation) != "linear":
         found = type(layer).__name__ if layer is not None else "nothing"
         raise UserError(f"model {model.name!r} needs a linear Dense head producing logits, found {found}")
@@ -229,4 +230,5 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as err:  # Keras raises many types for corrupt files
-        raise UserError(f"cannot load model {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"cannot load model {path}: {reason}") from None

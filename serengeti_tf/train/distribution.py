@@ -59,7 +59,8 @@ def tf_config() -> Optional[dict]:
     except json.JSONDecodeError as err:
         raise UserError(f"TF_CONFIG is not valid JSON ({err}); got {raw[:80]!r}") from None
     if not isinstance(data, dict) or "cluster" not in data or "task" not in data:
-        raise UserError(f"TF_CONFIG must hold 'cluster' and 'task', got keys {sorted(data) if isinstance(data, dict) else data!r}")
+        found = sorted(data) if isinstance(data, dict) else data
+        raise UserError(f"TF_CONFIG must hold 'cluster' and 'task', got keys {found!r}")
     return data
 
 

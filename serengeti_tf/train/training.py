@@ -7,9 +7,9 @@ and retrains the head on the ORIGINAL train distribution with a fresh optimizer.
 Phase-2 fast path (default: `train.phase2_augment` false): the pooled features of the train and
 val splits are computed once (`features.py` caches them in `checkpoints/`) and only the Dense
 head is fitted on them, from the same initial weights with the same loss and optimizer, and
-written back into the full model for `model.keras`. With `train.feature_views: 1` (default) the train features are of the
-un-augmented centre crop: the head equals one trained through the frozen model on un-augmented
-images in the same batch order (a test checks this), NOT the slow path with
+written back into the full model for `model.keras`. With `train.feature_views: 1` (default) the
+train features are of the un-augmented centre crop: the head equals one trained through the frozen
+model on un-augmented images in the same batch order (a test checks this), NOT the slow path with
 `phase2_augment: true`, which sees fresh augmentation every epoch. `feature_views: k > 1` caches k
 random augmented views per image instead (closer to Kang et al.'s augmented classifier retraining,
 still a fixed set of views). `lineage.json` says which (`head_trained_on`).

@@ -225,7 +225,8 @@ def mark_reader_drops(frame: pd.DataFrame, drop_multi_species: bool = True) -> p
 def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
     """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons).
 
-    Changes `frame` in place (read_source owns it) and returns it. Raises UserError when a requested season is not in the data at all.
+    Changes `frame` in place (read_source owns it) and returns it. Raises UserError when a requested
+    season is not in the data at all.
     """
     if not seasons:
         return frame
