@@ -320,25 +320,27 @@ def shard_index(plans: Sequence[ShardSpec], records: dict[str, dict]) -> dict:
 
 
 def tfds_features(class_names: Sequence[str], crops: bool = False):
-    """The TFDS feature dict matching `records.FEATURE_SPEC` (keys, types and encodings); the crop
-    features only for crop datasets (whole-frame records do not carry them)."""
+    """The TFDS view of `records.FEATURE_SPEC` (the one schema): the image as JPEG, the label as a
+    ClassLabel, strings as Text, numbers as Scalars; the crop features only for crop datasets
+    (whole-frame records do not carry them)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    crop_features = {}
-    if crops:
-        crop_features = {"crop": tfds.features.Scalar(dtype=tf.int64),
-                         **{k: tfds.features.Scalar(dtype=tf.float32)
-                            for k in ("box_x", "box_y", "box_w", "box_h", "detection_conf")}}
-    return tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.ClassLabel(names=list(class_names)),
-        "capture_id": tfds.features.Text(),
-        "path": tfds.features.Text(),
-        "site": tfds.features.Text(),
-        "frame": tfds.features.Scalar(dtype=tf.int64),
-        **crop_features,
-    })
+    from serengeti_tf.data.records import CROP_FEATURES, FEATURE_SPEC
+
+    special = {"image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+               "label": tfds.features.ClassLabel(names=list(class_names))}
+    features = {}
+    for key, spec in FEATURE_SPEC.items():
+        if key in CROP_FEATURES and not crops:
+            continue
+        if key in special:
+            features[key] = special[key]
+        elif spec.dtype == tf.string:
+            features[key] = tfds.features.Text()
+        else:
+            features[key] = tfds.features.Scalar(dtype=spec.dtype)
+    return tfds.features.FeaturesDict(features)
 
 
 def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Sequence[str],
