@@ -162,8 +162,8 @@ def shard_by_data(dataset, strategy):
     return dataset.with_options(options)
 
 
-# The private Keras methods `patch_for_multi_worker` replaces or calls: written against Keras 3.15,
-# the range setup.cfg pins (tests/test_distribution.py checks the installed Keras is inside it).
+# The private Keras methods `patch_for_multi_worker` replaces or calls: written against Keras 3.15
+# (3.14 has them too), the range setup.cfg pins (tests/test_distribution.py checks the installed Keras is inside it).
 PATCHED_KERAS_METHODS = ("_maybe_symbolic_build", "_symbolic_build")
 
 
@@ -174,7 +174,7 @@ def require_patched_keras_methods(model) -> None:
 
     missing = [name for name in PATCHED_KERAS_METHODS if not callable(getattr(model, name, None))]
     if missing:
-        raise UserError(f"train.strategy multi_worker patches Keras 3.15's private Model.{', Model.'.join(missing)}, "
+        raise UserError(f"train.strategy multi_worker patches Keras' private Model.{', Model.'.join(missing)}, "
                         f"which Keras {keras.__version__} lacks; install the tested range "
                         f"(pip install '{_declared_keras()}') or use another strategy")
 
