@@ -199,3 +199,27 @@ def test_after_cleanup_the_toy_names_are_unknown_again():
     assert "zz_toy" not in choices.SAMPLERS and "toy_loss" not in choices.LOSSES
     with pytest.raises(UserError, match="sampler.name must be one of none, ros"):
         cfg.resolve(overrides=["sampler.name=zz_toy"])
+
+
+def test_a_head_method_that_fits_on_train_features_says_so_in_its_registration():
+    from serengeti_tf.train import head_choices
+    from serengeti_tf.train.progress import run_work
+
+    assert [n for n in choices.HEAD_REBALANCINGS if head_choices.fits_on_train_features(n)] == ["crt"]
+
+    @head_choices.register_fitting_head("toy_refit")
+    def toy_refit(train_config, head):
+        return None
+
+    try:
+        # The grid's work counts the train views of a toy method like cRT's, with no other edit.
+        config = cfg.resolve(overrides=["train.feature_views=3", "train.head_rebalancing=toy_refit"])
+        work = run_work(config, {"train": 10, "val": 2, "test": 2}, 10, branches_from_trained=True)
+        assert work == run_work(cfg.resolve(overrides=["train.feature_views=3", "train.head_rebalancing=crt"]),
+                                {"train": 10, "val": 2, "test": 2}, 10, branches_from_trained=True)
+        assert work.once_forward == 3 * 10 + 2 + 2
+        tau_norm = cfg.resolve(overrides=["train.feature_views=3", "train.head_rebalancing=tau_norm"])
+        assert run_work(tau_norm, {"train": 10, "val": 2, "test": 2}, 10, branches_from_trained=True).once_forward \
+            == 10 + 2 + 2
+    finally:
+        choices.HEAD_REBALANCINGS.unregister("toy_refit")

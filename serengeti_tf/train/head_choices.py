@@ -6,7 +6,10 @@ the `rebalancing.py` functions it uses when called. `rebalancing.rebalance_head`
 reads the head and caches the features into `HeadInputs`, calls the builder, writes the new weights.
 
 A builder takes `(TrainConfig, HeadInputs)` and returns `(tau or None, sweep table or None, kernel,
-bias)` for the new head, or None to leave the head as it is. A new method is one more builder.
+bias)` for the new head, or None to leave the head as it is. A new method is one more builder; one
+that fits a new head on the cached train features (as cRT does) says so with
+`register_fitting_head`, so training caches `train.feature_views` views for it and the grid's ETA
+counts them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ if TYPE_CHECKING:
     import pandas as pd
 
     RebalancedHead = tuple[Optional[float], Optional[pd.DataFrame], np.ndarray, Optional[np.ndarray]]
+
+
+def register_fitting_head(name: str):
+    """`@HEAD_REBALANCINGS.register(name)` for a method that fits a new head on the train features."""
+    def register(builder):
+        builder.fits_on_train_features = True
+        return HEAD_REBALANCINGS.register(name, builder)
+
+    return register
+
+
+def fits_on_train_features(name: str) -> bool:
+    """Whether head re-balancing `name` fits a new head on the cached train features (cRT) rather
+    than only scoring the val split (post-hoc adjustment, tau-norm)."""
+    return getattr(HEAD_REBALANCINGS.lookup(name), "fits_on_train_features", False)
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,7 @@ def tau_normalised_head(train_config, head: HeadInputs) -> RebalancedHead:
     return (tau, table, *tau_normalize_head(head.kernel, head.bias, tau, train_config.tau_norm_bias))
 
 
-@HEAD_REBALANCINGS.register("crt")
+@register_fitting_head("crt")
 def class_balanced_head(train_config, head: HeadInputs) -> RebalancedHead:
     """`class_balanced_head_retraining` with `train.crt_*`, `train.batch_size` and `train.seed`."""
     from serengeti_tf.train.rebalancing import class_balanced_head_retraining

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from serengeti_tf import config as cfg
+from serengeti_tf.train.head_choices import fits_on_train_features
 
 # A ResNet forward pass is about a third of forward + backward (the backward pass costs ~2 forwards).
 FORWARD_COST = 1 / 3
@@ -53,7 +54,7 @@ def run_work(train_config: cfg.Config, split_counts: dict[str, int], epoch_image
     """
     train, val, test = (int(split_counts.get(k, 0)) for k in ("train", "val", "test"))
     t = train_config.train
-    fits_cached_head = t.phase == 2 or t.head_rebalancing == "crt"
+    fits_cached_head = t.phase == 2 or fits_on_train_features(t.head_rebalancing)
     train_views = train * (t.feature_views if fits_cached_head else 1)
     if branches_from_trained:
         return RunWork(0, 0, 0, train_views + val + test)

@@ -41,6 +41,7 @@ from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, writ
 from serengeti_tf.locks import output_lock
 from serengeti_tf.train import distribution, runs
 from serengeti_tf.train.features import feature_batches, head_features_description, split_features
+from serengeti_tf.train.head_choices import fits_on_train_features
 
 # ---------------------------------------------------------------------------------------------
 # Optimizer, loss, compile
@@ -490,7 +491,7 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
 def rebalancing_views(config: cfg.Config) -> int:
     """Train views behind the re-balancing features: `train.feature_views` for cRT (it fits a head on
     them), 1 otherwise (post-hoc adjustment and tau-norm only score the val split)."""
-    return config.train.feature_views if config.train.head_rebalancing == "crt" else 1
+    return config.train.feature_views if fits_on_train_features(config.train.head_rebalancing) else 1
 
 
 def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int], str]:
@@ -554,7 +555,7 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
     summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
                     **provenance,
                     "crt_features": (head_features_description(views)
-                                     if config.train.head_rebalancing == "crt" else None),
+                                     if fits_on_train_features(config.train.head_rebalancing) else None),
                     "features_cached": [str(p.name) for p in sorted(paths.checkpoints.glob("*features-*.npz"))],
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
