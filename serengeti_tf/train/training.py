@@ -63,12 +63,8 @@ def make_optimizer(train_config: cfg.TrainConfig):
 
 
 def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
-    """Sparse categorical cross-entropy on logits (== categorical CE on one-hot labels) by default;
-    the imbalance-aware losses of `losses.py` when configured."""
-    import keras
-
-    if train_config.loss == "cross_entropy" and train_config.class_weighting == "none":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    """The registered loss of `train.loss` (`losses.make_loss`): by default sparse categorical
+    cross-entropy on logits (== categorical CE on one-hot labels)."""
     from serengeti_tf.train import losses
 
     return losses.make_loss(train_config, loss_counts)
