@@ -26,12 +26,9 @@ def read_lineage(run_dir: str | Path) -> dict:
 
 def run_class_names(run_dir: str | Path) -> list[str]:
     """Class names of a run (its class_map.json), in label-index order."""
-    from serengeti_tf.data.class_map import ClassMap
+    from serengeti_tf.train.runs import read_class_map
 
-    path = Path(run_dir) / "class_map.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: class_map.json missing (not a training run folder?)")
-    return ClassMap.read(path).names
+    return read_class_map(run_dir).names
 
 
 def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
