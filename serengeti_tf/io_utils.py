@@ -144,7 +144,7 @@ def reclaim_output_dir(path: str | os.PathLike, fingerprint: dict, marker: str =
     return False
 
 
-def json_round_trip(value: Any) -> Any:
+def _json_round_trip(value: Any) -> Any:
     """What `value` reads back as from JSON (tuples become lists, paths strings)."""
     return json.loads(json.dumps(value, default=str))
 
@@ -152,7 +152,7 @@ def json_round_trip(value: Any) -> Any:
 def same_json(stored: Any, current: Any) -> bool:
     """True when `stored` (read from a JSON file) equals `current` written and read back: compares a
     fingerprint on disk with a freshly computed one."""
-    return stored == json_round_trip(current)
+    return stored == _json_round_trip(current)
 
 
 # ---------------------------------------------------------------------------------------------
