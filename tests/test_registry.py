@@ -10,7 +10,7 @@ import click
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from helpers import invoke_cli
 
 from serengeti_tf import choices
 from serengeti_tf import config as cfg
@@ -46,7 +46,7 @@ def _option(verb: str, flag: str) -> click.Option:
 
 
 def _help(verb: str) -> str:
-    result = CliRunner().invoke(_cli_group(), [verb, "--help"])
+    result = invoke_cli([verb, "--help"])
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -27,8 +27,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import yaml
-
 from serengeti_tf import config as cfg
 from serengeti_tf import presets
 from serengeti_tf.demo.budget import DEMO_MIN_CAPTURES, DemoSettings, Throughput, choose_settings, refit_epochs
@@ -49,7 +47,7 @@ SMOKE_SCALE = 0.003
 def demo_config(smoke: bool = False, overrides: Sequence[str] = (),
                 settings: Optional[DemoSettings] = None) -> cfg.Config:
     """configs/demo.yaml, then the smoke sizes or the budget's `settings` (if given), then `--set` overrides."""
-    updates = [yaml.safe_load(presets.path("demo").read_text(encoding="utf-8"))]
+    updates = [cfg.load_yaml(presets.path("demo"))]
     updates += [SMOKE_SETTINGS] if smoke else []
     updates += [settings.config_updates()] if settings is not None and not smoke else []
     updates += [cfg.nested(*cfg.parse_override(text)) for text in overrides]
