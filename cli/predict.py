@@ -27,17 +27,31 @@ from serengeti_tf_cli.common import config_options, resolve_config
               help="MegaDetector batch-output JSON: classify each detection crop; writes per-image (OUT.csv, "
                    "images without detections as empty) and per-crop (OUT.crops.csv) predictions. Crop "
                    "settings: the run's dataset data.crops unless --config/--set data.crops.* is given.")
+@click.option("--strip-prefix", default="", help="With --detections: removed from the start of the MD file's image "
+                                                 "paths (e.g. 'C:\\cams\\'); absolute paths are otherwise rebased "
+                                                 "onto INPUT by finding their files there.")
+@click.option("--md-out", type=click.Path(dir_okay=False), default=None,
+              help="With --detections: also write the MD file with this model's classifications added "
+                   "(MegaDetector format 1.6, for Timelapse / AddaxAI).")
+@click.option("--group-by-time", type=float, default=None, metavar="SECONDS",
+              help="Form captures from EXIF DateTimeOriginal: per folder, images at most SECONDS apart join "
+                   "a capture (not with --captures).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
 @config_options
 def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, detections,
-            overwrite, config_files, overrides) -> None:
+            strip_prefix, md_out, group_by_time, overwrite, config_files, overrides) -> None:
     """Classify images. INPUT is a folder, a CSV (path[, capture_id]) or a text file of paths.
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
     """
+    from serengeti_tf.errors import UserError
     from serengeti_tf.evaluate.predict import predict_images, summary_text
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if captures and group_by_time is not None:
+        raise UserError("--captures and --group-by-time both give capture ids: use one of them")
+    if (md_out or strip_prefix) and not detections:
+        raise UserError("--md-out and --strip-prefix need --detections MD.json")
     config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size})
     if detections:
         from serengeti_tf.evaluate import crop_predict
@@ -46,10 +60,11 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
         result = crop_predict.predict_detections(
             model_or_run, inputs, detections, out_csv, crop_config=config.data.crops if given else None,
             top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
-            image_size=image_size, config=config, overwrite=overwrite)
+            image_size=image_size, config=config, overwrite=overwrite, strip_prefix=strip_prefix, md_out=md_out,
+            group_by_time=group_by_time)
         click.echo(crop_predict.summary_text(result))
         return
     result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
                             batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
-                            image_size=image_size, config=config, overwrite=overwrite)
+                            image_size=image_size, config=config, overwrite=overwrite, group_by_time=group_by_time)
     click.echo(summary_text(result))

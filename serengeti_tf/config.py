@@ -41,8 +41,9 @@ class CropConfig:
 
     # MD detection category name that becomes crops (MD: animal, person, vehicle).
     category: str = "animal"
-    # Minimum detector confidence (MD's typical threshold for crops).
-    threshold: float = 0.2
+    # Minimum detector confidence; null: the MD file's info.detector_metadata.typical_detection_threshold
+    # when it has one (MDv4 files want ~0.8), else 0.2 (MDv5's typical threshold for crops).
+    threshold: Optional[float] = None
     # all: every box above the threshold is one example; top1: the most confident box per image.
     select: str = "all"
     # Each side of the box grows by this fraction of the box size (context around the animal).
@@ -82,6 +83,8 @@ class DataConfig:
     workers: int = 0
     # MegaDetector batch-output JSON: when set, each detection crop is one example (`crops.py`).
     detections: str = ""
+    # Removed from the start of the MD file's image paths (e.g. `C:\\cams\\` from a Windows run).
+    detections_strip_prefix: str = ""
     crops: CropConfig = field(default_factory=CropConfig)
 
 
@@ -254,7 +257,7 @@ _RULES: dict[str, _Rule] = {
     "data.workers": (lambda v: v >= 0, "an int >= 0"),
     "data.seasons": (lambda v: all(s >= 1 for s in v), "season numbers >= 1"),
     "data.crops.category": (lambda v: v.strip() != "", "a non-empty MD category name"),
-    "data.crops.threshold": (lambda v: 0 <= v <= 1, "a float in [0, 1]"),
+    "data.crops.threshold": (lambda v: v is None or 0 <= v <= 1, "a float in [0, 1] or null (the MD file's own)"),
     "data.crops.select": (lambda v: v in ("all", "top1"), "one of all, top1"),
     "data.crops.padding": (lambda v: 0 <= v <= 2, "a float in [0, 2]"),
     "data.crops.min_size": (lambda v: v >= 1, "an int >= 1"),

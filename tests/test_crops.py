@@ -84,9 +84,9 @@ def test_bad_boxes_get_a_problem_and_partial_boxes_are_clipped(tmp_path):
 
 @pytest.mark.parametrize("info, message", [
     ({"format_version": "2.7"}, "format_version '2.7' is not one this reader knows"),
-    ({}, "no info.format_version"),
+    ({"format_version": "v1.x"}, "format_version 'v1.x' is not a version number"),
 ])
-def test_unknown_or_missing_format_version_is_a_one_line_error(tmp_path, info, message):
+def test_unknown_major_or_unparsable_format_version_is_a_one_line_error(tmp_path, info, message):
     path = tmp_path / "md.json"
     path.write_text(json.dumps({"info": info, "detection_categories": {"1": "animal"}, "images": []}))
     with pytest.raises(UserError, match=message) as err:

@@ -155,7 +155,13 @@ def join_detections(manifest: pd.DataFrame, detections, crop_config) -> tuple[pd
     one row per selected box of each still-kept image: the manifest columns plus `CROP_COLUMNS`.
     The report counts MD images absent from the metadata, repeated MD listings and every box's fate.
     """
+    from serengeti_tf.errors import UserError
+
+    if detections.images.empty:  # a valid MD file, but nothing to crop
+        raise UserError(f"{detections.source} lists no images (an empty 'images' list, e.g. the detector "
+                        f"found no image files): no crop can be made; give the detector output for these images")
     check_category(detections, crop_config.category)
+    threshold, threshold_source = detections.threshold(crop_config.threshold)
     images_md = detections.images
     first = ~images_md["file"].duplicated(keep="first")
     row_of = pd.Series(images_md.index[first], index=images_md.loc[first, "file"].to_numpy())
@@ -168,7 +174,7 @@ def join_detections(manifest: pd.DataFrame, detections, crop_config) -> tuple[pd
     failed = (manifest["drop_reason"] == "") & md_row.isin(failed_rows)
     manifest.loc[failed, "drop_reason"] = "detector_failure"
 
-    chosen = select_boxes(detections.boxes, crop_config.category, crop_config.threshold, crop_config.select)
+    chosen = select_boxes(detections.boxes, crop_config.category, threshold, crop_config.select)
     has_box = set(chosen["image"].unique())
     no_box = (manifest["drop_reason"] == "") & ~md_row.isin(has_box)
     manifest.loc[no_box, "drop_reason"] = "no_detection"
@@ -195,9 +201,12 @@ def join_detections(manifest: pd.DataFrame, detections, crop_config) -> tuple[pd
         "md_images_not_in_metadata_examples": unmatched.head(5).tolist(),
         "md_images_listed_twice": int((~first).sum()),
         "md_failures": int((images_md["failure"] != "").sum()),
-        "boxes": box_reason_counts(detections.boxes, chosen.index, crop_config.category, crop_config.threshold),
-        "settings": {k: getattr(crop_config, k) for k in ("category", "threshold", "select", "padding",
-                                                          "square", "min_size")},
+        "boxes": box_reason_counts(detections.boxes, chosen.index, crop_config.category, threshold),
+        "settings": {k: getattr(crop_config, k) for k in ("category", "select", "padding", "square", "min_size")}
+        | {"threshold": threshold},
+        "threshold_source": threshold_source,
+        "md_classifications": int(detections.classifications["box"].nunique()),
+        "notes": list(detections.notes),
     }
     return manifest, crops, report
 
@@ -274,6 +283,12 @@ def describe(report: Optional[dict]) -> str:
     if not report:
         return ""
     boxes = report["boxes"]
-    return (f"  detections: {report['md_images']} MD images (format {report['format_version']}), "
-            f"{boxes.get('selected', 0)} boxes selected; {report['md_images_not_in_metadata']} MD images not in the "
-            f"metadata; boxes " + ", ".join(f"{k} {v}" for k, v in sorted(boxes.items()) if k != "selected"))
+    threshold = report.get("settings", {}).get("threshold")
+    lines = [f"  detections: {report['md_images']} MD images (format {report['format_version']}), "
+             f"{boxes.get('selected', 0)} boxes selected; {report['md_images_not_in_metadata']} MD images not in the "
+             f"metadata; boxes " + ", ".join(f"{k} {v}" for k, v in sorted(boxes.items()) if k != "selected")]
+    if threshold is not None:
+        source = report.get("threshold_source", "data.crops.threshold")
+        lines.append(f"  detection threshold {threshold:g} (from {source})")
+    lines += [f"  note: {note}" for note in report.get("notes", [])]
+    return "\n".join(lines)

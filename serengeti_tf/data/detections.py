@@ -1,17 +1,34 @@
-"""Streaming reader for MegaDetector batch output (the JSON MegaDetector and LILA publish).
+"""Streaming reader for MegaDetector batch output (the JSON MegaDetector, AddaxAI, LILA, and converters
+for PyTorch-Wildlife, Zamba and SpeciesNet write).
 
-Layout read (format_version 1.0-1.4):
+Layout read (https://lila.science/megadetector-output-format; format_version 1.0-1.6, later 1.x read
+with a warning, a missing version read with a warning):
 
-    {"info": {"format_version": "1.4", "detector": ...},
+    {"info": {"format_version": "1.6", "detector": ..., "detector_metadata":
+              {"typical_detection_threshold": 0.2, ...}},
      "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+     "classification_categories": {"0": "zebra", ...},          # optional (a classifier ran)
      "images": [{"file": "S9/B03/...JPG", "detections": [{"category": "1", "conf": 0.93,
-                 "bbox": [x, y, w, h]}]},   # normalised to [0, 1], origin top-left
+                 "bbox": [x, y, w, h],                           # normalised to [0, 1], origin top-left
+                 "classifications": [["0", 0.91], ...]}]},       # optional, highest first
                 {"file": "...", "failure": "Failure image access"}]}
+
+Versions 1.5 and 1.6 only add fields (video frames, detector metadata, string versions); fields
+this reader does not know are ignored. An empty `images` list is a valid file: it reads as no
+images (callers then say so).
+
+Paths: `file` may be relative (to the folder MD ran on) or absolute, from Windows (`C:\\cams\\...`,
+`\\\\server\\share\\...`) or POSIX. With an `image_root`, `strip_prefix` is removed first; then absolute
+paths that do not lie under the root are rebased onto it: the prefix to drop is found by looking
+for the longest tail of the path that exists under the root (one search per distinct folder prefix,
+`rebase_foreign`). What is left goes through the readers' shared path helper
+(`sources.relative_posix`).
 
 These files reach GBs (one per LILA dataset), so the `images` array is streamed with ijson (through
 the COCO reader's NaN-to-null filter) and only compact columns are kept: one row per image
-(file, failure) and one row per detection (image row, category, conf, box, problem). `info` and
-`detection_categories` are read in their own short passes (they usually open the file).
+(file, failure) and one row per detection (image row, category, conf, box, problem), plus one row
+per classification already in the file (box row, rank, category name, conf). `info` and the
+category mappings are read in their own short passes (they usually open the file).
 
 Every detection is kept with a `problem` (`` = usable) so callers can count drop reasons:
 `conf_nan` (missing / NaN confidence), `box_malformed` (not four numbers), `box_empty` (zero or
@@ -22,37 +39,67 @@ marked `clipped`. Peak memory: benchmarks/results/crop_prepare.md.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
 
 from serengeti_tf.errors import UserError
 
-KNOWN_FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
+log = logging.getLogger(__name__)
+
+# Versions read silently; a later minor version of major 1 is read with a warning.
+KNOWN_FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6")
+NEWEST_KNOWN = (1, 6)
 BOX_PROBLEMS = ("conf_nan", "box_malformed", "box_empty", "box_outside_image", "unknown_category")
+# Detector confidence that makes a crop when neither the user nor the file says otherwise.
+DEFAULT_THRESHOLD = 0.2
 _BATCH = 20_000
+# `C:/...`, `//server/share/...` (after backslashes became slashes) and `/...`.
+_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:/|//|/)")
+_WINDOWS_STYLE = re.compile(r"^(?:[A-Za-z]:/|//)")
 
 
 @dataclass
 class Detections:
     """What an MD file says: `images` (file, failure; one row per listed image, file order) and
     `boxes` (image = row in `images`, category name, conf, x, y, w, h clipped to [0, 1], clipped,
-    problem), plus the file's `format_version` and `categories` (id -> name)."""
+    problem), plus the file's `format_version` and `categories` (id -> name).
+
+    `classifications`: (box = row in `boxes`, rank from 0 = the file's first, category name, conf)
+    for classifications already in the file, with `classification_categories` (id -> name);
+    `typical_threshold`: `info.detector_metadata.typical_detection_threshold` (None when absent);
+    `notes`: one line per thing the reader assumed (version, rebased paths), for the summary."""
 
     images: pd.DataFrame
     boxes: pd.DataFrame
     format_version: str
     categories: dict[str, str]
     source: str
+    classifications: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"box": pd.Series([], dtype="int64"), "rank": pd.Series([], dtype="int16"),
+         "category": pd.Series([], dtype="str"), "conf": pd.Series([], dtype="float32")}))
+    classification_categories: dict[str, str] = field(default_factory=dict)
+    typical_threshold: Optional[float] = None
+    notes: list[str] = field(default_factory=list)
 
     def problem_counts(self) -> dict[str, int]:
         counts = self.boxes["problem"].value_counts()
         return {p: int(counts.get(p, 0)) for p in BOX_PROBLEMS}
+
+    def threshold(self, configured: Optional[float]) -> tuple[float, str]:
+        """(threshold, where it came from): the configured one, else the file's typical one, else 0.2."""
+        if configured is not None:
+            return float(configured), "data.crops.threshold"
+        if self.typical_threshold is not None:
+            return self.typical_threshold, "info.detector_metadata.typical_detection_threshold of the MD file"
+        return DEFAULT_THRESHOLD, "default"
 
 
 def _stream(path: str, prefix: str) -> Iterator:
@@ -73,19 +120,50 @@ def _first(path: str, prefix: str):
     return None
 
 
-def check_format_version(path: str, info) -> str:
-    """The file's `info.format_version`, refused with one line when missing or not a known one."""
+def check_format_version(path: str, info) -> tuple[str, Optional[str]]:
+    """(the file's `info.format_version` as text, a warning line or None).
+
+    Compared numerically (`1.6`, `"1.60"`, `1` = 1.0): 1.0-1.6 are read; a later 1.x is read with a
+    warning (later versions only add fields); a missing version is read with a warning (PyTorch-
+    Wildlife and Zamba write none); another major version or a non-number is refused (one line).
+    """
     version = info.get("format_version") if isinstance(info, dict) else None
-    if version is None:
-        raise UserError(f"{path} is not MegaDetector batch output: no info.format_version "
-                        f"(known: {', '.join(KNOWN_FORMAT_VERSIONS)})")
+    if version is None or (isinstance(version, str) and not version.strip()):
+        return "", (f"{path} has no info.format_version (PyTorch-Wildlife and Zamba write none); "
+                    f"read as MegaDetector batch output {'.'.join(map(str, NEWEST_KNOWN))}")
     text = str(version).strip()
-    if text == "1":
-        text = "1.0"
-    if text not in KNOWN_FORMAT_VERSIONS:
+    match = re.fullmatch(r"(\d+)(?:\.(\d+))?", text)
+    if not match or isinstance(version, bool):
+        raise UserError(f"{path}: MegaDetector format_version {version!r} is not a version number "
+                        f"(known: {', '.join(KNOWN_FORMAT_VERSIONS)})")
+    major, minor = int(match.group(1)), int(match.group(2) or 0)
+    if major != NEWEST_KNOWN[0]:
         raise UserError(f"{path}: MegaDetector format_version {version!r} is not one this reader knows "
                         f"({', '.join(KNOWN_FORMAT_VERSIONS)})")
-    return text
+    if minor > NEWEST_KNOWN[1]:
+        return f"{major}.{minor}", (f"{path}: MegaDetector format_version {text} is newer than this reader "
+                                    f"knows ({KNOWN_FORMAT_VERSIONS[-1]}); read as {KNOWN_FORMAT_VERSIONS[-1]}, "
+                                    f"fields it does not know are ignored")
+    return f"{major}.{minor}", None
+
+
+def _typical_threshold(path: str, info) -> Optional[float]:
+    metadata = info.get("detector_metadata") if isinstance(info, dict) else None
+    value = metadata.get("typical_detection_threshold") if isinstance(metadata, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UserError(f"{path}: info.detector_metadata.typical_detection_threshold must be a number in "
+                        f"[0, 1], got {value!r}")
+    return float(value)
+
+
+def _category_map(path: str, key: str, value, required: bool) -> dict[str, str]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict) or (required and not value):
+        raise UserError(f"{path} is not MegaDetector batch output: no {key} mapping")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _box_row(detection, categories: dict[str, str]) -> tuple:
@@ -124,35 +202,42 @@ _BOX_COLUMNS = {"category": "category", "conf": "float32", "x": "float32", "y": 
 
 
 def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | None = None,
-                    progress: bool = False) -> Detections:
-    """Streams an MD batch-output file; `file` paths are made relative to `image_root` when given.
+                    progress: bool = False, strip_prefix: str = "") -> Detections:
+    """Streams an MD batch-output file; `file` paths are made relative to `image_root` when given
+    (after removing `strip_prefix`, and rebasing absolute paths from elsewhere: module doc).
 
-    Raises UserError (one line) for a missing file, invalid JSON, an unknown format_version, a
-    missing `detection_categories` or `images` list.
+    Raises UserError (one line) for a missing file, invalid JSON, an unknown major format_version,
+    a missing `detection_categories` or `images` list. Warnings (no or a newer version) are logged
+    once and kept in `notes`.
     """
     from tqdm import tqdm
-
-    from serengeti_tf.data.sources import relative_posix
 
     path = str(path)
     if not Path(path).is_file():
         raise UserError(f"detections file not found (--detections / data.detections): {path}")
-    version = check_format_version(path, _first(path, "info"))
-    categories = _first(path, "detection_categories")
-    if not isinstance(categories, dict) or not categories:
-        raise UserError(f"{path} is not MegaDetector batch output: no detection_categories mapping")
-    categories = {str(k): str(v) for k, v in categories.items()}
+    info = _first(path, "info")
+    version, warning = check_format_version(path, info)
+    notes = []
+    if warning:
+        log.warning("%s", warning)
+        notes.append(warning)
+    typical = _typical_threshold(path, info)
+    categories = _category_map(path, "detection_categories", _first(path, "detection_categories"), True)
+    class_categories = _category_map(path, "classification_categories",
+                                     _first(path, "classification_categories"), False)
 
     # Python objects for at most `_BATCH` images / detections are alive at a time; the rest is
     # compact columns (pandas string storage, float32, categorical).
     file_pieces: list[pd.Series] = []
     failure_pieces: list[pd.Series] = []
     box_pieces: list[pd.DataFrame] = []
+    class_pieces: list[pd.DataFrame] = []
     files: list[str] = []
     failures: list[str] = []
     batch: list[tuple] = []
     owners: list[int] = []
-    count = 0
+    classes: list[tuple] = []
+    count = boxes_seen = 0
 
     def flush_boxes() -> None:
         if batch:
@@ -161,6 +246,10 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
             box_pieces.append(frame.astype(_BOX_COLUMNS))
             batch.clear()
             owners.clear()
+        if classes:
+            class_pieces.append(pd.DataFrame(classes, columns=["box", "rank", "category", "conf"]).astype(
+                {"box": "int64", "rank": "int16", "category": "str", "conf": "float32"}))
+            classes.clear()
 
     def flush_images() -> None:
         if files:
@@ -180,6 +269,9 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
         for detection in item.get("detections") or ():
             batch.append(_box_row(detection, categories))
             owners.append(count)
+            if class_categories and isinstance(detection, dict):
+                classes.extend(_class_rows(detection.get("classifications"), boxes_seen, class_categories))
+            boxes_seen += 1
         count += 1
         if len(batch) >= _BATCH:
             flush_boxes()
@@ -188,9 +280,9 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     bar.close()
     flush_boxes()
     flush_images()
-    if not count:
-        raise UserError(f"{path} is not MegaDetector batch output: no 'images' list with entries")
-    file_series = pd.concat(file_pieces, ignore_index=True)
+    if not count and not isinstance(_first(path, "images"), list):  # cheap: the list is empty or absent
+        raise UserError(f"{path} is not MegaDetector batch output: no 'images' list")
+    file_series = pd.concat(file_pieces, ignore_index=True) if file_pieces else pd.Series([], dtype="str")
     unnamed = int((file_series == "").sum())
     if unnamed:
         raise UserError(f"{path}: {unnamed} of {count} images have no 'file'")
@@ -199,19 +291,115 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
                            **{k: pd.Series([], dtype=v) for k, v in _BOX_COLUMNS.items()}}))
     boxes["problem"] = boxes["problem"].astype(str).astype(pd.CategoricalDtype(("",) + BOX_PROBLEMS))
     if image_root is not None:
-        file_series = relative_posix(file_series, image_root)
-    images = pd.DataFrame({"file": file_series, "failure": pd.concat(failure_pieces, ignore_index=True)})
-    return Detections(images=images, boxes=boxes, format_version=version, categories=categories, source=path)
+        file_series, path_notes = file_paths(file_series, image_root, strip_prefix)
+        notes += path_notes
+    images = pd.DataFrame({"file": file_series, "failure": (pd.concat(failure_pieces, ignore_index=True)
+                                                            if failure_pieces else pd.Series([], dtype="str"))})
+    found = Detections(images=images, boxes=boxes, format_version=version or "none", categories=categories,
+                       source=path, classification_categories=class_categories, typical_threshold=typical,
+                       notes=notes)
+    if class_pieces:
+        found.classifications = pd.concat(class_pieces, ignore_index=True)
+    return found
+
+
+def _class_rows(value, box: int, names: dict[str, str]) -> list[tuple]:
+    """(box, rank, category name, conf) of one detection's `classifications` ([[id, conf], ...]);
+    entries that are not an (id known to classification_categories, finite number) pair are skipped."""
+    rows = []
+    for rank, entry in enumerate(value if isinstance(value, list) else ()):
+        if (isinstance(entry, (list, tuple)) and len(entry) >= 2 and str(entry[0]) in names
+                and isinstance(entry[1], (int, float)) and not isinstance(entry[1], bool) and math.isfinite(entry[1])):
+            rows.append((box, rank, names[str(entry[0])], float(entry[1])))
+    return rows
+
+
+# ---- paths ---------------------------------------------------------------------------------------
+
+def _normalise_prefix(prefix: str) -> str:
+    text = prefix.strip().replace("\\", "/")
+    return text if text.endswith("/") or not text else text + "/"
+
+
+def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: str = "") -> tuple[pd.Series, list[str]]:
+    """MD `file` entries as paths relative to `image_root` (posix), and one note per rewrite made.
+
+    `strip_prefix` (slashes either way; case-insensitive when it is a Windows path) is removed where
+    it starts a path. Absolute paths (Windows drive or UNC, or POSIX outside the root) are rebased
+    with `rebase_foreign`. The result goes through `sources.relative_posix`, the readers' shared helper.
+    """
+    from serengeti_tf.data.sources import relative_posix
+
+    text = files.astype(str)
+    if text.str.contains("\\", regex=False).any():
+        text = text.str.replace("\\", "/", regex=False)
+    notes = []
+    prefix = _normalise_prefix(strip_prefix)
+    if prefix:
+        windows = bool(_WINDOWS_STYLE.match(prefix))
+        starts = (text.str.lower().str.startswith(prefix.lower()) if windows else text.str.startswith(prefix))
+        text = text.where(~starts, text.str.slice(len(prefix)))
+        notes.append(f"--strip-prefix {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD paths")
+    absolute = text.str.match(_ABSOLUTE.pattern)
+    if absolute.any():
+        root = Path(image_root).resolve()
+        inside = absolute & text.str.startswith(root.as_posix().rstrip("/") + "/")
+        foreign = absolute & ~inside
+        if foreign.any():
+            rebased, prefixes = rebase_foreign(text[foreign], root)
+            text = text.where(~foreign, rebased)
+            left = int(rebased.str.match(_ABSOLUTE.pattern).sum())
+            notes += [f"MD paths under {p!r} ({n}) rebased onto the image root" for p, n in prefixes.items()]
+            if left:
+                notes.append(f"{left} absolute MD paths match no file under the image root {root} "
+                             f"(e.g. {rebased[rebased.str.match(_ABSOLUTE.pattern)].iloc[0]}); pass --strip-prefix")
+    for note in notes:
+        log.info("%s", note)
+    return relative_posix(text, image_root), notes
+
+
+def rebase_foreign(paths: pd.Series, root: Path, max_prefixes: int = 64) -> tuple[pd.Series, dict[str, int]]:
+    """Absolute paths written on another machine (or another mount), made relative to `root`.
+
+    For a path not yet placed, its folder prefixes are tried from the longest tail (`a/b/c.jpg`, then
+    `b/c.jpg`, ...): the first tail that exists under `root` fixes the prefix to drop, and that
+    prefix is dropped from every path it starts (vectorised). Paths matched by no prefix stay as
+    they are. Returns (paths, {prefix: paths rebased}); at most `max_prefixes` searches.
+    """
+    paths = paths.copy()
+    placed = pd.Series(False, index=paths.index)
+    prefixes: dict[str, int] = {}
+    for _ in range(max_prefixes):
+        todo = paths[~placed]
+        if todo.empty:
+            break
+        parts = todo.iloc[0].split("/")
+        prefix = None
+        for cut in range(1, len(parts)):
+            if (root / "/".join(parts[cut:])).is_file():
+                prefix = "/".join(parts[:cut]) + "/"
+                break
+        if prefix is None:
+            placed[todo.index[0]] = True  # no file: left absolute, counted by the caller
+            continue
+        windows = bool(_WINDOWS_STYLE.match(prefix))
+        hit = ~placed & (paths.str.lower().str.startswith(prefix.lower()) if windows else paths.str.startswith(prefix))
+        paths = paths.where(~hit, paths.str.slice(len(prefix)))
+        placed |= hit
+        prefixes[prefix] = int(hit.sum())
+    return paths, prefixes
 
 
 def write_md_file(path: str | os.PathLike, images: list[dict], categories: dict[str, str] | None = None,
-                  format_version: str = "1.4", info: dict | None = None) -> None:
-    """Writes an MD batch-output file (atomically): used by demo data, tests and benchmarks."""
+                  format_version: str | None = "1.4", info: dict | None = None, **extra) -> None:
+    """Writes an MD batch-output file (atomically): used by demo data, tests and benchmarks.
+    `format_version=None` writes none (as PyTorch-Wildlife and Zamba); `extra` adds top-level keys."""
     import json
 
     from serengeti_tf.io_utils import write_text
 
-    content = {"info": {"format_version": format_version, **(info or {})},
+    head = {"format_version": format_version} if format_version is not None else {}
+    content = {"info": {**head, **(info or {})},
                "detection_categories": categories or {"1": "animal", "2": "person", "3": "vehicle"},
-               "images": images}
+               **extra, "images": images}
     write_text(path, json.dumps(content, indent=1) + "\n")

@@ -64,6 +64,7 @@ def fingerprint(data: DataConfig) -> dict:
                                   "sha256": io_utils.file_digest(data.detections)}
     else:  # whole frames: fingerprints stay those of folders prepared before crops existed
         settings.pop("detections")
+        settings.pop("detections_strip_prefix")
         settings.pop("crops")
     # Flat, so a refusal names the setting that differs (`differs in: image_size`).
     result = {
@@ -132,12 +133,14 @@ def crop_examples(manifest: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFram
         return manifest, manifest, None
     from serengeti_tf.data import crops, detections
 
-    found = detections.read_detections(data.detections, data.image_root, progress=True)
+    found = detections.read_detections(data.detections, data.image_root, progress=True,
+                                       strip_prefix=data.detections_strip_prefix)
     manifest, table, report = crops.join_detections(manifest, found, data.crops)
     if table.empty:
         drops = manifest["drop_reason"].value_counts()
+        threshold = report["settings"]["threshold"]
         raise UserError(f"no crop left: {data.detections} gives no {data.crops.category} box with conf >= "
-                        f"{data.crops.threshold} on a kept image (no_detection {int(drops.get('no_detection', 0))}, "
+                        f"{threshold} on a kept image (no_detection {int(drops.get('no_detection', 0))}, "
                         f"not_in_detections {int(drops.get('not_in_detections', 0))}, detector_failure "
                         f"{int(drops.get('detector_failure', 0))})")
     return manifest, table, report

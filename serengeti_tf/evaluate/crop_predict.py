@@ -12,6 +12,7 @@ Outputs, for `-o OUT.csv` (the whole-frame `predict` files, plus the crops):
     OUT.captures.csv   with capture ids: the classified images' probabilities averaged per capture
                        (`empty` when all its images are)
     OUT.skipped.csv    path, error: unreadable images, images absent from the MD file, MD failures
+    MD_OUT.json        with `md_out`: the MD file with these classifications added (`md_output`)
 
 Image probabilities combine the crops like `evaluate` does (`levels.IMAGE_COMBINATION`). Crops are
 cut like `prepare` cuts them (`crops.cut_crops`, the run's stored size) and take the evaluation view.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,10 +37,9 @@ from serengeti_tf.evaluate.predict import (
     _append,
     _input_digest,
     _start_or_resume,
-    attach_capture_ids,
     check_request,
+    input_frame,
     input_paths,
-    list_inputs,
     output_csv_lock,
     output_paths,
     resolve_model,
@@ -63,20 +63,37 @@ def run_crop_config(model_or_run: str | Path) -> Optional[cfg.CropConfig]:
     return cfg.load_saved(config_path).data.crops if dataset_dir and config_path.is_file() else None
 
 
-def plan_images(frame: pd.DataFrame, detections, crop_config: cfg.CropConfig, root: Path) -> pd.DataFrame:
-    """Per input image: status (classify / empty / skip), error, max_detection_conf and its boxes."""
+def chosen_boxes(detections, crop_config: cfg.CropConfig) -> tuple[pd.DataFrame, float, str]:
+    """(the boxes that become crops, with `ordinal` = index in their image's MD list; the threshold
+    used; where it came from: the config, the MD file's typical threshold, or the default)."""
     from serengeti_tf.data import crops
+
+    threshold, source = detections.threshold(crop_config.threshold)
+    boxes = detections.boxes.assign(ordinal=detections.boxes.groupby("image").cumcount())
+    return crops.select_boxes(boxes, crop_config.category, threshold, crop_config.select), threshold, source
+
+
+def md_rows(paths: pd.Series, detections, root: Path) -> pd.Series:
+    """The MD image row of each input path (NaN when the MD file does not list it)."""
     from serengeti_tf.data.sources import relative_posix
 
-    crops.check_category(detections, crop_config.category)
     md = detections.images
     first = ~md["file"].duplicated(keep="first")
     row_of = pd.Series(md.index[first], index=md.loc[first, "file"].to_numpy())
-    md_row = relative_posix(frame["path"].astype(str), root).map(row_of)
+    return relative_posix(paths.astype(str), root).map(row_of)
+
+
+def plan_images(frame: pd.DataFrame, detections, crop_config: cfg.CropConfig, root: Path) -> pd.DataFrame:
+    """Per input image: status (classify / empty / skip), error, max_detection_conf and its boxes."""
+    from serengeti_tf.data import crops
+
+    crops.check_category(detections, crop_config.category)
+    md = detections.images
+    md_row = md_rows(frame["path"], detections, root)
     boxes = detections.boxes
     usable = boxes[(boxes["problem"] == "") & (boxes["category"].astype(str) == crop_config.category)]
     max_conf = usable.groupby("image")["conf"].max()
-    chosen = crops.select_boxes(boxes, crop_config.category, crop_config.threshold, crop_config.select)
+    chosen = chosen_boxes(detections, crop_config)[0]
     by_image = {image: part[["x", "y", "w", "h", "conf"]].to_numpy(dtype=np.float64)
                 for image, part in chosen.groupby("image")}
     plan = frame.copy()
@@ -229,15 +246,25 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                        out_csv: str | Path, crop_config: Optional[cfg.CropConfig] = None, top_k: int = 5,
                        batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
                        classes: Optional[str | Path] = None, image_size: Optional[int] = None,
-                       config: Optional[cfg.Config] = None, overwrite: bool = False) -> dict[str, Any]:
+                       config: Optional[cfg.Config] = None, overwrite: bool = False, strip_prefix: str = "",
+                       md_out: Optional[str | Path] = None, group_by_time: Optional[float] = None,
+                       describe: Optional[Callable[[str], str]] = None) -> dict[str, Any]:
     """Classifies the detector crops of `inputs` (see the module doc). `crop_config` defaults to the
-    run's dataset settings, else `data.crops` defaults. Returns counts and the output paths."""
+    run's dataset settings, else `data.crops` defaults. Returns counts and the output paths.
+
+    `strip_prefix`: removed from the MD file's paths; `md_out`: also write the MD file with the
+    classifications added; `describe(class name)`: its description there (a scientific name; None
+    leaves the class name); `group_by_time`: captures from EXIF times (`exif_captures`)."""
     from serengeti_tf.data import detections
+    from serengeti_tf.evaluate import md_output
     from serengeti_tf.models.resnet import load_model
 
     check_request(top_k, batch_size, image_size)
-    io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids,
-                                                 **{"--detections": detections_path}), what="output")
+    reads = input_paths(model_or_run, inputs, classes, capture_ids, **{"--detections": detections_path})
+    io_utils.refuse_overlap(out_csv, reads, what="output")
+    if md_out is not None:
+        md_out = md_output.output_path(md_out)
+        io_utils.refuse_overlap(md_out, reads, what="--md-out")
     crop_config = crop_config or run_crop_config(model_or_run) or cfg.CropConfig()
     paths = output_paths(out_csv)
     stem = paths["predictions"].with_suffix("")
@@ -245,10 +272,23 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     paths["partial_crops"] = paths["predictions"].parent / f".{paths['predictions'].name}.crops.partial"
     with output_csv_lock(paths):
         resolved = resolve_model(model_or_run, classes, image_size)
-        frame = attach_capture_ids(list_inputs(inputs), capture_ids)
+        frame, exif_counts = input_frame(inputs, capture_ids, group_by_time)
         root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \
             Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
-        found = detections.read_detections(detections_path, root)
+        found = detections.read_detections(detections_path, root, strip_prefix=strip_prefix)
+        threshold, threshold_source = chosen_boxes(found, crop_config)[1:]
+        notes = list(found.notes) + ([f"{detections_path} lists no images (an empty 'images' list): every input "
+                                      f"is skipped as not in the detections file"] if found.images.empty else [])
+        extra = {"threshold": threshold, "threshold_source": threshold_source, "notes": notes,
+                 "exif_captures": exif_counts}
+
+        def finish(result: dict) -> dict:
+            if md_out is not None:
+                result["md_out"] = _write_md_out(found, frame, root, crop_config, resolved,
+                                                 Path(result["outputs"]["crops"]), md_out, describe)
+                result["outputs"] = {**result["outputs"], "md_out": str(md_out)}
+            return result
+
         has_captures = bool((frame["capture_id"] != "").any())
         fingerprint = {"kind": "serengeti-tf predict --detections",
                        "model_sha256": io_utils.file_digest(resolved["model_path"]),
@@ -259,7 +299,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
         if paths["predictions"].exists():
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
             if io_utils.same_json(meta.get("fingerprint"), fingerprint) and not overwrite:
-                return {**meta, "already_done": True}
+                return finish({**meta, **extra, "already_done": True})
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "
                                 f"choose another output or pass --overwrite")
@@ -297,13 +337,45 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                 "stored_image_size": stored_size, "input_size": input_size, "images": len(frame), **counts,
                 "outputs": outputs, "fingerprint": fingerprint}
         io_utils.write_json(paths["meta"], meta)
-        return {**meta, "already_done": False, "resumed": bool(done)}
+        return finish({**meta, **extra, "already_done": False, "resumed": bool(done)})
+
+
+def _write_md_out(found, frame: pd.DataFrame, root: Path, crop_config: cfg.CropConfig, resolved: dict,
+                  crops_csv: Path, md_out: Path, describe) -> dict[str, int]:
+    """Writes `md_out` from the finished OUT.crops.csv (so a rerun that finds the CSVs done writes it too)."""
+    import serengeti_tf
+    from serengeti_tf.evaluate import md_output
+
+    chosen, threshold, _ = chosen_boxes(found, crop_config)
+    rows = md_rows(frame["path"], found, root)
+    row_of_path = {p: int(r) for p, r in zip(frame["path"].astype(str), rows) if r == r}
+    crop_rows = pd.read_csv(crops_csv, dtype={"path": str}, keep_default_na=False) \
+        if crops_csv.is_file() and crops_csv.stat().st_size else pd.DataFrame()
+    added = md_output.classifications_by_detection(crop_rows, chosen, row_of_path, resolved["class_names"])
+    metadata = {"model": str(resolved["model_path"]), "detection_category": crop_config.category,
+                "detection_threshold": threshold, "select": crop_config.select,
+                "image_combination": "detector-confidence-weighted mean of the crops' class probabilities"}
+    return md_output.write_md_output(found.source, md_out, added, resolved["class_names"],
+                                     classifier=f"serengeti-tf {serengeti_tf.__version__} "
+                                                f"({Path(resolved['model_path']).name})",
+                                     classifier_metadata=metadata, describe=describe)
 
 
 def summary_text(result: Mapping[str, Any]) -> str:
+    from serengeti_tf.evaluate.exif_captures import describe
+
     lines = [f"{result['images']} images: {result['classified']} classified from {result['crops']} crops, "
              f"{result['empty']} empty (no detection), {result['skipped']} skipped"
              + (f", {result['captures']} captures" if result.get("captures") else "")
              + (" (already done)" if result.get("already_done") else "")]
+    if result.get("threshold") is not None:
+        lines.append(f"detection threshold {result['threshold']:g} (from {result['threshold_source']})")
+    lines += [f"note: {note}" for note in result.get("notes", [])]
+    if result.get("exif_captures"):
+        lines.append(describe(result["exif_captures"]))
+    if result.get("md_out"):
+        md = result["md_out"]
+        lines.append(f"MegaDetector file: {md['classified_detections']} of {md['detections']} detections on "
+                     f"{md['images']} images classified")
     lines += [f"{name}: {path}" for name, path in result["outputs"].items()]
     return "\n".join(lines)

@@ -16,8 +16,9 @@ Memory stays bounded: one batch of images at a time; rows go to a hidden work fi
 (`.OUT.csv.partial`) as they are classified. An interrupted run continues from that file when
 rerun with the same model and inputs; the final files appear (renamed into place) only at the end.
 
-Capture ids come from a `capture_id` (or `seq_id`) column of a CSV input, or from `capture_ids`
-(a mapping or a CSV with path and capture_id). They are not guessed from file names: LILA names
+Capture ids come from a `capture_id` (or `seq_id`) column of a CSV input, from `capture_ids`
+(a mapping or a CSV with path and capture_id), or from EXIF times (`group_by_time` seconds,
+`exif_captures`; not together with `capture_ids`). They are not guessed from file names: LILA names
 (`S9_<site>_R<roll>_IMAG<nnnn>.JPG`) number images, not captures.
 """
 
@@ -186,6 +187,19 @@ def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str
     if missing:
         log.warning("%d of %d images have no capture id; they are left out of the capture table", missing, len(frame))
     return frame
+
+
+def input_frame(inputs, capture_ids, group_by_time: Optional[float]) -> tuple[pd.DataFrame, Optional[dict]]:
+    """`list_inputs` with capture ids from `capture_ids` or from EXIF times (`group_by_time` seconds);
+    the second item counts the EXIF grouping (None without it)."""
+    if group_by_time is not None and capture_ids is not None:
+        raise UserError("--group-by-time and --captures both give capture ids: use one of them")
+    if group_by_time is None:
+        return attach_capture_ids(list_inputs(inputs), capture_ids), None
+    from serengeti_tf.evaluate.exif_captures import attach_time_captures, check_seconds
+
+    check_seconds(group_by_time)  # before listing the inputs
+    return attach_time_captures(list_inputs(inputs), group_by_time)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,7 +372,8 @@ def output_csv_lock(paths: dict):
 def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str | Path], out_csv: str | Path,
                    top_k: int = 5, batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
                    classes: Optional[str | Path] = None, image_size: Optional[int] = None,
-                   config: Optional[cfg.Config] = None, overwrite: bool = False) -> dict[str, Any]:
+                   config: Optional[cfg.Config] = None, overwrite: bool = False,
+                   group_by_time: Optional[float] = None) -> dict[str, Any]:
     """Classifies images with a run's model (or a `.keras` file + `classes`); see the module doc.
 
     Returns {"outputs": {name: path}, "images", "classified", "skipped", "captures", "skipped_files"
@@ -369,7 +384,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     paths = output_paths(out_csv)
     io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids), what="output")
     resolved = resolve_model(model_or_run, classes, image_size)
-    frame = attach_capture_ids(list_inputs(inputs), capture_ids)
+    frame, exif_counts = input_frame(inputs, capture_ids, group_by_time)
     has_captures = bool((frame["capture_id"] != "").any())
     fingerprint = {"kind": "serengeti-tf predict", "model_sha256": file_digest(resolved["model_path"]),
                    "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
@@ -379,7 +394,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
             if io_utils.same_json(meta.get("fingerprint"), fingerprint) and not overwrite:
                 log.info("%s already holds these predictions; nothing to do", paths["predictions"])
-                return _summary(paths, meta, already_done=True, resumed=False)
+                return _summary(paths, meta, already_done=True, resumed=False) | {"exif_captures": exif_counts}
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
                                 f"choose another output or pass --overwrite")
@@ -415,9 +430,9 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
         meta = {"model": str(resolved["model_path"]), "class_map": str(resolved["class_map"]),
                 "classes": resolved["class_names"], "stored_image_size": stored_size, "input_size": input_size,
                 "top_k": top_k, "batch_size": batch_size, "images": len(frame), **counts, "outputs": outputs,
-                "fingerprint": fingerprint}
+                "exif_captures": exif_counts, "fingerprint": fingerprint}
         io_utils.write_json(paths["meta"], meta)
-        return _summary(paths, meta, already_done=False, resumed=bool(done))
+        return _summary(paths, meta, already_done=False, resumed=bool(done)) | {"exif_captures": exif_counts}
 
 
 def _summary(paths: dict[str, Path], meta: dict, already_done: bool, resumed: bool) -> dict[str, Any]:
@@ -433,6 +448,10 @@ def summary_text(result: Mapping[str, Any]) -> str:
     lines = [f"{result['classified']} of {result['images']} images classified, {result['skipped']} skipped"
              + (f", {result['captures']} captures" if result.get("captures") else "")
              + (" (already done)" if result.get("already_done") else "")]
+    if result.get("exif_captures"):
+        from serengeti_tf.evaluate.exif_captures import describe
+
+        lines.append(describe(result["exif_captures"]))
     for row in result["skipped_files"].head(10).itertuples(index=False):
         lines.append(f"  skipped {row.path}: {row.error}")
     if len(result["skipped_files"]) > 10:
