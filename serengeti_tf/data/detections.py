@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 # Versions read silently; a later minor version of major 1 is read with a warning.
 KNOWN_FORMAT_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6")
-NEWEST_KNOWN = (1, 6)
+NEWEST_KNOWN = 1.6
 BOX_PROBLEMS = ("conf_nan", "box_malformed", "box_empty", "box_outside_image", "unknown_category")
 # Detector confidence that makes a crop when neither the user nor the file says otherwise.
 DEFAULT_THRESHOLD = 0.2
@@ -123,28 +123,29 @@ def _first(path: str, prefix: str):
 def check_format_version(path: str, info) -> tuple[str, Optional[str]]:
     """(the file's `info.format_version` as text, a warning line or None).
 
-    Compared numerically (`1.6`, `"1.60"`, `1` = 1.0): 1.0-1.6 are read; a later 1.x is read with a
-    warning (later versions only add fields); a missing version is read with a warning (PyTorch-
-    Wildlife and Zamba write none); another major version or a non-number is refused (one line).
+    Compared as a number, as MegaDetector's own validator does (`float(format_version)`: "1.6",
+    1.6 and "1.60" are the same, `1` is 1.0): 1.0-1.6 are read; a later 1.x is read with a warning
+    (later versions only add fields); a missing version is read with a warning (PyTorch-Wildlife and
+    Zamba write none); 2.0 or later, below 1.0, or a non-number is refused (one line).
     """
     version = info.get("format_version") if isinstance(info, dict) else None
     if version is None or (isinstance(version, str) and not version.strip()):
         return "", (f"{path} has no info.format_version (PyTorch-Wildlife and Zamba write none); "
-                    f"read as MegaDetector batch output {'.'.join(map(str, NEWEST_KNOWN))}")
+                    f"read as MegaDetector batch output {KNOWN_FORMAT_VERSIONS[-1]}")
     text = str(version).strip()
-    match = re.fullmatch(r"(\d+)(?:\.(\d+))?", text)
-    if not match or isinstance(version, bool):
+    if isinstance(version, bool) or not re.fullmatch(r"\d+(?:\.\d+)?", text):
         raise UserError(f"{path}: MegaDetector format_version {version!r} is not a version number "
                         f"(known: {', '.join(KNOWN_FORMAT_VERSIONS)})")
-    major, minor = int(match.group(1)), int(match.group(2) or 0)
-    if major != NEWEST_KNOWN[0]:
+    number = float(text)
+    if not 1.0 <= number < 2.0:
         raise UserError(f"{path}: MegaDetector format_version {version!r} is not one this reader knows "
                         f"({', '.join(KNOWN_FORMAT_VERSIONS)})")
-    if minor > NEWEST_KNOWN[1]:
-        return f"{major}.{minor}", (f"{path}: MegaDetector format_version {text} is newer than this reader "
-                                    f"knows ({KNOWN_FORMAT_VERSIONS[-1]}); read as {KNOWN_FORMAT_VERSIONS[-1]}, "
-                                    f"fields it does not know are ignored")
-    return f"{major}.{minor}", None
+    text = text if "." in text else f"{text}.0"
+    if number > NEWEST_KNOWN:
+        return text, (f"{path}: MegaDetector format_version {text} is newer than this reader knows "
+                      f"({KNOWN_FORMAT_VERSIONS[-1]}); read as {KNOWN_FORMAT_VERSIONS[-1]}, fields it does not "
+                      f"know are ignored")
+    return text, None
 
 
 def _typical_threshold(path: str, info) -> Optional[float]:
