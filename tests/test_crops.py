@@ -54,10 +54,15 @@ def test_prepare_crops_on_the_real_ena24_sample(shared_data, tmp_path):
                                             "workers": 1}}])
     summary = prepare_dataset(config, tmp_path / "ena24_crops", progress=False)
     raw = json.loads((folder / "md_annotations.json").read_text())
+    # No threshold configured: the file's own typical_detection_threshold (0.8 in this MDv5 file).
+    threshold = raw["info"].get("detector_metadata", {}).get("typical_detection_threshold", 0.2)
     expected = sum(1 for i in raw["images"] for d in i.get("detections") or []
-                   if d["conf"] >= 0.2 and raw["detection_categories"][d["category"]] == "animal")
+                   if d["conf"] >= threshold and raw["detection_categories"][d["category"]] == "animal")
     assert summary["crops_kept"] == expected and summary["num_classes"] == 7
     assert summary["detections"]["format_version"] == raw["info"]["format_version"]
+    assert summary["detections"]["settings"]["threshold"] == threshold
+    classified = sum(1 for i in raw["images"] for d in i.get("detections") or [] if d.get("classifications"))
+    assert summary["detections"]["md_classifications"] == classified
     assert tree_hashes(folder) == before
 
 

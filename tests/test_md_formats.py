@@ -227,6 +227,31 @@ def test_prepare_strip_prefix_flag_and_empty_md_file_message(source, tmp_path):
     assert result.output.strip().count("\n") == 0
 
 
+def test_score_detections_on_a_prepared_datasets_split(source, tmp_path):
+    """The file's own classifications scored on the images `evaluate` scores (a prepared split)."""
+    from serengeti_tf.data.prepare import prepare_dataset
+    from serengeti_tf.evaluate import md_scores
+
+    images, labels, names = source
+    md = tmp_path / "classified.json"
+    ids = {"zebra": "0", "lionfemale": "1", "dikdik": "2"}
+    # The "classifier" calls every dikdik a zebra and gets the rest right.
+    detections.write_md_file(md, [{"file": n, "detections": [{"category": "1", "conf": 0.9, "bbox": BOX,
+                                                             "classifications": [[ids["zebra" if "dikdik" in n else
+                                                                                      n.split("/")[1].split("_")[0]],
+                                                                                  0.9]]}]} for n in names],
+                             format_version="1.6", classification_categories={v: k for k, v in ids.items()})
+    config = cfg.resolve(updates=[{"data": {"metadata": [str(labels)], "image_root": str(images),
+                                            "detections": str(md), "image_size": 32, "workers": 1}}])
+    prepare_dataset(config, tmp_path / "prepared", progress=False)
+    manifest = pd.read_csv(tmp_path / "prepared" / "manifest.csv", keep_default_na=False)
+    kept = manifest[(manifest["drop_reason"] == "") & (manifest["split"] == "train")]
+    result = md_scores.score_md_classifications(md, tmp_path / "prepared", tmp_path / "scores", split="train")
+    assert result["metrics"]["images"] == len(kept)
+    right = (~kept["species"].str.contains("dikdik")).sum()
+    assert result["metrics"]["accuracy"] == pytest.approx(right / len(kept))
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     return write_tiny_run(tmp_path_factory.mktemp("mdrun") / "run", list(COLOURS))

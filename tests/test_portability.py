@@ -42,6 +42,7 @@ print(len(names), "modules")
 """
 
 
+@pytest.mark.slow  # a child process imports TensorFlow and every module
 def test_every_module_imports_and_locks_work_without_unix_only_modules(tmp_path):
     done = subprocess.run([sys.executable, "-c", IMPORT_ALL_AND_LOCK.format(unix_only=UNIX_ONLY),
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=600,
