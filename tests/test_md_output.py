@@ -135,3 +135,19 @@ def test_write_md_file_round_trip_of_the_output_reads_its_classifications(tiny_r
     found = detections.read_detections(out, images)
     assert found.format_version == "1.6" and set(found.classification_categories.values()) == set(CLASSES)
     assert found.classifications["box"].nunique() == 2
+
+
+def test_md_out_writes_paths_relative_to_input_when_the_file_has_windows_paths(tiny_run, tmp_path):
+    """Timelapse needs paths relative to the image set's root: rebased ones are written that way."""
+    images, md, content = _inputs(tmp_path)
+    for image in content["images"]:
+        image["file"] = "C:\\Users\\ranger\\cams\\" + image["file"]
+    windows = tmp_path / "windows.json"
+    windows.write_text(json.dumps(content))
+    out = tmp_path / "relative.json"
+    result = crop_predict.predict_detections(tiny_run, images, windows, tmp_path / "pred.csv", md_out=out)
+    written = json.loads(out.read_text())
+    # The prefix found from the files present applies to every path under it (not_here.jpg too).
+    assert [i["file"] for i in written["images"]] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "not_here.jpg"]
+    assert result["md_out"]["classified_detections"] == 2
+    assert _validate(out)["errors"] == []

@@ -358,7 +358,8 @@ def _write_md_out(found, frame: pd.DataFrame, root: Path, crop_config: cfg.CropC
     return md_output.write_md_output(found.source, md_out, added, resolved["class_names"],
                                      classifier=f"serengeti-tf {serengeti_tf.__version__} "
                                                 f"({Path(resolved['model_path']).name})",
-                                     classifier_metadata=metadata, describe=describe)
+                                     classifier_metadata=metadata, describe=describe,
+                                     files=found.images["file"].tolist())
 
 
 def summary_text(result: Mapping[str, Any]) -> str:

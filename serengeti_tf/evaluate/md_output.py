@@ -7,7 +7,9 @@ What changes against the input file: `format_version` becomes "1.6"; `info` gain
 name, ids are the class map's indices as strings) and `classification_category_descriptions` (id ->
 scientific name where known, else the class name) are set; each detection that was classified gets
 `classifications: [[id, conf], ...]`, top-k, highest first. Every image and detection of the input is
-kept (also failures and boxes that were not classified); `classifications` the input already had
+kept (also failures and boxes that were not classified), with `file` as the reader resolved it
+(relative to the image folder predict ran on: absolute and prefixed paths rebased, which review tools
+need); `classifications` the input already had
 (another classifier's, in its own categories) are removed, because the categories are replaced.
 Other top-level keys of the input are not copied (the format defines none besides these).
 
@@ -75,11 +77,14 @@ def _clean_detection(detection, added: Optional[list]):
 def write_md_output(detections_path: str | os.PathLike, out_path: str | os.PathLike,
                     classifications: Mapping[tuple[int, int], list], class_names: Sequence[str],
                     classifier: str, classifier_metadata: Optional[dict] = None,
-                    describe: Optional[Callable[[str], str]] = None) -> dict[str, int]:
+                    describe: Optional[Callable[[str], str]] = None,
+                    files: Optional[Sequence[str]] = None) -> dict[str, int]:
     """Streams `detections_path` into `out_path` with `classifications` added (module doc).
 
     `describe(class name)` gives the category description (a scientific name); None or an empty
-    answer falls back to the class name. Returns counts: images, detections, classified detections.
+    answer falls back to the class name. `files`: the `file` to write per image entry (the reader's
+    image rows, in file order); None keeps the input's. Returns counts: images, detections,
+    classified detections.
     """
     from serengeti_tf.data.detections import _first, _stream
 
@@ -100,6 +105,8 @@ def write_md_output(detections_path: str | os.PathLike, out_path: str | os.PathL
         position = 0
         for item in _stream(source, "images.item"):
             if isinstance(item, dict):  # the reader's image rows count dict entries only
+                if files is not None:
+                    item = {**item, "file": files[position]}
                 detections = item.get("detections")
                 if isinstance(detections, list):
                     item = {**item, "detections": [
