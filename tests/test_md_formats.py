@@ -293,3 +293,13 @@ def test_real_ena24_md_file_still_reads_with_its_paths(shared_data):
     found = detections.read_detections(folder / "md_annotations.json", folder)
     assert set(found.images["file"]) <= {p.name for p in folder.glob("*.jpg")}
     assert not found.boxes.empty and found.format_version
+
+
+def test_rebase_skips_folders_missing_locally_and_handles_several_prefixes(tmp_path):
+    root = _tree(tmp_path / "images")
+    missing = [f"D:/old/gone{i}/x.jpg" for i in range(300)]  # folders not downloaded: tried once each at most
+    written = pd.Series(missing + ["E:/a/cam1/a.jpg", "F:/b/cam2/c.jpg", "E:/a/cam1/b.jpg"])
+    rebased, prefixes = detections.rebase_foreign(written, root.resolve(), max_folders=400)
+    assert rebased.tolist()[-3:] == ["cam1/a.jpg", "cam2/c.jpg", "cam1/b.jpg"]
+    assert prefixes == {"E:/a/": 2, "F:/b/": 1}
+    assert rebased.tolist()[:300] == missing

@@ -359,30 +359,34 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     return relative_posix(text, image_root), notes
 
 
-def rebase_foreign(paths: pd.Series, root: Path, max_prefixes: int = 64) -> tuple[pd.Series, dict[str, int]]:
+def rebase_foreign(paths: pd.Series, root: Path, max_folders: int = 256) -> tuple[pd.Series, dict[str, int]]:
     """Absolute paths written on another machine (or another mount), made relative to `root`.
 
-    For a path not yet placed, its folder prefixes are tried from the longest tail (`a/b/c.jpg`, then
-    `b/c.jpg`, ...): the first tail that exists under `root` fixes the prefix to drop, and that
-    prefix is dropped from every path it starts (vectorised). Paths matched by no prefix stay as
-    they are. Returns (paths, {prefix: paths rebased}); at most `max_prefixes` searches.
+    One path of a folder not tried yet is looked up by its tails (`a/b/c.jpg`, then `b/c.jpg`, ...):
+    the first tail that exists under `root` fixes the prefix to drop, and that prefix is dropped from
+    every path it starts (vectorised). A folder whose path matched nothing is not tried again; at most
+    `max_folders` folders are tried. Paths left unmatched stay as they are. Returns (paths,
+    {prefix: paths rebased}).
     """
     paths = paths.copy()
     placed = pd.Series(False, index=paths.index)
+    tried: set[str] = set()
     prefixes: dict[str, int] = {}
-    for _ in range(max_prefixes):
+    for _ in range(max_folders):
         todo = paths[~placed]
         if todo.empty:
             break
-        parts = todo.iloc[0].split("/")
-        prefix = None
-        for cut in range(1, len(parts)):
-            if (root / "/".join(parts[cut:])).is_file():
-                prefix = "/".join(parts[:cut]) + "/"
-                break
-        if prefix is None:
-            placed[todo.index[0]] = True  # no file: left absolute, counted by the caller
+        folders = todo.str.rpartition("/")[0]
+        fresh = ~folders.isin(tried)
+        if not fresh.any():
+            break
+        candidate, folder = todo[fresh].iloc[0], folders[fresh].iloc[0]
+        tried.add(folder)
+        parts = candidate.split("/")
+        cut = next((c for c in range(1, len(parts)) if (root / "/".join(parts[c:])).is_file()), None)
+        if cut is None:
             continue
+        prefix = "/".join(parts[:cut]) + "/"
         windows = bool(_WINDOWS_STYLE.match(prefix))
         hit = ~placed & (paths.str.lower().str.startswith(prefix.lower()) if windows else paths.str.startswith(prefix))
         paths = paths.where(~hit, paths.str.slice(len(prefix)))
