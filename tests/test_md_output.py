@@ -151,3 +151,18 @@ def test_md_out_writes_paths_relative_to_input_when_the_file_has_windows_paths(t
     assert [i["file"] for i in written["images"]] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "not_here.jpg"]
     assert result["md_out"]["classified_detections"] == 2
     assert _validate(out)["errors"] == []
+
+
+def test_an_existing_md_out_is_replaced_only_by_the_same_predictions_or_overwrite(tiny_run, tmp_path):
+    images, md, _ = _inputs(tmp_path)
+    out = tmp_path / "theirs.json"
+    out.write_text('{"info": {}}')
+    before = out.read_text()
+    with pytest.raises(crop_predict.UserError, match="already exists .*--md-out"):
+        crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out)
+    assert out.read_text() == before and not (tmp_path / "pred.csv").exists()
+    crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out, overwrite=True)
+    again = crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out)
+    assert again["already_done"] and again["md_out"]["classified_detections"] == 2  # ours: replaced
+    with pytest.raises(crop_predict.UserError, match="already exists"):  # other settings: refused
+        crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out, top_k=2)

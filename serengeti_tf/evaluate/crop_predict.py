@@ -22,6 +22,7 @@ interrupted run continues when rerun with the same model, inputs, detections and
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -285,7 +286,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
         def finish(result: dict) -> dict:
             if md_out is not None:
                 result["md_out"] = _write_md_out(found, frame, root, crop_config, resolved,
-                                                 Path(result["outputs"]["crops"]), md_out, describe)
+                                                 Path(result["outputs"]["crops"]), md_out, describe,
+                                                 io_utils.text_digest(json.dumps(fingerprint, sort_keys=True)))
                 result["outputs"] = {**result["outputs"], "md_out": str(md_out)}
             return result
 
@@ -296,6 +298,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                        "inputs": _input_digest(frame), "num_inputs": len(frame),
                        "detections_sha256": io_utils.file_digest(detections_path), "crops": cfg.to_dict(cfg.Config(
                            data=cfg.DataConfig(crops=crop_config)))["data"]["crops"]}
+        if md_out is not None and md_out.exists() and not overwrite:
+            md_output.check_replaceable(md_out, io_utils.text_digest(json.dumps(fingerprint, sort_keys=True)))
         if paths["predictions"].exists():
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
             if io_utils.same_json(meta.get("fingerprint"), fingerprint) and not overwrite:
@@ -341,7 +345,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
 
 
 def _write_md_out(found, frame: pd.DataFrame, root: Path, crop_config: cfg.CropConfig, resolved: dict,
-                  crops_csv: Path, md_out: Path, describe) -> dict[str, int]:
+                  crops_csv: Path, md_out: Path, describe, digest: str) -> dict[str, int]:
     """Writes `md_out` from the finished OUT.crops.csv (so a rerun that finds the CSVs done writes it too)."""
     import serengeti_tf
     from serengeti_tf.evaluate import md_output
@@ -354,7 +358,8 @@ def _write_md_out(found, frame: pd.DataFrame, root: Path, crop_config: cfg.CropC
     added = md_output.classifications_by_detection(crop_rows, chosen, row_of_path, resolved["class_names"])
     metadata = {"model": str(resolved["model_path"]), "detection_category": crop_config.category,
                 "detection_threshold": threshold, "select": crop_config.select,
-                "image_combination": "detector-confidence-weighted mean of the crops' class probabilities"}
+                "image_combination": "detector-confidence-weighted mean of the crops' class probabilities",
+                md_output.DIGEST_KEY: digest}
     return md_output.write_md_output(found.source, md_out, added, resolved["class_names"],
                                      classifier=f"serengeti-tf {serengeti_tf.__version__} "
                                                 f"({Path(resolved['model_path']).name})",

@@ -29,6 +29,8 @@ import pandas as pd
 from serengeti_tf import io_utils
 
 MD_OUTPUT_VERSION = "1.6"
+# In info.classifier_metadata: which predictions wrote the file, so a rerun may replace it.
+DIGEST_KEY = "serengeti_tf_predictions"
 
 
 def category_ids(class_names: Sequence[str]) -> dict[str, str]:
@@ -119,6 +121,21 @@ def write_md_output(detections_path: str | os.PathLike, out_path: str | os.PathL
             counts["images"] += 1
         out.write("\n ]\n}\n")
     return counts
+
+
+def check_replaceable(path: Path, digest: str) -> None:
+    """Refuses to replace an existing `--md-out` file unless these same predictions wrote it."""
+    from serengeti_tf.data.detections import _first
+    from serengeti_tf.errors import UserError
+
+    try:
+        info = _first(str(path), "info")
+    except UserError:
+        info = None
+    metadata = info.get("classifier_metadata") if isinstance(info, dict) else None
+    if not (isinstance(metadata, dict) and metadata.get(DIGEST_KEY) == digest):
+        raise UserError(f"{path} already exists (not written by these predictions); choose another --md-out "
+                        f"or pass --overwrite")
 
 
 def output_path(md_out: str | os.PathLike) -> Path:
