@@ -322,6 +322,13 @@ def _normalise_prefix(prefix: str) -> str:
     return text if text.endswith("/") or not text else text + "/"
 
 
+def _starts(paths: pd.Series, prefix: str) -> pd.Series:
+    """Which paths start with `prefix`; ignoring case for a Windows prefix (its file systems do)."""
+    if _WINDOWS_STYLE.match(prefix):
+        return paths.str.lower().str.startswith(prefix.lower())
+    return paths.str.startswith(prefix)
+
+
 def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: str = "") -> tuple[pd.Series, list[str]]:
     """MD `file` entries as paths relative to `image_root` (posix), and one note per rewrite made.
 
@@ -337,14 +344,16 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     notes = []
     prefix = _normalise_prefix(strip_prefix)
     if prefix:
-        windows = bool(_WINDOWS_STYLE.match(prefix))
-        starts = (text.str.lower().str.startswith(prefix.lower()) if windows else text.str.startswith(prefix))
+        starts = _starts(text, prefix)
         text = text.where(~starts, text.str.slice(len(prefix)))
         notes.append(f"--strip-prefix {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD paths")
     absolute = text.str.match(_ABSOLUTE.pattern)
     if absolute.any():
         root = Path(image_root).resolve()
-        inside = absolute & text.str.startswith(root.as_posix().rstrip("/") + "/")
+        # Under the root: made relative here (relative_posix knows POSIX roots only, not `C:/...`).
+        inside = absolute & _starts(text, root.as_posix().rstrip("/") + "/")
+        if inside.any():
+            text = text.where(~inside, text.str.slice(len(root.as_posix().rstrip("/")) + 1))
         foreign = absolute & ~inside
         if foreign.any():
             rebased, prefixes = rebase_foreign(text[foreign], root)
@@ -387,8 +396,7 @@ def rebase_foreign(paths: pd.Series, root: Path, max_folders: int = 256) -> tupl
         if cut is None:
             continue
         prefix = "/".join(parts[:cut]) + "/"
-        windows = bool(_WINDOWS_STYLE.match(prefix))
-        hit = ~placed & (paths.str.lower().str.startswith(prefix.lower()) if windows else paths.str.startswith(prefix))
+        hit = ~placed & _starts(paths, prefix)
         paths = paths.where(~hit, paths.str.slice(len(prefix)))
         placed |= hit
         prefixes[prefix] = int(hit.sum())
