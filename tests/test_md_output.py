@@ -52,7 +52,15 @@ def _inputs(root: Path) -> tuple[Path, Path, dict]:
 
 
 def _validate(path: Path) -> dict:
-    validator = pytest.importorskip("megadetector.postprocessing.validate_batch_results")
+    from PIL import ImageFile
+
+    # MegaDetector's visualization module (imported by the validator) sets this process-wide; serengeti-tf
+    # refuses to prepare or predict with it set, so later tests in this process would fail.
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        validator = pytest.importorskip("megadetector.postprocessing.validate_batch_results")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     options = validator.ValidateBatchResultsOptions()
     options.raise_errors = False
     return validator.validate_batch_results(str(path), options)["validation_results"]
