@@ -174,3 +174,19 @@ def test_an_existing_md_out_is_replaced_only_by_the_same_predictions_or_overwrit
     assert again["already_done"] and again["md_out"]["classified_detections"] == 2  # ours: replaced
     with pytest.raises(crop_predict.UserError, match="already exists"):  # other settings: refused
         crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out, top_k=2)
+
+
+def test_md_out_on_the_real_ena24_md_file_validates(shared_data, tiny_run, tmp_path):
+    """A real MDv5 file that already carries another classifier's results (replaced by ours)."""
+    folder = shared_data / "other_formats" / "ena24_small"
+    if not (folder / "md_annotations.json").is_file():
+        pytest.skip("ena24_small/md_annotations.json absent")
+    out = tmp_path / "ena24_classified.json"
+    result = crop_predict.predict_detections(tiny_run, folder, folder / "md_annotations.json", tmp_path / "p.csv",
+                                             md_out=out, top_k=3)
+    raw = json.loads((folder / "md_annotations.json").read_text())
+    written = json.loads(out.read_text())
+    assert result["md_out"]["classified_detections"] == result["crops"] > 0
+    assert written["info"]["detector"] == raw["info"]["detector"]
+    assert set(written["classification_categories"].values()) == set(CLASSES)
+    assert _validate(out)["errors"] == []
