@@ -128,7 +128,8 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     """Streams an MD batch-output file; `file` paths are made relative to `image_root` when given.
 
     Raises UserError (one line) for a missing file, invalid JSON, an unknown format_version, a
-    missing `detection_categories` or `images` list.
+    missing `detection_categories` or `images` list. A `datapackage.json` is read as a Camtrap DP
+    package (`sources.camtrap_dp.package_detections`: its media-level observation boxes).
     """
     from tqdm import tqdm
 
@@ -137,6 +138,10 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     path = str(path)
     if not Path(path).is_file():
         raise UserError(f"detections file not found (--detections / data.detections): {path}")
+    if Path(path).name.lower() == "datapackage.json":  # a Camtrap DP package: its observations' boxes
+        from serengeti_tf.data.sources.camtrap_dp import package_detections
+
+        return package_detections(path, image_root)
     version = check_format_version(path, _first(path, "info"))
     categories = _first(path, "detection_categories")
     if not isinstance(categories, dict) or not categories:
