@@ -27,18 +27,30 @@ from serengeti_tf_cli.common import config_options, resolve_config
               help="MegaDetector batch-output JSON: classify each detection crop; writes per-image (OUT.csv, "
                    "images without detections as empty) and per-crop (OUT.crops.csv) predictions. Crop "
                    "settings: the run's dataset data.crops unless --config/--set data.crops.* is given.")
+@click.option("--camtrap-dp-out", type=click.Path(file_okay=False), default=None,
+              help="Also write the predictions as a Camtrap DP 1.0 package in this folder (INPUT must be a Camtrap "
+                   "DP datapackage.json; observations by machine, boxes with --detections).")
+@click.option("--scientific-names", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="CSV label,scientificName read before the shipped Snapshot Serengeti names "
+                   "(eval.scientific_names).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
 @config_options
 def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, detections,
-            overwrite, config_files, overrides) -> None:
-    """Classify images. INPUT is a folder, a CSV (path[, capture_id]) or a text file of paths.
+            camtrap_dp_out, scientific_names, overwrite, config_files, overrides) -> None:
+    """Classify images. INPUT is a folder, a CSV (path[, capture_id]), a text file of paths or a
+    Camtrap DP datapackage.json (its image media).
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
     """
     from serengeti_tf.evaluate.predict import predict_images, summary_text
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size})
+    config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size,
+                                                      "eval.scientific_names": scientific_names})
+    if camtrap_dp_out:
+        from serengeti_tf.evaluate import camtrap_dp_out as camtrap
+
+        camtrap.check_request(inputs, camtrap_dp_out, {"MODEL_OR_RUN": model_or_run, "--out": out_csv})
     if detections:
         from serengeti_tf.evaluate import crop_predict
 
@@ -48,8 +60,12 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
             top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
             image_size=image_size, config=config, overwrite=overwrite)
         click.echo(crop_predict.summary_text(result))
-        return
-    result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
-                            batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
-                            image_size=image_size, config=config, overwrite=overwrite)
-    click.echo(summary_text(result))
+    else:
+        result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
+                                batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
+                                image_size=image_size, config=config, overwrite=overwrite)
+        click.echo(summary_text(result))
+    if camtrap_dp_out:
+        written = camtrap.write_camtrap_dp(camtrap_dp_out, inputs, result["outputs"],
+                                           scientific_names=config.eval.scientific_names or None, overwrite=overwrite)
+        click.echo(camtrap.summary_text(written))

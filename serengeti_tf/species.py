@@ -171,7 +171,8 @@ def taxa(class_names: Iterable[str], user_mapping_path: str | Path | None = None
     return {name: table.get(canonical_species(name)) for name in class_names}
 
 
-def scientific_names(class_names: Iterable[str], user_mapping_path: str | Path | None = None) -> dict[str, Optional[str]]:
+def scientific_names(class_names: Iterable[str],
+                     user_mapping_path: str | Path | None = None) -> dict[str, Optional[str]]:
     """Each class name -> its scientific name, or None (no name known, or `empty`).
 
     `scientific_names(["zebra", "otherbird", "empty"])` ->

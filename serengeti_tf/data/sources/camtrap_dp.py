@@ -3,7 +3,7 @@
 One manifest row per image of `media.csv`:
 - path: a relative `filePath` as is; a URL `filePath` (Agouti, GBIF exports) by its `fileName`, both
   relative to `data.image_root`. When two media of the package share a `fileName` (camera counters
-  repeat across deployments), URL media are looked for under `<deploymentID>/<fileName>` instead.
+  repeat across deployments), every URL media is looked for under `<deploymentID>/<fileName>` instead.
 - species: from the observations' `scientificName`. A media with media-level observations takes
   those; a media without any takes the event-level observations of its deployment whose
   `eventStart..eventEnd` holds its timestamp. Several species are `+`-joined (`multi_species`).
@@ -44,6 +44,13 @@ REQUIRED_COLUMNS = {
     "observations": ("observationID", "deploymentID", "observationLevel", "observationType"),
 }
 BOX_COLUMNS = ("bboxX", "bboxY", "bboxWidth", "bboxHeight")
+# Optional columns the reader uses: absent ones read as empty.
+OPTIONAL_COLUMNS = {
+    "deployments": ("locationID",),
+    "media": ("fileName", "fileMediatype"),
+    "observations": ("mediaID", "eventID", "eventStart", "eventEnd", "scientificName", "sex",
+                     "classificationProbability", *BOX_COLUMNS),
+}
 # observationType -> the label it gives (animal: its scientificName); "" leaves the media unlabelled.
 TYPE_LABELS = {"blank": "empty", "human": "human", "vehicle": "vehicle", "unknown": "unknown", "unclassified": ""}
 # Labels the reader drops itself (the usual filters know nothing of them).
@@ -68,21 +75,23 @@ def read_package(path: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     profile = str(descriptor.get("profile", ""))
     if "camtrap-dp" in profile and not re.search(r"camtrap-dp/1\.", profile):
         log.warning("%s: profile %s is not Camtrap DP 1.x; reading it as 1.0", path, profile)
-    resources = {r.get("name"): r for r in descriptor["resources"] if isinstance(r, dict)}
-    tables = {}
-    for name in TABLES:
-        resource = resources.get(name)
-        if resource is None:
-            raise UserError(f"{path} is not a Camtrap DP package: no '{name}' resource")
-        file = resource.get("path")
-        if isinstance(file, list) and len(file) == 1:
-            file = file[0]
-        if not isinstance(file, str) or not file:
-            raise UserError(f"{path}: resource '{name}' has no single 'path' (got {file!r})")
-        if _URL.match(file):
-            raise UserError(f"{path}: resource '{name}' is remote ({file}); download the package first")
-        tables[name] = _read_table(path.parent / file, name)
-    return descriptor, tables
+    return descriptor, {name: _read_table(resource_file(path, descriptor, name), name) for name in TABLES}
+
+
+def resource_file(path: str | Path, descriptor: dict, name: str) -> Path:
+    """The local file of the package's resource `name` (one of TABLES)."""
+    path = Path(path)
+    found = [r for r in descriptor["resources"] if isinstance(r, dict) and r.get("name") == name]
+    if not found:
+        raise UserError(f"{path} is not a Camtrap DP package: no '{name}' resource")
+    file = found[0].get("path")
+    if isinstance(file, list) and len(file) == 1:
+        file = file[0]
+    if not isinstance(file, str) or not file:
+        raise UserError(f"{path}: resource '{name}' has no single 'path' (got {file!r})")
+    if _URL.match(file):
+        raise UserError(f"{path}: resource '{name}' is remote ({file}); download the package first")
+    return path.parent / file
 
 
 def _read_table(file: Path, name: str) -> pd.DataFrame:
@@ -96,7 +105,11 @@ def _read_table(file: Path, name: str) -> pd.DataFrame:
     if missing:
         raise UserError(f"Camtrap DP table {file} lacks column(s) {', '.join(missing)}; "
                         f"columns are {list(table.columns)[:12]}")
-    return table.apply(lambda column: column.str.strip())
+    table = table.apply(lambda column: column.str.strip())
+    for column in OPTIONAL_COLUMNS[name]:
+        if column not in table.columns:
+            table[column] = ""
+    return table
 
 
 def _utc(values: pd.Series) -> pd.Series:
@@ -107,14 +120,14 @@ def _utc(values: pd.Series) -> pd.Series:
 def media_paths(media: pd.DataFrame, image_root: str | Path) -> pd.Series:
     """Where each media file is expected under the image root (see the module doc)."""
     file_path = media["filePath"]
-    file_name = media["fileName"] if "fileName" in media else pd.Series("", index=media.index)
+    file_name = media["fileName"]
     remote = file_path.str.match(_URL)
     named = remote & (file_name != "")
-    names = file_name[named]
-    by_name = names.where(~names.duplicated(keep=False), media.loc[named, "deploymentID"] + "/" + names)
-    if len(by_name) and (by_name != names).any():
+    by_name = file_name[named]
+    if by_name.duplicated().any():
+        by_name = media.loc[named, "deploymentID"] + "/" + by_name
         log.warning("media fileName values repeat in the package; media with a URL filePath are looked for "
-                    "under <deploymentID>/<fileName>")
+                    "under <image root>/<deploymentID>/<fileName>")
     paths = file_path.where(~named, by_name.reindex(media.index))
     return relative_posix(paths, image_root)
 
@@ -146,8 +159,7 @@ def observation_labels(observations: pd.DataFrame, user_mapping_path: str | Path
     from serengeti_tf.species import canonical_species
 
     kind = observations["observationType"].str.lower()
-    name = observations["scientificName"] if "scientificName" in observations else pd.Series("", index=kind.index)
-    sex = observations["sex"].str.lower() if "sex" in observations else pd.Series("", index=kind.index)
+    name, sex = observations["scientificName"], observations["sex"].str.lower()
     table = label_table(user_mapping_path)
     animal = [(table.get((n.lower(), s)) or table.get((n.lower(), "")) or canonical_species(n)) if n else "unknown"
               for n, s in zip(name, sex)]
@@ -183,7 +195,7 @@ def media_observations(media: pd.DataFrame, observations: pd.DataFrame) -> pd.Da
     """(mediaID, observation row) pairs: a media's media-level observations, else the event-level
     ones whose deployment and time window hold it."""
     level = observations["observationLevel"].str.lower()
-    own = observations[(level == "media") & (observations.get("mediaID", "") != "")]
+    own = observations[(level == "media") & (observations["mediaID"] != "")]
     own_pairs = pd.DataFrame({"mediaID": own["mediaID"].to_numpy(), "row": own.index.to_numpy()})
     covered = set(own_pairs["mediaID"])
     events = observations[level == "event"]
@@ -192,6 +204,14 @@ def media_observations(media: pd.DataFrame, observations: pd.DataFrame) -> pd.Da
                                 "row": events.index.to_numpy()[event_rows]})
     event_pairs = event_pairs[~event_pairs["mediaID"].isin(covered)]
     return pd.concat([own_pairs, event_pairs], ignore_index=True)
+
+
+def media_events(media: pd.DataFrame, observations: pd.DataFrame, pairs: pd.DataFrame) -> pd.Series:
+    """Each media's eventID (its first observation's with one; `` when none)."""
+    events = observations["eventID"].loc[pairs["row"]].to_numpy()
+    event_of = pd.DataFrame({"mediaID": pairs["mediaID"], "event": events})
+    event_of = event_of[event_of["event"] != ""].drop_duplicates("mediaID").set_index("mediaID")["event"]
+    return lookup(media["mediaID"], event_of)
 
 
 def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: str | None = None) -> pd.DataFrame:
@@ -209,14 +229,10 @@ def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: 
     species = species_by_key(pairs["mediaID"], labels.loc[pairs["row"]].reset_index(drop=True))
     species = lookup(media["mediaID"], species)
 
-    events = observations["eventID"] if "eventID" in observations else pd.Series("", index=observations.index)
-    event_of = pd.DataFrame({"mediaID": pairs["mediaID"], "event": events.loc[pairs["row"]].to_numpy()})
-    event_of = event_of[event_of["event"] != ""].drop_duplicates("mediaID").set_index("mediaID")["event"]
-    capture = lookup(media["mediaID"], event_of)
+    capture = media_events(media, observations, pairs)
     capture = capture.where(capture != "", media["mediaID"])
 
-    location = deployments.set_index("deploymentID")["locationID"] if "locationID" in deployments else pd.Series(
-        dtype=str)
+    location = deployments.set_index("deploymentID")["locationID"]
     location = location[~location.index.duplicated()]
     site = lookup(media["deploymentID"], location)
     site = site.where(site != "", media["deploymentID"])
@@ -225,7 +241,7 @@ def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: 
     frame = (pd.DataFrame({"capture": capture, "stamp": stamp}).groupby("capture")["stamp"]
              .rank(method="first").fillna(0).astype(int))
     drop = species.map(READER_DROPS).fillna("")
-    mediatype = media["fileMediatype"].str.lower() if "fileMediatype" in media else pd.Series("", index=media.index)
+    mediatype = media["fileMediatype"].str.lower()
     drop = drop.where((mediatype == "") | mediatype.str.startswith("image/"), NOT_AN_IMAGE)
     return pd.DataFrame({
         "path": media_paths(media, image_root),
@@ -246,31 +262,24 @@ def package_detections(path: str | Path, image_root: str | Path | None = None):
     Category: `animal` / `person` / `vehicle` by observationType; conf: classificationProbability,
     1.0 when empty (a human's box). Box problems are those of `detections` (empty, outside, ...).
     """
-    from serengeti_tf.data.detections import _box_row, Detections
+    from serengeti_tf.data.detections import _BOX_COLUMNS, BOX_PROBLEMS, Detections, _box_row
 
     _, tables = read_package(path)
     media, observations = tables["media"].reset_index(drop=True), tables["observations"]
     files = media_paths(media, image_root) if image_root is not None else media["filePath"]
-    if not all(c in observations for c in BOX_COLUMNS) or "mediaID" not in observations:
-        boxed = observations.iloc[:0]
-    else:
-        boxed = observations[(observations["observationLevel"].str.lower() == "media")
-                             & (observations[list(BOX_COLUMNS)] != "").all(axis=1)]
+    boxed = observations[(observations["observationLevel"].str.lower() == "media")
+                         & (observations[list(BOX_COLUMNS)] != "").all(axis=1)]
     categories = {"1": "animal", "2": "person", "3": "vehicle"}
     category_id = boxed["observationType"].str.lower().map({"animal": "1", "human": "2", "vehicle": "3"}).fillna("")
     row_of = pd.Series(np.arange(len(media)), index=media["mediaID"].to_numpy())
     owners, rows = [], []
-    for media_id, category, probability, *box in zip(boxed["mediaID"], category_id,
-                                                     boxed.get("classificationProbability", pd.Series(
-                                                         "", index=boxed.index)),
+    for media_id, category, probability, *box in zip(boxed["mediaID"], category_id, boxed["classificationProbability"],
                                                      *(boxed[c] for c in BOX_COLUMNS)):
         if media_id not in row_of.index:
             continue
         owners.append(int(row_of[media_id]))
         rows.append(_box_row({"category": category, "conf": _number(probability, 1.0),
                               "bbox": [_number(v, float("nan")) for v in box]}, categories))
-    from serengeti_tf.data.detections import _BOX_COLUMNS, BOX_PROBLEMS
-
     boxes = pd.DataFrame(rows, columns=list(_BOX_COLUMNS)).astype(_BOX_COLUMNS)
     boxes.insert(0, "image", np.asarray(owners, dtype=np.int32))
     boxes["problem"] = boxes["problem"].astype(str).astype(pd.CategoricalDtype(("",) + BOX_PROBLEMS))
@@ -291,3 +300,24 @@ def _number(text: str, default: float) -> float:
 def is_package(path: str | Path) -> bool:
     """True for a file named datapackage.json (how `auto` and `--detections` recognise a package)."""
     return Path(path).name.lower() == "datapackage.json"
+
+
+def media_table(path: str | Path) -> pd.DataFrame:
+    """The package's image media for `predict`: mediaID, deploymentID, timestamp, `path` (relative to
+    the package folder, as `prepare` resolves it with the package folder as image root), `file` (to
+    open) and `capture_id` (the eventID of its observations, `` when none). Video and audio are left out.
+    """
+    path = Path(path)
+    _, tables = read_package(path)
+    media, observations = tables["media"].reset_index(drop=True), tables["observations"]
+    repeated = media["mediaID"][media["mediaID"].duplicated()]
+    if len(repeated):
+        raise UserError(f"{path}: mediaID {repeated.iloc[0]!r} is listed more than once in media.csv")
+    mediatype = media["fileMediatype"].str.lower()
+    media = media[(mediatype == "") | mediatype.str.startswith("image/")].reset_index(drop=True)
+    pairs = media_observations(media, observations)
+    relative = media_paths(media, path.parent)
+    return pd.DataFrame({"mediaID": media["mediaID"], "deploymentID": media["deploymentID"],
+                         "timestamp": media["timestamp"], "path": relative,
+                         "file": [path.parent / p for p in relative],
+                         "capture_id": media_events(media, observations, pairs)})
