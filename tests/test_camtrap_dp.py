@@ -399,6 +399,23 @@ def test_observation_rows_per_label_kind(tmp_path):
     assert (rows["eventID"] == "e1").all() and (rows["bboxX"] == "").all()
 
 
+def test_a_run_trained_on_a_package_names_its_labels_from_it(mixed_package, tmp_path):
+    from serengeti_tf.evaluate.camtrap_dp_out import dataset_taxa
+    from serengeti_tf.io_utils import write_json
+
+    dataset, run = tmp_path / "prepared", tmp_path / "run"
+    dataset.mkdir()
+    run.mkdir()
+    cfg.save_config(cfg.Config(data=cfg.DataConfig(metadata=[str(mixed_package)], image_root=str(tmp_path))), dataset)
+    write_json(run / "lineage.json", {"dataset_dir": str(dataset)})
+    learnt = dataset_taxa(run / "model.keras")
+    assert learnt["ardea_cinerea"].scientific_name == "Ardea cinerea"
+    assert learnt["syncerus_caffer"].scientific_name == "Syncerus caffer"
+    mixed_package.rename(tmp_path / "moved.json")  # the package is gone: nothing learnt, no error
+    assert dataset_taxa(run / "model.keras") == {}
+    assert dataset_taxa(tmp_path / "bare.keras") == {}
+
+
 def test_camtrap_dp_out_needs_a_package_input(phase1_run, tmp_path):
     from helpers import invoke_cli
 

@@ -16,11 +16,13 @@ Each observation: `observationLevel` media; `eventStart` = `eventEnd` = the medi
 the standard's own media-level rows do); `eventID` the media's event in the input (`` when none);
 `observationType` animal, or blank / human / vehicle for those labels, blank for an image without a
 detection (`--detections`; `classifiedBy` then names the detections file), unclassified for an image
-predict skipped (the reason in `observationComments`); `scientificName` and `sex` from `species.taxa` (the shipped Snapshot
-Serengeti table, or the user's CSV first); `classificationMethod` machine; `classifiedBy`
-serengeti-tf, its version, the model and its sha256; `classificationTimestamp` when written;
-`classificationProbability` the top-1 probability; `observationTags` `classLabel:<the model's label>`
-(labels without a scientific name keep theirs there). The input's own observations are not copied:
+predict skipped (the reason in `observationComments`); `scientificName` and `sex` from `species.taxa`
+(the user's CSV, then the shipped Snapshot Serengeti table, then, for a run trained on a Camtrap DP
+package, that package's own scientificName of the label: `ardea_cinerea` -> Ardea cinerea);
+`classificationMethod` machine; `classifiedBy` serengeti-tf, its version, the model and its sha256;
+`classificationTimestamp` when written; `classificationProbability` the top-1 probability;
+`observationTags` `classLabel:<the model's label>` (labels without a scientific name keep theirs
+there). The input's own observations are not copied:
 to have both, append this observations.csv's rows (without its header) to the input's.
 """
 
@@ -166,6 +168,31 @@ def descriptor(source: Mapping[str, Any], taxa_used: Mapping[str, Any], created:
     return out
 
 
+def dataset_taxa(model_path: str | Path) -> dict[str, Any]:
+    """Labels a run learnt from a Camtrap DP package -> Taxon of the package's own scientificName
+    (`ardea_cinerea` -> Ardea cinerea), read back from that package; {} when the run's dataset was
+    not prepared from one or the package is no longer where it was."""
+    from serengeti_tf import config as cfg
+    from serengeti_tf.data.sources.camtrap_dp import is_package, read_package
+    from serengeti_tf.evaluate.run_reader import read_lineage
+    from serengeti_tf.species import Taxon, canonical_species
+
+    model = Path(model_path)
+    try:
+        dataset = Path(read_lineage(model.parent).get("dataset_dir") or "") if model.name == "model.keras" else None
+        if dataset is None or not (dataset / "config.yaml").is_file():
+            return {}
+        data = cfg.load_saved(dataset / "config.yaml").data
+        if data.source_format not in ("auto", "camtrap_dp") or len(data.metadata) != 1 or \
+                not is_package(data.metadata[0]) or not Path(data.metadata[0]).is_file():
+            return {}
+        _, tables = read_package(data.metadata[0])
+    except UserError:
+        return {}
+    names = tables["observations"]["scientificName"]
+    return {canonical_species(n): Taxon(n) for n in sorted(set(names[names != ""]))}
+
+
 def _read(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
 
@@ -192,6 +219,9 @@ def write_camtrap_dp(out_dir: str | Path, package: str | Path, outputs: Mapping[
     labels = sorted(set(predictions.get("predicted", pd.Series(dtype=str)).astype(str))
                     | set(crops["predicted"].astype(str) if crops is not None else []))
     taxa = species.taxa(labels, scientific_names)
+    if not all(taxa.get(label) for label in labels if label not in TYPE_OF_LABEL):
+        learnt = dataset_taxa(meta["model"])
+        taxa = {label: taxon or learnt.get(label) for label, taxon in taxa.items()}
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     detector = (f"detector boxes of {Path(meta['detections']).name} (data.crops settings), via serengeti-tf"
                 if meta.get("detections") else "")
