@@ -15,7 +15,7 @@ from PIL import Image
 from serengeti_tf import config as cfg
 from serengeti_tf import species
 from serengeti_tf.data.sources import MANIFEST_COLUMNS, detect_format, read_source
-from serengeti_tf.data.sources.camtrap_dp import package_detections, read_camtrap_dp
+from serengeti_tf.data.sources.camtrap_dp import media_table, package_detections, read_camtrap_dp
 from serengeti_tf.errors import UserError
 
 SCHEMAS = Path(__file__).parent / "data" / "camtrap_dp_1.0.2"
@@ -175,6 +175,17 @@ def test_read_source_detects_the_package_and_marks_drops(mixed_package):
     assert set(frame["source"]) == {"camtrap_dp"}
 
 
+def test_prepare_fingerprints_the_package_tables(mixed_package):
+    from serengeti_tf.data.prepare import fingerprint
+
+    data = cfg.DataConfig(metadata=[str(mixed_package)], image_root=str(mixed_package.parent))
+    before = fingerprint(data)
+    table = mixed_package.parent / "observations.csv"
+    table.write_text(table.read_text().replace("Equus quagga", "Connochaetes taurinus"))
+    assert fingerprint(data)["metadata_tables"] != before["metadata_tables"]
+    assert fingerprint(data)["metadata"] == before["metadata"]  # the descriptor itself did not change
+
+
 def test_boxes_become_detections(mixed_package):
     found = package_detections(mixed_package, mixed_package.parent)
     assert len(found.images) == 9
@@ -235,7 +246,8 @@ def test_fuzzed_packages_give_a_one_line_error_or_a_manifest(tmp_path_factory):
             {"name": n, "path": f"{n}.csv"} for n in ("deployments", "media", "observations")]}))
         outcomes = []
         for call in (lambda: read_camtrap_dp([str(folder / "datapackage.json")], str(folder)),
-                     lambda: package_detections(folder / "datapackage.json", folder).images):
+                     lambda: package_detections(folder / "datapackage.json", folder).images,
+                     lambda: media_table(folder / "datapackage.json")):
             try:
                 result = call()
             except UserError as err:

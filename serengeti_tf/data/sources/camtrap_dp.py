@@ -66,16 +66,28 @@ def read_package(path: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     or missing table file, or a table without a required column.
     """
     path = Path(path)
+    descriptor = _descriptor(path)
+    profile = str(descriptor.get("profile", ""))
+    if "camtrap-dp" in profile and not re.search(r"camtrap-dp/1\.", profile):
+        log.warning("%s: profile %s is not Camtrap DP 1.x; reading it as 1.0", path, profile)
+    return descriptor, {name: _read_table(resource_file(path, descriptor, name), name) for name in TABLES}
+
+
+def table_files(path: str | Path) -> list[Path]:
+    """The package's three table files (what `prepare` fingerprints beside the descriptor)."""
+    path = Path(path)
+    descriptor = _descriptor(path)
+    return [resource_file(path, descriptor, name) for name in TABLES]
+
+
+def _descriptor(path: Path) -> dict:
     try:
         descriptor = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{path} is not a readable datapackage.json: {err}") from None
     if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list):
         raise UserError(f"{path} is not a Camtrap DP package: no 'resources' list")
-    profile = str(descriptor.get("profile", ""))
-    if "camtrap-dp" in profile and not re.search(r"camtrap-dp/1\.", profile):
-        log.warning("%s: profile %s is not Camtrap DP 1.x; reading it as 1.0", path, profile)
-    return descriptor, {name: _read_table(resource_file(path, descriptor, name), name) for name in TABLES}
+    return descriptor
 
 
 def resource_file(path: str | Path, descriptor: dict, name: str) -> Path:
