@@ -235,7 +235,7 @@ def test_fuzzed_packages_give_a_one_line_error_or_a_manifest(tmp_path_factory):
 
     seen: list[str] = []
 
-    @hypothesis.settings(max_examples=80, deadline=None, database=None)
+    @hypothesis.settings(max_examples=50, deadline=None, database=None)
     @hypothesis.given(data=st.data())
     def check(data):
         folder = tmp_path_factory.mktemp("fuzz")
@@ -335,18 +335,24 @@ def _predict_package(tmp_path) -> Path:
     return write_package(tmp_path / "input", media, observations, images)
 
 
-def test_predict_writes_a_valid_camtrap_dp_package(phase1_run, tmp_path, no_network):
+def _predict_to_package(run: Path, tmp_path: Path, *options) -> tuple[Path, Path, pd.DataFrame]:
+    """predict on `_predict_package` with --camtrap-dp-out: (input package, output folder, its
+    observations), the output validated against the schemas."""
     from helpers import invoke_cli
 
     package = _predict_package(tmp_path)
-    names = tmp_path / "names.csv"
-    names.write_text("label,scientificName,taxonRank\nantelope,Antilopinae,subfamily\n")
     out = tmp_path / "camtrap_out"
-    result = invoke_cli(["predict", phase1_run, package, "-o", tmp_path / "pred.csv", "--camtrap-dp-out", out,
-                         "--scientific-names", names])
+    options = [package if option == "PACKAGE" else option for option in options]
+    result = invoke_cli(["predict", run, package, "-o", tmp_path / "pred.csv", "--camtrap-dp-out", out, *options])
     assert result.exit_code == 0, result.output
     _validate(out)
-    observations = pd.read_csv(out / "observations.csv", dtype=str, keep_default_na=False)
+    return package, out, pd.read_csv(out / "observations.csv", dtype=str, keep_default_na=False)
+
+
+def test_predict_writes_a_valid_camtrap_dp_package(phase1_run, tmp_path, no_network):
+    names = tmp_path / "names.csv"
+    names.write_text("label,scientificName,taxonRank\nantelope,Antilopinae,subfamily\n")
+    package, out, observations = _predict_to_package(phase1_run, tmp_path, "--scientific-names", names)
     assert len(observations) == 7
     lost = observations[observations["mediaID"] == "p9"].iloc[0]
     assert lost["observationType"] == "unclassified" and "file not found" in lost["observationComments"]
@@ -370,15 +376,7 @@ def test_predict_writes_a_valid_camtrap_dp_package(phase1_run, tmp_path, no_netw
 
 
 def test_predict_crops_write_boxes(phase1_run, tmp_path, no_network):
-    from helpers import invoke_cli
-
-    package = _predict_package(tmp_path)
-    out = tmp_path / "camtrap_out"
-    result = invoke_cli(["predict", phase1_run, package, "-o", tmp_path / "pred.csv", "--detections", package,
-                         "--camtrap-dp-out", out])
-    assert result.exit_code == 0, result.output
-    _validate(out)
-    observations = pd.read_csv(out / "observations.csv", dtype=str, keep_default_na=False)
+    _, _, observations = _predict_to_package(phase1_run, tmp_path, "--detections", "PACKAGE")
     boxed = observations[observations["bboxX"] != ""].set_index("mediaID")
     assert sorted(boxed.index) == ["p0", "p1"]
     assert boxed.loc["p1", ["bboxX", "bboxY", "bboxWidth", "bboxHeight"]].astype(float).tolist() == \
