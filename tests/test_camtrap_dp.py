@@ -130,6 +130,9 @@ def mixed_package(tmp_path) -> Path:
         "m7,d3,activityDetection,2020-01-06T09:00:00Z,media/g.jpg,false,g.jpg,image/jpeg",
         "m8,d3,activityDetection,2020-01-06T09:00:01Z,media/h.jpg,false,h.jpg,image/jpeg",
         "m9,d3,activityDetection,2020-01-06T09:00:02Z,media/i.jpg,false,i.jpg,image/jpeg",
+        # No observation of their own: inside e1's window but on d2; on d1 but a second after e1 ends.
+        "m10,d2,activityDetection,2020-01-05T08:00:03Z,media/j.jpg,false,j.jpg,image/jpeg",
+        "m11,d1,activityDetection,2020-01-05T08:00:07Z,media/k.jpg,false,k.jpg,image/jpeg",
     ]
     observations = [
         # Event e1 on d1, 08:00:00..08:00:06 UTC: holds m1 and m2 (UTC+2 timestamps), not m3, and not
@@ -149,8 +152,9 @@ def mixed_package(tmp_path) -> Path:
 
 def test_labels_events_sites_and_paths(mixed_package):
     frame = read_camtrap_dp([str(mixed_package)], str(mixed_package.parent))
-    assert len(frame) == 9
+    assert len(frame) == 11
     assert _row(frame, "media/a.jpg")["species"] == "zebra"  # event-level, in its window
+    assert _row(frame, "media/j.jpg")["species"] == "" and _row(frame, "media/k.jpg")["species"] == ""
     assert _row(frame, "media/b.jpg")["species"] == "lionfemale"  # its own media-level observation wins
     assert _row(frame, "media/c.jpg")["species"] == "empty"  # blank
     # fileName repeats across deployments: URL media are looked for under <deploymentID>/<fileName>
@@ -188,7 +192,7 @@ def test_prepare_fingerprints_the_package_tables(mixed_package):
 
 def test_boxes_become_detections(mixed_package):
     found = package_detections(mixed_package, mixed_package.parent)
-    assert len(found.images) == 9
+    assert len(found.images) == 11
     boxes = found.boxes.assign(file=found.images["file"].to_numpy()[found.boxes["image"]])
     assert boxes["file"].tolist() == ["media/b.jpg", "media/g.jpg"]
     assert boxes["category"].astype(str).tolist() == ["animal", "animal"]

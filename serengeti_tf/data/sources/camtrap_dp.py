@@ -157,12 +157,8 @@ def label_table(user_mapping_path: str | Path | None = None) -> dict[tuple[str, 
         table.update(species.read_taxa(user_mapping_path))
     labels: dict[tuple[str, str], list[str]] = {}
     for label, taxon in table.items():
-        if taxon is None:
-            continue
-        labels.setdefault((taxon.scientific_name.lower(), taxon.sex), []).append(label)
-        if not taxon.sex:
-            continue
-        labels.setdefault((taxon.scientific_name.lower(), ""), []).append(label)
+        for sex in {taxon.sex, ""} if taxon else ():
+            labels.setdefault((taxon.scientific_name.lower(), sex), []).append(label)
     return {key: names[0] for key, names in labels.items() if len(set(names)) == 1}
 
 
@@ -186,16 +182,17 @@ def _event_media(media: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray,
     media_rows, event_rows = [], []
     stamp = _utc(media["timestamp"])
     start, end = _utc(events["eventStart"]), _utc(events["eventEnd"])
+    timed = (start.notna() & end.notna()).to_numpy()
+    events_of = {deployment: positions.to_numpy() for deployment, positions in
+                 pd.Series(np.arange(len(events))[timed]).groupby(events["deploymentID"].to_numpy()[timed])}
     for deployment, positions in pd.Series(np.arange(len(media))).groupby(media["deploymentID"].to_numpy()):
         chosen = positions.to_numpy()[stamp.iloc[positions.to_numpy()].notna().to_numpy()]
-        if not len(chosen):
+        if not len(chosen) or deployment not in events_of:
             continue
         times = stamp.iloc[chosen].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         order = np.argsort(times, kind="stable")
         chosen, times = chosen[order], times[order]
-        mine = np.flatnonzero((events["deploymentID"] == deployment).to_numpy() & start.notna().to_numpy()
-                              & end.notna().to_numpy())
-        for event in mine:
+        for event in events_of[deployment]:
             low = np.searchsorted(times, start.iloc[event].value, side="left")
             high = np.searchsorted(times, end.iloc[event].value, side="right")
             media_rows.extend(chosen[low:high])
@@ -226,16 +223,21 @@ def media_events(media: pd.DataFrame, observations: pd.DataFrame, pairs: pd.Data
     return lookup(media["mediaID"], event_of)
 
 
+def _unique_media(tables: dict[str, pd.DataFrame], path) -> pd.DataFrame:
+    """media.csv with a fresh index, refused when a mediaID repeats (observations could not say which)."""
+    media = tables["media"].reset_index(drop=True)
+    repeated = media["mediaID"][media["mediaID"].duplicated()]
+    if len(repeated):
+        raise UserError(f"{path}: mediaID {repeated.iloc[0]!r} is listed more than once in media.csv")
+    return media
+
+
 def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: str | None = None) -> pd.DataFrame:
     """Reads one Camtrap DP package (its datapackage.json) into manifest columns (one row per media)."""
     if len(metadata) != 1:
         raise UserError(f"the Camtrap DP format takes one datapackage.json, got {list(metadata)}")
     _, tables = read_package(metadata[0])
-    media, observations, deployments = tables["media"], tables["observations"], tables["deployments"]
-    repeated = media["mediaID"][media["mediaID"].duplicated()]
-    if len(repeated):
-        raise UserError(f"{metadata[0]}: mediaID {repeated.iloc[0]!r} is listed more than once in media.csv")
-    media = media.reset_index(drop=True)
+    media, observations, deployments = _unique_media(tables, metadata[0]), tables["observations"], tables["deployments"]
     pairs = media_observations(media, observations)
     labels = observation_labels(observations, scientific_names)
     species = species_by_key(pairs["mediaID"], labels.loc[pairs["row"]].reset_index(drop=True))
@@ -301,7 +303,8 @@ def package_detections(path: str | Path, image_root: str | Path | None = None):
 
 
 def _number(text: str, default: float) -> float:
-    if text == "" or text is None:
+    """A CSV cell as a float: `default` when empty, NaN when not a number (a box problem then)."""
+    if text is None or text == "":
         return default
     try:
         return float(text)
@@ -321,10 +324,7 @@ def media_table(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     _, tables = read_package(path)
-    media, observations = tables["media"].reset_index(drop=True), tables["observations"]
-    repeated = media["mediaID"][media["mediaID"].duplicated()]
-    if len(repeated):
-        raise UserError(f"{path}: mediaID {repeated.iloc[0]!r} is listed more than once in media.csv")
+    media, observations = _unique_media(tables, path), tables["observations"]
     mediatype = media["fileMediatype"].str.lower()
     media = media[(mediatype == "") | mediatype.str.startswith("image/")].reset_index(drop=True)
     pairs = media_observations(media, observations)
