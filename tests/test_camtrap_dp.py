@@ -377,6 +377,14 @@ def test_predict_writes_a_valid_camtrap_dp_package(phase1_run, tmp_path, no_netw
     assert (out / "media.csv").read_bytes() == (package.parent / "media.csv").read_bytes()
     descriptor = json.loads((out / "datapackage.json").read_text())
     assert {t["scientificName"] for t in descriptor["taxonomic"]} == {expected[p] for p in predictions["predicted"]}
+    # A rerun with the same inputs finds its predictions done and writes the same package again.
+    from helpers import invoke_cli
+
+    again = invoke_cli(["predict", phase1_run, package, "-o", tmp_path / "pred.csv", "--camtrap-dp-out", out,
+                        "--scientific-names", names])
+    assert again.exit_code == 0, again.output
+    rewritten = pd.read_csv(out / "observations.csv", dtype=str, keep_default_na=False)
+    assert rewritten.drop(columns="classificationTimestamp").equals(observations.drop(columns="classificationTimestamp"))
 
 
 def test_predict_crops_write_boxes(phase1_run, tmp_path, no_network):
@@ -448,3 +456,15 @@ def test_camtrap_dp_out_may_not_overlap_the_input(phase1_run, tmp_path):
     result = invoke_cli(["predict", phase1_run, package, "-o", tmp_path / "pred.csv", "--camtrap-dp-out",
                          package.parent / "out"])
     assert result.exit_code != 0 and "lies inside" in result.output
+
+
+def test_camtrap_dp_out_refuses_a_folder_of_other_files_before_predicting(phase1_run, tmp_path):
+    from helpers import invoke_cli
+
+    package = _predict_package(tmp_path)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    result = invoke_cli(["predict", phase1_run, package, "-o", tmp_path / "pred.csv", "--camtrap-dp-out",
+                         tmp_path / "taken"])
+    assert result.exit_code != 0 and "already holds other files" in result.output
+    assert not (tmp_path / "pred.csv").exists() and (tmp_path / "taken" / "notes.txt").read_text() == "mine"

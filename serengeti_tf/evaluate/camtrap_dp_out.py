@@ -53,18 +53,26 @@ TYPE_OF_LABEL = {"empty": "blank", "human": "human", "vehicle": "vehicle"}
 MARKER = ".serengeti-tf-camtrap-dp.json"
 
 
-def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any]) -> Path:
-    """Refuses, before any prediction, an INPUT that is not a Camtrap DP package and an output folder
-    that overlaps an input. Returns the input package's datapackage.json."""
+def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], overwrite: bool = False) -> Path:
+    """Refuses, before any prediction, an INPUT that is not a Camtrap DP package, an output folder
+    that overlaps an input, and (without `overwrite`) a non-empty folder that does not hold this
+    input's package. Returns the input package's datapackage.json."""
     from serengeti_tf.data.sources.camtrap_dp import is_package
 
     if isinstance(inputs, (list, tuple)) or not is_package(inputs) or not Path(inputs).is_file():
         raise UserError(f"--camtrap-dp-out needs INPUT to be a Camtrap DP package's datapackage.json (its media "
                         f"give deploymentID, mediaID and timestamps), got {inputs}")
-    package = Path(inputs)
-    io_utils.check_output_path(out_dir)
-    io_utils.refuse_overlap(out_dir, {"INPUT package folder": package.parent, **other_inputs},
+    package, out = Path(inputs), Path(out_dir)
+    io_utils.check_output_path(out)
+    io_utils.refuse_overlap(out, {"INPUT package folder": package.parent, **other_inputs},
                             what="--camtrap-dp-out folder")
+    if overwrite or not io_utils.has_content(out):
+        return package
+    marker = out / MARKER
+    stored = io_utils.read_json(marker) if marker.is_file() else {}
+    if not isinstance(stored, dict) or stored.get("package") != str(package.resolve()):
+        raise UserError(f"--camtrap-dp-out folder {out} already holds other files (not this input's package); "
+                        f"choose another folder or pass --overwrite")
     return package
 
 
