@@ -384,7 +384,8 @@ def test_predict_writes_a_valid_camtrap_dp_package(phase1_run, tmp_path, no_netw
                         "--scientific-names", names])
     assert again.exit_code == 0, again.output
     rewritten = pd.read_csv(out / "observations.csv", dtype=str, keep_default_na=False)
-    assert rewritten.drop(columns="classificationTimestamp").equals(observations.drop(columns="classificationTimestamp"))
+    when = "classificationTimestamp"
+    assert rewritten.drop(columns=when).equals(observations.drop(columns=when))
 
 
 def test_predict_crops_write_boxes(phase1_run, tmp_path, no_network):
