@@ -50,7 +50,8 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
     if camtrap_dp_out:
         from serengeti_tf.evaluate import camtrap_dp_out as camtrap
 
-        camtrap.check_request(inputs, camtrap_dp_out, {"MODEL_OR_RUN": model_or_run, "--out": out_csv}, overwrite)
+        camtrap.check_request(inputs, camtrap_dp_out, {"MODEL_OR_RUN": model_or_run, "--out": out_csv}, overwrite,
+                              config.eval.scientific_names or None)
     if detections:
         from serengeti_tf.evaluate import crop_predict
 

@@ -53,11 +53,16 @@ TYPE_OF_LABEL = {"empty": "blank", "human": "human", "vehicle": "vehicle"}
 MARKER = ".serengeti-tf-camtrap-dp.json"
 
 
-def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], overwrite: bool = False) -> Path:
-    """Refuses, before any prediction, an INPUT that is not a Camtrap DP package, an output folder
-    that overlaps an input, and (without `overwrite`) a non-empty folder that does not hold this
-    input's package. Returns the input package's datapackage.json."""
+def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], overwrite: bool = False,
+                  scientific_names: str | Path | None = None) -> Path:
+    """Refuses, before any prediction, an INPUT that is not a Camtrap DP package, an unreadable
+    scientific-names CSV, an output folder that overlaps an input, and (without `overwrite`) a
+    non-empty folder that does not hold this input's package. Returns the input's datapackage.json."""
     from serengeti_tf.data.sources.camtrap_dp import is_package
+    from serengeti_tf.species import read_taxa
+
+    if scientific_names:
+        read_taxa(scientific_names)
 
     if isinstance(inputs, (list, tuple)) or not is_package(inputs) or not Path(inputs).is_file():
         raise UserError(f"--camtrap-dp-out needs INPUT to be a Camtrap DP package's datapackage.json (its media "
