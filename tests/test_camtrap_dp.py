@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -377,6 +378,14 @@ def test_predict_writes_a_valid_camtrap_dp_package(phase1_run, tmp_path, no_netw
     assert (out / "media.csv").read_bytes() == (package.parent / "media.csv").read_bytes()
     descriptor = json.loads((out / "datapackage.json").read_text())
     assert {t["scientificName"] for t in descriptor["taxonomic"]} == {expected[p] for p in predictions["predicted"]}
+    # The validation can fail: a probability above 1 and an unknown mediaID are caught.
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    bad = observations.copy()
+    bad.loc[0, "classificationProbability"], bad.loc[1, "mediaID"] = "1.5", "no-such-media"
+    bad.to_csv(broken / "observations.csv", index=False)
+    with pytest.raises(AssertionError, match="observations"):
+        _validate(broken)
     # A rerun with the same inputs finds its predictions done and writes the same package again.
     from helpers import invoke_cli
 
