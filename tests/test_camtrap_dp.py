@@ -151,8 +151,9 @@ def mixed_package(tmp_path) -> Path:
     return write_package(tmp_path / "pkg", media, observations)
 
 
-def test_labels_events_sites_and_paths(mixed_package):
+def test_labels_events_sites_and_paths(mixed_package, caplog):
     frame = read_camtrap_dp([str(mixed_package)], str(mixed_package.parent))
+    assert "1 media without media-level observations take the labels of the event-level" in caplog.text
     assert len(frame) == 11
     assert _row(frame, "media/a.jpg")["species"] == "zebra"  # event-level, in its window
     assert _row(frame, "media/j.jpg")["species"] == "" and _row(frame, "media/k.jpg")["species"] == ""

@@ -201,8 +201,8 @@ def _event_media(media: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray,
 
 
 def media_observations(media: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
-    """(mediaID, observation row) pairs: a media's media-level observations, else the event-level
-    ones whose deployment and time window hold it."""
+    """(mediaID, observation row, level) triples: a media's media-level observations, else the
+    event-level ones whose deployment and time window hold it."""
     level = observations["observationLevel"].str.lower()
     own = observations[(level == "media") & (observations["mediaID"] != "")]
     own_pairs = pd.DataFrame({"mediaID": own["mediaID"].to_numpy(), "row": own.index.to_numpy()})
@@ -212,7 +212,7 @@ def media_observations(media: pd.DataFrame, observations: pd.DataFrame) -> pd.Da
     event_pairs = pd.DataFrame({"mediaID": media["mediaID"].to_numpy()[media_rows],
                                 "row": events.index.to_numpy()[event_rows]})
     event_pairs = event_pairs[~event_pairs["mediaID"].isin(covered)]
-    return pd.concat([own_pairs, event_pairs], ignore_index=True)
+    return pd.concat([own_pairs.assign(level="media"), event_pairs.assign(level="event")], ignore_index=True)
 
 
 def media_events(media: pd.DataFrame, observations: pd.DataFrame, pairs: pd.DataFrame) -> pd.Series:
@@ -239,6 +239,10 @@ def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: 
     _, tables = read_package(metadata[0])
     media, observations, deployments = _unique_media(tables, metadata[0]), tables["observations"], tables["deployments"]
     pairs = media_observations(media, observations)
+    from_events = pairs.loc[pairs["level"] == "event", "mediaID"].nunique()
+    if from_events:
+        log.warning("%d media without media-level observations take the labels of the event-level observations "
+                    "of their deployment whose eventStart..eventEnd holds their timestamp", from_events)
     labels = observation_labels(observations, scientific_names)
     species = species_by_key(pairs["mediaID"], labels.loc[pairs["row"]].reset_index(drop=True))
     species = lookup(media["mediaID"], species)
