@@ -36,11 +36,19 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--group-by-time", type=float, default=None, metavar="SECONDS",
               help="Form captures from EXIF DateTimeOriginal: per folder, images at most SECONDS apart join "
                    "a capture (not with --captures).")
+@click.option("--camtrap-dp-out", type=click.Path(file_okay=False), default=None,
+              help="Also write the predictions as a Camtrap DP 1.0 package in this folder (INPUT must be a Camtrap "
+                   "DP datapackage.json; observations by machine, boxes with --detections).")
+@click.option("--scientific-names", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="CSV label,scientificName read before the shipped Snapshot Serengeti names "
+                   "(eval.scientific_names); used by --md-out descriptions and --camtrap-dp-out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
 @config_options
 def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, detections,
-            strip_prefix, md_out, group_by_time, overwrite, config_files, overrides) -> None:
-    """Classify images. INPUT is a folder, a CSV (path[, capture_id]) or a text file of paths.
+            strip_prefix, md_out, group_by_time, camtrap_dp_out, scientific_names, overwrite, config_files,
+            overrides) -> None:
+    """Classify images. INPUT is a folder, a CSV (path[, capture_id]), a text file of paths or a
+    Camtrap DP datapackage.json (its image media).
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
     """
@@ -52,7 +60,13 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
         raise UserError("--captures and --group-by-time both give capture ids: use one of them")
     if (md_out or strip_prefix) and not detections:
         raise UserError("--md-out and --strip-prefix need --detections MD.json")
-    config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size})
+    config = resolve_config(config_files, overrides, {"eval.top_k": top_k, "eval.batch_size": batch_size,
+                                                      "eval.scientific_names": scientific_names})
+    if camtrap_dp_out:
+        from serengeti_tf.evaluate import camtrap_dp_out as camtrap
+
+        camtrap.check_request(inputs, camtrap_dp_out, {"MODEL_OR_RUN": model_or_run, "--out": out_csv}, overwrite,
+                              config.eval.scientific_names or None)
     if detections:
         from serengeti_tf.evaluate import crop_predict
 
@@ -63,8 +77,13 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
             image_size=image_size, config=config, overwrite=overwrite, strip_prefix=strip_prefix, md_out=md_out,
             group_by_time=group_by_time)
         click.echo(crop_predict.summary_text(result))
-        return
-    result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
-                            batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
-                            image_size=image_size, config=config, overwrite=overwrite, group_by_time=group_by_time)
-    click.echo(summary_text(result))
+    else:
+        result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
+                                batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
+                                image_size=image_size, config=config, overwrite=overwrite,
+                                group_by_time=group_by_time)
+        click.echo(summary_text(result))
+    if camtrap_dp_out:
+        written = camtrap.write_camtrap_dp(camtrap_dp_out, inputs, result["outputs"],
+                                           scientific_names=config.eval.scientific_names or None, overwrite=overwrite)
+        click.echo(camtrap.summary_text(written))

@@ -186,6 +186,9 @@ class EvalConfig:
     head_min: int = 5000
     tail_max: int = 500
     seed: int = 0
+    # CSV label,scientificName read before the shipped Snapshot Serengeti table (species.scientific_names)
+    # by predict's Camtrap DP output; "" uses the shipped table alone.
+    scientific_names: str = ""
 
 
 @dataclass

@@ -4,11 +4,22 @@ One canonical form is used everywhere after the readers: the lowercase names of 
 Traps file (`gazellethomsons`, `otherbird`, `monkeyvervet`, `empty`, `human`). The CSV's camelCase
 names lowercase to it; a few LILA spellings differ between the two schemas and are aliased. Names
 from other datasets (`Virginia Opossum`) become lowercase with `_` for inner whitespace.
+
+Scientific names (`scientific_names`, `taxa`): the shipped table `scientific_names.csv` gives each
+Snapshot Serengeti label its scientific name, the rank of that taxon (a group label such as
+`otherbird` or `mongoose` gets the higher taxon it covers: class Aves, family Herpestidae) and,
+for `lionfemale` / `lionmale`, the sex. A user's CSV (`label,scientificName`, optional `taxonRank`)
+adds labels or replaces shipped ones; an empty scientificName means "no scientific name".
 """
 
 from __future__ import annotations
 
+import csv
 import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Optional
 
 # The paper's 52 species (Table 4, s9_class_counts.csv order: most to least frequent in train).
 PAPER_SPECIES: tuple[str, ...] = (
@@ -94,3 +105,80 @@ def paper_name(canonical: str) -> str:
     Names outside the paper's 52 classes are returned unchanged.
     """
     return _PAPER_BY_CANONICAL.get(canonical, canonical)
+
+
+# ---- scientific names ---------------------------------------------------------------------------
+
+SCIENTIFIC_NAMES_FILE = "scientific_names.csv"
+
+
+@dataclass(frozen=True)
+class Taxon:
+    """What a class label stands for in biodiversity standards (Camtrap DP, MD descriptions)."""
+
+    scientific_name: str
+    rank: str = ""  # species, genus, family, ... ("" when the user's table does not say)
+    vernacular_name: str = ""
+    sex: str = ""  # "female" / "male" where the label itself says it (lionfemale, lionmale)
+
+
+def _rows(lines: Iterable[str], source: str) -> list[dict[str, str]]:
+    reader = csv.DictReader(lines)
+    columns = {c.strip() for c in (reader.fieldnames or [])}
+    if not {"label", "scientificName"} <= columns:
+        from serengeti_tf.errors import UserError
+
+        raise UserError(f"{source}: a scientific-names CSV needs the columns label,scientificName; "
+                        f"got {sorted(columns) or 'no header'}")
+    return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def _table(rows: list[dict[str, str]]) -> dict[str, Optional[Taxon]]:
+    table: dict[str, Optional[Taxon]] = {}
+    for row in rows:
+        if not row.get("label"):
+            continue
+        name = row.get("scientificName", "")
+        table[canonical_species(row["label"])] = Taxon(name, row.get("taxonRank", ""), row.get("vernacularName", ""),
+                                                       row.get("sex", "")) if name else None
+    return table
+
+
+def shipped_taxa() -> dict[str, Optional[Taxon]]:
+    """The shipped table: canonical label -> Taxon (None for `empty`, which is no animal)."""
+    text = resources.files("serengeti_tf").joinpath(SCIENTIFIC_NAMES_FILE).read_text(encoding="utf-8")
+    return _table(_rows(text.splitlines(), SCIENTIFIC_NAMES_FILE))
+
+
+def read_taxa(path: str | Path) -> dict[str, Optional[Taxon]]:
+    """A user's CSV with columns label,scientificName (optional taxonRank, vernacularName, sex)."""
+    from serengeti_tf.errors import UserError
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _table(_rows(f, str(path)))
+    except FileNotFoundError:
+        raise UserError(f"scientific-names file not found (--scientific-names): {path}") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"scientific-names file {path} is not a readable CSV: {err}") from None
+
+
+def taxa(class_names: Iterable[str], user_mapping_path: str | Path | None = None) -> dict[str, Optional[Taxon]]:
+    """Each class name -> its Taxon (user's table first, then the shipped one), None when unknown."""
+    table = shipped_taxa()
+    if user_mapping_path:
+        table.update(read_taxa(user_mapping_path))
+    return {name: table.get(canonical_species(name)) for name in class_names}
+
+
+def scientific_names(class_names: Iterable[str],
+                     user_mapping_path: str | Path | None = None) -> dict[str, Optional[str]]:
+    """Each class name -> its scientific name, or None (no name known, or `empty`).
+
+    `scientific_names(["zebra", "otherbird", "empty"])` ->
+    `{"zebra": "Equus quagga", "otherbird": "Aves", "empty": None}`. Labels are matched in their
+    canonical form (`gazelleThomsons` finds `gazellethomsons`); `user_mapping_path` is a CSV
+    `label,scientificName` whose rows win over the shipped table.
+    """
+    return {name: (taxon.scientific_name if taxon else None)
+            for name, taxon in taxa(class_names, user_mapping_path).items()}

@@ -210,12 +210,18 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     Raises UserError (one line) for a missing file, invalid JSON, an unknown major format_version,
     a missing `detection_categories` or `images` list. Warnings (no or a newer version) are logged
     once and kept in `notes`.
+    A `datapackage.json` is read as a Camtrap DP package (`sources.camtrap_dp.package_detections`:
+    its media-level observation boxes).
     """
     from tqdm import tqdm
 
     path = str(path)
     if not Path(path).is_file():
         raise UserError(f"detections file not found (--detections / data.detections): {path}")
+    if Path(path).name.lower() == "datapackage.json":  # a Camtrap DP package: its observations' boxes
+        from serengeti_tf.data.sources.camtrap_dp import package_detections
+
+        return package_detections(path, image_root)
     info = _first(path, "info")
     version, warning = check_format_version(path, info)
     notes = []

@@ -75,6 +75,12 @@ def fingerprint(data: DataConfig) -> dict:
     if not data.metadata:
         # Folder-per-class sources: the file listing is the metadata.
         result["image_listing_sha256"] = _listing_digest(Path(data.image_root))
+    packages = [p for p in data.metadata if Path(p).name.lower() == "datapackage.json"]
+    if packages:  # a Camtrap DP descriptor names its tables: they are the metadata too
+        from serengeti_tf.data.sources.camtrap_dp import table_files
+
+        result["metadata_tables"] = [{"path": str(t.resolve()), "sha256": io_utils.file_digest(t)}
+                                     for p in packages for t in table_files(p) if t.is_file()]
     return result
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils
+from serengeti_tf import io_utils, species
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.predict import (
     DECODE_THREADS,
@@ -255,7 +255,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
 
     `strip_prefix`: removed from the MD file's paths; `md_out`: also write the MD file with the
     classifications added; `describe(class name)`: its description there (a scientific name; None
-    leaves the class name); `group_by_time`: captures from EXIF times (`exif_captures`)."""
+    leaves the class name; default: `species.scientific_names`); `group_by_time`: captures from EXIF
+    times (`exif_captures`)."""
     from serengeti_tf.data import detections
     from serengeti_tf.evaluate import md_output
     from serengeti_tf.models.resnet import load_model
@@ -285,8 +286,11 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
 
         def finish(result: dict) -> dict:
             if md_out is not None:
+                # MD descriptions default to scientific names (the shipped table, or eval.scientific_names).
+                names = describe or species.scientific_names(
+                    resolved["class_names"], config.eval.scientific_names if config else None).get
                 result["md_out"] = _write_md_out(found, frame, root, crop_config, resolved,
-                                                 Path(result["outputs"]["crops"]), md_out, describe,
+                                                 Path(result["outputs"]["crops"]), md_out, names,
                                                  io_utils.text_digest(json.dumps(fingerprint, sort_keys=True)))
                 result["outputs"] = {**result["outputs"], "md_out": str(md_out)}
             return result

@@ -427,7 +427,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     fingerprint = {"model_sha256": io_utils.file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
                    "split": split, "input_size": run_config.model.input_size,
                    "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
-                   **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
+                   **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split", "scientific_names")}}
     io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
     with output_lock(out_dir):  # one process per evaluation folder
         done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale)

@@ -122,7 +122,8 @@ def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
     `inputs`: a folder (searched recursively for image files), a CSV with a path column (`path`,
     `filepath`, `file_name` or `image_path_rel`) and optionally `capture_id`/`seq_id`, a text file
-    with one path per line (`#` comments allowed), or a list of paths.
+    with one path per line (`#` comments allowed), a Camtrap DP `datapackage.json` (its image media,
+    paths relative to the package folder, capture = eventID), or a list of paths.
     """
     if isinstance(inputs, (list, tuple)):
         paths = [str(p) for p in inputs]
@@ -133,6 +134,10 @@ def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             frame = pd.DataFrame({"path": [p.relative_to(source).as_posix() for p in files], "file": files,
                                   "capture_id": ""})
+        elif source.is_file() and source.name.lower() == "datapackage.json":
+            from serengeti_tf.data.sources.camtrap_dp import media_table
+
+            frame = media_table(source)[["path", "file", "capture_id"]]
         elif source.is_file() and source.suffix.lower() == ".csv":
             table = pd.read_csv(source, dtype=str, keep_default_na=False)
             column = _pick_column(table, PATH_COLUMNS)

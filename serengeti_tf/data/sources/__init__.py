@@ -6,7 +6,8 @@ and applies the reader-level decisions every format shares: species joined per i
 The manifest columns are `MANIFEST_COLUMNS`, described in docs/design.md.
 
 Formats: `lila_csv` (the LILA Snapshot Serengeti CSV pair), `coco` (COCO Camera Traps JSON, streamed),
-`folders` (`root/<Species>/` or camtrapR `root/<Station>/<Species>/`), `csv` (path + label columns).
+`folders` (`root/<Species>/` or camtrapR `root/<Station>/<Species>/`), `csv` (path + label columns),
+`camtrap_dp` (a Camtrap DP 1.0 package's datapackage.json).
 Each is a reader `(metadata paths, image root) -> rows` registered in `choices.SOURCE_FORMATS` at the
 end of this module; a new format is its reader module plus one registration there.
 """
@@ -56,12 +57,15 @@ def _check_inputs(metadata: Sequence[str], image_root: str) -> None:
 def detect_format(metadata: Sequence[str], image_root: str) -> str:
     """Infers the source format from the metadata files: a name of `choices.SOURCE_FORMATS`.
 
-    No metadata -> `folders`; one `.json` -> `coco`; two CSVs -> `lila_csv`; one CSV -> `csv`.
+    No metadata -> `folders`; one `datapackage.json` -> `camtrap_dp`; one other `.json` -> `coco`;
+    two CSVs -> `lila_csv`; one CSV -> `csv`.
     """
     metadata = [str(m) for m in metadata]
     _check_inputs(metadata, image_root)
     if not metadata:
         return "folders"
+    if len(metadata) == 1 and Path(metadata[0]).name.lower() == "datapackage.json":
+        return "camtrap_dp"
     suffixes = [Path(m).suffix.lower() for m in metadata]
     if len(metadata) == 1 and suffixes[0] == ".json":
         return "coco"
@@ -279,3 +283,4 @@ SOURCE_FORMATS.register("lila_csv", lazy_function("serengeti_tf.data.sources.lil
 SOURCE_FORMATS.register("coco", lazy_function("serengeti_tf.data.sources.coco_camera_traps:read_coco"))
 SOURCE_FORMATS.register("folders", lazy_function("serengeti_tf.data.sources.folders:read_folders"))
 SOURCE_FORMATS.register("csv", lazy_function("serengeti_tf.data.sources.plain_csv:read_plain_csv"))
+SOURCE_FORMATS.register("camtrap_dp", lazy_function("serengeti_tf.data.sources.camtrap_dp:read_camtrap_dp"))
