@@ -190,3 +190,17 @@ def test_md_out_on_the_real_ena24_md_file_validates(shared_data, tiny_run, tmp_p
     assert written["info"]["detector"] == raw["info"]["detector"]
     assert set(written["classification_categories"].values()) == set(CLASSES)
     assert _validate(out)["errors"] == []
+
+
+def test_md_out_descriptions_default_to_scientific_names(tiny_run, tmp_path):
+    from serengeti_tf import species
+
+    images, md, _ = _inputs(tmp_path)
+    out = tmp_path / "out" / "md_classified.json"
+    crop_predict.predict_detections(tiny_run, images, md, tmp_path / "out" / "pred.csv", top_k=2, batch_size=2,
+                                    md_out=out)
+    written = json.loads(out.read_text())
+    names = species.scientific_names(["elephant", "gazellethomsons", "zebra"])
+    assert names["zebra"] == "Equus quagga" and names["gazellethomsons"] == "Eudorcas thomsonii"
+    assert written["classification_category_descriptions"] == {
+        "0": names["elephant"], "1": names["gazellethomsons"], "2": names["zebra"]}
