@@ -63,8 +63,10 @@ def test_demo_smoke_end_to_end(tmp_path):
     assert not python_logger.search(result.stdout + result.stderr), python_logger.findall(result.stderr)
     assert "retracing" not in result.stdout + result.stderr
     # The verdict comes last (one line saying so when the report wrote no verdict.json), then the report.
-    tail = result.stdout.strip().splitlines()[-3:]
-    assert tail[0].startswith("verdict: ") and tail[-1].startswith("report: ")
+    lines = result.stdout.strip().splitlines()
+    verdict_at = next(i for i, line in enumerate(lines) if line.startswith("verdict: "))
+    assert lines[-1].startswith("report: ") and verdict_at < len(lines) - 1
+    assert all(line.startswith(("verdict: ", "in words: ")) for line in lines[verdict_at:-1])
     # The data is the smoke long tail, split as designed: every species in test, the rarest rare in train.
     from serengeti_tf.demo.runner import SMOKE_LONG_TAIL
 
@@ -317,3 +319,19 @@ def test_the_long_tail_is_drawn_one_closeup_per_capture():
     assert not plan_captures(scale=0.003)["closeup"].any()
     with pytest.raises(UserError, match="2-10 species, got 11"):
         LongTail(11, 120).image_counts()
+
+
+def test_the_report_section_records_the_design_and_the_verdict_once(tmp_path):
+    from serengeti_tf.demo.budget import choose_settings
+    from serengeti_tf.demo.runner import REPORT_SECTION, _add_report_section
+
+    report = tmp_path / "report.md"
+    report.write_text("# Experiment report\n\nbody\n")
+    settings = choose_settings(600, _stub(150))
+    for _ in range(2):  # a rerun replaces the section instead of adding another
+        _add_report_section(report, settings, {"wall_seconds": 420.0}, ["verdict: a", "in words: b"])
+    text = report.read_text()
+    assert text.count(REPORT_SECTION) == 1 and text.startswith("# Experiment report")
+    assert f"SYNTHETIC: {settings.species} species on a long tail" in text
+    assert "(imbalance 50x)" in text and "| test images, smallest species | 5 |" in text
+    assert "| wall time | 7.0 min |" in text and "    verdict: a\n    in words: b" in text

@@ -194,7 +194,8 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     print_fn(f"3/3 experiment ({', '.join(config.experiment.samplers)}) -> {out / 'experiment'}")
     result = run_experiment(config, prepared_dir, out / "experiment", print_fn=print_fn)
     report_dir = Path(result["markdown"]).parent
-    for line in verdict_lines(read_verdict(report_dir), report_dir):
+    verdict = verdict_lines(read_verdict(report_dir), report_dir)
+    for line in verdict:
         print_fn(line)
     print_fn(f"report: {result['markdown']}")
     if settings is not None:
@@ -206,7 +207,7 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
                             "within_budget": seconds <= minutes * 60,
                             "within_budget_plus_20_percent": seconds <= 1.2 * minutes * 60}
             _write_record(out, minutes, settings, None, record_extra)
-        _add_report_section(Path(result["markdown"]), settings, _settings_record(out))
+        _add_report_section(Path(result["markdown"]), settings, _settings_record(out), verdict)
         print_fn(f"demo finished in {seconds / 60:.1f} min (budget {minutes:g} min)")
     return result
 
@@ -214,8 +215,9 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
 REPORT_SECTION = "## Demo settings"
 
 
-def _add_report_section(report: Path, settings: DemoSettings, record: Optional[dict]) -> None:
-    """Appends (or replaces) the section saying what the demo ran with and why."""
+def _add_report_section(report: Path, settings: DemoSettings, record: Optional[dict],
+                        verdict: Sequence[str] = ()) -> None:
+    """Appends (or replaces) the section saying what the demo ran with and why, and its verdict lines."""
     from serengeti_tf.io_utils import write_text
 
     text = report.read_text(encoding="utf-8")
@@ -238,10 +240,11 @@ def _add_report_section(report: Path, settings: DemoSettings, record: Optional[d
              f"| split (train, val, test) | {', '.join(f'{f:g}' for f in SPLIT_FRACTIONS)} |",
              f"| input size | {settings.input_size} px (stored {settings.image_size} px) |",
              f"| samplers | {', '.join(settings.samplers)} |",
-             f"| seeds | {settings.seeds} ({seeds_note(settings)}) |",
+             f"| seeds | {seeds_note(settings)} |",
              f"| epochs per run | {settings.epochs} |",
              f"| estimated time | {settings.estimated_seconds / 60:.1f} min |"]
     if record and record.get("wall_seconds"):
         lines.append(f"| wall time | {record['wall_seconds'] / 60:.1f} min |")
     lines += ["", f"Why: {settings.reason}.", ""]
+    lines += ["What the demo printed at the end:", "", *[f"    {line}" for line in verdict], ""] if verdict else []
     write_text(report, text + "\n\n" + "\n".join(lines))
