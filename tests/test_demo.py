@@ -140,6 +140,10 @@ def test_time_already_spent_counts_against_the_budget():
     assert same == fresh
     behind = refit_epochs(fresh, _stub(150), elapsed_seconds=300, train_counts=train, split_counts=splits)
     assert behind.epochs < fresh.epochs and "after prepare" in behind.reason
+    # Never below the preset's epoch floor (fewer do not learn the species): then it says it will not fit.
+    hopeless = refit_epochs(fresh, _stub(150), elapsed_seconds=460, train_counts=train, split_counts=splits)
+    assert hopeless.epochs == fresh.min_epochs >= 6 and not hopeless.fits
+    assert "fewer do not learn the species" in hopeless.reason
 
 
 def test_throughput_between_probed_sizes_follows_a_power_law():

@@ -221,7 +221,7 @@ def refit_epochs(settings: DemoSettings, throughput: Throughput, elapsed_seconds
         runs = estimate_run_seconds(preset, epochs, throughput, train_counts, split_counts)
         if sum(runs) <= target or epochs == floor:
             break
-    if epochs == settings.epochs:
+    if epochs == settings.epochs and (sum(runs) <= target or not settings.fits):
         return settings
     why = (f"{settings.reason}; after prepare, {epochs} epochs instead of {settings.epochs} fit the "
            f"{max(target, 0) / 60:.1f} min left") if sum(runs) <= target else (
