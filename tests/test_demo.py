@@ -316,7 +316,8 @@ def test_the_long_tail_is_drawn_one_closeup_per_capture():
 
     tail = LongTail(5, 120)
     plan = plan_captures(seed=3, long_tail=tail)
-    labelled = plan[plan["species"].map(len) == 1 & ~plan["species"].map(lambda s: s[0] in ("blank", "human"))]
+    single = plan["species"].map(len) == 1
+    labelled = plan[single & ~plan["species"].map(lambda s: s[0] in ("blank", "human"))]
     per_species = labelled["species"].map(lambda s: s[0]).value_counts().to_dict()
     assert per_species == tail.image_counts()
     assert (labelled["frames"] == 1).all() and labelled["closeup"].all()
