@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE, class_image_counts
+from serengeti_tf.demo.long_tail import LongTail
 from serengeti_tf.demo.prototypes import PROTOTYPES, Prototype
 
 SEASON = "SER_S9"
@@ -38,20 +40,28 @@ def frames_per_capture(n_images: int, min_captures: int, rng: np.random.Generato
 
 
 def plan_captures(scale: float = DEFAULT_SCALE, seed: int = 0,
-                  min_captures_per_class: int = DEFAULT_MIN_CAPTURES) -> pd.DataFrame:
-    """One row per capture: species (list), frames, count, site, roll, capture number, start time.
+                  min_captures_per_class: int = DEFAULT_MIN_CAPTURES,
+                  long_tail: Optional[LongTail] = None) -> pd.DataFrame:
+    """One row per capture: species (list), frames, count, site, roll, capture number, start time,
+    and `closeup` (how render.py frames the animals).
 
     Rows are ordered by site, roll and capture number; `first_image` is the roll-wide IMAG number
-    of the capture's first frame.
+    of the capture's first frame. With `long_tail` (the `demo` command's design, long_tail.py) the
+    species and their image counts come from it instead of `scale`, and every capture is one
+    close-up frame of one animal, so each image is an independent draw.
     """
-    counts = class_image_counts(scale, min_captures_per_class)
     rng = np.random.default_rng([seed, 0])
     rows = []
-    for name, n_images in counts.items():
-        proto = PROTOTYPES[name]
-        for frames in frames_per_capture(n_images, min_captures_per_class, rng):
-            rows.append(dict(species=[name], frames=frames, count=_draw_count(proto, rng),
-                             night_share=NIGHT_SHARE["nocturnal" if proto.nocturnal else "diurnal"]))
+    if long_tail is not None:
+        for name, n_images in long_tail.image_counts().items():
+            share = NIGHT_SHARE["nocturnal" if PROTOTYPES[name].nocturnal else "diurnal"]
+            rows.extend(dict(species=[name], frames=1, count=1, night_share=share) for _ in range(n_images))
+    else:
+        for name, n_images in class_image_counts(scale, min_captures_per_class).items():
+            proto = PROTOTYPES[name]
+            for frames in frames_per_capture(n_images, min_captures_per_class, rng):
+                rows.append(dict(species=[name], frames=frames, count=_draw_count(proto, rng),
+                                 night_share=NIGHT_SHARE["nocturnal" if proto.nocturnal else "diurnal"]))
     n_labelled = len(rows)
     # A few captures for prepare's filters: blanks, humans and one two-species capture.
     for _ in range(max(3, round(0.02 * n_labelled))):
@@ -61,6 +71,7 @@ def plan_captures(scale: float = DEFAULT_SCALE, seed: int = 0,
     rows.append(dict(species=["zebra", "wildebeest"], frames=3, count=2, night_share=0.15))
 
     plan = pd.DataFrame(rows)
+    plan["closeup"] = long_tail is not None
     plan["site"] = rng.choice(np.array(SITES), size=len(plan))
     offsets = [_draw_time_offset(share, rng) for share in plan["night_share"]]
     plan["start"] = [SEASON_START + timedelta(seconds=int(s)) for s in offsets]

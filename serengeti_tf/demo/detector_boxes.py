@@ -23,7 +23,7 @@ def md_images(plan: pd.DataFrame, seed: int, image_size: tuple[int, int], horizo
     out = []
     for index, cap in enumerate(plan.itertuples(index=False)):
         placements = place_individuals(list(cap.species), int(cap.count), width, height, horizons[cap.site],
-                                  np.random.default_rng([seed, 1, index]))
+                                       np.random.default_rng([seed, 1, index]), bool(cap.closeup))
         conf_rng = np.random.default_rng([seed, 2, index])
         for k in range(int(cap.frames)):
             detections = []

@@ -9,16 +9,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 from serengeti_tf import config as cfg
-from serengeti_tf.demo.budget import PRESETS, Throughput, choose_settings
+from serengeti_tf.demo.budget import DEMO_BATCH_SIZE, LARGEST_IMAGES, PRESETS, Throughput, choose_settings
 from serengeti_tf.demo.capture_plan import plan_captures
-from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE
+from serengeti_tf.demo.long_tail import DEMO_SPECIES, LongTail
 from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE, Canvas, encode_jpeg, render_capture, site_background
 
-PROBE_SIZES = (32, 64)
+PROBE_SIZES = (32, 48)
 
 
-def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES, batch_size: int = 64,
-                       steps: int = 3, num_classes: int = 52, print_fn: Callable[[str], None] = print) -> Throughput:
+def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES, batch_size: int = DEMO_BATCH_SIZE,
+                       steps: int = 3, num_classes: int = len(DEMO_SPECIES),
+                       print_fn: Callable[[str], None] = print) -> Throughput:
     """Times a few real training steps of ResNet-18 at each input size (smallest first, on random
     images, the demo's batch size), one checkpoint save and the demo image renderer. The first step
     (tracing) gives the per-run overhead; one more step warms up before the timed ones (the second
@@ -75,16 +76,17 @@ def _worth_probing(size: int, budget_seconds: float, ips: dict, overhead: dict, 
 
 
 def rendering_rate(images: int = 8, seed: int = 0, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> float:
-    """Demo images drawn and JPEG-encoded per second on this machine (a short timed sample, no files)."""
+    """Demo images (the long tail's close-ups) drawn and JPEG-encoded per second on this machine (a
+    short timed sample, no files)."""
     width, height = image_size
     canvas = Canvas.of(width, height)
     scene, horizon = site_background(0, seed, canvas)
-    plan = plan_captures(DEFAULT_SCALE, seed, DEFAULT_MIN_CAPTURES)
+    plan = plan_captures(seed=seed, long_tail=LongTail(len(DEMO_SPECIES), LARGEST_IMAGES))
     rng = np.random.default_rng([seed, 2])
     started, done = time.perf_counter(), 0
     for cap in plan.itertuples(index=False):
         frames = render_capture(list(cap.species), int(cap.count), int(cap.frames), cap.start, scene, horizon,
-                                canvas, rng)
+                                canvas, rng, bool(cap.closeup))
         for image in frames:
             encode_jpeg(image, cap.start)
         done += len(frames)

@@ -224,20 +224,28 @@ class Individual:
 
 
 def place_individuals(species: list[str], count: int, width: int, height: int, horizon: float,
-                      rng: np.random.Generator) -> list[Individual]:
-    """Places each animal (or person) of a capture: position, distance, facing, colour, texture phase."""
+                      rng: np.random.Generator, closeup: bool = False) -> list[Individual]:
+    """Places each animal (or person) of a capture: position, distance, facing, colour, texture phase.
+
+    `closeup`: the animal walked up to the camera: drawn large (its whole figure 45-65% of the image
+    height, whatever the species' real size) near the centre, so a small training crop still shows
+    its shape and coat (the demo's learnable framing)."""
     out = []
     protos = [HUMAN if s == "human" else PROTOTYPES[s] for s in species if s != "blank"]
     for proto in protos:
         n = count if len(protos) == 1 else 1
         for _ in range(max(n, 1)):
-            depth = float(rng.uniform(0.55, 1.0))
-            ground = horizon + (height - horizon) * (0.2 + 0.78 * depth)
-            h = proto.size * height * depth * 1.6 * float(rng.uniform(0.85, 1.15))
+            if closeup:
+                ground, h = _closeup_size(proto, width, height, rng)
+            else:
+                depth = float(rng.uniform(0.55, 1.0))
+                ground = horizon + (height - horizon) * (0.2 + 0.78 * depth)
+                h = proto.size * height * depth * 1.6 * float(rng.uniform(0.85, 1.15))
             jitter = rng.normal(1.0, proto.colour_jitter, 3).astype(np.float32) * float(rng.normal(1.0, 0.06))
             colour = np.clip(rgb(proto.colour) * jitter, 0, 1)
             colour2 = np.clip(rgb(proto.colour2) * float(rng.normal(1.0, 0.05)), 0, 1)
-            out.append(Individual(proto, float(rng.uniform(0.25, 0.75)) * width, ground, h,
+            centre = rng.uniform(0.4, 0.6) if closeup else rng.uniform(0.25, 0.75)
+            out.append(Individual(proto, float(centre) * width, ground, h,
                                    int(rng.choice([-1, 1])), colour, colour2,
                                    rng.uniform(0, 2 * np.pi, 2).astype(np.float32),
                                    float(rng.normal(0, 0.025)) * width))
@@ -245,11 +253,22 @@ def place_individuals(species: list[str], count: int, width: int, height: int, h
     return sorted(out, key=lambda ind: ind.ground)
 
 
+def _closeup_size(proto: Prototype, width: int, height: int, rng: np.random.Generator) -> tuple[float, float]:
+    """(ground y, body height) of a close-up: the figure (legs, body, neck and head) spans 45-65% of
+    the image height and at most half its width."""
+    tall = 1.0 + proto.legs + max(proto.neck, 0.0) + 0.6 * proto.head
+    wide = proto.aspect + 1.5 * proto.head
+    h = min(float(rng.uniform(0.45, 0.65)) * height / tall, 0.5 * width / wide)
+    return float(rng.uniform(0.8, 0.92)) * height, h
+
+
 def render_capture(species: list[str], count: int, frames: int, start: datetime, site_scene: np.ndarray,
-                   horizon: float, canvas: Canvas, rng: np.random.Generator) -> list[np.ndarray]:
-    """The capture's frames as uint8 RGB arrays: same scene and animals, a small movement per frame."""
+                   horizon: float, canvas: Canvas, rng: np.random.Generator,
+                   closeup: bool = False) -> list[np.ndarray]:
+    """The capture's frames as uint8 RGB arrays: same scene and animals, a small movement per frame
+    (`closeup`: see `place_individuals`)."""
     height, width = canvas.xs.shape
-    individuals = place_individuals(species, count, width, height, horizon, rng)
+    individuals = place_individuals(species, count, width, height, horizon, rng, closeup)
     base = _season_tint(site_scene, start, horizon, canvas)
     night = start.hour >= 19 or start.hour < 6
     images = []

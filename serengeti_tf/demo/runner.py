@@ -9,11 +9,15 @@
 The demo promises a wall time (`--minutes`, default 10) on any machine, and machines differ ~5x
 in speed, so it measures before it sizes: a short timed training probe of the real ResNet-18 at
 the candidate input sizes (`measure_throughput`, probe.py), then `choose_settings` (budget.py, a
-pure function: throughput in, settings out) picks the richest preset of `PRESETS` (data scale,
-input size, samplers) and the most epochs that fit `PLAN_FRACTION` of the budget, using the
-image-pass accounting of `progress.py`. After the data is prepared, the epochs are re-fitted to
-the time that is really left with the exact image counts. It prints what it chose and why; the choice goes
-into demo.json, the experiment's config.yaml and the report.
+pure function: throughput in, settings out) picks the richest preset of `PRESETS` (species on the
+long tail, input size, samplers, seeds) and the most epochs that fit `PLAN_FRACTION` of the budget,
+using the image-pass accounting of `progress.py`. The data is the demo's own design (long_tail.py):
+K clearly different species, a long tail (largest/smallest train count 50), a test split with at
+least 5 images of every species, drawn as close-ups a ResNet-18 can learn at 32 px in minutes.
+After the data is prepared, the epochs are re-fitted to the time that is really left with the exact
+image counts. It prints what it chose and why; the choice goes into demo.json, the experiment's
+config.yaml and the report. It ends with the verdict: baseline vs the best two-phase model
+(verdict.py, from the report's verdict.json) and the report's path.
 
 Each step is resumable: a rerun in the same folder reuses the recorded choice (no new probe) and
 continues. `--smoke` is a fixed, tiny, unmeasured version for CI. Whatever the numbers show is
@@ -29,19 +33,21 @@ from typing import Callable, Optional, Sequence
 
 from serengeti_tf import config as cfg
 from serengeti_tf import presets
-from serengeti_tf.demo.budget import DEMO_MIN_CAPTURES, DemoSettings, Throughput, choose_settings, refit_epochs
+from serengeti_tf.demo.budget import DemoSettings, Throughput, choose_settings, refit_epochs
+from serengeti_tf.demo.long_tail import SPLIT_FRACTIONS, LongTail, paper_rules_on_long_tail
 from serengeti_tf.errors import UserError
 
 DEFAULT_MINUTES = 10.0
 
-# CI-sized: a few hundred images, one epoch per run, tiny inputs.
+# CI-sized: four species (~150 images), one epoch per run, tiny inputs.
+SMOKE_LONG_TAIL = LongTail(4, 80)
 SMOKE_SETTINGS = {
-    "data": {"image_size": 40},
+    "data": {"image_size": 40, "split_fractions": list(SPLIT_FRACTIONS)},
     "model": {"input_size": 32},
     "train": {"epochs": 1, "batch_size": 32},
     "experiment": {"samplers": ["none", "rus"]},
+    **paper_rules_on_long_tail(list(SMOKE_LONG_TAIL.train_counts().values())),
 }
-SMOKE_SCALE = 0.003
 
 
 def demo_config(smoke: bool = False, overrides: Sequence[str] = (),
@@ -71,6 +77,9 @@ def plan_demo(out: Path, minutes: float, print_fn) -> tuple[DemoSettings, Option
     started = time.perf_counter()
     record = _settings_record(out)
     if record is not None:
+        if "species" not in record.get("settings", {}):
+            raise UserError(f"demo: {out} was made by an older serengeti-tf demo (52 scaled classes); choose "
+                            f"another --out")
         if float(record["minutes"]) != float(minutes):
             raise UserError(f"demo: {out} was sized for a {record['minutes']:g}-minute budget, got --minutes "
                             f"{minutes:g}; rerun with --minutes {record['minutes']:g} to continue it or choose "
@@ -106,9 +115,18 @@ def _write_record(out: Path, minutes: float, settings: DemoSettings, throughput:
 
 
 def describe(settings: DemoSettings) -> str:
-    return (f"{settings.scale} of the paper's counts, {settings.input_size}px inputs, samplers "
-            f"{', '.join(settings.samplers)}, {settings.epochs} epochs per run; estimated "
+    tail = settings.long_tail()
+    return (f"{settings.species} species on a long tail ({sum(tail.image_counts().values())} images, train "
+            f"imbalance {tail.imbalance():.0f}x), {settings.input_size}px inputs, samplers "
+            f"{', '.join(settings.samplers)}, {settings.seeds} seed(s), {settings.epochs} epochs per run; estimated "
             f"{settings.estimated_seconds / 60:.1f} min of {settings.budget_seconds / 60:g}")
+
+
+def seeds_note(settings: DemoSettings) -> str:
+    if settings.seeds > 1:
+        return f"{settings.seeds} seeds: the verdict's intervals include seed noise"
+    return ("1 seed: the budget does not allow a second, so the verdict cannot include seed noise "
+            "(its intervals cover test-image noise only)")
 
 
 def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] = (),
@@ -124,31 +142,33 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
               print_fn: Callable[[str], None]) -> dict:
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data.prepare import format_summary, prepare_dataset
+    from serengeti_tf.demo.verdict import read_verdict, verdict_lines
     from serengeti_tf.demo.writer import write_demo_dataset
     from serengeti_tf.evaluate.experiment import run_experiment, split_counts
 
     started = time.perf_counter()
     settings = throughput = None
     if smoke:
-        config, scale = demo_config(True, overrides), SMOKE_SCALE
+        config, long_tail = demo_config(True, overrides), SMOKE_LONG_TAIL
     else:
         print_fn(f"0/3 sizing the demo for {minutes:g} minutes")
         settings, throughput, _ = plan_demo(out, minutes, print_fn)
         print_fn(f"    chose: {describe(settings)}")
         print_fn(f"    why: {settings.reason}")
+        print_fn(f"    {seeds_note(settings)}")
         if not settings.fits:
             print_fn(f"    warning: this machine is too slow for {minutes:g} minutes; expect about "
                      f"{settings.estimated_seconds / 60:.0f} min")
         _write_record(out, minutes, settings, throughput)
-        config, scale = demo_config(False, overrides, settings), settings.scale
+        config, long_tail = demo_config(False, overrides, settings), settings.long_tail()
         if overrides:
             print_fn(f"    --set {' '.join(overrides)} applied on top (not part of the time estimate)")
     data_dir, prepared_dir = out / "data", out / "prepared"
-    print_fn(f"1/3 synthetic LILA-format data -> {data_dir}")
+    print_fn(f"1/3 SYNTHETIC LILA-format data (drawn by a program, not camera-trap images) -> {data_dir}")
     if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
         print_fn("    already written; reusing it")
     else:
-        write_demo_dataset(data_dir, seed=seed, min_captures_per_class=DEMO_MIN_CAPTURES, scale=scale)
+        write_demo_dataset(data_dir, seed=seed, long_tail=long_tail)
     config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
                             str(data_dir / "SnapshotSerengeti_v2_1_annotations.csv")]
     config.data.image_root = str(data_dir)
@@ -162,14 +182,22 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     if throughput is not None and not any(o.startswith("train.epochs") for o in overrides):
         refitted = refit_epochs(settings, throughput, time.perf_counter() - started,
                                 ds_reader.train_counts(prepared_dir), split_counts(prepared_dir))
-        if refitted.epochs != settings.epochs:
+        if refitted.epochs != settings.epochs or refitted.fits != settings.fits:
             print_fn(f"    re-sized: {describe(refitted)}")
+            if not refitted.fits:
+                print_fn(f"    warning: {refitted.reason.rsplit('; ', 1)[-1]}; expect about "
+                         f"{refitted.estimated_seconds / 60:.0f} min")
             settings = refitted
             config.train.epochs = settings.epochs
             _write_record(out, minutes, settings, throughput)
 
     print_fn(f"3/3 experiment ({', '.join(config.experiment.samplers)}) -> {out / 'experiment'}")
     result = run_experiment(config, prepared_dir, out / "experiment", print_fn=print_fn)
+    report_dir = Path(result["markdown"]).parent
+    verdict = verdict_lines(read_verdict(report_dir), report_dir)
+    for line in verdict:
+        print_fn(line)
+    print_fn(f"report: {result['markdown']}")
     if settings is not None:
         seconds = time.perf_counter() - started
         record = _settings_record(out) or {}
@@ -179,7 +207,7 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
                             "within_budget": seconds <= minutes * 60,
                             "within_budget_plus_20_percent": seconds <= 1.2 * minutes * 60}
             _write_record(out, minutes, settings, None, record_extra)
-        _add_report_section(Path(result["markdown"]), settings, _settings_record(out))
+        _add_report_section(Path(result["markdown"]), settings, _settings_record(out), verdict)
         print_fn(f"demo finished in {seconds / 60:.1f} min (budget {minutes:g} min)")
     return result
 
@@ -187,12 +215,16 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
 REPORT_SECTION = "## Demo settings"
 
 
-def _add_report_section(report: Path, settings: DemoSettings, record: Optional[dict]) -> None:
-    """Appends (or replaces) the section saying what the demo ran with and why."""
+def _add_report_section(report: Path, settings: DemoSettings, record: Optional[dict],
+                        verdict: Sequence[str] = ()) -> None:
+    """Appends (or replaces) the section saying what the demo ran with and why, and its verdict lines."""
     from serengeti_tf.io_utils import write_text
 
     text = report.read_text(encoding="utf-8")
     text = text.split("\n" + REPORT_SECTION)[0].rstrip("\n")
+    tail = settings.long_tail()
+    counts = " / ".join(str(n) for n in tail.image_counts().values())
+    train = list(tail.train_counts().values())
     measured = (record or {}).get("throughput", {}).get("train_images_per_second", {})
     speeds = ", ".join(f"{k}px {v} img/s" for k, v in measured.items()) or "see demo.json"
     lines = [REPORT_SECTION, "",
@@ -200,12 +232,19 @@ def _add_report_section(report: Path, settings: DemoSettings, record: Optional[d
              f"(measured training speed: {speeds}).",
              "",
              "| setting | value |", "| --- | --- |",
-             f"| data scale (of the paper's Table 4 counts) | {settings.scale} |",
+             f"| data | SYNTHETIC: {settings.species} species on a long tail, {counts} images each "
+             f"(one close-up per capture) |",
+             f"| train images, largest / smallest species | {max(train)} / {min(train)} (imbalance "
+             f"{max(train) / min(train):.0f}x) |",
+             f"| test images, smallest species | {min(parts[2] for parts in tail.split_counts().values())} |",
+             f"| split (train, val, test) | {', '.join(f'{f:g}' for f in SPLIT_FRACTIONS)} |",
              f"| input size | {settings.input_size} px (stored {settings.image_size} px) |",
              f"| samplers | {', '.join(settings.samplers)} |",
+             f"| seeds | {seeds_note(settings)} |",
              f"| epochs per run | {settings.epochs} |",
              f"| estimated time | {settings.estimated_seconds / 60:.1f} min |"]
     if record and record.get("wall_seconds"):
         lines.append(f"| wall time | {record['wall_seconds'] / 60:.1f} min |")
     lines += ["", f"Why: {settings.reason}.", ""]
+    lines += ["What the demo printed at the end:", "", *[f"    {line}" for line in verdict], ""] if verdict else []
     write_text(report, text + "\n\n" + "\n".join(lines))

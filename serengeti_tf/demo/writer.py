@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Optional
@@ -54,6 +55,7 @@ from serengeti_tf.demo.lila_metadata import (
     images_table,
     write_indexed_csv,
 )
+from serengeti_tf.demo.long_tail import LongTail, check_long_tail
 from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE, Canvas, encode_jpeg, render_capture, site_background
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import claim_output_dir, write_bytes, write_json, write_text
@@ -96,10 +98,9 @@ Both metadata forms describe the same captures and labels.
                                     animal, about {missed_percent}% given a missed-detection confidence < 0.2;
                                     boxes come from the drawing, not from MegaDetector)
 
-Settings: scale {summary['scale']} of the paper's Table 4 training counts, seed {summary['seed']},
-{size[0]}x{size[1]} px, at least {summary['min_captures_per_class']} capture(s) per class.
+Settings: {_design_words(summary)}, seed {summary['seed']}, {size[0]}x{size[1]} px.
 Contents: {summary['num_images']} images in {summary['num_captures']} captures at {len(summary['sites'])} sites;
-{summary['num_labelled_images']} images of the 52 classes, plus {blank} blank, {human} human
+{summary['num_labelled_images']} images of the {len(summary['classes'])} classes, plus {blank} blank, {human} human
 and {summary['multi_species_captures']} two-species capture(s) for prepare's filters.
 How the images are drawn (class prototypes, look-alike pairs, day/night): see the docstring of
 serengeti_tf/demo/prototypes.py. Per-class image counts: {SUMMARY_JSON}.
@@ -113,8 +114,12 @@ Crops:      the same with --detections <this folder>/{MD_JSON}
 def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: int = 0,
                        image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
                        min_captures_per_class: int = DEFAULT_MIN_CAPTURES, overwrite: bool = False,
-                       config: Optional[cfg.Config] = None, progress: bool = True) -> dict:
+                       config: Optional[cfg.Config] = None, progress: bool = True,
+                       long_tail: Optional[LongTail] = None) -> dict:
     """Writes the synthetic LILA-layout dataset into `out_dir`; returns a summary dict.
+
+    Default: the paper's 52 classes at `scale` of Table 4. `long_tail` (the `demo` command's design,
+    long_tail.py): its K species and counts instead, one close-up frame per capture.
 
     A folder already holding this exact dataset (same arguments) is resumed: finished images are
     kept and the rest written. A folder holding anything else is refused unless `overwrite`.
@@ -125,14 +130,17 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
     out = Path(out_dir)
     fingerprint = {"command": "demo-data", "generator_version": GENERATOR_VERSION, "scale": float(scale),
                    "seed": seed, "image_size": [width, height], "min_captures_per_class": min_captures_per_class}
+    if long_tail is not None:
+        check_long_tail(long_tail)
+        fingerprint["long_tail"] = asdict(long_tail)
     with output_lock(out):  # one process per output folder
         resumed = claim_output_dir(out, fingerprint, overwrite=overwrite)
         started = time.monotonic()
-        plan = plan_captures(scale, seed, min_captures_per_class)
+        plan = plan_captures(scale, seed, min_captures_per_class, long_tail)
         canvas = Canvas.of(width, height)
         scenes = {site: site_background(i, seed, canvas) for i, site in enumerate(SITES)}
         written, skipped = _draw_images(out, plan, seed, canvas, scenes, progress)
-        summary = _summary(plan, scale, seed, (width, height), min_captures_per_class)
+        summary = _summary(plan, scale, seed, (width, height), min_captures_per_class, long_tail)
         # Metadata last: a folder without it is visibly unfinished, and a rerun completes it.
         _write_metadata(out, plan, scale, seed, (width, height), {site: scene[1] for site, scene in scenes.items()})
         write_json(out / SUMMARY_JSON, summary)
@@ -161,7 +169,7 @@ def _draw_images(out: Path, plan: pd.DataFrame, seed: int, canvas: Canvas,
         rng = np.random.default_rng([seed, 1, index])
         scene, horizon = scenes[cap.site]
         frames = render_capture(list(cap.species), int(cap.count), int(cap.frames), cap.start, scene, horizon,
-                                canvas, rng)
+                                canvas, rng, bool(cap.closeup))
         for k, (path, image) in enumerate(zip(paths, frames)):
             if not path.exists():
                 write_bytes(path, encode_jpeg(image, cap.start + timedelta(seconds=k)))
@@ -174,9 +182,11 @@ def _draw_images(out: Path, plan: pd.DataFrame, seed: int, canvas: Canvas,
 
 
 def _summary(plan: pd.DataFrame, scale: float, seed: int, image_size: tuple[int, int],
-             min_captures_per_class: int) -> dict:
+             min_captures_per_class: int, long_tail: Optional[LongTail] = None) -> dict:
     """demo_summary.json: the arguments, what the plan holds and each class's Table 4 and demo counts."""
-    counts = class_image_counts(scale, min_captures_per_class)
+    counts = (long_tail.image_counts() if long_tail is not None
+              else class_image_counts(scale, min_captures_per_class))
+    paper = paper_train_counts()
     labelled = plan[plan["species"].map(len) == 1].copy()
     labelled["name"] = labelled["species"].map(lambda s: s[0])
     per_class_captures = labelled.groupby("name").size().to_dict()
@@ -193,9 +203,10 @@ def _summary(plan: pd.DataFrame, scale: float, seed: int, image_size: tuple[int,
         "night_captures": int(sum(1 for t in plan["start"] if t.hour >= 19 or t.hour < 6)),
         "sites": sorted(plan["site"].unique().tolist()),
         "rolls": int(plan.groupby("site")["roll"].max().sum()),
-        "classes": [{"species": name, "paper_train": paper, "images": counts[name],
+        "long_tail": asdict(long_tail) if long_tail is not None else None,
+        "classes": [{"species": name, "paper_train": paper[name], "images": n,
                      "captures": int(per_class_captures.get(name, 0))}
-                    for name, paper in paper_train_counts().items()],
+                    for name, n in counts.items()],
         "files": {"images_csv": IMAGES_CSV, "annotations_csv": ANNOTATIONS_CSV, "coco_json": COCO_JSON,
                   "md_detections": MD_JSON},
     }
@@ -226,13 +237,23 @@ def format_summary(summary: dict) -> str:
         f"  {summary['num_images']} images in {summary['num_captures']} captures, {len(summary['sites'])} sites, "
         f"{summary['rolls']} rolls, {summary['image_size'][0]}x{summary['image_size'][1]} px, "
         f"{summary['night_captures']} night captures",
-        f"  52 classes: {head['species']} {head['images']} images ... {tail['species']} {tail['images']} "
-        f"(scale {summary['scale']} of Table 4); plus {summary['blank_captures']} blank, "
+        f"  {len(classes)} classes: {head['species']} {head['images']} images ... {tail['species']} "
+        f"{tail['images']} ({_design_words(summary)}); plus {summary['blank_captures']} blank, "
         f"{summary['human_captures']} human, {summary['multi_species_captures']} two-species capture(s)",
         f"  metadata: {IMAGES_CSV}, {ANNOTATIONS_CSV}, {COCO_JSON}; prepare with --config config.yaml",
         f"  detector boxes: {MD_JSON} (MegaDetector format; prepare --detections for crops)",
         f"  {state} in {summary.get('seconds', 0)} s",
     ])
+
+
+def _design_words(summary: dict) -> str:
+    """Where the per-class counts came from, in words."""
+    tail = summary.get("long_tail")
+    if tail:
+        return (f"the demo's long tail: {tail['species']} species, {tail['largest']} down to {tail['smallest']} "
+                f"images each, one close-up frame per capture")
+    return (f"scale {summary['scale']} of the paper's Table 4 training counts, at least "
+            f"{summary['min_captures_per_class']} capture(s) per class")
 
 
 def _save_config(config: Optional[cfg.Config], out: Path) -> None:

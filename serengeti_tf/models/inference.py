@@ -8,16 +8,36 @@ forward traced once; otherwise the model is called eagerly.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 
 
-def inference_function(model):
-    """A compiled forward pass in inference mode; build it once per model and reuse it."""
-    import tensorflow as tf
+def inference_function(model) -> Callable:
+    """A compiled forward pass in inference mode; build it once per model and reuse it.
 
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    Traced once, on the first batch, for any batch size (an input signature with an unknown batch
+    dimension): the smaller last batch of a pass does not retrace it. Each model's function is its
+    own Python callable (a `functools.partial`, not a lambda): TensorFlow's retracing warning counts
+    traces per Python code object, so with a shared lambda the one legitimate trace of every new
+    model (phase 2 traces a feature extractor and a head in a row) read as retracing of one function.
+    """
+    compiled: dict[str, Callable] = {}
+
+    def forward(x):
+        if "fn" not in compiled:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *x.shape[1:]], x.dtype)
+            compiled["fn"] = tf.function(functools.partial(_call_in_inference_mode, model), input_signature=[spec])
+        return compiled["fn"](x)
+
+    return forward
+
+
+def _call_in_inference_mode(model, x):
+    return model(x, training=False)
 
 
 def predict_dataset(model, dataset, forward: Optional[Callable] = None,

@@ -20,14 +20,23 @@ from serengeti_tf import config as cfg
 from serengeti_tf.io_utils import atomic_path
 
 
-def extract_features(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+def features_function(model) -> Callable:
+    """The compiled forward pass of `model`'s pooled backbone features (`models.inference`); build it
+    once per model and pass it to `extract_features` for every split."""
+    from serengeti_tf.models.inference import inference_function
+    from serengeti_tf.models.resnet import feature_extractor
+
+    return inference_function(feature_extractor(model))
+
+
+def extract_features(model, dataset, forward: Optional[Callable] = None) -> tuple[np.ndarray, np.ndarray]:
     """Pooled backbone features (float32 `[N, 512]`) and labels (int32) of every `(image, label)`
-    batch, through the compiled forward pass (`models.inference`)."""
-    from serengeti_tf.models.inference import inference_function, predict_dataset
+    batch; `forward` is `features_function(model)` (built here when not given)."""
+    from serengeti_tf.models.inference import predict_dataset
     from serengeti_tf.models.resnet import feature_extractor
 
     features_model = feature_extractor(model)
-    features, labels = predict_dataset(features_model, dataset, inference_function(features_model))
+    features, labels = predict_dataset(features_model, dataset, forward or features_function(model))
     return features, labels.astype(np.int32)
 
 
@@ -82,6 +91,7 @@ def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Cal
     from serengeti_tf.data import pipeline
 
     out, seconds = {}, 0.0
+    forward = features_function(model)  # one compiled pass (one trace) for both splits
     for split in ("train", "val"):
         views = train_views if split == "train" else 1
 
@@ -91,7 +101,7 @@ def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Cal
             else:
                 data = pipeline.make_views_dataset(dataset_dir, split, config, views, pipeline.data_seed(config),
                                                    batch_size=config.eval.batch_size)
-            return extract_features(model, data)
+            return extract_features(model, data, forward)
 
         key = feature_cache_key(views) if split == "train" else split
         feats, labels, took = cached_features(cache_file(key), compute, print_fn, source)
