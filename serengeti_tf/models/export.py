@@ -474,6 +474,7 @@ def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_d
     print_fn(f"int8 calibration: sampling {settings.calibration_images} train-split images "
              f"(seed {settings.calibration_seed})")
     calibration, calibration_note = train_sample(dataset_dir, settings.calibration_images, settings.calibration_seed)
+    calibration = [fit_to(image, *fixed_shape) for image in calibration]
     report.update({"interpreter": interpreter_name(), "labels": "labels.txt", "fixed_shape": list(fixed_shape),
                    "fixed_shape_agreement_on": f"the same images, each fitted to {fixed_shape[0]}x{fixed_shape[1]} "
                                                "(`export.fit_to`) for both the export and the Keras model",
@@ -492,7 +493,7 @@ def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_d
         print_fn(f"converting to TFLite ({variant})")
         file = out / f"model_{variant}.tflite"
         file.write_bytes(convert_tflite(model, variant, class_map, fixed_shape,
-                                        [fit_to(image, *fixed_shape) for image in calibration]))
+                                        calibration if variant == "int8" else None))
         runner = tflite_runner(file)
         checked = agreement(fixed_reference, _each(runner, fitted)) if fixed else \
             agreement(reference, _each(runner, images))
