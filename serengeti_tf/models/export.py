@@ -230,7 +230,7 @@ def _litert_interpreter() -> Optional[type]:
 
 def tflite_interpreter(path: Path, threads: Optional[int] = None):
     """LiteRT's interpreter (`ai-edge-litert`, the runtime TensorFlow's own is deprecated for) when
-    installed, else `tf.lite.Interpreter` (LiteRT has no wheel for some platforms, e.g. Windows)."""
+    installed (the `[tflite]` extra), else `tf.lite.Interpreter`, so a base install still exports."""
     interpreter = _litert_interpreter() or getattr(tf.lite, "Interpreter", None)
     if interpreter is None:  # a TensorFlow that has dropped its interpreter, and no LiteRT
         raise UserError("running a TFLite file needs LiteRT: pip install 'serengeti-tf[tflite]'")
