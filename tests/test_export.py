@@ -225,6 +225,11 @@ def test_export_folder_files_and_report(exported):
                                                                      "quantization": None}
     int8 = report["artifacts"]["tflite_int8"]
     assert int8["input"]["dtype"] == int8["output"]["dtype"] == "uint8"
+    # Integer from input to output: no float island (CAST, DEQUANTIZE) an int8-only runtime cannot run;
+    # a fixed input leaves no shape computation (SHAPE, IF) in either fixed-shape file.
+    assert "CONV_2D" in int8["ops"] and not {"CAST", "DEQUANTIZE", "SHAPE", "IF"} & set(int8["ops"])
+    assert not {"SHAPE", "IF"} & set(report["artifacts"]["tflite_fixed_float32"]["ops"])
+    assert {"SHAPE", "IF"} <= set(report["artifacts"]["tflite_float32"]["ops"])  # the any-size file computes them
     assert int8["output"]["quantization"] == [1 / 256, 0]
     # The calibration sample: all 54 train images (fewer than the default 200), seed 0.
     assert int8["calibration"]["images"] == sum(CLASSES.values()) and int8["calibration"]["seed"] == 0

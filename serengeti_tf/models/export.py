@@ -275,6 +275,18 @@ def tflite_runner(path: Path, threads: Optional[int] = None) -> Callable[[np.nda
     return run
 
 
+def tflite_ops(path: Path) -> list[str]:
+    """The builtin operators a TFLite file uses (what a runtime or the Edge TPU compiler must support)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = flatbuffer_utils.read_model(str(path))
+    # Codes above 127 live in `builtinCode` only; older files keep small ones in the deprecated byte.
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    return sorted({names[codes[op.opcodeIndex]] for graph in model.subgraphs for op in graph.operators})
+
+
 def tflite_io(path: Path) -> dict[str, Any]:
     """Shape (-1: any), dtype and (scale, zero point) of a TFLite file's input and output."""
     runner = tflite_interpreter(path).get_signature_runner(SERVING_SIGNATURE)
@@ -498,7 +510,7 @@ def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_d
         checked = agreement(fixed_reference, _each(runner, fitted)) if fixed else \
             agreement(reference, _each(runner, images))
         report["artifacts"][name] = {"path": file.name, "bytes": file.stat().st_size, **entry, **tflite_io(file),
-                                     **checked}
+                                     "ops": tflite_ops(file), **checked}
 
 
 def _folder_bytes(path: Path) -> int:
