@@ -13,17 +13,21 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Export folder (refused if it holds something else, unless --overwrite).")
 @click.option("--format", "export_format", type=click.Choice(cfg.EXPORT_FORMATS), default=None,
-              help="saved_model (also a JPEG-bytes signature), tflite (float32 and dynamic-range quantised) "
-                   "or keras. [default: saved_model]")
+              help="saved_model (also a JPEG-bytes signature), tflite (float32, dynamic-range, fixed-shape "
+                   "float32 and full-integer int8) or keras. [default: saved_model]")
 @click.option("--agreement-images", type=int, default=None,
               help="Test-split images to compare the export with the run's model on (0 = none). [default: 256]")
+@click.option("--calibration-images", type=int, default=None,
+              help="tflite: train-split images (a seeded sample) the int8 variant is calibrated on. [default: 200]")
 @click.option("--overwrite", is_flag=True, help="Replace an export folder holding another export.")
 @config_options
-def export_command(run_dir, out_dir, export_format, agreement_images, overwrite, config_files, overrides) -> None:
+def export_command(run_dir, out_dir, export_format, agreement_images, calibration_images, overwrite, config_files,
+                   overrides) -> None:
     """Export a training run's model with its eval preprocessing inside: uint8 images of any size in,
     class probabilities out; class names in its assets/metadata. Writes export_report.json/.md."""
     from serengeti_tf.models.export import export_run
 
     config = resolve_config(config_files, overrides, {"export.format": export_format,
-                                                      "export.agreement_images": agreement_images})
+                                                      "export.agreement_images": agreement_images,
+                                                      "export.calibration_images": calibration_images})
     export_run(run_dir, out_dir, config, overwrite=overwrite, print_fn=click.echo)

@@ -209,10 +209,15 @@ class ExperimentConfig:
 class ExportConfig:
     """`serengeti-tf export`: the deployable model's format and its agreement check (`export.py`)."""
 
-    # saved_model | tflite (float32 and dynamic-range quantised) | keras
+    # saved_model | tflite (float32, dynamic-range, fixed-shape float32 and full-integer int8) | keras
     format: str = "saved_model"
     # Test-split images on which the export is compared with the run's Keras model (0: no check).
     agreement_images: int = 256
+    # TFLite fixed-shape variants' input [1, H, W, 3] as [H, W]; empty: the run's input size, square.
+    fixed_shape: list[int] = field(default_factory=list)
+    # TFLite int8 variant: calibrated on a seeded sample of this many train-split images (all if fewer).
+    calibration_images: int = 200
+    calibration_seed: int = 0
 
 
 @dataclass
@@ -314,6 +319,10 @@ _RULES: dict[str, _Rule] = {
     "experiment.phase2_epochs": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "export.format": (lambda v: v in EXPORT_FORMATS, "one of " + ", ".join(EXPORT_FORMATS)),
     "export.agreement_images": (lambda v: v >= 0, "an int >= 0"),
+    "export.fixed_shape": (lambda v: len(v) == 0 or (len(v) == 2 and all(8 <= x <= 4096 for x in v)),
+                           "[] or [height, width], each in [8, 4096]"),
+    "export.calibration_images": (lambda v: 1 <= v <= 10000, "an int in [1, 10000]"),
+    "export.calibration_seed": _SEED_RULE,
 }
 
 

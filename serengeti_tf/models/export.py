@@ -13,13 +13,22 @@ ImageNet normalisation) - the very function `evaluate` and `predict` use, not a 
                             TFLite from the serving signature (input shape [-1, -1, -1, 3]; resize it per
                             image); dynamic-range = int8 weights, float activations. The class map is
                             embedded as TFLite metadata `serengeti_tf.class_map` (JSON).
+    OUT/model_fixed_float32.tflite, OUT/model_int8.tflite
+                            The same model with a fixed input [1, H, W, 3] (`export.fixed_shape`, default
+                            the run's input size, square), for runtimes without dynamic shapes (TFLite
+                            Micro, phone delegates, the Edge TPU compiler). int8 = full-integer: int8
+                            weights and activations, uint8 input (pixels quantised with the input's
+                            scale and zero point, recorded in the report) and uint8 output (probabilities,
+                            scale 1/256), calibrated on a seeded sample of train-split images (`train_sample`).
     OUT/model.keras         Keras model with the preprocessing layer `serengeti_tf>EvalPreprocessing`
                             (loading it needs this package installed; SavedModel and TFLite do not)
     OUT/class_map.json, OUT/labels.txt, OUT/export_report.json/.md (sizes, agreement), OUT/config.yaml
 
 Agreement: on up to `export.agreement_images` test-split images of the run's dataset, each export's
 probabilities are compared with the run's Keras model on the same pixels (max abs difference, top-1
-agreement). An image's size is its own: TFLite and SavedModel get one image per call.
+agreement). An image's size is its own: TFLite and SavedModel get one image per call; the fixed-shape
+variants and their Keras reference get each image fitted to [H, W] (`fit_to`). TFLite files run on
+LiteRT (`ai-edge-litert`, the `[tflite]` extra) when it is installed, else on `tf.lite.Interpreter`.
 
 Differences from `predict`: predict first decodes a file to the dataset's stored size with PIL
 (DCT-scaled decode, EXIF orientation) and then takes the same eval view. The export takes whatever
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -47,7 +57,15 @@ from serengeti_tf.data import pipeline
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError
 
-TFLITE_VARIANTS = ("float32", "dynamic_range")
+TFLITE_VARIANTS = ("float32", "dynamic_range", "fixed_float32", "int8")
+FIXED_SHAPE_VARIANTS = ("fixed_float32", "int8")
+TFLITE_SETTINGS = {
+    "float32": "float32 weights and activations; any input size",
+    "dynamic_range": "dynamic-range quantisation: int8 weights, float32 activations; any input size",
+    "fixed_float32": "float32 weights and activations; fixed input [1, H, W, 3] (TFLite Micro, phone delegates)",
+    "int8": "full-integer quantisation: int8 weights and activations, uint8 input and output; fixed input "
+            "[1, H, W, 3] (Edge TPU compiler, int8-only MCU/NPU kernels)",
+}
 TFLITE_METADATA_NAME = "serengeti_tf.class_map"
 SERVING_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serve_image_bytes"
@@ -73,10 +91,11 @@ class EvalPreprocessing(keras.layers.Layer):
         return {**super().get_config(), "input_size": self.input_size, "builtin_ops": self.builtin_ops}
 
 
-def deployable_model(model: keras.Model, builtin_ops: bool = False) -> keras.Model:
-    """`model` (normalised images -> logits) wrapped as uint8 images of any size -> probabilities."""
+def deployable_model(model: keras.Model, builtin_ops: bool = False, input_dtype: str = "uint8") -> keras.Model:
+    """`model` (normalised images -> logits) wrapped as uint8 images of any size -> probabilities.
+    `input_dtype` float32: the same pixel values as floats (what full-integer conversion quantises)."""
     size = int(model.input_shape[1])
-    images = keras.Input((None, None, 3), dtype="uint8", name="images")
+    images = keras.Input((None, None, 3), dtype=input_dtype, name="images")
     view = EvalPreprocessing(size, builtin_ops, name="eval_preprocessing", dtype="float32")(images)
     probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(model(view))
     return keras.Model(images, probabilities, name=f"{model.name}_deployable")
@@ -146,25 +165,49 @@ def _with_metadata(tflite_bytes: bytes, name: str, payload: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def convert_tflite(model: keras.Model, variant: str, class_map: ClassMap) -> bytes:
-    """TFLite bytes of the deployable model (float32 or dynamic-range quantised: int8 weights, float
-    activations), builtin ops only (no Flex delegate needed), the class map in its metadata."""
+def convert_tflite(model: keras.Model, variant: str, class_map: ClassMap,
+                   fixed_shape: Optional[tuple[int, int]] = None,
+                   calibration: Optional[list[np.ndarray]] = None) -> bytes:
+    """TFLite bytes of the deployable model in one of `TFLITE_VARIANTS`, builtin ops only (no Flex
+    delegate needed), the class map in its metadata. The fixed-shape variants take [1, H, W, 3] with
+    `fixed_shape` = (H, W) (default: the model's input size); int8 needs `calibration`: uint8 images
+    of that shape (the representative data the converter takes activation ranges from)."""
     if variant not in TFLITE_VARIANTS:
         raise UserError(f"TFLite variant must be one of {', '.join(TFLITE_VARIANTS)}, got {variant!r}")
-    deployable = deployable_model(model, builtin_ops=True)
+    size = int(model.input_shape[1])
+    height, width = fixed_shape or (size, size)
+    if variant == "int8" and not calibration:
+        raise UserError("the int8 TFLite variant needs calibration images (train-split images of the run's "
+                        "dataset); none were given")
+    # Full-integer conversion quantises float inputs only: a uint8 graph input would stay behind a
+    # float CAST (which the Edge TPU cannot run), so int8 is traced on float pixels and the converter
+    # makes that input uint8 with the calibrated scale and zero point.
+    dtype = tf.float32 if variant == "int8" else tf.uint8
+    shape = [1, height, width, 3] if variant in FIXED_SHAPE_VARIANTS else [None, None, None, 3]
+    deployable = deployable_model(model, builtin_ops=True, input_dtype=dtype.name)
     # Through Keras' own ExportArchive: a plain tf.function over a Keras 3 model leaves its weights as
     # uninitialised resource variables in the flatbuffer (a 0.1 MB model that outputs NaN).
     archive = keras.export.ExportArchive()
     archive.track(deployable)
     archive.add_endpoint(SERVING_SIGNATURE, lambda images: {"probabilities": deployable(images, training=False)},
-                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+                         input_signature=[tf.TensorSpec(shape, dtype, name="images")])
     with tempfile.TemporaryDirectory(prefix="serengeti-tf-tflite-") as scratch:
         archive.write_out(scratch, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=[SERVING_SIGNATURE])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if variant == "dynamic_range":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        data = converter.convert()
+        elif variant == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                {"images": np.asarray(image, np.float32)[None]} for image in calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+        with warnings.catch_warnings():
+            # int8 calibration runs TensorFlow's own (deprecated) interpreter inside the converter.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            data = converter.convert()
     return _with_metadata(data, TFLITE_METADATA_NAME, class_map.compact_json().encode("utf-8"))
 
 
@@ -177,10 +220,81 @@ def saved_model_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda images: serve(images=tf.constant(images, tf.uint8))["probabilities"].numpy()
 
 
+def _litert_interpreter() -> Optional[type]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    return Interpreter
+
+
+def tflite_interpreter(path: Path, threads: Optional[int] = None):
+    """LiteRT's interpreter (`ai-edge-litert`, the runtime TensorFlow's own is deprecated for) when
+    installed (the `[tflite]` extra), else `tf.lite.Interpreter`, so a base install still exports."""
+    interpreter = _litert_interpreter() or getattr(tf.lite, "Interpreter", None)
+    if interpreter is None:  # a TensorFlow that has dropped its interpreter, and no LiteRT
+        raise UserError("running a TFLite file needs LiteRT: pip install 'serengeti-tf[tflite]'")
+    return interpreter(model_path=str(path), num_threads=threads)
+
+
+def interpreter_name() -> str:
+    """Which interpreter `tflite_interpreter` uses, with its version (for the report)."""
+    from importlib import metadata
+
+    if _litert_interpreter() is not None:
+        return f"LiteRT (ai-edge-litert {metadata.version('ai-edge-litert')})"
+    return f"tf.lite.Interpreter (TensorFlow {tf.__version__}; install serengeti-tf[tflite] for LiteRT)"
+
+
+def _quantised(values: np.ndarray, detail: dict) -> np.ndarray:
+    """Real values as the tensor's dtype: quantised with its (scale, zero point) when it has them."""
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return np.asarray(values).astype(detail["dtype"])
+    limits = np.iinfo(detail["dtype"])
+    return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(detail["dtype"])
+
+
+def _real(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    return (values.astype(np.float32) - zero_point) * scale if scale else values
+
+
 def tflite_runner(path: Path, threads: Optional[int] = None) -> Callable[[np.ndarray], np.ndarray]:
-    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
-    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
-    return lambda images: runner(images=np.asarray(images, np.uint8))["probabilities"]
+    """uint8 images -> probabilities through one TFLite file, whichever its input/output types; a
+    fixed-shape [1, H, W, 3] model is called once per image of a batch."""
+    runner = tflite_interpreter(path, threads).get_signature_runner(SERVING_SIGNATURE)
+    inputs, outputs = runner.get_input_details()["images"], runner.get_output_details()["probabilities"]
+    fixed = int(inputs["shape_signature"][0]) == 1
+
+    def run(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.uint8)
+        if fixed and len(images) > 1:
+            return np.concatenate([run(image[None]) for image in images])
+        return _real(runner(images=_quantised(images, inputs))["probabilities"], outputs)
+    return run
+
+
+def tflite_ops(path: Path) -> list[str]:
+    """The builtin operators a TFLite file uses (what a runtime or the Edge TPU compiler must support)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = flatbuffer_utils.read_model(str(path))
+    # Codes above 127 live in `builtinCode` only; older files keep small ones in the deprecated byte.
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    return sorted({names[codes[op.opcodeIndex]] for graph in model.subgraphs for op in graph.operators})
+
+
+def tflite_io(path: Path) -> dict[str, Any]:
+    """Shape (-1: any), dtype and (scale, zero point) of a TFLite file's input and output."""
+    runner = tflite_interpreter(path).get_signature_runner(SERVING_SIGNATURE)
+    details = {"input": runner.get_input_details()["images"], "output": runner.get_output_details()["probabilities"]}
+    return {name: {"shape": [int(x) for x in d["shape_signature"]], "dtype": np.dtype(d["dtype"]).name,
+                   "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]
+                   if d["quantization"][0] else None}
+            for name, d in details.items()}
 
 
 def keras_runner(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -189,6 +303,10 @@ def keras_runner(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     forward = tf.function(lambda x: tf.nn.softmax(tf.cast(model(pipeline.eval_transform(x, size), training=False),
                                                           tf.float32)), reduce_retracing=True)
     return lambda images: forward(tf.constant(images, tf.uint8)).numpy()
+
+
+def _decoded(record: tf.Tensor) -> np.ndarray:
+    return tf.io.decode_image(pipeline._parse_image_label(record)[0], channels=3, expand_animations=False).numpy()
 
 
 def held_out_images(dataset_dir: Optional[Path], limit: int) -> tuple[list[np.ndarray], str]:
@@ -201,9 +319,43 @@ def held_out_images(dataset_dir: Optional[Path], limit: int) -> tuple[list[np.nd
         return [], f"run's dataset not found ({dataset_dir}); no agreement check"
     files = ds_reader.split_files(dataset_dir, "test")
     records = tf.data.TFRecordDataset(tf.constant(files, dtype=tf.string)).take(limit)
-    images = [tf.io.decode_image(pipeline._parse_image_label(r)[0], channels=3, expand_animations=False).numpy()
-              for r in records]
+    images = [_decoded(r) for r in records]
     return images, f"{len(images)} test-split images of {dataset_dir}"
+
+
+def train_sample(dataset_dir: Optional[Path], count: int, seed: int) -> tuple[list[np.ndarray], str]:
+    """A seeded uniform sample of `count` train-split images (all of them if fewer), decoded uint8 at
+    the stored size, in shard order; and where they came from. Reads only the shards sampled from,
+    each up to its last sampled record."""
+    from serengeti_tf.data import dataset as ds_reader
+
+    if dataset_dir is None or not (Path(dataset_dir) / "shards.json").is_file():
+        return [], f"run's dataset not found ({dataset_dir})"
+    shards = ds_reader.shard_index(dataset_dir)["train"]
+    sizes = np.array([int(s["num_examples"]) for s in shards], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    chosen = np.sort(np.random.default_rng(seed).choice(int(starts[-1]), min(count, int(starts[-1])), replace=False))
+    images = []
+    for shard, start, end in zip(shards, starts[:-1], starts[1:]):
+        wanted = set((chosen[(chosen >= start) & (chosen < end)] - start).tolist())
+        if wanted:
+            records = tf.data.TFRecordDataset(str(Path(dataset_dir) / shard["file"])).take(max(wanted) + 1)
+            images += [_decoded(r) for i, r in enumerate(records) if i in wanted]
+    return images, f"{len(images)} of {int(starts[-1])} train-split images of {dataset_dir} (seed {seed})"
+
+
+def fit_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [h, w, 3] -> uint8 [height, width, 3]: the centred window of the target's aspect ratio,
+    resized as the eval view resizes (antialiased for a > 2x shrink) and rounded. How the fixed-shape
+    variants' agreement and calibration images are made; for a square target it is the eval view's
+    crop and resize, so the model's own view inside is then only the normalisation."""
+    rows, columns = image.shape[:2]
+    scale = min(rows / height, columns / width)
+    window_rows, window_columns = min(rows, round(height * scale)), min(columns, round(width * scale))
+    top, left = (rows - window_rows) // 2, (columns - window_columns) // 2
+    window = tf.constant(image[top:top + window_rows, left:left + window_columns], tf.float32)
+    resized = pipeline._resize(window, height, width, tf.constant(max(window_rows, window_columns)))
+    return np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
 
 
 def agreement(reference: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
@@ -268,6 +420,9 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     fingerprint = {"kind": "serengeti-tf export", "run": str(run_dir.resolve()),
                    "model_sha256": file_digest(model_path),
                    "format": fmt, "agreement_images": config.export.agreement_images}
+    if fmt == "tflite":  # the other formats' fingerprints stay as they were
+        fingerprint.update({key: getattr(config.export, key)
+                            for key in ("fixed_shape", "calibration_images", "calibration_seed")})
     if io_utils.check_output_dir(out_dir, fingerprint, overwrite) and not overwrite:
         print_fn(f"{out_dir} already holds this export; nothing to do (pass --overwrite to export again)")
         return io_utils.read_json(out_dir / "export_report.json")
@@ -297,13 +452,7 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
                 "signatures": [SERVING_SIGNATURE, BYTES_SIGNATURE, NAMES_SIGNATURE],
                 **agreement(reference, _each(saved_model_runner(saved), images))}
         elif fmt == "tflite":
-            for variant in TFLITE_VARIANTS:
-                print_fn(f"converting to TFLite ({variant})")
-                file = tmp / f"model_{variant}.tflite"
-                file.write_bytes(convert_tflite(model, variant, class_map))
-                report["artifacts"][f"tflite_{variant}"] = {
-                    "path": file.name, "bytes": file.stat().st_size,
-                    **agreement(reference, _each(tflite_runner(file), images))}
+            _export_tflite(model, tmp, class_map, dataset_dir, images, reference, config.export, report, print_fn)
         else:
             file = tmp / "model.keras"
             deployable_model(model).save(file)
@@ -325,6 +474,45 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     return report
 
 
+def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
+                   images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig, report: dict,
+                   print_fn: Callable[[str], None]) -> None:
+    """Writes every TFLite variant into `out` and its entry (settings, input/output types, agreement)
+    into `report`; int8 is skipped, with the reason reported, when there is no training data."""
+    size = int(model.input_shape[1])
+    fixed_shape = tuple(settings.fixed_shape) or (size, size)
+    fitted = [fit_to(image, *fixed_shape) for image in images]
+    fixed_reference = _each(keras_runner(model), fitted)
+    print_fn(f"int8 calibration: sampling {settings.calibration_images} train-split images "
+             f"(seed {settings.calibration_seed})")
+    calibration, calibration_note = train_sample(dataset_dir, settings.calibration_images, settings.calibration_seed)
+    calibration = [fit_to(image, *fixed_shape) for image in calibration]
+    report.update({"interpreter": interpreter_name(), "labels": "labels.txt", "fixed_shape": list(fixed_shape),
+                   "fixed_shape_agreement_on": f"the same images, each fitted to {fixed_shape[0]}x{fixed_shape[1]} "
+                                               "(`export.fit_to`) for both the export and the Keras model",
+                   "skipped": {}})
+    for variant in TFLITE_VARIANTS:
+        name, fixed = f"tflite_{variant}", variant in FIXED_SHAPE_VARIANTS
+        entry: dict[str, Any] = {"settings": TFLITE_SETTINGS[variant]}
+        if variant == "int8":
+            if not calibration:
+                report["skipped"][name] = f"no training data to calibrate on: {calibration_note}"
+                print_fn(f"warning: {name} skipped: {report['skipped'][name]}")
+                continue
+            entry["calibration"] = {"images": len(calibration), "requested": settings.calibration_images,
+                                    "seed": settings.calibration_seed, "split": "train", "from": calibration_note,
+                                    "view": f"each fitted to {fixed_shape[0]}x{fixed_shape[1]} (`export.fit_to`)"}
+        print_fn(f"converting to TFLite ({variant})")
+        file = out / f"model_{variant}.tflite"
+        file.write_bytes(convert_tflite(model, variant, class_map, fixed_shape,
+                                        calibration if variant == "int8" else None))
+        runner = tflite_runner(file)
+        checked = agreement(fixed_reference, _each(runner, fitted)) if fixed else \
+            agreement(reference, _each(runner, images))
+        report["artifacts"][name] = {"path": file.name, "bytes": file.stat().st_size, **entry, **tflite_io(file),
+                                     "ops": tflite_ops(file), **checked}
+
+
 def _folder_bytes(path: Path) -> int:
     return int(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()))
 
@@ -340,8 +528,24 @@ def report_markdown(report: dict) -> str:
         diff = "–" if item["max_abs_diff"] is None else f"{item['max_abs_diff']:.2e}"
         top1 = "–" if item["top1_agreement"] is None else f"{item['top1_agreement']:.2%}"
         notes = item.get("needs", "")
+        if "input" in item:  # TFLite: its input and output tensors
+            notes = f"in {_tensor_text(item['input'])}, out {_tensor_text(item['output'])}"
+        if "calibration" in item:
+            sample = item["calibration"]
+            notes += f"; calibrated on {sample['images']} train images (seed {sample['seed']})"
         lines.append(f"| {name} | `{item['path']}` | {item['bytes'] / 1e6:.2f} | {diff} | {top1} | {notes} |")
+    for name, reason in report.get("skipped", {}).items():
+        lines.append(f"| {name} | – | – | – | – | skipped: {reason} |")
+    if "fixed_shape" in report:
+        lines += ["", f"Fixed-shape variants: compared on {report['fixed_shape_agreement_on']}. "
+                  f"TFLite files were run with {report['interpreter']}; class names one a line in `labels.txt`."]
     if report.get("level") == "crop":
         lines += ["", "Trained on detector crops: feed it crops cut with these settings, not whole frames: "
                   + ", ".join(f"{k} {v}" for k, v in report["crops"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _tensor_text(tensor: dict) -> str:
+    quantisation = "" if tensor["quantization"] is None else \
+        f" (scale {tensor['quantization'][0]:.6g}, zero point {tensor['quantization'][1]})"
+    return f"{tensor['dtype']} {tensor['shape']}{quantisation}"
