@@ -110,7 +110,7 @@ def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
         return
     marker = out / "fingerprint.json"
     if not marker.is_file() or not io_utils.same_json(io_utils.read_json(marker), fp):
-        io_utils.claim_output_dir(out, fp, overwrite=False)  # raises the standard refusal message
+        io_utils.claim_output_dir(out, fp, overwrite=False, kind="dataset")  # raises the standard refusal message
 
 
 def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
@@ -171,7 +171,7 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
     if path.is_file() and overwrite:
         existing = ClassMap.read(path).names
         if existing != names:
-            io_utils.reclaim_output_dir(out, fp)
+            io_utils.reclaim_output_dir(out, fp, kind="dataset")
     if path.is_file():
         existing = ClassMap.read(path).names
         if existing != names:
@@ -259,7 +259,7 @@ def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,
     manifest, examples, detections_report = crop_examples(manifest, data)
     timings["read_filter_split_s"] = time.perf_counter() - tick
 
-    resumed = io_utils.claim_output_dir(out, fp, overwrite=overwrite)
+    resumed = io_utils.claim_output_dir(out, fp, overwrite=overwrite, kind="dataset")
     names = class_names_of(examples)
     _claim_class_map(out, names, fp, overwrite)
     cfg.save_config(config, out)

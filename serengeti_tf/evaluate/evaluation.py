@@ -430,7 +430,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split")}}
     io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
     with output_lock(out_dir):  # one process per evaluation folder
-        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale)
+        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale,
+                                         kind="evaluation")
         if done and not overwrite and (out_dir / "metrics.json").is_file():
             log.info("%s already evaluated with the same model and settings; reading it", out_dir)
             return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),

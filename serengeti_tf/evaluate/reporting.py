@@ -487,7 +487,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}
     with output_lock(out_dir):  # one process per report folder
-        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite, kind="report")
         if config is not None:
             cfg.save_config(config, out_dir)
         result = write_report(rows, out_dir, split, title="Comparison of runs",
