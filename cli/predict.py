@@ -6,13 +6,13 @@ import logging
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf_cli.common import OutputPath, config_options, resolve_config
 
 
 @click.command("predict")
 @click.argument("model_or_run", type=click.Path(exists=True))
 @click.argument("inputs", metavar="INPUT", type=click.Path(exists=True))
-@click.option("-o", "--out", "out_csv", type=click.Path(dir_okay=False), default="predictions.csv",
+@click.option("-o", "--out", "out_csv", type=OutputPath(dir_okay=False), default="predictions.csv",
               show_default=True, help="Predictions CSV; .skipped.csv, .captures.csv, .meta.json, "
                                       ".config.yaml are written beside it.")
 @click.option("--top-k", type=int, default=None, help="Species per image in the output (eval.top_k, default 5).")

@@ -34,7 +34,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.data.class_map import ClassMap
+from serengeti_tf.data.class_map import ClassMap, require_same_classes
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
 from serengeti_tf.io_utils import file_digest
@@ -68,6 +68,9 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
         class_map = Path(classes) if classes else source / "class_map.json"
         if not class_map.is_file():
             raise UserError(f"{source}: class_map.json missing; pass --classes class_map.json")
+        if classes:  # a run's own map is the truth: another one would name every prediction wrongly
+            require_same_classes(ClassMap.read(source).names, f"the run {source}", ClassMap.read(classes).names,
+                                 f"--classes {classes}")
         size = image_size or _run_stored_size(source)
     elif source.is_file():
         if source.suffix != ".keras":
@@ -337,8 +340,8 @@ def check_request(top_k: int, batch_size: int, image_size: Optional[int]) -> Non
     """The numeric options of both predict paths, checked before any work."""
     if top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {top_k}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    if not 1 <= batch_size <= cfg.BATCH_SIZE_LIMIT:
+        raise UserError(f"--batch-size must be an int in [1, {cfg.BATCH_SIZE_LIMIT}], got {batch_size}")
     low, high = cfg.IMAGE_SIZE_RANGE
     if image_size is not None and not low <= image_size <= high:
         raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
