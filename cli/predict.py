@@ -27,10 +27,13 @@ from serengeti_tf_cli.common import OutputPath, config_options, resolve_config
               help="MegaDetector batch-output JSON: classify each detection crop; writes per-image (OUT.csv, "
                    "images without detections as empty) and per-crop (OUT.crops.csv) predictions. Crop "
                    "settings: the run's dataset data.crops unless --config/--set data.crops.* is given.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Read listed images outside INPUT's folder (absolute, `..`, symlinks out of it); refused "
+                   "by default.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
 @config_options
 def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, detections,
-            overwrite, config_files, overrides) -> None:
+            allow_outside_root, overwrite, config_files, overrides) -> None:
     """Classify images. INPUT is a folder, a CSV (path[, capture_id]) or a text file of paths.
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
@@ -46,10 +49,11 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
         result = crop_predict.predict_detections(
             model_or_run, inputs, detections, out_csv, crop_config=config.data.crops if given else None,
             top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
-            image_size=image_size, config=config, overwrite=overwrite)
+            image_size=image_size, config=config, overwrite=overwrite, allow_outside_root=allow_outside_root)
         click.echo(crop_predict.summary_text(result))
         return
     result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
                             batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
-                            image_size=image_size, config=config, overwrite=overwrite)
+                            image_size=image_size, config=config, overwrite=overwrite,
+                            allow_outside_root=allow_outside_root)
     click.echo(summary_text(result))

@@ -40,10 +40,13 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--detections", type=click.Path(dir_okay=False),
               help="MegaDetector batch-output JSON: each detection crop becomes one example "
                    "(settings under data.crops: category, threshold, select, padding, square, min_size).")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Read metadata paths outside --image-root (absolute, `..`, symlinks out of it); by default "
+                   "they are dropped as outside_root.")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder holding a different dataset.")
 @config_options
 def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, group_by, seed, workers,
-            detections, overwrite, config_files, overrides) -> None:
+            detections, allow_outside_root, overwrite, config_files, overrides) -> None:
     """Prepare OUT_DIR: filter, split 80/10/10 by capture, and write class-sharded TFRecords.
 
     Rerunning continues an interrupted run and does nothing when the dataset is up to date.
@@ -54,6 +57,6 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
         "data.metadata": metadata, "data.image_root": image_root, "data.source_format": source_format,
         "data.seasons": seasons, "data.image_size": image_size, "data.group_by": group_by,
         "data.seed": seed, "data.workers": workers,
-        "data.detections": detections})
+        "data.detections": detections, "data.allow_outside_root": allow_outside_root or None})
     summary = prepare_dataset(config, out_dir, overwrite=overwrite)
     click.echo(format_summary(summary))

@@ -80,6 +80,9 @@ class DataConfig:
     shard_size: int = 1024
     # Worker processes for image preparation; 0 uses every core.
     workers: int = 0
+    # Read metadata paths that leave data.image_root (absolute, `..`, symlinks out of it); off: such
+    # rows are dropped as `outside_root` (`data/sources/root.py`).
+    allow_outside_root: bool = False
     # MegaDetector batch-output JSON: when set, each detection crop is one example (`crops.py`).
     detections: str = ""
     crops: CropConfig = field(default_factory=CropConfig)

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from serengeti_tf.errors import UserError
 
@@ -244,6 +244,28 @@ def check_kind(path: str | os.PathLike, kind: str) -> None:
                         f"delete it yourself")
     raise UserError(f"{path} holds {_a(existing)} ({KINDS.get(existing, '?')} output), not {_a(kind)}; "
                     f"--overwrite only replaces output of the same kind: choose another folder")
+
+
+def refuse_foreign_files(outputs: Sequence[Path], records: Sequence[Path], kinds: Sequence[str],
+                         what: str) -> None:
+    """Output FILES (predict's CSVs) replace existing files only when serengeti-tf wrote them: one of
+    `records` (JSON written beside them: the final meta, or the work file's) holds a fingerprint whose
+    `kind` is one of `kinds`. A file the user wrote (or another command's, e.g. a dataset's
+    manifest.csv) is never replaced, `--overwrite` or not."""
+    existing = [Path(p) for p in outputs if os.path.lexists(p)]
+    if not existing:
+        return
+    for record in records:
+        try:
+            content = read_json(record) if Path(record).is_file() else None
+        except (UserError, OSError, UnicodeDecodeError):
+            content = None
+        if isinstance(content, dict):
+            fingerprint = content.get("fingerprint", content)
+            if isinstance(fingerprint, dict) and fingerprint.get("kind") in kinds:
+                return
+    raise UserError(f"{existing[0]} exists and was not written by {what}; it is never replaced (--overwrite "
+                    f"only replaces {what} output): choose another output name")
 
 
 def _a(kind: str) -> str:

@@ -59,6 +59,8 @@ def fingerprint(data: DataConfig) -> dict:
     settings = {k: v for k, v in cfg.to_dict(Config(data=data))["data"].items() if k not in _NOT_FINGERPRINTED}
     settings.pop("metadata")
     settings["image_root"] = str(Path(data.image_root).resolve())
+    if not settings["allow_outside_root"]:  # the default: fingerprints stay those of older folders
+        settings.pop("allow_outside_root")
     if data.detections:
         settings["detections"] = {"path": str(Path(data.detections).resolve()),
                                   "sha256": io_utils.file_digest(data.detections)}
@@ -149,9 +151,13 @@ def require_kept(manifest: pd.DataFrame, data: DataConfig, stage: str) -> None:
 
     if (manifest["drop_reason"] == "").any():
         return
-    drops = ", ".join(f"{k} {v}" for k, v in filters.drop_counts(manifest).items() if v)
+    counts = filters.drop_counts(manifest)
+    drops = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+    hint = ("; paths outside the image root are read only with --allow-outside-root"
+            if counts.get("outside_root") else "")
     raise UserError(f"no image left {stage}: {len(manifest)} rows read from "
-                    f"{', '.join(data.metadata) or data.image_root} and all dropped ({drops or 'no reason recorded'})")
+                    f"{', '.join(data.metadata) or data.image_root} and all dropped ({drops or 'no reason recorded'})"
+                    f"{hint}")
 
 
 def class_names_of(manifest: pd.DataFrame) -> list[str]:

@@ -42,6 +42,7 @@ from serengeti_tf.evaluate.predict import (
     list_inputs,
     output_csv_lock,
     output_paths,
+    refuse_foreign_outputs,
     resolve_model,
 )
 
@@ -229,7 +230,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                        out_csv: str | Path, crop_config: Optional[cfg.CropConfig] = None, top_k: int = 5,
                        batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
                        classes: Optional[str | Path] = None, image_size: Optional[int] = None,
-                       config: Optional[cfg.Config] = None, overwrite: bool = False) -> dict[str, Any]:
+                       config: Optional[cfg.Config] = None, overwrite: bool = False,
+                       allow_outside_root: bool = False) -> dict[str, Any]:
     """Classifies the detector crops of `inputs` (see the module doc). `crop_config` defaults to the
     run's dataset settings, else `data.crops` defaults. Returns counts and the output paths."""
     from serengeti_tf.data import detections
@@ -243,9 +245,10 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     stem = paths["predictions"].with_suffix("")
     paths["crops"] = Path(f"{stem}.crops.csv")
     paths["partial_crops"] = paths["predictions"].parent / f".{paths['predictions'].name}.crops.partial"
+    refuse_foreign_outputs(paths)
     with output_csv_lock(paths):
         resolved = resolve_model(model_or_run, classes, image_size)
-        frame = attach_capture_ids(list_inputs(inputs), capture_ids)
+        frame = attach_capture_ids(list_inputs(inputs, allow_outside_root), capture_ids)
         root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \
             Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
         found = detections.read_detections(detections_path, root)

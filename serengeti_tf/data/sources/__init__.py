@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.choices import SOURCE_FORMATS
+from serengeti_tf.data.sources.root import mark_outside_root
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import lazy_function
 
@@ -80,7 +81,8 @@ def detect_format(metadata: Sequence[str], image_root: str) -> str:
 def read_source(data) -> pd.DataFrame:
     """Reads `data.metadata` / `data.image_root` (a `config.DataConfig`) into the manifest table.
 
-    Marks `unlabelled` rows, `multi_species` rows (when `data.drop_multi_species`), repeated
+    Marks rows whose path leaves the image root (`outside_root`, unless `data.allow_outside_root`),
+    `unlabelled` rows, `multi_species` rows (when `data.drop_multi_species`), repeated
     listings of one image (`duplicate`) and rows outside `data.seasons` (`season_excluded`);
     every input row keeps its row in the manifest.
     """
@@ -95,6 +97,8 @@ def read_source(data) -> pd.DataFrame:
         raise UserError(f"source_format '{name}' needs data.metadata (metadata file paths), got none")
     frame = reader(metadata, data.image_root)
     frame = finish_manifest(frame, name)
+    # Every reader's paths pass the one containment check (root.py) before anything opens them.
+    frame = mark_outside_root(frame, data.image_root, allow=getattr(data, "allow_outside_root", False))
     frame = merge_duplicate_paths(frame)
     frame = mark_reader_drops(frame, drop_multi_species=data.drop_multi_species)
     return select_seasons(frame, data.seasons)
@@ -223,7 +227,8 @@ def mark_reader_drops(frame: pd.DataFrame, drop_multi_species: bool = True) -> p
 
 
 def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
-    """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons).
+    """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons but
+    `outside_root`).
 
     Changes `frame` in place (read_source owns it) and returns it. Raises UserError when a requested
     season is not in the data at all.
@@ -236,7 +241,8 @@ def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
     if unknown:
         raise UserError(f"unknown season {', '.join(u[1:] for u in unknown)} (data.seasons): the data holds "
                         f"{'seasons ' + ', '.join(present) if present else 'no season information'}")
-    frame.loc[~frame["season"].isin(wanted), "drop_reason"] = "season_excluded"
+    other_season = ~frame["season"].isin(wanted) & (frame["drop_reason"] != "outside_root")
+    frame.loc[other_season, "drop_reason"] = "season_excluded"
     return frame
 
 
