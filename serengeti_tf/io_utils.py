@@ -180,7 +180,7 @@ def claim_folder_kind(path: str | os.PathLike, kind: str) -> None:
 
 # The kinds of output folder, by the command that writes them.
 KINDS = {"dataset": "prepare", "run": "train", "evaluation": "evaluate", "report": "compare",
-         "export": "export", "demo data": "demo-data", "plan": "plan", "experiment": "experiment",
+         "export": "export", "demo dataset": "demo-data", "plan": "plan", "experiment": "experiment",
          "demo": "demo"}
 # The kind line in OWNED_LOG (file names serengeti-tf writes never start with "#").
 KIND_PREFIX = "#kind "
@@ -198,7 +198,7 @@ def _legacy_kind(path: Path) -> Optional[str]:
         if not isinstance(fp, dict):
             return None
         by_tag = {"serengeti-tf train run": "run", "serengeti-tf compare": "report",
-                  "serengeti-tf export": "export", "demo-data": "demo data", "plan": "plan"}
+                  "serengeti-tf export": "export", "demo-data": "demo dataset", "plan": "plan"}
         tag = fp.get("kind") or fp.get("command")
         if tag in by_tag:
             return by_tag[tag]
@@ -266,6 +266,13 @@ def refuse_foreign_files(outputs: Sequence[Path], records: Sequence[Path], kinds
                 return
     raise UserError(f"{existing[0]} exists and was not written by {what}; it is never replaced (--overwrite "
                     f"only replaces {what} output): choose another output name")
+
+
+def refuse_other_kind(path: str | os.PathLike, kind: str) -> None:
+    """The kind check of `claim_output_dir`, early: a command that reads a lot before claiming its
+    output (compare) refuses a folder of another kind before that work."""
+    if has_content(Path(path)):
+        check_kind(path, kind)
 
 
 def _a(kind: str) -> str:

@@ -254,7 +254,7 @@ def test_overwrite_across_kinds_is_refused_naming_both(tmp_path):
     out = tmp_path / "out"
     claim_output_dir(out, {"a": 1}, kind="run")
     write_text(out / "model.keras", "weights")
-    for kind in ("plan", "report", "demo data", "dataset"):
+    for kind in ("plan", "report", "demo dataset", "dataset"):
         with pytest.raises(UserError, match=f"holds a run \\(train output\\), not an? {kind};") as info:
             claim_output_dir(out, {"b": 1}, overwrite=True, kind=kind)
         assert "\n" not in str(info.value)
@@ -265,7 +265,7 @@ def test_overwrite_across_kinds_is_refused_naming_both(tmp_path):
 @pytest.mark.parametrize("fingerprint, files, kind", [
     ({"kind": "serengeti-tf train run", "config": {}}, [], "run"),
     ({"prepare_format": 1, "image_root": "/x"}, [], "dataset"),
-    ({"command": "demo-data", "seed": 0}, [], "demo data"),
+    ({"command": "demo-data", "seed": 0}, [], "demo dataset"),
     ({"command": "plan", "source": "/x"}, [], "plan"),
     ({"kind": "serengeti-tf compare", "runs": []}, [], "report"),
     ({"model_sha256": "0", "split": "test"}, [], "evaluation"),

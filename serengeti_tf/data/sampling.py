@@ -202,7 +202,7 @@ def read_counts_csv(path: str | Path) -> dict[str, int]:
     if not path.is_file():
         raise UserError(f"counts file not found: {path}")
     try:
-        frame = pd.read_csv(path, keep_default_na=False)
+        frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UserError(f"counts file {path} is not a readable CSV: {str(err).splitlines()[0]}") from None
     column = "count" if "count" in frame.columns else "train" if "train" in frame.columns else None
@@ -211,7 +211,7 @@ def read_counts_csv(path: str | Path) -> dict[str, int]:
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() | ~values.between(0, MAX_COUNT) | (values != values.round())
     if bad.any():
-        raise UserError(f"counts file {path}: {column} must be a whole number in [0, {MAX_COUNT:.0e}], "
+        raise UserError(f"counts file {path}: {column} must be a whole number in [0, {MAX_COUNT:,}], "
                         f"got {frame.loc[bad, column].iloc[0]!r}")
     species = frame["species"].astype(str)
     repeated = species[species.duplicated()]

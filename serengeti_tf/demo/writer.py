@@ -126,7 +126,7 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
     fingerprint = {"command": "demo-data", "generator_version": GENERATOR_VERSION, "scale": float(scale),
                    "seed": seed, "image_size": [width, height], "min_captures_per_class": min_captures_per_class}
     with output_lock(out):  # one process per output folder
-        resumed = claim_output_dir(out, fingerprint, overwrite=overwrite, kind="demo data")
+        resumed = claim_output_dir(out, fingerprint, overwrite=overwrite, kind="demo dataset")
         started = time.monotonic()
         plan = plan_captures(scale, seed, min_captures_per_class)
         canvas = Canvas.of(width, height)
