@@ -356,12 +356,6 @@ def owned_entries(folder: str | os.PathLike) -> set[str]:
     return {line for line in text.splitlines() if line and not line.startswith(KIND_PREFIX)}
 
 
-def _walk_no_links(folder: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """os.walk below `folder` that never enters a symlinked folder."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        yield Path(dirpath), dirnames, filenames
-
-
 def _entry_target(folder: Path, claimed: Path, entry: str) -> Optional[Path]:
     """The path the OWNED_LOG `entry` of `claimed` names, checked to lie inside `folder` without
     passing through a symlink; None when it no longer exists. Raises UserError otherwise."""
@@ -390,7 +384,8 @@ def _deletion_plan(folder: Path) -> tuple[list[Path], list[Path]]:
     to lie inside `folder` and not to be reached through a symlink, before anything is deleted."""
     files: list[Path] = []
     trees: list[Path] = []
-    claimed = [d for d, _, names in _walk_no_links(folder) if MARKER in names]
+    # os.walk never enters a symlinked folder (followlinks=False): a linked claimed folder is not ours.
+    claimed = [Path(d) for d, _, names in os.walk(folder) if MARKER in names]
     for owner in sorted(claimed, key=lambda p: len(p.parts), reverse=True):
         for entry in sorted(owned_entries(owner)):
             target = _entry_target(folder, owner, entry)
@@ -402,8 +397,8 @@ def _deletion_plan(folder: Path) -> tuple[list[Path], list[Path]]:
                 files.append(target)
         files += [owner / MARKER, owner / OWNED_LOG]
     temps = (".*.tmp", ".*.keras.*.keras")  # atomic_path temp names (`model.save_model`'s too)
-    for dirpath, _, names in _walk_no_links(folder):
-        files += [dirpath / n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in temps)]
+    for dirpath, _, names in os.walk(folder):
+        files += [Path(dirpath) / n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in temps)]
     return files, trees
 
 
