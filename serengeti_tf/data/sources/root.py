@@ -77,7 +77,7 @@ def outside_root(paths: pd.Series, image_root: str | os.PathLike) -> pd.Series:
     outside = lexically_outside(paths)
     rest = ~outside & (paths.astype(str) != "")
     if rest.any():
-        outside[rest] = _symlinked_outside(paths[rest].astype(str).map(posixpath.normpath), Path(image_root).resolve())
+        outside[rest] = _symlinked_outside(paths[rest].astype(str), Path(image_root).resolve())
     return outside
 
 
