@@ -86,6 +86,9 @@ BAD_INVOCATIONS = [
     ("experiment {tmp}/experiment.yaml --data {ds} -o {run}", "holds a run (train output), not an experiment;"),
     ("demo -o {old_ds} --smoke", "holds a dataset (prepare output), not a demo;"),
     ("demo -o {foreign} --smoke", "not written by serengeti-tf"),
+    # a copied output folder whose file list names the source images: nothing deleted anywhere
+    ("plan --counts {tmp}/counts/counts.csv -o {tampered} --overwrite",
+     "tampered/.serengeti-tf-files lists '../src/', which lies outside"),
     # -- files the user wrote are never replaced
     ("predict {fake_run} {src} -o {tmp}/my.csv --overwrite",
      "my.csv exists and was not written by serengeti-tf predict"),
@@ -126,7 +129,7 @@ BAD_INVOCATIONS = [
 
 
 # Folders no refused command may change (issue 19: claimed folders of other kinds, a user's CSV).
-PROTECTED = ("src", "ds", "foreign", "run", "demo_data", "old_ds", "linked_src")
+PROTECTED = ("src", "ds", "foreign", "run", "demo_data", "old_ds", "linked_src", "tampered")
 
 
 def terminal_view(line: str) -> str:
@@ -192,6 +195,10 @@ def write_hostile_inputs(tmp: Path, ds: Path) -> dict[str, str]:
     (old_ds / "fingerprint.json").write_text(json.dumps({"prepare_format": 1, "image_root": "/x"}))
     (old_ds / ".serengeti-tf-files").write_text("fingerprint.json\nmanifest.csv\n")
     (old_ds / "manifest.csv").write_text("path,species\n")
+    claim_output_dir(tmp / "tampered", {"command": "plan", "source": "x"}, kind="plan")
+    write_text(tmp / "tampered" / "plan.csv", "ours")
+    with open(tmp / "tampered" / ".serengeti-tf-files", "a") as log:
+        log.write("../src/\n")
     (tmp / "my.csv").write_text("the user's own table\n")
     (tmp / "other_map.json").write_text(json.dumps({"num_classes": 2, "classes": [
         {"index": 0, "name": "b"}, {"index": 1, "name": "a"}]}))
@@ -223,8 +230,8 @@ def write_hostile_inputs(tmp: Path, ds: Path) -> dict[str, str]:
                                             f"linked.jpg,impala\n")
     (linked_src / "outside_list.txt").write_text(f"zebra/0.jpg\n{outside / 'secret.jpg'}\n../outside/secret.jpg\n"
                                                  f"linked.jpg\n")
-    return {"run": str(tmp / "claimed_run"), "demo_data": str(tmp / "demo_data"), "old_ds": str(old_ds),
-            "other_map": str(tmp / "other_map.json"), "huge_map": str(tmp / "huge_map"),
+    return {"run": str(tmp / "claimed_run"), "tampered": str(tmp / "tampered"), "demo_data": str(tmp / "demo_data"),
+            "old_ds": str(old_ds), "other_map": str(tmp / "other_map.json"), "huge_map": str(tmp / "huge_map"),
             "negative_map": str(tmp / "negative_map"), "lila": str(lila), "linked_src": str(linked_src)}
 
 
