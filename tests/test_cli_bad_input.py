@@ -4,7 +4,7 @@ One table for the whole CLI (issue 10): a row is (verb arguments, message fragme
 arguments are templates filled from a small workspace: {src} (a tiny plain-CSV image source),
 {ds} (a tiny prepared dataset), {bad_map} / {no_val} (prepared datasets with a corrupt class map
 / a missing val shard), {fake_run} (a run folder without a real model), {foreign} (a folder
-holding a user's file), {file} (a plain file), {tmp}.
+holding a user's file), {file} (a plain file), {tmp}; the issue-19 ones are made by `write_hostile_inputs`.
 A new verb joins by adding rows. Rows run in-process through Click's CliRunner against the
 command group, so the exit code and message are exactly what the console script shows.
 """
