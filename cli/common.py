@@ -11,6 +11,17 @@ from serengeti_tf import config as cfg
 from serengeti_tf import presets
 from serengeti_tf.registry import Registry
 
+
+class OutputPath(click.Path):
+    """`click.Path` for an output: an empty string is refused (it would mean the working folder or a
+    default, silently)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("must not be empty (got '')", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # Seeds that are not config keys (demo, demo-data): the config's seed range, checked by click.
 SEED = click.IntRange(0, cfg.SEED_LIMIT - 1)
 

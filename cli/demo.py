@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf_cli.common import SEED
+from serengeti_tf_cli.common import SEED, OutputPath
 
 
 @click.command("demo")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo_out",
+@click.option("-o", "--out", "out_dir", type=OutputPath(file_okay=False), default="demo_out",
               show_default=True, help="Folder for the demo's data, prepared shards, runs and report.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=10, show_default=True,
               help="Time budget. The demo times a few training steps on this machine first, then picks "

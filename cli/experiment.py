@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import IMBALANCE_METHODS
-from serengeti_tf_cli.common import NamesInHelp, config_options, resolve_config
+from serengeti_tf_cli.common import NamesInHelp, OutputPath, config_options, resolve_config
 
 
 @click.command("experiment")
 @click.argument("experiment_config", type=click.Path(dir_okay=False, exists=True), required=False)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), required=True,
               help="Prepared dataset folder (from `serengeti-tf prepare`).")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="experiment",
+@click.option("-o", "--out", "out_dir", type=OutputPath(file_okay=False), default="experiment",
               show_default=True, help="Experiment folder: runs/, runs.csv, report/.")
 @click.option("--seeds", type=int, default=None, help="Repeat the grid with this many seeds (mean ± std).")
 @click.option("--samplers", default=None, help="Comma list overriding experiment.samplers, e.g. none,ros,rus.")
@@ -35,6 +35,7 @@ def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, e
 
     config = resolve_config(((experiment_config,) if experiment_config else ()) + config_files, overrides, {
         "experiment.seeds": seeds, "train.epochs": epochs,
-        "experiment.samplers": [s.strip() for s in samplers.split(",")] if samplers else None,
+        # '' is an empty list (refused by validation), not "use the default grid".
+        "experiment.samplers": [s.strip() for s in samplers.split(",") if s.strip()] if samplers is not None else None,
         "experiment.methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None})
     run_experiment(config, data_dir, out_dir, print_fn=click.echo)

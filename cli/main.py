@@ -30,12 +30,23 @@ class ToolGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
+            end_progress_bars()
             raise CommandError(str(err)) from None
         except Exception as err:  # a full disk: OSError(ENOSPC), or TensorFlow's own error types
             message = disk_full_message(err)
             if message is None:
                 raise
+            end_progress_bars()
             raise CommandError(message) from None
+
+
+def end_progress_bars() -> None:
+    """Closes progress bars an error left open, so `Error: ...` starts on a clean line of its own
+    rather than after a bar's text (a closed bar ends its line or clears it)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 @click.group(cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,6 +97,7 @@ def main(argv=None) -> None:
             quiet_start()
         cli.main(args=args, prog_name="serengeti-tf", standalone_mode=False)
     except UserError as err:
+        end_progress_bars()
         click.echo(f"Error: {err}", err=True)
         sys.exit(2)
     except ImportError as err:

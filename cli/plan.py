@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import SAMPLERS
-from serengeti_tf_cli.common import NamesInHelp, config_options, resolve_config
+from serengeti_tf_cli.common import NamesInHelp, OutputPath, config_options, resolve_config
 
 
 @click.command("plan")
@@ -15,7 +15,7 @@ from serengeti_tf_cli.common import NamesInHelp, config_options, resolve_config
               help="Prepared dataset folder (its train counts are used).")
 @click.option("--counts", "counts_csv", type=click.Path(dir_okay=False), default=None,
               help="CSV with columns species,count instead of a prepared dataset.")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("-o", "--out", "out_dir", type=OutputPath(file_okay=False), default=None,
               help="Output folder (default: plan-SAMPLER).")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder holding other output.")
 @config_options

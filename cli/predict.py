@@ -6,13 +6,13 @@ import logging
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf_cli.common import OutputPath, config_options, resolve_config
 
 
 @click.command("predict")
 @click.argument("model_or_run", type=click.Path(exists=True))
 @click.argument("inputs", metavar="INPUT", type=click.Path(exists=True))
-@click.option("-o", "--out", "out_csv", type=click.Path(dir_okay=False), default="predictions.csv",
+@click.option("-o", "--out", "out_csv", type=OutputPath(dir_okay=False), default="predictions.csv",
               show_default=True, help="Predictions CSV; .skipped.csv, .captures.csv, .meta.json, "
                                       ".config.yaml are written beside it.")
 @click.option("--top-k", type=int, default=None, help="Species per image in the output (eval.top_k, default 5).")
@@ -42,11 +42,14 @@ from serengeti_tf_cli.common import config_options, resolve_config
 @click.option("--scientific-names", type=click.Path(dir_okay=False, exists=True), default=None,
               help="CSV label,scientificName read before the shipped Snapshot Serengeti names "
                    "(eval.scientific_names); used by --md-out descriptions and --camtrap-dp-out.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Read listed images outside INPUT's folder (absolute, `..`, symlinks out of it); refused "
+                   "by default.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output made with another model or inputs.")
 @config_options
 def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures, image_size, detections,
-            strip_prefix, md_out, group_by_time, camtrap_dp_out, scientific_names, overwrite, config_files,
-            overrides) -> None:
+            strip_prefix, md_out, group_by_time, camtrap_dp_out, scientific_names, allow_outside_root, overwrite,
+            config_files, overrides) -> None:
     """Classify images. INPUT is a folder, a CSV (path[, capture_id]), a text file of paths or a
     Camtrap DP datapackage.json (its image media).
 
@@ -75,13 +78,13 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
             model_or_run, inputs, detections, out_csv, crop_config=config.data.crops if given else None,
             top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
             image_size=image_size, config=config, overwrite=overwrite, strip_prefix=strip_prefix, md_out=md_out,
-            group_by_time=group_by_time)
+            group_by_time=group_by_time, allow_outside_root=allow_outside_root)
         click.echo(crop_predict.summary_text(result))
     else:
         result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
                                 batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
                                 image_size=image_size, config=config, overwrite=overwrite,
-                                group_by_time=group_by_time)
+                                group_by_time=group_by_time, allow_outside_root=allow_outside_root)
         click.echo(summary_text(result))
     if camtrap_dp_out:
         written = camtrap.write_camtrap_dp(camtrap_dp_out, inputs, result["outputs"],

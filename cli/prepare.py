@@ -43,10 +43,13 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--strip-prefix", help="Removed from the start of the MD file's image paths (e.g. 'C:\\cams\\'; "
                                     "data.detections_strip_prefix). Absolute paths are otherwise rebased onto "
                                     "--image-root by finding their files there.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Read metadata paths outside --image-root (absolute, `..`, symlinks out of it); by default "
+                   "they are dropped as outside_root.")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder holding a different dataset.")
 @config_options
 def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, group_by, seed, workers,
-            detections, strip_prefix, overwrite, config_files, overrides) -> None:
+            detections, strip_prefix, allow_outside_root, overwrite, config_files, overrides) -> None:
     """Prepare OUT_DIR: filter, split 80/10/10 by capture, and write class-sharded TFRecords.
 
     Rerunning continues an interrupted run and does nothing when the dataset is up to date.
@@ -57,6 +60,7 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
         "data.metadata": metadata, "data.image_root": image_root, "data.source_format": source_format,
         "data.seasons": seasons, "data.image_size": image_size, "data.group_by": group_by,
         "data.seed": seed, "data.workers": workers,
-        "data.detections": detections, "data.detections_strip_prefix": strip_prefix})
+        "data.detections": detections, "data.detections_strip_prefix": strip_prefix,
+        "data.allow_outside_root": allow_outside_root or None})
     summary = prepare_dataset(config, out_dir, overwrite=overwrite)
     click.echo(format_summary(summary))

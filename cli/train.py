@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import CLASS_WEIGHTINGS, HEAD_REBALANCINGS, LOSSES, SAMPLERS, STRATEGIES
-from serengeti_tf_cli.common import RegistryChoice, config_options, resolve_config
+from serengeti_tf_cli.common import OutputPath, RegistryChoice, config_options, resolve_config
 
 
 @click.command("train")
@@ -16,7 +16,7 @@ from serengeti_tf_cli.common import RegistryChoice, config_options, resolve_conf
                    "of an --init phase-1 model on the original data. [default: 1]")
 @click.option("--sampler", type=RegistryChoice(SAMPLERS), default=None,
               help="Phase-1 re-balancing (none = the paper's baseline). [default: none]")
-@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--run-dir", type=OutputPath(file_okay=False), default=None,
               help="Run folder. [default: runs/<sampler>-phase<k>-seed<s>]")
 @click.option("--init", "init_run", type=click.Path(file_okay=False), default=None,
               help="Phase-1 run folder a phase-2 run starts from (required with --phase 2).")

@@ -81,6 +81,9 @@ class DataConfig:
     shard_size: int = 1024
     # Worker processes for image preparation; 0 uses every core.
     workers: int = 0
+    # Read metadata paths that leave data.image_root (absolute, `..`, symlinks out of it); off: such
+    # rows are dropped as `outside_root` (`data/sources/root.py`).
+    allow_outside_root: bool = False
     # MegaDetector batch-output JSON: when set, each detection crop is one example (`crops.py`).
     detections: str = ""
     # Removed from the start of the MD file's image paths (e.g. `C:\\cams\\` from a Windows run).
@@ -233,6 +236,8 @@ class Config:
 
 # Stored image sizes (shorter side, pixels) prepare and predict accept.
 IMAGE_SIZE_RANGE = (16, 4096)
+# Largest batch (images per step): beyond it one batch of 224 px images no longer fits any device.
+BATCH_SIZE_LIMIT = 65536
 # Seeds go to numpy's and TensorFlow's generators, which take 0 <= seed < 2**32.
 SEED_LIMIT = 2 ** 32
 _SEED_RULE = (lambda v: 0 <= v < SEED_LIMIT, "an int in [0, 2**32 - 1] (a random generator seed)")
@@ -282,7 +287,7 @@ _RULES: dict[str, _Rule] = {
     "model.input_size": (lambda v: 32 <= v <= 1024, "an int in [32, 1024]"),
     "train.phase": (lambda v: v in (1, 2), "1 or 2"),
     "train.epochs": (lambda v: v >= 1, "an int >= 1"),
-    "train.batch_size": (lambda v: v >= 1, "an int >= 1"),
+    "train.batch_size": (lambda v: 1 <= v <= BATCH_SIZE_LIMIT, f"an int in [1, {BATCH_SIZE_LIMIT}]"),
     "train.learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
     "train.optimizer": (lambda v: v in ("adam", "sgd"), "one of adam, sgd"),
     "train.early_stopping_patience": (lambda v: v >= 0, "an int >= 0 (0 disables it)"),
@@ -307,7 +312,7 @@ _RULES: dict[str, _Rule] = {
     "train.feature_views": (lambda v: 1 <= v <= 64, "an int in [1, 64]"),
     "eval.split": (lambda v: v in ("train", "val", "test"), "one of train, val, test"),
     "eval.top_k": (lambda v: v >= 1, "an int >= 1"),
-    "eval.batch_size": (lambda v: v >= 1, "an int >= 1"),
+    "eval.batch_size": (lambda v: 1 <= v <= BATCH_SIZE_LIMIT, f"an int in [1, {BATCH_SIZE_LIMIT}]"),
     "eval.bootstrap_samples": (lambda v: v >= 0, "an int >= 0"),
     "eval.head_min": (lambda v: v >= 1, "an int >= 1"),
     "eval.tail_max": (lambda v: v >= 1, "an int >= 1"),
@@ -420,6 +425,9 @@ def load_yaml(path: str | Path) -> dict:
         raise UserError(f"config: file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise UserError(f"config: {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                        f"{err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise UserError(f"config: {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

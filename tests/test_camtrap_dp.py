@@ -479,3 +479,16 @@ def test_camtrap_dp_out_refuses_a_folder_of_other_files_before_predicting(phase1
                          tmp_path / "taken"])
     assert result.exit_code != 0 and "already holds other files" in result.output
     assert not (tmp_path / "pred.csv").exists() and (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+
+
+def test_a_resource_path_outside_the_package_folder_is_refused(tmp_path):
+    from serengeti_tf.data.sources import camtrap_dp
+
+    (tmp_path / "elsewhere.csv").write_text("a,b\n1,2\n")
+    package = tmp_path / "pkg" / "datapackage.json"
+    package.parent.mkdir()
+    descriptor = {"resources": [{"name": name, "path": "../elsewhere.csv"}
+                                for name in ("deployments", "media", "observations")]}
+    package.write_text(json.dumps(descriptor))
+    with pytest.raises(UserError, match="outside the package folder"):
+        camtrap_dp.read_package(package)

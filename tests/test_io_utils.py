@@ -198,3 +198,113 @@ def test_atomic_dir_replaces_only_on_success_and_clears_stale_attempts(tmp_path)
         with atomic_dir(out):
             raise AssertionError("the block must not run")
     assert (out / "notes.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- --overwrite cannot escape (issue 19)
+def _claimed_with_list(tmp_path, entries: list[str]):
+    """A claimed output folder `out` whose owned-files list was tampered with to hold `entries`,
+    and a victim folder beside it holding a user's file."""
+    from serengeti_tf.io_utils import OWNED_LOG
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("the user's")
+    out = tmp_path / "out"
+    claim_output_dir(out, {"a": 1}, kind="plan")
+    write_text(out / "plan.csv", "ours")
+    with open(out / OWNED_LOG, "a") as log:
+        log.writelines(entry.format(victim=victim) + "\n" for entry in entries)
+    return out, victim
+
+
+@pytest.mark.parametrize("entries", [
+    ["../victim/"], ["../victim/precious.txt"], ["{victim}/"], ["{victim}/precious.txt"], ["sub/../../victim/"],
+    ["link/precious.txt"], ["link/"], ["./"]], ids=["relative-dir", "relative-file", "absolute-dir",
+                                                   "absolute-file", "dotdot-inside", "via-symlink", "symlink-dir",
+                                                   "the-folder"])
+def test_tampered_owned_list_deletes_nothing_anywhere(tmp_path, entries):
+    out, victim = _claimed_with_list(tmp_path, entries)
+    (out / "link").symlink_to(victim, target_is_directory=True)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    if entries == ["link/"]:  # the link itself is ours to remove; its target is never followed
+        claim_output_dir(out, {"a": 2}, overwrite=True, kind="plan")
+        assert not os.path.lexists(out / "link") and (victim / "precious.txt").read_text() == "the user's"
+        return
+    with pytest.raises(UserError, match="refusing --overwrite, nothing was deleted") as info:
+        claim_output_dir(out, {"a": 2}, overwrite=True, kind="plan")
+    assert "\n" not in str(info.value)
+    # Nothing deleted outside the folder, and nothing at all inside it (no partial overwrite).
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert (out / "link").is_symlink()
+
+
+def test_nested_claimed_folder_through_a_symlink_is_not_entered(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    claim_output_dir(elsewhere, {"b": 1}, kind="evaluation")
+    write_text(elsewhere / "metrics.json", "{}")
+    out = tmp_path / "out"
+    claim_output_dir(out, {"a": 1}, kind="run")
+    (out / "eval").symlink_to(elsewhere, target_is_directory=True)
+    claim_output_dir(out, {"a": 2}, overwrite=True, kind="run")
+    assert (elsewhere / "metrics.json").read_text() == "{}" and (elsewhere / "fingerprint.json").is_file()
+
+
+# ---------------------------------------------------------------- kinds: no --overwrite across kinds
+def test_overwrite_across_kinds_is_refused_naming_both(tmp_path):
+    out = tmp_path / "out"
+    claim_output_dir(out, {"a": 1}, kind="run")
+    write_text(out / "model.keras", "weights")
+    for kind in ("plan", "report", "demo dataset", "dataset"):
+        with pytest.raises(UserError, match=f"holds a run \\(train output\\), not an? {kind};") as info:
+            claim_output_dir(out, {"b": 1}, overwrite=True, kind=kind)
+        assert "\n" not in str(info.value)
+    assert (out / "model.keras").read_text() == "weights"
+    assert claim_output_dir(out, {"a": 2}, overwrite=True, kind="run") is False  # same kind: allowed
+
+
+@pytest.mark.parametrize("fingerprint, files, kind", [
+    ({"kind": "serengeti-tf train run", "config": {}}, [], "run"),
+    ({"prepare_format": 1, "image_root": "/x"}, [], "dataset"),
+    ({"command": "demo-data", "seed": 0}, [], "demo dataset"),
+    ({"command": "plan", "source": "/x"}, [], "plan"),
+    ({"kind": "serengeti-tf compare", "runs": []}, [], "report"),
+    ({"model_sha256": "0", "split": "test"}, [], "evaluation"),
+    (None, ["runs.csv"], "experiment"),
+    (None, ["demo.json"], "demo"),
+])
+def test_folders_written_before_kinds_are_recognised_by_their_files(tmp_path, fingerprint, files, kind):
+    from serengeti_tf.io_utils import folder_kind
+
+    if fingerprint is not None:
+        (tmp_path / "fingerprint.json").write_text(json.dumps(fingerprint))
+    for name in files:
+        (tmp_path / name).write_text("x")
+    assert folder_kind(tmp_path) == kind
+
+
+def test_old_folder_of_unknown_kind_is_never_overwritten(tmp_path):
+    (tmp_path / "fingerprint.json").write_text(json.dumps({"something": "else"}))
+    (tmp_path / ".serengeti-tf-files").write_text("fingerprint.json\nresult.csv\n")
+    (tmp_path / "result.csv").write_text("x")
+    with pytest.raises(UserError, match="a kind this version cannot tell"):
+        claim_output_dir(tmp_path, {"a": 1}, overwrite=True, kind="plan")
+    assert (tmp_path / "result.csv").is_file()
+
+
+def test_folder_kind_commands_resume_their_own_folder_and_refuse_others(tmp_path):
+    from serengeti_tf.io_utils import claim_folder_kind
+
+    claim_folder_kind(tmp_path / "exp", "experiment")
+    write_text(tmp_path / "exp" / "runs.csv", "x")
+    claim_folder_kind(tmp_path / "exp", "experiment")  # a rerun continues
+    with pytest.raises(UserError, match="holds an experiment .*, not a demo"):
+        claim_folder_kind(tmp_path / "exp", "demo")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    with pytest.raises(UserError, match="not written by serengeti-tf"):
+        claim_folder_kind(tmp_path / "mine", "demo")
+    legacy = tmp_path / "legacy_demo"  # a demo folder from before kinds: adopted, not refused
+    legacy.mkdir()
+    (legacy / "demo.json").write_text("{}")
+    claim_folder_kind(legacy, "demo")
+    assert (legacy / "fingerprint.json").is_file()

@@ -382,7 +382,8 @@ def test_issue_victim_case_on_a_copy_of_the_real_sample(shared_data, tmp_path):
 
 def test_dangling_symlink_in_a_class_folder_is_a_missing_file_drop(tmp_path):
     root = make_class_folders(tmp_path / "classes", ("zebra", "impala"), 3)
-    (root / "zebra" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    # Dangling, pointing inside the root (a link leading out of it is an outside_root drop instead).
+    (root / "zebra" / "gone.jpg").symlink_to(root / "nowhere.jpg")
     config = cfg.resolve(updates=[{"data": {"image_root": str(root), "image_size": 16, "workers": 1}}])
     summary = prepare_dataset(config, tmp_path / "ds", progress=False)
     assert summary["drops"]["missing_file"] == 1 and summary["images_kept"] == 6

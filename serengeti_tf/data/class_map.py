@@ -19,6 +19,34 @@ from serengeti_tf.errors import UserError
 FILE_NAME = "class_map.json"
 
 
+def check_entries(path, pairs: list, num_classes: Any) -> None:
+    """Refuses a class map whose indices are not exactly 0..N-1 (ints, each once), whose names are not
+    distinct non-empty strings, or whose `num_classes` (when given) is not N."""
+    indices = [i for i, _ in pairs]
+    names = [n for _, n in pairs]
+    if not pairs or any(isinstance(i, bool) or not isinstance(i, int) for i in indices) \
+            or sorted(indices) != list(range(len(pairs))):
+        raise UserError(f"{path}: class indices must be 0..N-1, each once, got {sorted(map(str, indices))[:5]}"
+                        f"{'...' if len(indices) > 5 else ''} ({len(pairs)} classes)")
+    if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
+        raise UserError(f"{path}: class names must be distinct non-empty strings")
+    if num_classes is not None and (isinstance(num_classes, bool) or num_classes != len(pairs)):
+        raise UserError(f"{path}: num_classes is {num_classes!r} but {len(pairs)} classes are listed")
+
+
+def require_same_classes(expected: Sequence[str], expected_from: str, given: Sequence[str], given_from: str) -> None:
+    """Refuses class names `given` (e.g. a --classes file or a dataset) that differ from the ones
+    a model was trained with (`expected`): every label would be wrong."""
+    if list(expected) == list(given):
+        return
+    first = next((i for i, (a, b) in enumerate(zip(expected, given)) if a != b), min(len(expected), len(given)))
+    raise UserError(f"{given_from} has classes that differ from {expected_from} ({len(given)} vs {len(expected)} "
+                    f"classes; first difference at index {first}: "
+                    f"{given[first] if first < len(given) else '-'!r} vs "
+                    f"{expected[first] if first < len(expected) else '-'!r}); labels would be wrong: use the "
+                    f"class map the model was trained with")
+
+
 @dataclasses.dataclass(frozen=True)
 class ClassMap:
     """A class map as stored; `content` is the file's JSON object, written back unchanged."""
@@ -45,10 +73,11 @@ class ClassMap:
             raise UserError(f"{path} not found")
         content = read_json(path)  # a corrupt file is a one-line CorruptFileError
         try:
-            [(c["index"], c["name"]) for c in content["classes"]]
+            pairs = [(c["index"], c["name"]) for c in content["classes"]]
         except (KeyError, TypeError) as err:
             raise UserError(f"{path} is not a class_map.json (expected {{'classes': [{{'index', 'name'}}]}}): "
                             f"{err}") from None
+        check_entries(path, pairs, content.get("num_classes"))
         return cls(content)
 
     def write(self, path: str | os.PathLike) -> None:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from serengeti_tf.species import EMPTY, HUMAN
 
 # Every reason in the order reports list them (`kept` first).
-DROP_REASONS: tuple[str, ...] = ("season_excluded", "unlabelled", "duplicate", "empty", "human",
+DROP_REASONS: tuple[str, ...] = ("outside_root", "season_excluded", "unlabelled", "duplicate", "empty", "human",
                                  "multi_species", "missing_file", "corrupt_image")
 
 

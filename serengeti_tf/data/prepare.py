@@ -59,6 +59,8 @@ def fingerprint(data: DataConfig) -> dict:
     settings = {k: v for k, v in cfg.to_dict(Config(data=data))["data"].items() if k not in _NOT_FINGERPRINTED}
     settings.pop("metadata")
     settings["image_root"] = str(Path(data.image_root).resolve())
+    if not settings["allow_outside_root"]:  # the default: fingerprints stay those of older folders
+        settings.pop("allow_outside_root")
     if data.detections:
         settings["detections"] = {"path": str(Path(data.detections).resolve()),
                                   "sha256": io_utils.file_digest(data.detections)}
@@ -117,7 +119,7 @@ def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
         return
     marker = out / "fingerprint.json"
     if not marker.is_file() or not io_utils.same_json(io_utils.read_json(marker), fp):
-        io_utils.claim_output_dir(out, fp, overwrite=False)  # raises the standard refusal message
+        io_utils.claim_output_dir(out, fp, overwrite=False, kind="dataset")  # raises the standard refusal message
 
 
 def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
@@ -158,9 +160,13 @@ def require_kept(manifest: pd.DataFrame, data: DataConfig, stage: str) -> None:
 
     if (manifest["drop_reason"] == "").any():
         return
-    drops = ", ".join(f"{k} {v}" for k, v in filters.drop_counts(manifest).items() if v)
+    counts = filters.drop_counts(manifest)
+    drops = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+    hint = ("; paths outside the image root are read only with --allow-outside-root"
+            if counts.get("outside_root") else "")
     raise UserError(f"no image left {stage}: {len(manifest)} rows read from "
-                    f"{', '.join(data.metadata) or data.image_root} and all dropped ({drops or 'no reason recorded'})")
+                    f"{', '.join(data.metadata) or data.image_root} and all dropped ({drops or 'no reason recorded'})"
+                    f"{hint}")
 
 
 def class_names_of(manifest: pd.DataFrame) -> list[str]:
@@ -180,7 +186,7 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
     if path.is_file() and overwrite:
         existing = ClassMap.read(path).names
         if existing != names:
-            io_utils.reclaim_output_dir(out, fp)
+            io_utils.reclaim_output_dir(out, fp, kind="dataset")
     if path.is_file():
         existing = ClassMap.read(path).names
         if existing != names:
@@ -268,7 +274,7 @@ def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,
     manifest, examples, detections_report = crop_examples(manifest, data)
     timings["read_filter_split_s"] = time.perf_counter() - tick
 
-    resumed = io_utils.claim_output_dir(out, fp, overwrite=overwrite)
+    resumed = io_utils.claim_output_dir(out, fp, overwrite=overwrite, kind="dataset")
     names = class_names_of(examples)
     _claim_class_map(out, names, fp, overwrite)
     cfg.save_config(config, out)

@@ -192,23 +192,33 @@ def plan_totals(plan: pd.DataFrame) -> dict[str, int]:
             "undersampled": int((plan["target"] < plan["original"]).sum())}
 
 
+# Largest per-class count a counts CSV may give (far beyond any camera-trap dataset; int64-safe).
+MAX_COUNT = 10 ** 12
+
+
 def read_counts_csv(path: str | Path) -> dict[str, int]:
     """Reads a `species,count` CSV (a `train` column is accepted instead of `count`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"counts file not found: {path}")
     try:
-        frame = pd.read_csv(path, keep_default_na=False)
+        frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UserError(f"counts file {path} is not a readable CSV: {str(err).splitlines()[0]}") from None
     column = "count" if "count" in frame.columns else "train" if "train" in frame.columns else None
     if "species" not in frame.columns or column is None:
         raise UserError(f"counts file {path} must have columns species,count; got {list(frame.columns)}")
     values = pd.to_numeric(frame[column], errors="coerce")
-    if values.isna().any():
-        bad = frame.loc[values.isna(), column].iloc[0]
-        raise UserError(f"counts file {path}: {column} must be a number, got {bad!r}")
-    return dict(zip(frame["species"].astype(str), values.astype(np.int64).tolist()))
+    bad = values.isna() | ~values.between(0, MAX_COUNT) | (values != values.round())
+    if bad.any():
+        raise UserError(f"counts file {path}: {column} must be a whole number in [0, {MAX_COUNT:,}], "
+                        f"got {frame.loc[bad, column].iloc[0]!r}")
+    species = frame["species"].astype(str)
+    repeated = species[species.duplicated()]
+    if not repeated.empty:
+        raise UserError(f"counts file {path} lists species {repeated.iloc[0]!r} more than once; give each species "
+                        f"one row")
+    return dict(zip(species, values.astype(np.int64).tolist()))
 
 
 def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
@@ -229,7 +239,7 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
     source = str(Path(data_dir if data_dir is not None else counts_csv).resolve())
     with output_lock(out_dir):  # one process per output folder
         claim_output_dir(out_dir, {"command": "plan", "source": source, "sampler": cfg.to_dict(config)["sampler"]},
-                         overwrite=overwrite)
+                         overwrite=overwrite, kind="plan")
         out = Path(out_dir)
         cfg.save_config(config, out)
         write_csv(out / "plan.csv", plan)

@@ -24,9 +24,13 @@ def check_scale(scale: float) -> None:
         raise UserError(f"demo-data: scale must be a number in (0, 1], got {scale!r}")
 
 
+# Bounds --min-captures: 1,000 captures for each of 52 classes is already ~150,000 drawn images.
+MAX_MIN_CAPTURES = 1000
+
+
 def check_min_captures(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"demo-data: min_captures_per_class must be an int >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MIN_CAPTURES:
+        raise UserError(f"demo-data: min_captures_per_class must be an int in [1, {MAX_MIN_CAPTURES}], got {value!r}")
 
 
 def paper_train_counts() -> dict[str, int]:

@@ -134,7 +134,7 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
         check_long_tail(long_tail)
         fingerprint["long_tail"] = asdict(long_tail)
     with output_lock(out):  # one process per output folder
-        resumed = claim_output_dir(out, fingerprint, overwrite=overwrite)
+        resumed = claim_output_dir(out, fingerprint, overwrite=overwrite, kind="demo dataset")
         started = time.monotonic()
         plan = plan_captures(scale, seed, min_captures_per_class, long_tail)
         canvas = Canvas.of(width, height)

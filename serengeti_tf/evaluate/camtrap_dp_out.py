@@ -227,7 +227,7 @@ def write_camtrap_dp(out_dir: str | Path, package: str | Path, outputs: Mapping[
                    "package_sha256": io_utils.file_digest(package), "model_sha256": model_sha256,
                    "predictions_sha256": io_utils.file_digest(outputs["predictions"]),
                    "scientific_names": io_utils.file_digest(scientific_names) if scientific_names else ""}
-    io_utils.claim_output_dir(out, fingerprint, overwrite=overwrite, marker=MARKER)
+    io_utils.claim_output_dir(out, fingerprint, overwrite=overwrite, marker=MARKER, kind="camtrap dp package")
 
     labels = sorted(set(predictions.get("predicted", pd.Series(dtype=str)).astype(str))
                     | set(crops["predicted"].astype(str) if crops is not None else []))

@@ -43,6 +43,7 @@ from serengeti_tf.evaluate.predict import (
     input_paths,
     output_csv_lock,
     output_paths,
+    refuse_foreign_outputs,
     resolve_model,
 )
 
@@ -249,7 +250,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                        classes: Optional[str | Path] = None, image_size: Optional[int] = None,
                        config: Optional[cfg.Config] = None, overwrite: bool = False, strip_prefix: str = "",
                        md_out: Optional[str | Path] = None, group_by_time: Optional[float] = None,
-                       describe: Optional[Callable[[str], str]] = None) -> dict[str, Any]:
+                       describe: Optional[Callable[[str], str]] = None,
+                       allow_outside_root: bool = False) -> dict[str, Any]:
     """Classifies the detector crops of `inputs` (see the module doc). `crop_config` defaults to the
     run's dataset settings, else `data.crops` defaults. Returns counts and the output paths.
 
@@ -272,9 +274,10 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     stem = paths["predictions"].with_suffix("")
     paths["crops"] = Path(f"{stem}.crops.csv")
     paths["partial_crops"] = paths["predictions"].parent / f".{paths['predictions'].name}.crops.partial"
+    refuse_foreign_outputs(paths)
     with output_csv_lock(paths):
         resolved = resolve_model(model_or_run, classes, image_size)
-        frame, exif_counts = input_frame(inputs, capture_ids, group_by_time)
+        frame, exif_counts = input_frame(inputs, capture_ids, group_by_time, allow_outside_root)
         root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \
             Path(inputs) if not isinstance(inputs, (list, tuple)) else Path(".")
         found = detections.read_detections(detections_path, root, strip_prefix=strip_prefix)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
+from serengeti_tf.data.class_map import require_same_classes
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.bootstrap import SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
@@ -108,6 +109,14 @@ def top_k_frame(y_prob: np.ndarray, class_names: Sequence[str], k: int) -> pd.Da
 # ----------------------------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------------------------
+
+def check_top_k(top_k: int, num_classes: int) -> None:
+    """Refuses a k above the number of classes: top-k accuracy would be 1.0 by construction. The
+    default k is the exception: on a dataset with fewer classes it is shown as k = classes."""
+    if top_k > num_classes and top_k != cfg.EvalConfig().top_k:
+        raise UserError(f"--top-k / eval.top_k is {top_k} but the model has {num_classes} classes; top-k "
+                        f"accuracy would be 1.0 by construction: choose k <= {num_classes}")
+
 
 def summary_scores(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int, top_k: int) -> dict[str, Any]:
     """Accuracy, top-k accuracy and every `metrics.scores_from_counts` score (macro/weighted P/R/F1
@@ -418,9 +427,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     lineage = read_lineage(run_dir)
     data_dir = resolve_dataset_dir(run_dir, lineage, dataset_dir)
     names = run_class_names(run_dir)
-    if ds.class_names(data_dir) != names:
-        raise UserError(f"{run_dir} was trained on classes {names[:5]}... but {data_dir} has "
-                        f"{ds.class_names(data_dir)[:5]}...; pass the dataset the run was trained on")
+    require_same_classes(names, f"the run {run_dir}", ds.class_names(data_dir), f"the dataset {data_dir}")
+    check_top_k(run_config.eval.top_k, len(names))
     ds.check_shards(data_dir)
     out_dir = run_dir / eval_dir_name(split)
     eval_settings = cfg.to_dict(run_config)["eval"]
@@ -430,7 +438,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split", "scientific_names")}}
     io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
     with output_lock(out_dir):  # one process per evaluation folder
-        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale)
+        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale,
+                                         kind="evaluation")
         if done and not overwrite and (out_dir / "metrics.json").is_file():
             log.info("%s already evaluated with the same model and settings; reading it", out_dir)
             return _result(out_dir, io_utils.read_json(out_dir / "metrics.json"),

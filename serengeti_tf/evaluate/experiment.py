@@ -30,7 +30,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import refuse_overlap, write_csv
+from serengeti_tf.io_utils import claim_folder_kind, refuse_overlap, write_csv
 from serengeti_tf.locks import output_lock
 
 
@@ -134,6 +134,7 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
     refuse_overlap(out_dir, {"--data": dataset_dir, "--init-weights": config.train.init_weights},
                    what="experiment folder")
     with output_lock(out_dir):  # one process per experiment folder
+        claim_folder_kind(out_dir, "experiment")
         return _run_grid(config, dataset_dir, out_dir, print_fn)
 
 

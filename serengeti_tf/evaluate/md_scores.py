@@ -140,7 +140,8 @@ def score_md_classifications(md_path: str | Path, labels: str | Path, out_dir: s
         found = detections.read_detections(md_path, settings["image_root"], strip_prefix=strip)
         if not found.classification_categories:
             raise UserError(f"{md_path} holds no classifications (no classification_categories): nothing to score")
-        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)  # same work: recomputed (cheap)
+        # same work: recomputed (cheap)
+        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite, kind="detection scores")
         predictions = image_predictions(found, crop_config)
         md = found.images
         first = ~md["file"].duplicated(keep="first")

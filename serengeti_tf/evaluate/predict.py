@@ -35,7 +35,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.data.class_map import ClassMap
+from serengeti_tf.data.class_map import ClassMap, require_same_classes
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
 from serengeti_tf.io_utils import file_digest
@@ -69,6 +69,9 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
         class_map = Path(classes) if classes else source / "class_map.json"
         if not class_map.is_file():
             raise UserError(f"{source}: class_map.json missing; pass --classes class_map.json")
+        if classes:  # a run's own map is the truth: another one would name every prediction wrongly
+            require_same_classes(ClassMap.read(source).names, f"the run {source}", ClassMap.read(classes).names,
+                                 f"--classes {classes}")
         size = image_size or _run_stored_size(source)
     elif source.is_file():
         if source.suffix != ".keras":
@@ -116,14 +119,16 @@ def _resolve(entry: str, base: Path) -> Path:
     return base / path if (base / path).exists() or not path.exists() else path
 
 
-def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+def list_inputs(inputs: str | Path | Sequence[str | Path], allow_outside_root: bool = False) -> pd.DataFrame:
     """Input images as a frame: `path` (as listed, or relative to the folder), `file` (to open),
     `capture_id` ('' when unknown).
 
     `inputs`: a folder (searched recursively for image files), a CSV with a path column (`path`,
     `filepath`, `file_name` or `image_path_rel`) and optionally `capture_id`/`seq_id`, a text file
     with one path per line (`#` comments allowed), a Camtrap DP `datapackage.json` (its image media,
-    paths relative to the package folder, capture = eventID), or a list of paths.
+    paths relative to the package folder, capture = eventID), or a list of paths. A folder's or list
+    file's entries must lie inside that folder (the list's own folder), symlinks followed, unless
+    `allow_outside_root` (`data/sources/root.py`); a list of paths given in code is not checked.
     """
     if isinstance(inputs, (list, tuple)):
         paths = [str(p) for p in inputs]
@@ -139,7 +144,7 @@ def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
             frame = media_table(source)[["path", "file", "capture_id"]]
         elif source.is_file() and source.suffix.lower() == ".csv":
-            table = pd.read_csv(source, dtype=str, keep_default_na=False)
+            table = read_list_csv(source)
             column = _pick_column(table, PATH_COLUMNS)
             if column is None:
                 raise UserError(f"{source}: no path column (expected one of {', '.join(PATH_COLUMNS)}), "
@@ -148,7 +153,7 @@ def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             frame = pd.DataFrame({"path": table[column], "file": [_resolve(p, source.parent) for p in table[column]],
                                   "capture_id": table[capture] if capture else ""})
         elif source.is_file():
-            lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
+            lines = [line.strip() for line in read_list_text(source).splitlines()]
             paths = [line for line in lines if line and not line.startswith("#")]
             frame = pd.DataFrame({"path": paths, "file": [_resolve(p, source.parent) for p in paths],
                                   "capture_id": ""})
@@ -157,10 +162,43 @@ def list_inputs(inputs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     if frame.empty:
         raise UserError(f"no images found in {inputs if not isinstance(inputs, (list, tuple)) else 'the given list'} "
                         f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+    if not isinstance(inputs, (list, tuple)) and not allow_outside_root:
+        refuse_outside(frame, Path(inputs) if Path(inputs).is_dir() else Path(inputs).parent)
     duplicated = frame["path"][frame["path"].duplicated()]
     if not duplicated.empty:
         raise UserError(f"input lists {duplicated.iloc[0]} more than once; each image must appear once")
     return frame.reset_index(drop=True)
+
+
+def read_list_text(path: Path) -> str:
+    """A text list of paths; a binary or non-UTF-8 file is a one-line UserError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not a UTF-8 text list of image paths (byte {err.object[err.start]:#04x} at "
+                        f"offset {err.start}); give a folder, a CSV or a text file") from None
+    if "\x00" in text:
+        raise UserError(f"{path} is a binary file, not a text list of image paths; give a folder, a CSV or a text file")
+    return text
+
+
+def read_list_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV of paths (and capture ids), as strings; an unreadable or binary file is a one-line UserError."""
+    read_list_text(Path(path))  # refuses binary and non-UTF-8 content with its own message
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"{path} is not a readable CSV: {str(err).splitlines()[0]}") from None
+
+
+def refuse_outside(frame: pd.DataFrame, root: Path) -> None:
+    """Refuses a listing with entries outside `root` (absolute, `..`, symlinks leading out)."""
+    from serengeti_tf.data.sources.root import is_inside
+
+    outside = [p for p, f in zip(frame["path"], frame["file"]) if not is_inside(f, root)]
+    if outside:
+        raise UserError(f"{len(outside)} listed image(s) lie outside {root} (first: {outside[0]}); predict reads "
+                        f"only images inside the input's folder unless --allow-outside-root")
 
 
 def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str | Path | None) -> pd.DataFrame:
@@ -171,7 +209,7 @@ def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str
     if capture_ids is None:
         return frame
     if isinstance(capture_ids, (str, Path)):
-        table = pd.read_csv(capture_ids, dtype=str, keep_default_na=False)
+        table = read_list_csv(capture_ids)
         path_col, capture_col = _pick_column(table, PATH_COLUMNS), _pick_column(table, CAPTURE_COLUMNS)
         if path_col is None or capture_col is None:
             raise UserError(f"{capture_ids}: needs a path column and a capture_id column, "
@@ -194,17 +232,18 @@ def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str
     return frame
 
 
-def input_frame(inputs, capture_ids, group_by_time: Optional[float]) -> tuple[pd.DataFrame, Optional[dict]]:
+def input_frame(inputs, capture_ids, group_by_time: Optional[float],
+                allow_outside_root: bool = False) -> tuple[pd.DataFrame, Optional[dict]]:
     """`list_inputs` with capture ids from `capture_ids` or from EXIF times (`group_by_time` seconds);
     the second item counts the EXIF grouping (None without it)."""
     if group_by_time is not None and capture_ids is not None:
         raise UserError("--group-by-time and --captures both give capture ids: use one of them")
     if group_by_time is None:
-        return attach_capture_ids(list_inputs(inputs), capture_ids), None
+        return attach_capture_ids(list_inputs(inputs, allow_outside_root), capture_ids), None
     from serengeti_tf.evaluate.exif_captures import attach_time_captures, check_seconds
 
     check_seconds(group_by_time)  # before listing the inputs
-    return attach_time_captures(list_inputs(inputs), group_by_time)
+    return attach_time_captures(list_inputs(inputs, allow_outside_root), group_by_time)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,8 +395,8 @@ def check_request(top_k: int, batch_size: int, image_size: Optional[int]) -> Non
     """The numeric options of both predict paths, checked before any work."""
     if top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {top_k}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    if not 1 <= batch_size <= cfg.BATCH_SIZE_LIMIT:
+        raise UserError(f"--batch-size must be an int in [1, {cfg.BATCH_SIZE_LIMIT}], got {batch_size}")
     low, high = cfg.IMAGE_SIZE_RANGE
     if image_size is not None and not low <= image_size <= high:
         raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
@@ -369,6 +408,17 @@ def input_paths(model_or_run, inputs, classes, capture_ids, **extra) -> dict:
             "--captures": capture_ids if isinstance(capture_ids, (str, Path)) else None, **extra}
 
 
+# Fingerprint kinds of the two predict paths (plain and --detections): either may replace the other's files.
+PREDICT_KINDS = ("serengeti-tf predict", "serengeti-tf predict --detections")
+
+
+def refuse_foreign_outputs(paths: dict[str, Path]) -> None:
+    """Refuses to replace an existing output file predict did not write (the user's my.csv, a dataset's
+    manifest.csv), `--overwrite` or not."""
+    io_utils.refuse_foreign_files([p for k, p in paths.items() if not k.startswith("partial")],
+                                  [paths["meta"], paths["partial_meta"]], PREDICT_KINDS, "serengeti-tf predict")
+
+
 def output_csv_lock(paths: dict):
     """One process per output CSV: the lock sits beside it, as a hidden file of its own."""
     return output_lock(paths["predictions"].parent, lock_name=f".{paths['predictions'].name}.lock")
@@ -378,7 +428,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
                    top_k: int = 5, batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
                    classes: Optional[str | Path] = None, image_size: Optional[int] = None,
                    config: Optional[cfg.Config] = None, overwrite: bool = False,
-                   group_by_time: Optional[float] = None) -> dict[str, Any]:
+                   group_by_time: Optional[float] = None, allow_outside_root: bool = False) -> dict[str, Any]:
     """Classifies images with a run's model (or a `.keras` file + `classes`); see the module doc.
 
     Returns {"outputs": {name: path}, "images", "classified", "skipped", "captures", "skipped_files"
@@ -388,8 +438,9 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     check_request(top_k, batch_size, image_size)
     paths = output_paths(out_csv)
     io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids), what="output")
+    refuse_foreign_outputs(paths)
     resolved = resolve_model(model_or_run, classes, image_size)
-    frame, exif_counts = input_frame(inputs, capture_ids, group_by_time)
+    frame, exif_counts = input_frame(inputs, capture_ids, group_by_time, allow_outside_root)
     has_captures = bool((frame["capture_id"] != "").any())
     fingerprint = {"kind": "serengeti-tf predict", "model_sha256": file_digest(resolved["model_path"]),
                    "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,

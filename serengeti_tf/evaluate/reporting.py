@@ -482,12 +482,13 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     if not run_dirs:
         raise UserError("compare: no run folders given")
     io_utils.refuse_overlap(out_dir, {"RUN_DIR": list(run_dirs)}, what="report folder")
+    io_utils.refuse_other_kind(out_dir, "report")
     rows = collect_runs(run_dirs, split, evaluate_missing, config)
     _check_one_run_per_seed(rows)
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}
     with output_lock(out_dir):  # one process per report folder
-        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite)
+        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite, kind="report")
         if config is not None:
             cfg.save_config(config, out_dir)
         result = write_report(rows, out_dir, split, title="Comparison of runs",

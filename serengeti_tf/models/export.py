@@ -423,7 +423,7 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     if fmt == "tflite":  # the other formats' fingerprints stay as they were
         fingerprint.update({key: getattr(config.export, key)
                             for key in ("fixed_shape", "calibration_images", "calibration_seed")})
-    if io_utils.check_output_dir(out_dir, fingerprint, overwrite) and not overwrite:
+    if io_utils.check_output_dir(out_dir, fingerprint, overwrite, kind="export") and not overwrite:
         print_fn(f"{out_dir} already holds this export; nothing to do (pass --overwrite to export again)")
         return io_utils.read_json(out_dir / "export_report.json")
     model = load_model(model_path)
@@ -443,7 +443,7 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
                        "input": report["input"] + "; each image one MegaDetector crop cut as `crops` says"})
         print_fn("warning: this run was trained on detector crops; the export expects crops cut with the "
                  "settings in export_report.json (`serengeti-tf predict --detections` cuts them), not whole frames")
-    with io_utils.atomic_dir(out_dir) as tmp:
+    with io_utils.atomic_dir(out_dir, kind="export") as tmp:
         started = time.perf_counter()
         if fmt == "saved_model":
             saved = write_saved_model(model, tmp / "saved_model", class_map)

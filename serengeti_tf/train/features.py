@@ -11,6 +11,7 @@ un-augmented centre crop (`head_features_description` says which, for lineage.js
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -48,12 +49,16 @@ def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarr
     features; a cache stamped with another source (or none) is stale and computed again.
     """
     if path.exists():
-        with np.load(path) as data:
-            stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
-            if stored == source:
-                return data["features"], data["labels"], 0.0
-        print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
-                 f"expected {source[:12]}); computing it again")
+        try:
+            with np.load(path) as data:  # allow_pickle stays False: a cache never runs code
+                stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
+                if stored == source:
+                    return data["features"], data["labels"], 0.0
+            print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
+                     f"expected {source[:12]}); computing it again")
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile) as err:
+            print_fn(f"{path.name} is not a feature cache this version reads ({type(err).__name__}: pickled "
+                     f"objects or a damaged file); computing it again")
     start = time.perf_counter()
     features, labels = compute()
     seconds = time.perf_counter() - start

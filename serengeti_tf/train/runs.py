@@ -232,10 +232,10 @@ def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir
         raise UserError(f"run dir {run_dir} exists and is not a folder")
     fp = fingerprint(config, dataset_dir, init_run)
     _upgrade_fingerprint(run_dir, fp)
-    same = claim_output_dir(run_dir, fp, overwrite=overwrite)
+    same = claim_output_dir(run_dir, fp, overwrite=overwrite, kind="run")
     if same and overwrite:
         print_fn(f"--overwrite: discarding the existing run in {run_dir}")
-        same = reclaim_output_dir(run_dir, fp)
+        same = reclaim_output_dir(run_dir, fp, kind="run")
     return same
 
 

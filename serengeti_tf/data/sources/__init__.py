@@ -14,6 +14,7 @@ end of this module; a new format is its reader module plus one registration ther
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -22,12 +23,15 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.choices import SOURCE_FORMATS
+from serengeti_tf.data.sources.root import mark_outside_root
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import lazy_function
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "species", "capture_id", "site", "datetime", "season",
                                      "frame", "source", "drop_reason", "split")
 
+# Largest frame number (rank in capture) taken as given; others are unknown (0).
+MAX_FRAME = 1_000_000
 # Columns that identify each half of the LILA CSV pair.
 LILA_IMAGES_COLUMNS = {"capture_id", "image_path_rel"}
 LILA_ANNOTATIONS_COLUMNS = {"capture_id", "question__species"}
@@ -36,11 +40,50 @@ _SEASON_IN_TEXT = re.compile(r"(?:^|[^A-Za-z0-9])S(\d+)$", re.IGNORECASE)
 _SEASON_IN_PATH = r"(?i)(?:^|/)S(\d+)(?:/|_)"
 
 
+def _not_utf8(path, err: UnicodeDecodeError) -> UserError:
+    return UserError(f"metadata file {path} is not UTF-8 text (it holds the byte {err.object[err.start]:#04x}; "
+                     f"Latin-1 or a binary file?): convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT")
+
+
 def csv_header(path: str | Path) -> list[str]:
     """The column names of a CSV file (reads only its first line)."""
     try:
         return list(pd.read_csv(path, nrows=0).columns)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"metadata file {path} is not a readable CSV: {str(err).splitlines()[0]}") from None
+
+
+def check_not_truncated(path: str | Path, columns: int) -> None:
+    """Refuses a CSV cut off mid-row (a partial download or copy): no final newline and a last line
+    with fewer than `columns` fields. pandas reads such a row with empty fields, silently."""
+    import csv
+    import io
+
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - (1 << 16)))
+        tail = f.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    fields = next(csv.reader(io.StringIO(last)), [])
+    if len(fields) < columns:
+        raise UserError(f"metadata file {path} looks truncated: its last line has {len(fields)} of {columns} "
+                        f"fields and no final newline (an interrupted download or copy?); fetch it again")
+
+
+def read_metadata_csv(path: str | Path, **kwargs) -> pd.DataFrame:
+    """`pd.read_csv` for a metadata CSV: a non-UTF-8 (e.g. Latin-1) file, a malformed one and one cut
+    off mid-row are one-line UserErrors. Readers of CSV formats read through this."""
+    check_not_truncated(path, len(csv_header(path)))
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"metadata file {path} is not a readable CSV: {str(err).splitlines()[0]}") from None
 
 
@@ -84,7 +127,8 @@ def detect_format(metadata: Sequence[str], image_root: str) -> str:
 def read_source(data) -> pd.DataFrame:
     """Reads `data.metadata` / `data.image_root` (a `config.DataConfig`) into the manifest table.
 
-    Marks `unlabelled` rows, `multi_species` rows (when `data.drop_multi_species`), repeated
+    Marks rows whose path leaves the image root (`outside_root`, unless `data.allow_outside_root`),
+    `unlabelled` rows, `multi_species` rows (when `data.drop_multi_species`), repeated
     listings of one image (`duplicate`) and rows outside `data.seasons` (`season_excluded`);
     every input row keeps its row in the manifest.
     """
@@ -99,6 +143,8 @@ def read_source(data) -> pd.DataFrame:
         raise UserError(f"source_format '{name}' needs data.metadata (metadata file paths), got none")
     frame = reader(metadata, data.image_root)
     frame = finish_manifest(frame, name)
+    # Every reader's paths pass the one containment check (root.py) before anything opens them.
+    frame = mark_outside_root(frame, data.image_root, allow=getattr(data, "allow_outside_root", False))
     frame = merge_duplicate_paths(frame)
     frame = mark_reader_drops(frame, drop_multi_species=data.drop_multi_species)
     return select_seasons(frame, data.seasons)
@@ -175,7 +221,10 @@ def finish_manifest(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for column in MANIFEST_COLUMNS:
         if column == "frame":
             values = frame["frame"].reset_index(drop=True) if "frame" in frame else pd.Series(0, index=range(size))
-            columns[column] = pd.to_numeric(values, errors="coerce").fillna(0).astype("int64")
+            numbers = pd.to_numeric(values, errors="coerce")
+            # NaN, inf and absurd ranks (1e30) are "unknown" (0), never an overflowed int64.
+            numbers = numbers.where(numbers.between(0, MAX_FRAME), 0)
+            columns[column] = numbers.fillna(0).astype("int64")
         elif column in frame and column not in ("source", "split"):
             values = frame[column].reset_index(drop=True)
             columns[column] = values.fillna("").astype(str) if values.hasnans or values.dtype != "str" else values
@@ -227,7 +276,8 @@ def mark_reader_drops(frame: pd.DataFrame, drop_multi_species: bool = True) -> p
 
 
 def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
-    """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons).
+    """Marks rows outside `seasons` as `season_excluded` (the reason wins over reader reasons but
+    `outside_root`).
 
     Changes `frame` in place (read_source owns it) and returns it. Raises UserError when a requested
     season is not in the data at all.
@@ -240,7 +290,8 @@ def select_seasons(frame: pd.DataFrame, seasons: Sequence[int]) -> pd.DataFrame:
     if unknown:
         raise UserError(f"unknown season {', '.join(u[1:] for u in unknown)} (data.seasons): the data holds "
                         f"{'seasons ' + ', '.join(present) if present else 'no season information'}")
-    frame.loc[~frame["season"].isin(wanted), "drop_reason"] = "season_excluded"
+    other_season = ~frame["season"].isin(wanted) & (frame["drop_reason"] != "outside_root")
+    frame.loc[other_season, "drop_reason"] = "season_excluded"
     return frame
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.data.sources import lookup, relative_posix, species_by_key
+from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ def resource_file(path: str | Path, descriptor: dict, name: str) -> Path:
         raise UserError(f"{path}: resource '{name}' has no single 'path' (got {file!r})")
     if _URL.match(file):
         raise UserError(f"{path}: resource '{name}' is remote ({file}); download the package first")
+    if not is_inside(file, path.parent):  # an untrusted descriptor must not name files elsewhere
+        raise UserError(f"{path}: resource '{name}' path {file!r} lies outside the package folder")
     return path.parent / file
 
 

@@ -93,6 +93,9 @@ def _stream_items(path: str, prefix: str, bar: tqdm) -> Iterator[dict]:
             yield from ijson.items(stream, prefix, use_float=True)
         except ijson.JSONError as err:
             raise UserError(f"{path} is not valid JSON near '{prefix}': {str(err).splitlines()[0]}") from None
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path} is not UTF-8 JSON (it holds the byte {err.object[err.start]:#04x}); "
+                            f"convert it to UTF-8") from None
 
 
 def _text(value) -> str:

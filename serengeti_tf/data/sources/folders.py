@@ -18,6 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from serengeti_tf.data.sources import canonical_series, lookup, species_by_key
+from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -32,8 +33,10 @@ def _is_image(path: Path) -> bool:
             and not path.name.startswith("."))
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _visible_dirs(folder: Path, root: Path) -> list[Path]:
+    # A symlinked folder leading out of the root is not listed at all (root.py: reads stay inside).
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (not p.is_symlink() or is_inside(p, root)))
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -42,9 +45,9 @@ def _images_in(folder: Path) -> list[Path]:
 
 def detect_layout(root: Path) -> str:
     """`species` (root/<Species>/img) or `station_species` (root/<Station>/<Species>/img)."""
-    level1 = _visible_dirs(root)
+    level1 = _visible_dirs(root, root)
     at_level1 = any(_images_in(d) for d in level1)
-    at_level2 = any(_images_in(d2) for d in level1 for d2 in _visible_dirs(d))
+    at_level2 = any(_images_in(d2) for d in level1 for d2 in _visible_dirs(d, root))
     if at_level1 and at_level2:
         raise UserError(f"{root} mixes images in <Species>/ folders and in <Station>/<Species>/ folders; "
                         "use one layout")
@@ -85,11 +88,11 @@ def read_folders(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     root = Path(image_root)
     layout = detect_layout(root)
     rows = []
-    for top in _visible_dirs(root):
+    for top in _visible_dirs(root, root):
         if layout == "species":
             rows += [_row(root, image, top.name, "") for image in _images_in(top)]
         else:
-            for species_dir in _visible_dirs(top):
+            for species_dir in _visible_dirs(top, root):
                 rows += [_row(root, image, species_dir.name, top.name) for image in _images_in(species_dir)]
     frame = pd.DataFrame(rows)
     frame["species"] = canonical_series(frame["raw_species"])

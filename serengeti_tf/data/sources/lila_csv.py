@@ -21,6 +21,7 @@ from serengeti_tf.data.sources import (
     lookup,
     map_unique,
     normalise_season,
+    read_metadata_csv,
     relative_posix,
     species_by_key,
 )
@@ -60,11 +61,11 @@ def _site_season_from_capture(capture_ids: pd.Series) -> tuple[pd.Series, pd.Ser
 def read_lila_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
     """Reads the CSV pair into manifest columns (one row per image in the images CSV)."""
     images_csv, annotations_csv = identify_pair(metadata)
-    images = pd.read_csv(images_csv, usecols=["capture_id", "image_rank_in_capture", "image_path_rel"],
+    images = read_metadata_csv(images_csv, usecols=["capture_id", "image_rank_in_capture", "image_path_rel"],
                          dtype={"capture_id": str, "image_path_rel": str})
     header = set(csv_header(annotations_csv))
     extras = [c for c in _ANNOTATION_EXTRAS if c in header]
-    annotations = pd.read_csv(annotations_csv, usecols=["capture_id", "question__species", *extras], dtype=str)
+    annotations = read_metadata_csv(annotations_csv, usecols=["capture_id", "question__species", *extras], dtype=str)
     annotations["species"] = canonical_series(annotations["question__species"])
 
     per_capture = annotations.drop_duplicates("capture_id").set_index("capture_id")

@@ -13,7 +13,15 @@ from typing import Sequence
 
 import pandas as pd
 
-from serengeti_tf.data.sources import canonical_series, csv_header, fill_season, lookup, relative_posix, species_by_key
+from serengeti_tf.data.sources import (
+    canonical_series,
+    csv_header,
+    fill_season,
+    lookup,
+    read_metadata_csv,
+    relative_posix,
+    species_by_key,
+)
 from serengeti_tf.errors import UserError
 
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
@@ -49,7 +57,7 @@ def read_plain_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
         raise UserError(f"the plain CSV format takes one .csv file, got {list(metadata)}")
     source = str(metadata[0])
     columns = find_columns(csv_header(source), source)
-    table = pd.read_csv(source, usecols=list(columns.values()), dtype=str, keep_default_na=False)
+    table = read_metadata_csv(source, usecols=list(columns.values()), dtype=str, keep_default_na=False)
     table = table.rename(columns={v: k for k, v in columns.items()})
     table["path"] = relative_posix(table["path"], image_root)
     table = table[table["path"] != ""]
