@@ -40,11 +40,17 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--detections", type=click.Path(dir_okay=False),
               help="MegaDetector batch-output JSON: each detection crop becomes one example "
                    "(settings under data.crops: category, threshold, select, padding, square, min_size).")
+@click.option("--runner", type=click.Choice(["local", "beam"]),
+              help="Image stage on a local process pool (default) or an Apache Beam pipeline (needs [beam]).")
+@click.option("--beam-options", help='Beam pipeline options, e.g. "--runner=DataflowRunner --project=P ..." '
+                                     "(default: DirectRunner, multi-process, --workers processes).")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder holding a different dataset.")
 @config_options
 def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, group_by, seed, workers,
-            detections, overwrite, config_files, overrides) -> None:
+            detections, runner, beam_options, overwrite, config_files, overrides) -> None:
     """Prepare OUT_DIR: filter, split 80/10/10 by capture, and write class-sharded TFRecords.
+
+    OUT_DIR, --image-root and --metadata may be object-store URLs (gs://, s3://, ...).
 
     Rerunning continues an interrupted run and does nothing when the dataset is up to date.
     """
@@ -54,6 +60,6 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
         "data.metadata": metadata, "data.image_root": image_root, "data.source_format": source_format,
         "data.seasons": seasons, "data.image_size": image_size, "data.group_by": group_by,
         "data.seed": seed, "data.workers": workers,
-        "data.detections": detections})
+        "data.detections": detections, "data.runner": runner, "data.beam_options": beam_options})
     summary = prepare_dataset(config, out_dir, overwrite=overwrite)
     click.echo(format_summary(summary))

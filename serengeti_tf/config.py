@@ -78,8 +78,12 @@ class DataConfig:
     jpeg_quality: int = 90
     # Images per TFRecord shard (each train shard holds one class only).
     shard_size: int = 1024
-    # Worker processes for image preparation; 0 uses every core.
+    # Worker processes for image preparation; 0 uses every core (Beam DirectRunner: its direct_num_workers).
     workers: int = 0
+    # Who runs the image stage of prepare: local (a process pool) or beam (Apache Beam, `beam_runner.py`).
+    runner: str = "local"
+    # Beam pipeline options, one string as on a command line (`--runner=DataflowRunner --project=...`).
+    beam_options: str = ""
     # MegaDetector batch-output JSON: when set, each detection crop is one example (`crops.py`).
     detections: str = ""
     crops: CropConfig = field(default_factory=CropConfig)
@@ -252,6 +256,7 @@ _RULES: dict[str, _Rule] = {
     "data.jpeg_quality": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
     "data.shard_size": (lambda v: v >= 1, "an int >= 1"),
     "data.workers": (lambda v: v >= 0, "an int >= 0"),
+    "data.runner": (lambda v: v in ("local", "beam"), "one of local, beam"),
     "data.seasons": (lambda v: all(s >= 1 for s in v), "season numbers >= 1"),
     "data.crops.category": (lambda v: v.strip() != "", "a non-empty MD category name"),
     "data.crops.threshold": (lambda v: 0 <= v <= 1, "a float in [0, 1]"),
