@@ -266,10 +266,11 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     pass in a fresh order; a new sequence of orders every iteration, reproducible for `seed`.
 
     A class of at most WHOLE_SHUFFLE_MAX records is shuffled whole in memory (a uniform
-    permutation every pass). A bigger class is not held in memory (TFRecords have no random
-    access), so for each pass: the class's shards are cut at random points into SEGMENTS_PER_SHARD
-    segments each, the segments are shuffled, CLASS_CYCLE_LENGTH of them are read side by side
-    (sequential `interleave`, block 1; each reader `skip`s to its segment's start, about
+    permutation every pass) and its records are cached after the first pass. A bigger class is not
+    held in memory (TFRecords have no random access), so for each pass: the class's shards are cut
+    at random points into SEGMENTS_PER_SHARD segments each, the segments are shuffled,
+    CLASS_CYCLE_LENGTH of them are read side by side (sequential `interleave`, block 1; each reader
+    `skip`s to its segment's start, about
     SEGMENTS_PER_SHARD / 2 records skipped per record delivered), and each block of `buffer`
     (<= MIX_BUFFER) consecutive records is shuffled. Consecutive records then come from different,
     randomly placed segments, so images that are neighbours in one epoch are neighbours in the next
@@ -291,8 +292,10 @@ def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer:
     lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
     if int(lengths.sum()) <= WHOLE_SHUFFLE_MAX:
         # A small class is shuffled whole in memory: a uniform permutation every pass, and no
-        # per-pass segment set-up (which costs more than a small class's records).
-        records = tf.data.TFRecordDataset(tf.constant([str(f) for f in files], tf.string))
+        # per-pass segment set-up (which costs more than a small class's records). Its serialized
+        # records are also kept after the first pass (`cache`: at most WHOLE_SHUFFLE_MAX records,
+        # ~7.5 MB at 30 KB), so later passes and epochs open and read no file for it.
+        records = tf.data.TFRecordDataset(tf.constant([str(f) for f in files], tf.string)).cache()
         if with_positions:
             records = tf.data.Dataset.zip((records, tf.data.Dataset.range(int(lengths.sum()))))
         whole = records.shuffle(int(lengths.sum()), seed=derive_seed(seed, "whole"), reshuffle_each_iteration=True)

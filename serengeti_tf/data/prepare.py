@@ -102,7 +102,7 @@ def _listing_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_finished(location: str, fp: dict) -> bool:
+def is_finished(location: str, fp: dict) -> bool:
     """True when `location` (a local folder or a URL) holds this finished dataset with every shard intact."""
     marker, summary, index = (storage.join(location, name) for name in ("fingerprint.json", "summary.json",
                                                                           "shards.json"))
@@ -277,7 +277,7 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     data = config.data
     started = time.perf_counter()
     fp = fingerprint(data)
-    if _is_finished(str(out), fp) and shard_dir == str(out):
+    if shard_dir == str(out) and is_finished(str(out), fp):
         summary = io_utils.read_json(out / "summary.json")
         return {**summary, "up_to_date": True}
     _refuse_other_dataset_early(out, fp, overwrite)

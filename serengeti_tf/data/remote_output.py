@@ -39,7 +39,7 @@ def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool) ->
     fp = prepare.fingerprint(config.data)
     staging = storage.staging_dir(url)
     with output_lock(staging):
-        if prepare._is_finished(url, fp):
+        if prepare.is_finished(url, fp):
             return {**storage.read_json(storage.join(url, "summary.json")), "up_to_date": True}
         claim(url, fp, overwrite)
         _reset_staging(staging, fp)
