@@ -92,6 +92,14 @@ def test_unknown_beam_option_is_refused_by_name(source, tmp_path):
                         tmp_path / "x", progress=False)
 
 
+def test_beam_options_without_the_beam_runner_are_refused(source, tmp_path):
+    root, metadata = source
+    with pytest.raises(UserError, match="add --runner beam"):
+        prepare_dataset(make_config(root, metadata, beam_options="--direct_num_workers=2"), tmp_path / "x",
+                        progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("given, expected", [
     ("", ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3"]),
     (IN_MEMORY, [IN_MEMORY, "--runner=DirectRunner", "--direct_num_workers=1"]),

@@ -58,6 +58,9 @@ def check_inputs(data: DataConfig) -> None:
     if remote and (data.detections or not data.metadata):
         raise UserError(f"object-store paths ({remote[0]}) work with metadata files and whole frames; "
                         f"class-folder sources and --detections need a local --image-root")
+    if data.beam_options and data.runner != "beam":
+        raise UserError(f"--beam-options / data.beam_options is set ({data.beam_options!r}) but the runner is "
+                        f"{data.runner!r}; add --runner beam")
     if data.runner == "beam":
         from serengeti_tf.data.beam_runner import require_beam
 
