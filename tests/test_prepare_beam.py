@@ -101,8 +101,10 @@ def test_beam_options_without_the_beam_runner_are_refused(source, tmp_path):
 
 
 @pytest.mark.parametrize("given, expected", [
-    ("", ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3"]),
-    (IN_MEMORY, [IN_MEMORY, "--runner=DirectRunner", "--direct_num_workers=1"]),
+    ("", ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3",
+          "--default_sdk_harness_log_level=WARNING"]),
+    (IN_MEMORY, [IN_MEMORY, "--runner=DirectRunner", "--direct_num_workers=1",
+                 "--default_sdk_harness_log_level=WARNING"]),
     ("--runner=DataflowRunner --project=p", ["--runner=DataflowRunner", "--project=p",
                                              "--direct_running_mode=multi_processing", "--direct_num_workers=3"]),
 ])

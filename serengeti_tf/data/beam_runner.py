@@ -52,6 +52,9 @@ def option_args(beam_options: str, workers: int) -> list[str]:
     in_memory = any(a.replace(" ", "=") == "--direct_running_mode=in_memory" for a in args)
     defaults = {"runner": "DirectRunner", "direct_running_mode": "multi_processing",
                 "direct_num_workers": "1" if in_memory else str(shards.resolve_workers(workers))}
+    direct = "runner" not in given or any(a.replace(" ", "=") == "--runner=DirectRunner" for a in args)
+    if direct:  # the local worker processes' INFO lines would bury the command's own output
+        defaults["default_sdk_harness_log_level"] = "WARNING"
     return args + [f"--{key}={value}" for key, value in defaults.items() if key not in given]
 
 
