@@ -41,10 +41,14 @@ def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool) ->
     with output_lock(staging):
         if prepare.is_finished(url, fp):
             return {**storage.read_json(storage.join(url, "summary.json")), "up_to_date": True}
-        claim(url, fp, overwrite)
+        resumed = claim(url, fp, overwrite)
         _reset_staging(staging, fp)
         summary = prepare.prepare_locked(config, staging, url, overwrite=False, progress=progress)
+        if resumed and not summary["resumed"]:  # the URL held this dataset's shards; staging was new
+            summary["resumed"] = True
+            io_utils.write_json(staging / "summary.json", summary)
         storage.upload_tree(staging, url, skip=(io_utils.LOCK_FILE,), last=("summary.json",))
+        _clear(staging)  # all of it is at the URL now (a 7.1M-row manifest is ~1 GB of local disk)
     return summary
 
 
@@ -59,8 +63,9 @@ def refuse_overlap(url: str, data: DataConfig) -> None:
                                 f"so choose an output outside every input")
 
 
-def claim(url: str, fp: dict, overwrite: bool) -> None:
-    """Makes `url` this dataset's location (refusing other work, see the module docstring)."""
+def claim(url: str, fp: dict, overwrite: bool) -> bool:
+    """Makes `url` this dataset's location (refusing other work, see the module docstring); True
+    when it already was (an interrupted run's shards are there to resume)."""
     marker = storage.join(url, io_utils.MARKER)
     if storage.is_dir(url):
         if not storage.is_file(marker):
@@ -68,13 +73,14 @@ def claim(url: str, fp: dict, overwrite: bool) -> None:
                             f"location (--overwrite only ever deletes files serengeti-tf wrote)")
         existing = storage.read_json(marker)
         if io_utils.same_json(existing, fp):
-            return
+            return True
         if not overwrite:
             changed = sorted(k for k in set(existing) | set(fp) if not io_utils.same_json(existing.get(k), fp.get(k)))
             raise UserError(f"{url} already holds different output (differs in: {', '.join(changed)}); "
                             f"choose another location or pass --overwrite")
         remove_owned(url)
     storage.write_json(marker, fp)
+    return False
 
 
 def remove_owned(url: str) -> list[str]:
@@ -97,8 +103,12 @@ def remove_owned(url: str) -> list[str]:
 def _reset_staging(staging: Path, fp: dict) -> None:
     """Empties the staging cache when it belongs to another dataset (it is only ever a copy)."""
     marker = staging / io_utils.MARKER
-    if marker.is_file() and io_utils.same_json(io_utils.read_json(marker), fp):
-        return
+    if not (marker.is_file() and io_utils.same_json(io_utils.read_json(marker), fp)):
+        _clear(staging)
+
+
+def _clear(staging: Path) -> None:
+    """Deletes everything in the staging folder but its lock."""
     for item in staging.iterdir():
         if item.name == io_utils.LOCK_FILE:
             continue
