@@ -46,11 +46,18 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--allow-outside-root", is_flag=True,
               help="Read metadata paths outside --image-root (absolute, `..`, symlinks out of it); by default "
                    "they are dropped as outside_root.")
+@click.option("--runner", type=click.Choice(["local", "beam"]),
+              help="Image stage on a local process pool (default) or an Apache Beam pipeline (needs [beam]).")
+@click.option("--beam-options", help='Beam pipeline options, e.g. "--runner=DataflowRunner --project=P ..." '
+                                     "(default: DirectRunner, multi-process, --workers processes).")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder holding a different dataset.")
 @config_options
 def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, group_by, seed, workers,
-            detections, strip_prefix, allow_outside_root, overwrite, config_files, overrides) -> None:
+            detections, strip_prefix, allow_outside_root, runner, beam_options, overwrite, config_files,
+            overrides) -> None:
     """Prepare OUT_DIR: filter, split 80/10/10 by capture, and write class-sharded TFRecords.
+
+    OUT_DIR, --image-root and --metadata may be object-store URLs (gs://, s3://, ...).
 
     Rerunning continues an interrupted run and does nothing when the dataset is up to date.
     """
@@ -61,6 +68,7 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
         "data.seasons": seasons, "data.image_size": image_size, "data.group_by": group_by,
         "data.seed": seed, "data.workers": workers,
         "data.detections": detections, "data.detections_strip_prefix": strip_prefix,
-        "data.allow_outside_root": allow_outside_root or None})
+        "data.allow_outside_root": allow_outside_root or None, "data.runner": runner,
+        "data.beam_options": beam_options})
     summary = prepare_dataset(config, out_dir, overwrite=overwrite)
     click.echo(format_summary(summary))

@@ -79,11 +79,15 @@ class DataConfig:
     jpeg_quality: int = 90
     # Images per TFRecord shard (each train shard holds one class only).
     shard_size: int = 1024
-    # Worker processes for image preparation; 0 uses every core.
+    # Worker processes for image preparation; 0 uses every core (Beam DirectRunner: its direct_num_workers).
     workers: int = 0
     # Read metadata paths that leave data.image_root (absolute, `..`, symlinks out of it); off: such
     # rows are dropped as `outside_root` (`data/sources/root.py`).
     allow_outside_root: bool = False
+    # Who runs the image stage of prepare: local (a process pool) or beam (Apache Beam, `beam_runner.py`).
+    runner: str = "local"
+    # Beam pipeline options, one string as on a command line (`--runner=DataflowRunner --project=...`).
+    beam_options: str = ""
     # MegaDetector batch-output JSON: when set, each detection crop is one example (`crops.py`).
     detections: str = ""
     # Removed from the start of the MD file's image paths (e.g. `C:\\cams\\` from a Windows run).
@@ -268,6 +272,7 @@ _RULES: dict[str, _Rule] = {
     "data.jpeg_quality": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
     "data.shard_size": (lambda v: v >= 1, "an int >= 1"),
     "data.workers": (lambda v: v >= 0, "an int >= 0"),
+    "data.runner": (lambda v: v in ("local", "beam"), "one of local, beam"),
     "data.seasons": (lambda v: all(s >= 1 for s in v), "season numbers >= 1"),
     "data.crops.category": (lambda v: v.strip() != "", "a non-empty MD category name"),
     "data.crops.threshold": (lambda v: v is None or 0 <= v <= 1, "a float in [0, 1] or null (the MD file's own)"),

@@ -7,13 +7,13 @@ image preparation, which is the step that decodes the files.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from serengeti_tf.data import storage
 from serengeti_tf.species import EMPTY, HUMAN
 
 # Every reason in the order reports list them (`kept` first).
@@ -26,20 +26,18 @@ def _mark(manifest: pd.DataFrame, condition: pd.Series, reason: str) -> None:
 
 
 def missing_files(paths: pd.Series, image_root: str | Path) -> pd.Series:
-    """True for each path that is not a file under `image_root`.
+    """True for each path that is not a file under `image_root` (a local folder or an object-store URL).
 
     Lists each folder once (one `scandir` per folder instead of one `stat` per image), which is
     what makes this fast on millions of images.
     """
-    root = Path(image_root)
     parents = paths.map(lambda p: p.rsplit("/", 1)[0] if "/" in p else "")
     present: set[str] = set()
     for parent in tqdm(sorted(parents.unique()), desc="checking files", unit="folder",
                        mininterval=1.0, leave=False, disable=None):
-        folder = root / parent
+        folder = storage.join(image_root, parent) if parent else str(image_root)
         try:
-            with os.scandir(folder) as entries:
-                present.update(f"{parent}/{e.name}" if parent else e.name for e in entries if e.is_file())
+            present.update(f"{parent}/{name}" if parent else name for name in storage.file_names(folder))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
     return ~paths.isin(present)

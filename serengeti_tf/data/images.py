@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from serengeti_tf.data import storage
+
 # EXIF tag 0x0112: orientation values 5-8 involve a transpose (width and height swap).
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
@@ -50,9 +52,10 @@ def target_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
     return max(1, round(width * short_side / height)), short_side
 
 
-def _decode(path: Path, short_side: int) -> Image.Image:
+def _decode(path: Path | str, short_side: int) -> Image.Image:
     """Opens, draft-decodes, loads, orients and converts to RGB; PIL errors propagate."""
-    with Image.open(path) as image:
+    source = io.BytesIO(storage.read_bytes(path)) if storage.is_url(path) else path
+    with Image.open(source) as image:
         if image.format == "JPEG":
             # Only a mode change YCbCr->RGB is allowed by draft; CMYK/L stay and are converted below.
             image.draft("RGB", _draft_request(image.size, short_side))
@@ -75,10 +78,15 @@ def load_image(path: str | os.PathLike, short_side: int) -> np.ndarray:
     Raises FileNotFoundError when the file does not exist and CorruptImageError when it exists but
     cannot be decoded completely (truncated files are never padded with grey). Never writes to `path`.
     """
-    return np.asarray(_load_resized(Path(path), short_side))
+    return np.asarray(_load_resized(_path(path), short_side))
 
 
-def _load_resized(path: Path, short_side: int) -> Image.Image:
+def _path(path: str | os.PathLike) -> Path | str:
+    """A local path as a Path; an object-store URL stays a string (`storage`)."""
+    return str(path) if storage.is_url(path) else Path(path)
+
+
+def _load_resized(path: Path | str, short_side: int) -> Image.Image:
     if short_side < 1:
         raise ValueError(f"short_side must be >= 1, got {short_side}")
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -93,12 +101,13 @@ def _load_resized(path: Path, short_side: int) -> Image.Image:
     return image
 
 
-def decode_image(path: Path, short_side: int) -> Image.Image:
+def decode_image(path: Path | str, short_side: int) -> Image.Image:
     """Upright RGB decode whose shorter side is >= `short_side` (DCT draft down to it, no resize).
 
-    Raises FileNotFoundError / CorruptImageError like `load_image`.
+    `path` is a local path or an object-store URL. Raises FileNotFoundError / CorruptImageError like
+    `load_image`.
     """
-    if not path.is_file():
+    if not storage.is_url(path) and not Path(path).is_file():  # a URL's absence shows when it is read
         raise FileNotFoundError(f"image not found: {path}")
     try:
         return _decode(path, short_side)
@@ -147,7 +156,7 @@ def _encode(image: Image.Image, quality: int) -> bytes:
 
 def prepare_jpeg(path: str | os.PathLike, short_side: int, quality: int) -> bytes:
     """load_image + encode_jpeg without the numpy round trip: the worker-process job of `prepare`."""
-    return _encode(_load_resized(Path(path), short_side), quality)
+    return _encode(_load_resized(_path(path), short_side), quality)
 
 
 def prepare_jpegs(paths: list[str], short_side: int, quality: int) -> list[bytes | str]:

@@ -236,17 +236,17 @@ def _options(deterministic: bool) -> tf.data.Options:
 
 
 @tf.autograph.experimental.do_not_convert
-def _one_pass(files: tf.Tensor, lengths: np.ndarray, pass_seed: tf.Tensor, mix_buffer: int,
-              with_positions: bool) -> tf.data.Dataset:
-    """Every record of `files` once, in the order `pass_seed` (int64 [2]) picks; all ops stateless.
+def _segments(files: tf.Tensor, lengths: np.ndarray, pass_seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """One pass's segments in reading order: (path, start, count, offset of the shard) vectors.
 
-    Traced inside `flat_map`: `lengths` (int64 numpy) and `mix_buffer` are fixed Python-side values.
+    Each shard is cut at SEGMENTS_PER_SHARD - 1 uniform random points (empty segments dropped) and
+    the segments are shuffled; all ops stateless in `pass_seed` (int64 [2]). Traced inside `map`:
+    `lengths` (int64 numpy) is a fixed Python-side value.
     """
-    seeds = tf.random.experimental.stateless_split(pass_seed, 3)
+    seeds = tf.random.experimental.stateless_split(pass_seed, 2)
     num_files = int(lengths.shape[0])
     length = tf.constant(lengths, tf.int64)
     offsets = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
-    # Each shard cut at SEGMENTS_PER_SHARD - 1 uniform random points; empty segments dropped.
     unit = tf.random.stateless_uniform([num_files, SEGMENTS_PER_SHARD - 1], seed=seeds[0], dtype=tf.float64)
     cuts = tf.sort(tf.cast(tf.floor(unit * tf.cast(length[:, None] + 1, tf.float64)), tf.int64), axis=1)
     starts = tf.concat([tf.zeros([num_files, 1], tf.int64), cuts], 1)
@@ -256,9 +256,56 @@ def _one_pass(files: tf.Tensor, lengths: np.ndarray, pass_seed: tf.Tensor, mix_b
     keep = counts > 0
     shard, starts, counts = tf.boolean_mask(shard, keep), tf.boolean_mask(starts, keep), tf.boolean_mask(counts, keep)
     order = tf.argsort(tf.random.stateless_uniform(tf.shape(shard), seed=seeds[1]))
-    paths = tf.gather(files, tf.gather(shard, order))
-    segments = tf.data.Dataset.from_tensor_slices((paths, tf.gather(starts, order), tf.gather(counts, order),
-                                                   tf.gather(tf.gather(offsets, shard), order)))
+    shard = tf.gather(shard, order)
+    return tf.gather(files, shard), tf.gather(starts, order), tf.gather(counts, order), tf.gather(offsets, shard)
+
+
+def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer: int,
+                passes: int | None = 1, with_positions: bool = False) -> tf.data.Dataset:
+    """`passes` passes (None: endless) over every record of `files` (`lengths` records each), each
+    pass in a fresh order; a new sequence of orders every iteration, reproducible for `seed`.
+
+    A class of at most WHOLE_SHUFFLE_MAX records is shuffled whole in memory (a uniform
+    permutation every pass) and its records are cached after the first pass. A bigger class is not
+    held in memory (TFRecords have no random access), so for each pass: the class's shards are cut
+    at random points into SEGMENTS_PER_SHARD segments each, the segments are shuffled,
+    CLASS_CYCLE_LENGTH of them are read side by side (sequential `interleave`, block 1; each reader
+    `skip`s to its segment's start, about
+    SEGMENTS_PER_SHARD / 2 records skipped per record delivered), and each block of `buffer`
+    (<= MIX_BUFFER) consecutive records is shuffled. Consecutive records then come from different,
+    randomly placed segments, so images that are neighbours in one epoch are neighbours in the next
+    about twice as often as under a full shuffle (`tests/test_pipeline.py` measures it on 2,000
+    records in two shards: ~2x; the former sequential read with a 39-record buffer: ~13x, and more
+    for bigger classes). It is not a uniform random permutation. Blocks of CLASS_CYCLE_LENGTH or
+    more would bring each reader's consecutive records back together, so they stay small. The
+    segments of all passes form one stream read by one `interleave`, so the last segments of a pass
+    are read alongside the first of the next (each pass still delivers every record once).
+
+    Randomness: two draws per pass and per mixing block from `Dataset.random` streams that are
+    redrawn every iteration (reproducible for `seed`); every other random choice is stateless in
+    those draws (TF's per-iteration reshuffling draws from a seed generator that the two copies of
+    the source inside `rejection_resample` share, which made those runs irreproducible).
+    Cost: the datasets are built once per iteration without `flat_map` (whose per-iteration
+    instantiation of nested datasets cost ~0.1 CPU-s per class and epoch).
+    With `with_positions`, elements are `(record, its position in the class's stored order)`.
+    """
+    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    if int(lengths.sum()) <= WHOLE_SHUFFLE_MAX:
+        # A small class is shuffled whole in memory: a uniform permutation every pass, and no
+        # per-pass segment set-up (which costs more than a small class's records). Its serialized
+        # records are also kept after the first pass (`cache`: at most WHOLE_SHUFFLE_MAX records,
+        # ~7.5 MB at 30 KB), so later passes and epochs open and read no file for it.
+        records = tf.data.TFRecordDataset(tf.constant([str(f) for f in files], tf.string)).cache()
+        if with_positions:
+            records = tf.data.Dataset.zip((records, tf.data.Dataset.range(int(lengths.sum()))))
+        whole = records.shuffle(int(lengths.sum()), seed=derive_seed(seed, "whole"), reshuffle_each_iteration=True)
+        return whole.repeat(passes) if passes is not None else whole.repeat()
+    mix_buffer = max(1, min(int(buffer), MIX_BUFFER, int(lengths.sum())))
+    paths = tf.constant([str(f) for f in files], tf.string)
+    pass_seeds = tf.data.Dataset.random(seed=derive_seed(seed, "iteration"), rerandomize_each_iteration=True).batch(2)
+    if passes is not None:
+        pass_seeds = pass_seeds.take(passes)
+    segments = pass_seeds.map(lambda pass_seed: _segments(paths, lengths, pass_seed)).unbatch()
 
     def read(path, start, count, offset):
         records = tf.data.TFRecordDataset(path, buffer_size=SEGMENT_READ_BUFFER_BYTES).skip(start).take(count)
@@ -269,59 +316,15 @@ def _one_pass(files: tf.Tensor, lengths: np.ndarray, pass_seed: tf.Tensor, mix_b
     stream = segments.interleave(read, cycle_length=CLASS_CYCLE_LENGTH, block_length=1)
     if mix_buffer == 1:
         return stream
-
     # Shuffle each block of `mix_buffer` consecutive records (stateless; `Dataset.shuffle` cannot
-    # take a per-pass tensor seed once Keras has set a global seed).
-    def mix(index, block):
-        key = tf.random.stateless_uniform(tf.shape(tf.nest.flatten(block)[0])[:1],
-                                          seed=tf.stack([seeds[2][0], seeds[2][1] + index]))
+    # take a per-iteration tensor seed once Keras has set a global seed).
+    block_seeds = tf.data.Dataset.random(seed=derive_seed(seed, "mix"), rerandomize_each_iteration=True).batch(2)
+
+    def mix(block, block_seed):
+        key = tf.random.stateless_uniform(tf.shape(tf.nest.flatten(block)[0])[:1], seed=block_seed)
         order = tf.argsort(key)
         return tf.nest.map_structure(lambda part: tf.gather(part, order), block)
-    return stream.batch(mix_buffer).enumerate().map(mix).unbatch()
-
-
-def fresh_order(files: Sequence[str], lengths: Sequence[int], seed: int, buffer: int,
-                passes: int | None = 1, with_positions: bool = False) -> tf.data.Dataset:
-    """`passes` passes (None: endless) over every record of `files` (`lengths` records each), each
-    pass in a fresh order; a new sequence of orders every iteration, reproducible for `seed`.
-
-    A class of at most WHOLE_SHUFFLE_MAX records is shuffled whole in memory (a uniform
-    permutation every pass). A bigger class is not held in memory (TFRecords have no random
-    access), so for each pass: the class's shards are cut at random points into SEGMENTS_PER_SHARD segments each, the
-    segments are shuffled, CLASS_CYCLE_LENGTH of them are read side by side (sequential
-    `interleave`, block 1; each reader `skip`s to its segment's start, about SEGMENTS_PER_SHARD / 2
-    records skipped per record delivered), and each block of `buffer` (<= MIX_BUFFER) consecutive
-    records is shuffled. Consecutive records then come from different, randomly placed segments,
-    so images that are neighbours in one epoch are neighbours in the next about twice as often as
-    under a full shuffle (`tests/test_pipeline.py` measures it on 2,000 records in two shards: ~2x; the
-    former sequential read with a 39-record buffer: ~13x, and more for bigger classes). It is not
-    a uniform random permutation. Blocks of CLASS_CYCLE_LENGTH or more would bring each reader's
-    consecutive records back together, so they stay small.
-
-    Randomness: one draw per iteration (`Dataset.random`) seeds the iteration; every pass then
-    derives its cuts, segment order and buffer seed statelessly from it and its pass number (TF's
-    per-iteration reshuffling draws from a seed generator that the two copies of the source inside
-    `rejection_resample` share, which made those runs irreproducible).
-    With `with_positions`, elements are `(record, its position in the class's stored order)`.
-    """
-    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
-    if int(lengths.sum()) <= WHOLE_SHUFFLE_MAX:
-        # A small class is shuffled whole in memory: a uniform permutation every pass, and no
-        # per-pass segment set-up (which costs more than a small class's records).
-        records = tf.data.TFRecordDataset(tf.constant([str(f) for f in files], tf.string))
-        if with_positions:
-            records = tf.data.Dataset.zip((records, tf.data.Dataset.range(int(lengths.sum()))))
-        whole = records.shuffle(int(lengths.sum()), seed=derive_seed(seed, "whole"), reshuffle_each_iteration=True)
-        return whole.repeat(passes) if passes is not None else whole.repeat()
-    iteration = tf.data.Dataset.random(seed=derive_seed(seed, "iteration"), rerandomize_each_iteration=True).take(1)
-    numbers = tf.data.Dataset.range(passes) if passes is not None else tf.data.Dataset.range(2**62)
-    mix_buffer = max(1, min(int(buffer), MIX_BUFFER, int(lengths.sum())))
-
-    def passes_of(base):
-        paths = tf.constant([str(f) for f in files], tf.string)
-        return numbers.flat_map(lambda number: _one_pass(paths, lengths, tf.stack([base, number]), mix_buffer,
-                                                         with_positions))
-    return iteration.flat_map(passes_of)
+    return tf.data.Dataset.zip((stream.batch(mix_buffer), block_seeds)).map(mix).unbatch()
 
 
 def _keep_mask(length: int, keep: int, seed: int) -> tf.data.Dataset:

@@ -27,7 +27,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.config import Config, DataConfig
-from serengeti_tf.data import shards
+from serengeti_tf.data import shards, storage
 from serengeti_tf.data.dataset import SPLITS
 from serengeti_tf.errors import UserError
 from serengeti_tf.locks import output_lock
@@ -37,28 +37,41 @@ PREPARE_FORMAT_VERSION = 1
 MANIFEST_COLUMNS = ("path", "species", "capture_id", "site", "datetime", "season", "frame", "source",
                     "drop_reason", "split")
 # Data settings that do not change what is written (only how fast).
-_NOT_FINGERPRINTED = ("workers",)
+_NOT_FINGERPRINTED = ("workers", "runner", "beam_options")
 MAX_PRINTED_WARNINGS = 5
 
 
 def check_inputs(data: DataConfig) -> None:
-    """Cheap up-front checks so bad paths fail before anything is read or written."""
+    """Cheap up-front checks so bad paths fail before anything is read or written.
+
+    `image_root` and the metadata files may be object-store URLs (`storage`)."""
     if not data.image_root:
         raise UserError("data.image_root is not set: give --image-root, the folder image paths are relative to")
-    if not Path(data.image_root).is_dir():
+    if not storage.is_dir(data.image_root):
         raise UserError(f"image root not found (--image-root / data.image_root): {data.image_root}")
     for path in data.metadata:
-        if not Path(path).is_file():
+        if not storage.is_file(path):
             raise UserError(f"metadata file not found (--metadata / data.metadata): {path}")
     if data.detections and not Path(data.detections).is_file():
         raise UserError(f"detections file not found (--detections / data.detections): {data.detections}")
+    remote = [p for p in (data.image_root, data.detections) if storage.is_url(p)]
+    if remote and (data.detections or not data.metadata):
+        raise UserError(f"object-store paths ({remote[0]}) work with metadata files and whole frames; "
+                        f"class-folder sources and --detections need a local --image-root")
+    if data.beam_options and data.runner != "beam":
+        raise UserError(f"--beam-options / data.beam_options is set ({data.beam_options!r}) but the runner is "
+                        f"{data.runner!r}; add --runner beam")
+    if data.runner == "beam":
+        from serengeti_tf.data.beam_runner import require_beam
+
+        require_beam()
 
 
 def fingerprint(data: DataConfig) -> dict:
     """What identifies a prepared dataset: input contents and every output-changing data setting."""
     settings = {k: v for k, v in cfg.to_dict(Config(data=data))["data"].items() if k not in _NOT_FINGERPRINTED}
     settings.pop("metadata")
-    settings["image_root"] = str(Path(data.image_root).resolve())
+    settings["image_root"] = storage.resolved(data.image_root)
     if not settings["allow_outside_root"]:  # the default: fingerprints stay those of older folders
         settings.pop("allow_outside_root")
     if data.detections:
@@ -71,7 +84,7 @@ def fingerprint(data: DataConfig) -> dict:
     # Flat, so a refusal names the setting that differs (`differs in: image_size`).
     result = {
         "prepare_format": PREPARE_FORMAT_VERSION,
-        "metadata": [{"path": str(Path(p).resolve()), "sha256": io_utils.file_digest(p)} for p in data.metadata],
+        "metadata": [{"path": storage.resolved(p), "sha256": storage.file_digest(p)} for p in data.metadata],
         **settings,
     }
     if not data.metadata:
@@ -101,16 +114,21 @@ def _listing_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_finished(out: Path, fp: dict) -> bool:
-    marker = out / "fingerprint.json"
-    if not (marker.is_file() and (out / "summary.json").is_file() and (out / "shards.json").is_file()):
+def is_finished(location: str, fp: dict) -> bool:
+    """True when `location` (a local folder or a URL) holds this finished dataset with every shard intact."""
+    marker, summary, index = (storage.join(location, name) for name in ("fingerprint.json", "summary.json",
+                                                                          "shards.json"))
+    if not (storage.is_file(marker) and storage.is_file(summary) and storage.is_file(index)):
         return False
-    if not io_utils.same_json(io_utils.read_json(marker), fp):
+    if not io_utils.same_json(storage.read_json(marker), fp):
         return False
     # A shard deleted or truncated since makes the folder unfinished: the resume path rewrites it.
-    from serengeti_tf.data.dataset import damaged_shards
-
-    return not damaged_shards(out, io_utils.read_json(out / "shards.json"))
+    for entries in storage.read_json(index).values():
+        for entry in entries:
+            size = storage.size(storage.join(location, entry["file"]))
+            if size is None or size != entry.get("num_bytes", size):
+                return False
+    return True
 
 
 def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
@@ -123,10 +141,17 @@ def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
 
 
 def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
-    """read_source -> apply_filters -> assign_splits; raises UserError when no image is left."""
+    """read_source -> apply_filters -> assign_splits; raises UserError when no image is left.
+
+    Metadata files in an object store are read from a temporary local copy (the readers are unchanged)."""
+    import contextlib
+    import dataclasses
+
     from serengeti_tf.data import filters, sources, split
 
-    manifest = sources.read_source(data)
+    with contextlib.ExitStack() as stack:
+        local = [stack.enter_context(storage.local_copy(p)) for p in data.metadata]
+        manifest = sources.read_source(dataclasses.replace(data, metadata=local))
     # A fresh 0..n-1 index: shard plans refer to rows by index label.
     manifest = filters.apply_filters(manifest, data).reset_index(drop=True)
     require_kept(manifest, data, "after filtering")
@@ -243,14 +268,19 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     """Runs the whole prepare job into `out_dir`; returns the summary (also saved as summary.json).
 
     The returned dict has `up_to_date: True` when the folder already held this finished dataset and
-    nothing was done. `after_shard` is called after each newly written shard (used by tests).
-    An output folder that is, contains or lies inside the image root or a metadata file is refused
-    (`--overwrite` or not), and only one process at a time may write `out_dir` (`locks`).
+    nothing was done. `after_shard` is called after each newly written shard (used by tests; local
+    runner only). An output folder that is, contains or lies inside the image root or a metadata file
+    is refused (`--overwrite` or not), and only one process at a time may write `out_dir` (`locks`).
+    `out_dir` may be an object-store URL (`remote_output`).
     """
     check_inputs(config.data)
+    if storage.is_url(out_dir):
+        from serengeti_tf.data import remote_output
+
+        return remote_output.prepare_remote(config, str(out_dir), overwrite, progress)
     io_utils.refuse_overlap(out_dir, input_paths(config.data))
     with output_lock(out_dir):
-        return _prepare_locked(config, Path(out_dir), overwrite, progress, after_shard)
+        return prepare_locked(config, Path(out_dir), str(out_dir), overwrite, progress, after_shard)
 
 
 def input_paths(data: DataConfig) -> dict:
@@ -258,12 +288,14 @@ def input_paths(data: DataConfig) -> dict:
     return {"--image-root": data.image_root, "--metadata": list(data.metadata), "--detections": data.detections}
 
 
-def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,
-                    after_shard: Optional[Callable[[shards.ShardSpec], None]]) -> dict:
+def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, progress: bool,
+                   after_shard: Optional[Callable[[shards.ShardSpec], None]] = None) -> dict:
+    """The prepare job with `out` locked: small outputs in the local folder `out`, shards and their
+    done records in `shard_dir` (the same folder, or the output URL when the output is remote)."""
     data = config.data
     started = time.perf_counter()
     fp = fingerprint(data)
-    if _is_finished(out, fp):
+    if shard_dir == str(out) and is_finished(str(out), fp):
         summary = io_utils.read_json(out / "summary.json")
         return {**summary, "up_to_date": True}
     _refuse_other_dataset_early(out, fp, overwrite)
@@ -285,7 +317,13 @@ def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,
 
     tick = time.perf_counter()
     plans = shards.plan_shards(examples, names, data.shard_size, data.seed)
-    records = shards.write_shards(examples, plans, names, data, out, progress=progress, after_shard=after_shard)
+    if data.runner == "beam":
+        from serengeti_tf.data import beam_runner
+
+        records = beam_runner.write_shards(examples, plans, names, data, shard_dir, data.beam_options, progress)
+    else:
+        records = shards.write_shards(examples, plans, names, data, shard_dir, progress=progress,
+                                      after_shard=after_shard)
     timings["shards_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -300,7 +338,7 @@ def _prepare_locked(config: Config, out: Path, overwrite: bool, progress: bool,
     summary = _write_outputs(out, manifest, names, plans, records, warnings, data, examples, detections_report)
     timings["outputs_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
-    summary.update(resumed=resumed, timings=timings, up_to_date=False)
+    summary.update(dataset_dir=shard_dir, runner=data.runner, resumed=resumed, timings=timings, up_to_date=False)
     io_utils.write_json(out / "summary.json", summary)  # last: its presence marks a finished prepare
     return summary
 
@@ -391,5 +429,5 @@ def format_summary(summary: dict) -> str:
     lines += [f"  warning: {w}" for w in warnings[:MAX_PRINTED_WARNINGS]]
     if len(warnings) > MAX_PRINTED_WARNINGS:
         lines.append(f"  ... and {len(warnings) - MAX_PRINTED_WARNINGS} more warnings "
-                     f"(all in {Path(summary['dataset_dir']) / 'summary.json'})")
+                     f"(all in {storage.join(summary['dataset_dir'], 'summary.json')})")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import json
 import math
 import multiprocessing
@@ -31,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.config import DataConfig
-from serengeti_tf.data import images
+from serengeti_tf.data import images, storage
 from serengeti_tf.data.dataset import SPLITS, TFDS_NAME
-from serengeti_tf.io_utils import atomic_path, read_json, record_owned, text_digest, write_json
+from serengeti_tf.io_utils import record_owned, text_digest
 
 STATE_DIR = ".prepare_state"
 # Images per worker task: large enough to amortise inter-process traffic, small enough to balance.
@@ -129,23 +130,40 @@ def _plan_digest(spec: ShardSpec, manifest: pd.DataFrame, labels: dict[str, int]
     return text_digest(json.dumps(payload, sort_keys=True))
 
 
-def _done_record_path(out_dir: Path, spec: ShardSpec) -> Path:
-    return out_dir / STATE_DIR / f"{spec.file}.json"
+def _done_record_path(out_dir: str | os.PathLike, spec: ShardSpec) -> str:
+    return storage.join(out_dir, STATE_DIR, f"{spec.file}.json")
 
 
-def read_done_record(out_dir: Path, spec: ShardSpec, digest: str) -> Optional[dict]:
-    """The done record of a finished shard, or None when the shard must be (re)written."""
+def read_done_record(out_dir: str | os.PathLike, spec: ShardSpec, digest: str) -> Optional[dict]:
+    """The done record of a finished shard, or None when the shard must be (re)written.
+
+    `out_dir` is a local folder or an object-store URL (`storage`)."""
     record_path = _done_record_path(out_dir, spec)
-    shard_path = out_dir / spec.file
-    if not (record_path.is_file() and shard_path.is_file()):
+    shard_size = storage.size(storage.join(out_dir, spec.file))
+    if shard_size is None or not storage.is_file(record_path):
         return None
     try:
-        record = read_json(record_path)
+        record = storage.read_json(record_path)
     except (OSError, ValueError):
         return None
-    if record.get("digest") != digest or record.get("num_bytes") != shard_path.stat().st_size:
+    if record.get("digest") != digest or record.get("num_bytes") != shard_size:
         return None
     return record
+
+
+def pending_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], labels: dict[str, int],
+                   data: DataConfig, out_dir: str | os.PathLike) -> tuple[dict[str, dict], list[tuple[ShardSpec, str]]]:
+    """(done records of the shards already finished, [(spec, digest)] of those still to write)."""
+    records: dict[str, dict] = {}
+    todo: list[tuple[ShardSpec, str]] = []
+    for spec in plans:
+        digest = _plan_digest(spec, manifest, labels, data)
+        record = read_done_record(out_dir, spec, digest)
+        if record is None:
+            todo.append((spec, digest))
+        else:
+            records[spec.file] = record
+    return records, todo
 
 
 def _ordered_results(executor, tasks: Iterable[list], job: Callable, args: tuple,
@@ -176,16 +194,57 @@ def _chunks(spec: ShardSpec, abs_paths: dict) -> list[list]:
     return [[abs_paths[r] for r in rows[i:i + CHUNK_SIZE]] for i in range(0, len(rows), CHUNK_SIZE)]
 
 
-def _worker_job(manifest: pd.DataFrame, data: DataConfig, root: Path) -> tuple[Callable, tuple, dict]:
+def worker_job(manifest: pd.DataFrame, data: DataConfig) -> tuple[Callable, tuple, dict]:
     """The worker function, its arguments after the task, and each row's task (path or crop tuple)."""
     from serengeti_tf.data import crops
 
     if crops.is_crop_table(manifest):
-        tasks = dict(zip(manifest.index, crops.crop_tasks(manifest, root)))
+        tasks = dict(zip(manifest.index, crops.crop_tasks(manifest, Path(data.image_root))))
         return (crops.prepare_crop_jpegs, (data.image_size, data.jpeg_quality, *crops.crop_settings(data.crops)),
                 tasks)
     return (images.prepare_jpegs, (data.image_size, data.jpeg_quality),
-            {idx: str(root / path) for idx, path in manifest["path"].items()})
+            {idx: storage.image_location(data.image_root, path) for idx, path in manifest["path"].items()})
+
+
+def shard_rows(manifest: pd.DataFrame, spec: ShardSpec) -> list[dict]:
+    """What each record of a shard carries besides the image, in plan order (plain values: picklable)."""
+    crop_rows = "crop" in manifest.columns
+    rows = []
+    for row in manifest.loc[list(spec.rows)].itertuples(index=False):
+        rows.append({"path": row.path, "species": row.species, "capture_id": str(row.capture_id),
+                     "site": str(row.site), "frame": int(row.frame),
+                     "crop": row._asdict() if crop_rows else None})
+    return rows
+
+
+def write_shard(out_dir: str | os.PathLike, spec: ShardSpec, digest: str, rows: Sequence[dict],
+                encoded: Iterable[bytes | str], labels: dict[str, int],
+                on_image: Optional[Callable[[], None]] = None) -> dict:
+    """Writes one shard from its rows (`shard_rows`) and their worker results in the same order,
+    then its done record; returns the record. Used by the local pool and by the Beam runner, so both
+    write the same bytes. The shard appears complete or not at all (`storage.staged_file`)."""
+    import tensorflow as tf
+
+    from serengeti_tf.data.records import encode_example
+
+    written, corrupt = 0, []
+    with storage.staged_file(storage.join(out_dir, spec.file)) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for row, result in zip(rows, encoded, strict=True):
+                if on_image is not None:
+                    on_image()
+                if isinstance(result, str):
+                    corrupt.append({"path": row["path"], "error": result,
+                                    **({"crop": int(row["crop"]["crop"])} if row["crop"] else {})})
+                    continue
+                writer.write(encode_example(result, labels[row["species"]], row["capture_id"], row["path"],
+                                            row["site"], row["frame"], crop=row["crop"]))
+                written += 1
+        num_bytes = tmp.stat().st_size
+    record = {"file": spec.file, "split": spec.split, "class": spec.class_name,
+              "num_examples": written, "num_bytes": num_bytes, "digest": digest, "corrupt": corrupt}
+    storage.write_json(_done_record_path(out_dir, spec), record)
+    return record
 
 
 def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names: Sequence[str],
@@ -195,28 +254,14 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
 
     A done record is `{"file", "split", "class", "num_examples", "num_bytes", "digest", "corrupt":
     [{"path", "error"}]}`. `after_shard` is called after each newly written shard (tests use it to
-    simulate an interruption).
+    simulate an interruption). `out_dir` is a local folder or an object-store URL.
     """
-    import tensorflow as tf
-
-    from serengeti_tf.data.records import encode_example
-
-    out = Path(out_dir)
-    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(out)
+    if not storage.is_url(out_dir):
+        (Path(out_dir) / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        _remove_stale_temp_files(Path(out_dir))
     labels = {name: i for i, name in enumerate(class_names)}
-    root = Path(data.image_root)
-    job, job_args, abs_paths = _worker_job(manifest, data, root)
-    crop_rows = "crop" in manifest.columns
-    records: dict[str, dict] = {}
-    todo: list[tuple[ShardSpec, str]] = []
-    for spec in plans:
-        digest = _plan_digest(spec, manifest, labels, data)
-        record = read_done_record(out, spec, digest)
-        if record is None:
-            todo.append((spec, digest))
-        else:
-            records[spec.file] = record
+    job, job_args, abs_paths = worker_job(manifest, data)
+    records, todo = pending_shards(manifest, plans, labels, data, out_dir)
     total = sum(len(s.rows) for s in plans)
     remaining = sum(len(s.rows) for s, _ in todo)
     workers = min(resolve_workers(data.workers), max(1, math.ceil(remaining / CHUNK_SIZE)))
@@ -229,29 +274,12 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
     try:
         tasks = (chunk for spec, _ in todo for chunk in _chunks(spec, abs_paths))
         results = _ordered_results(executor, tasks, job, job_args, max(1, workers) * CHUNKS_IN_FLIGHT_PER_WORKER)
+        flat = (result for chunk in results for result in chunk)
         for spec, digest in todo:
-            rows = manifest.loc[list(spec.rows)]
-            written, corrupt = 0, []
-            with atomic_path(out / spec.file) as tmp:
-                with tf.io.TFRecordWriter(str(tmp)) as writer:
-                    row_list = list(rows.itertuples(index=False))
-                    for start in range(0, len(row_list), CHUNK_SIZE):
-                        chunk_rows = row_list[start:start + CHUNK_SIZE]
-                        for encoded, row in zip(next(results), chunk_rows):
-                            crop = row._asdict() if crop_rows else None
-                            if isinstance(encoded, str):
-                                corrupt.append({"path": row.path, "error": encoded,
-                                                **({"crop": int(row.crop)} if crop_rows else {})})
-                                continue
-                            writer.write(encode_example(encoded, labels[row.species], str(row.capture_id),
-                                                        row.path, str(row.site), int(row.frame), crop=crop))
-                            written += 1
-                        bar.update(len(chunk_rows))
-            record = {"file": spec.file, "split": spec.split, "class": spec.class_name,
-                      "num_examples": written, "num_bytes": (out / spec.file).stat().st_size,
-                      "digest": digest, "corrupt": corrupt}
-            write_json(_done_record_path(out, spec), record)
-            records[spec.file] = record
+            # islice: exactly this shard's results, so the next shard starts at its own first image.
+            encoded = itertools.islice(flat, len(spec.rows))
+            records[spec.file] = write_shard(out_dir, spec, digest, shard_rows(manifest, spec), encoded, labels,
+                                             on_image=lambda: bar.update(1))
             if after_shard is not None:
                 after_shard(spec)
     finally:
@@ -343,31 +371,45 @@ def tfds_features(class_names: Sequence[str], crops: bool = False):
     return tfds.features.FeaturesDict(features)
 
 
+def _shard_bytes(out: Path, entry: dict) -> int:
+    """A shard's size from its shards.json entry (the file itself may be in an object store)."""
+    return int(entry["num_bytes"]) if "num_bytes" in entry else (out / entry["file"]).stat().st_size
+
+
 def write_tfds_metadata(out_dir: str | os.PathLike, index: dict, class_names: Sequence[str],
                         description: str = "", crops: bool = False) -> None:
     """Writes `dataset_info.json`, `features.json` and `label.labels.txt` through TFDS's documented
     route for externally written TFRecords (`tfds.folder_dataset.write_metadata`), so
     `tfds.builder_from_directory` loads every split.
 
-    `index` is the `shards.json` content (split -> [{"file", "num_examples", ...}] in shard order);
-    byte sizes are read from the files. Every split with a shard file is declared (TFDS requires it),
-    so a split whose only shard is empty is listed with 0 examples. The files are written in place:
-    `summary.json`, written after them, is what marks a finished prepare, so a killed prepare's
-    partial metadata is rewritten by the rerun.
+    `index` is the `shards.json` content (split -> [{"file", "num_examples", "num_bytes", ...}] in
+    shard order); sizes come from it (shards may be in an object store), else from the files. Every split
+    with a shard file is declared (TFDS requires it), so a split whose only shard is empty is listed
+    with 0 examples. The files are written in place: `summary.json`, written after them, is what
+    marks a finished prepare, so a killed prepare's partial metadata is rewritten by the rerun.
     """
     import tensorflow_datasets as tfds
 
     out = Path(out_dir)
     split_infos = [tfds.core.SplitInfo(name=split, shard_lengths=[int(e["num_examples"]) for e in index[split]],
-                                       num_bytes=sum((out / e["file"]).stat().st_size for e in index[split]),
+                                       num_bytes=sum(_shard_bytes(out, e) for e in index[split]),
                                        filename_template=None)
                    for split in SPLITS if index.get(split)]
     before = {item.name: item.stat().st_mtime_ns for item in out.iterdir()}
-    tfds.folder_dataset.write_metadata(
-        data_dir=out, features=tfds_features(class_names, crops), split_infos=split_infos,
-        version="1.0.0",  # not inferred: write_metadata would take a folder named like "2.0.0" as the version
-        check_data=False,  # as before, no example is read back here (the tests load every split)
-        description=description or None, supervised_keys=("image", "label"))
+    # write_metadata lists the folder for shard names; a remote output's shards are not in it (its
+    # local staging folder), so empty stand-ins are there while it runs.
+    stand_ins = [out / e["file"] for split in SPLITS for e in index.get(split, []) if not (out / e["file"]).exists()]
+    try:
+        for stand_in in stand_ins:
+            stand_in.touch()
+        tfds.folder_dataset.write_metadata(
+            data_dir=out, features=tfds_features(class_names, crops), split_infos=split_infos,
+            version="1.0.0",  # not inferred: write_metadata would take a folder named like "2.0.0" as the version
+            check_data=False,  # as before, no example is read back here (the tests load every split)
+            description=description or None, supervised_keys=("image", "label"))
+    finally:
+        for stand_in in stand_ins:
+            stand_in.unlink(missing_ok=True)
     for item in sorted(out.iterdir()):  # whatever TFDS wrote is ours (its file names are its own)
         if item.is_file() and before.get(item.name) != item.stat().st_mtime_ns:
             record_owned(item)

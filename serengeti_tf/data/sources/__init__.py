@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.choices import SOURCE_FORMATS
+from serengeti_tf.data import storage
 from serengeti_tf.data.sources.root import mark_outside_root
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import lazy_function
@@ -90,10 +91,10 @@ def read_metadata_csv(path: str | Path, **kwargs) -> pd.DataFrame:
 def _check_inputs(metadata: Sequence[str], image_root: str) -> None:
     if not image_root:
         raise UserError("data.image_root is not set: give the folder the image paths are relative to")
-    if not Path(image_root).is_dir():
+    if not storage.is_dir(image_root):  # a local folder or an object-store URL
         raise UserError(f"image root not found (data.image_root): {image_root}")
     for path in metadata:
-        if not Path(path).is_file():
+        if not storage.is_file(path):
             raise UserError(f"metadata file not found (data.metadata): {path}")
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from serengeti_tf.data import storage
+
 OUTSIDE_ROOT = "outside_root"
 
 # Absolute (posix or a Windows drive / UNC path) or climbing out of the root with `..`.
@@ -76,7 +78,7 @@ def outside_root(paths: pd.Series, image_root: str | os.PathLike) -> pd.Series:
     `image_root`: absolute or `..` paths out of it, or reached through a symlink leaving it."""
     outside = lexically_outside(paths)
     rest = ~outside & (paths.astype(str) != "")
-    if rest.any():
+    if rest.any() and not storage.is_url(image_root):  # object stores have no symlinks: the text test is all
         outside[rest] = _symlinked_outside(paths[rest].astype(str), Path(image_root).resolve())
     return outside
 
