@@ -5,16 +5,16 @@ accuracy and for the macro F1 of the species with at least `MIN_CAPTURES` (10) t
 exact binomial (CLOPPER-PEARSON) interval on the recall of every species, reported separately.
 Nothing is re-centred and no constant was chosen on the benchmark that checks the coverage.
 
-What each interval is for (the estimands; README and `benchmarks/evaluation_coverage.py` use the
-same words, from `ESTIMANDS`):
-- accuracy: the accuracy of the model's expected confusion matrix on a test set with this split's
-  number of test captures per species (its per-species confusion rates on the population of
-  captures, weighted by these counts);
-- macro F1 (`macro_f1_well_tested`): the macro F1, over the species with at least 10 test
-  captures only, of that same expected confusion matrix (so precision still counts the mistakes of
-  every species, rare ones included);
-- recall of a species (`recall`, every species present): the probability that the model labels one
-  of its images correctly.
+What each interval is for (the estimands, `ESTIMANDS`; the README's evaluation section and
+`benchmarks/evaluation_bootstrap.py` state them in these words):
+- accuracy: accuracy of the model's expected confusion matrix on a test set with this split's
+  number of test captures per species;
+- `macro_f1_well_tested`: macro F1, over the species with at least 10 test captures, of the
+  model's expected confusion matrix on a test set with this split's number of test captures per
+  species (precision still counts the mistakes of every species, rare ones included);
+- `recall`: per species: the probability that the model labels one of its images correctly.
+"Expected confusion matrix": each species' test captures times the model's per-species confusion
+rates on the population of captures (the species' row of outcomes).
 The headline `macro_f1` over all classes gets NO interval: a species with a handful of test
 captures has an F1 of 0 or nearly 1 that no resampling of those captures can put an honest spread
 on (the previous smoothed, re-centred scheme tried and covered 0.58-0.74 when such species were
