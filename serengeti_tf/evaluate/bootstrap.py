@@ -212,8 +212,7 @@ def resampled_confusion(strata: Strata, resample: Resample, predictions: Predict
 def centred_interval(samples: np.ndarray, point: np.ndarray | float, level: float,
                      bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of `samples` (axis 0) moved so the samples' mean sits on `point`, clipped."""
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(samples, [tail, 100 - tail], axis=0)
+    lo, hi = percentile_interval(samples, level)
     shift = np.asarray(point) - samples.mean(axis=0)
     return np.clip(lo + shift, *bounds), np.clip(hi + shift, *bounds)
 
@@ -266,21 +265,6 @@ def recall_intervals(strata: Strata, y_pred: np.ndarray, level: float) -> dict[s
     return {"method": f"Clopper-Pearson exact binomial over the species' test {strata.unit}s",
             "estimand": ESTIMANDS["recall"], "recall": point["recall"], "units": captures,
             "ci_low": lo, "ci_high": hi}
-
-
-def _check(samples: int, level: float, smoothing: float) -> None:
-    if not 0 < level < 1:
-        raise UserError(f"bootstrap: level must be in (0, 1), got {level!r}")
-    if smoothing < 0:
-        raise UserError(f"bootstrap: smoothing must be >= 0, got {smoothing!r}")
-    if samples < 0:
-        raise UserError(f"bootstrap: samples must be >= 0, got {samples!r}")
-
-
-def _header(strata: Strata, samples: int, seed: int, level: float, smoothing: float) -> dict[str, Any]:
-    return {"samples": int(samples), "unit": strata.unit, "num_units": strata.num_units, "level": level,
-            "seed": int(seed), "method": SCHEME, "smoothing": float(smoothing),
-            "interval": "percentile, centred on the point estimate"}
 
 
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, samples: int, seed: int,

@@ -378,9 +378,9 @@ def summary_text(metrics: Mapping[str, Any], title: str = "") -> str:
     recall = boot.get("recall") or {}
     if recall:
         few = [n for n in recall["test_captures"] if n < well.get("min_captures", 0)]
-        lines.append(f"intervals: accuracy and macro F1 of the species with >= {well.get('min_captures')} test "
-                     f"captures: {boot.get('unit')} bootstrap, percentile; the all-class macro F1 has none. "
-                     f"Recall of every species ({len(few)} with fewer captures): {recall['method']} "
+        lines.append(f"CIs: {boot.get('unit')} bootstrap (percentile) for accuracy and the macro F1 of species with "
+                     f">= {well.get('min_captures')} test {boot.get('unit')}s; none for the all-class macro F1.")
+        lines.append(f"Recall of each species ({len(few)} with fewer {boot.get('unit')}s): {recall['method']} "
                      f"(per_class.csv recall_ci_low/high).")
     groups = metrics.get("groups") or {}
     if groups:
