@@ -36,8 +36,10 @@ Writes benchmarks/results/evaluation_bootstrap.json and .md.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -278,16 +280,28 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--plain-samples", type=int, default=100)
     parser.add_argument("--only", nargs="*", default=None, help="scenario names (default: all)")
+    parser.add_argument("--partial", default=None,
+                        help="write only the --only scenarios' coverage to this JSON file (to run scenarios in "
+                             "separate processes; each scenario's seed depends only on its position)")
+    parser.add_argument("--from-partials", nargs="*", default=None,
+                        help="merge these --partial files instead of simulating, then time and write the results")
     args = parser.parse_args()
     started = time.perf_counter()
     scenarios = {}
+    for partial in args.from_partials or []:
+        scenarios.update(json.loads(Path(partial).read_text())["scenarios"])
     for i, (name, (_, make_rows)) in enumerate(SCENARIOS.items()):
-        if args.only and name not in args.only:
+        if args.from_partials is not None or (args.only and name not in args.only):
             continue
         t = time.perf_counter()
         scenarios[name] = coverage(make_rows(), args.draws, args.resamples, seed=1000 + i)
         print(f"{name}: {scenarios[name]['coverage']} recall {scenarios[name]['recall_coverage']['mean_few']}"
               f"/{scenarios[name]['recall_coverage']['min_few']} ({time.perf_counter() - t:.0f} s)", flush=True)
+    if args.partial:
+        Path(args.partial).write_text(json.dumps({"draws": args.draws, "resamples": args.resamples,
+                                                  "scenarios": scenarios}))
+        return
+    scenarios = {name: scenarios[name] for name in SCENARIOS if name in scenarios}
     out = {"estimands": {**bs.ESTIMANDS, "macro_f1_well_tested":
                          bs.ESTIMANDS["macro_f1_well_tested"].format(min_captures=bs.MIN_CAPTURES)},
            "min_captures": bs.MIN_CAPTURES, "level": LEVEL,

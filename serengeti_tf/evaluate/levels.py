@@ -32,6 +32,7 @@ import pandas as pd
 
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES
 
 IMAGE_COMBINATION = "detector-confidence-weighted mean of the crops' class probabilities"
 CAPTURE_COMBINATION = "mean of the image-level class probabilities over the capture's images"
@@ -273,8 +274,8 @@ def level_comparison_markdown(table: pd.DataFrame) -> str:
         f"detector found nothing on). Crop runs: image = {IMAGE_COMBINATION}; capture = "
         f"{CAPTURE_COMBINATION}. Intervals (95%, `*_ci_low/high`): the shared captures resampled within "
         "each species, percentile; `macro_f1_well_tested` is the macro F1 of the "
-        "`macro_f1_well_tested_species` species with >= 10 shared test captures, the only macro F1 with "
-        "an interval (see README, Evaluation).", "",
+        f"`macro_f1_well_tested_species` species with >= {MIN_CAPTURES} shared test captures, the only macro "
+        "F1 with an interval (see README, Evaluation).", "",
         markdown_table(table), ""])
 
 
