@@ -17,8 +17,9 @@ What each interval is for (the estimands, `ESTIMANDS`; the README's evaluation s
 rates on the population of captures (the species' row of outcomes).
 The headline `macro_f1` over all classes gets NO interval: a species with a handful of test
 captures has an F1 of 0 or nearly 1 that no resampling of those captures can put an honest spread
-on (the previous smoothed, re-centred scheme tried and covered 0.58-0.74 when such species were
-weak); their recall intervals say what those few captures support instead.
+on (the previous smoothed, re-centred scheme tried: with such species weak it covered 0.76 of
+simulated test sets in benchmarks/results/evaluation_bootstrap.md, 0.58-0.74 in the issue's own
+simulations); their recall intervals say what those few captures support instead.
 
 Why stratified (captures resampled within each species, each species keeping its number of test
 captures): the test split's class composition is fixed by the split rule, and the estimands are
