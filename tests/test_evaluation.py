@@ -161,10 +161,16 @@ def test_bootstrap_interval_contains_the_point_estimate():
     m = ev.compute_metrics(y_true, prob, NAMES, TRAIN, eval_config(bootstrap_samples=300))
     boot = m["bootstrap"]
     assert boot["unit"] == "image" and boot["samples"] == 300
-    for key in ("accuracy", "macro_f1"):
-        lo, hi = boot[key]
-        assert lo < m[key] < hi
+    well = boot["macro_f1_well_tested"]  # every species has ~100 images: all four are in it
+    assert well["species"] == NAMES and well["estimate"] == pytest.approx(m["macro_f1"])
+    assert "macro_f1" not in boot  # the all-class macro F1 has no interval
+    for (lo, hi), point in ((boot["accuracy"], m["accuracy"]), (well["ci"], well["estimate"])):
+        assert lo < point < hi
         assert hi - lo < 0.2  # 400 images: a few points wide, not the whole [0, 1]
+    recall = boot["recall"]
+    assert recall["species"] == NAMES and recall["method"].startswith("Clopper-Pearson")
+    assert all(lo < r < hi for lo, r, hi in zip(recall["ci_low"], recall["recall"], recall["ci_high"]))
+    json.dumps(m, allow_nan=False)  # strict JSON for metrics.json
     again = ev.compute_metrics(y_true, prob, NAMES, TRAIN, eval_config(bootstrap_samples=300))
     assert again["bootstrap"] == boot  # seeded
     assert ev.compute_metrics(y_true, prob, NAMES, TRAIN, eval_config(bootstrap_samples=0))["bootstrap"]["unit"] is None

@@ -151,6 +151,53 @@ def test_posthoc_adjustment_after_a_sampler_run_removes_the_plan_prior(tiny_data
     assert training.head_prior_counts(method_config(phase=2), tiny_dataset)[0] == list(counts.values())
 
 
+def test_prior_left_by_a_prior_aware_loss():
+    """Issue 18 item 6: what each loss leaves of the prior, which post-hoc adjustment may remove."""
+    from serengeti_tf.train.losses import class_weights, normalise_priors
+    from serengeti_tf.train.rebalancing import prior_left_by_loss
+
+    counts = [500, 100, 20, 0]
+    prior = normalise_priors(counts)
+
+    def left(**train) -> np.ndarray:
+        return prior_left_by_loss(counts, method_config(**train).train)
+
+    np.testing.assert_allclose(left(), prior)  # plain cross-entropy: the whole prior
+    np.testing.assert_allclose(left(loss="focal"), prior)
+    np.testing.assert_allclose(left(loss="balanced_softmax"), np.full(4, 0.25))  # nothing left
+    np.testing.assert_allclose(left(class_weighting="inverse")[:3], np.full(3, left(class_weighting="inverse")[0]))
+    half = np.sqrt(prior) / np.sqrt(prior).sum()
+    np.testing.assert_allclose(left(loss="logit_adjusted", logit_adjust_tau=0.5), half)
+    weights = class_weights(counts, "effective_number", 0.99)[:3]
+    effective = left(class_weighting="effective_number", effective_number_beta=0.99)
+    np.testing.assert_allclose(effective[:3] / effective[0], prior[:3] * weights / (prior[0] * weights[0]), rtol=1e-5)
+
+
+def test_posthoc_adjustment_after_balanced_softmax_does_not_remove_the_prior_twice(phase1_run, tiny_dataset,
+                                                                                   tmp_path):
+    """A balanced-softmax run's logits are already free of the prior: post-hoc adjustment at tau 1 used
+    to subtract log prior once more (bias changed by -log prior). Now the prior left is uniform, the
+    bias moves by one constant for every class and no prediction changes. The trained run is a copy
+    of the session run whose config.yaml says balanced_softmax: what is checked is which prior the
+    re-balancing subtracts, read from the trained run's own config (as `experiment` branches)."""
+    trained, branch = tmp_path / "bsm", tmp_path / "posthoc"
+    shutil.copytree(phase1_run, trained)
+    trained_config = cfg.load_saved(trained / "config.yaml")
+    trained_config.train.loss = "balanced_softmax"
+    cfg.save_config(trained_config, trained)
+    config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
+    training.rebalance_run(config, tiny_dataset, branch, trained, print_fn=quiet)
+    summary = runs.read_run_json(branch, "rebalancing.json")
+    classes = len(summary["prior_counts"])
+    np.testing.assert_allclose(summary["prior_left"], np.full(classes, 1 / classes))
+    assert "balanced_softmax" in summary["prior_left_source"]
+    assert summary["val_after"] == summary["val_before"]
+    before = M.head_layer(M.load_model(trained / "model.keras")).get_weights()[1]
+    after = M.head_layer(M.load_model(branch / "model.keras")).get_weights()[1]
+    shift = after - before
+    np.testing.assert_allclose(shift, np.full_like(shift, shift[0]), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, tmp_path, monkeypatch):
     run = tmp_path / "killed"

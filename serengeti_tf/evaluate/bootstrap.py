@@ -1,43 +1,53 @@
-"""Bootstrap intervals for accuracy and macro F1, of one model and of the difference between two.
+"""Intervals for the scores of one model (`bootstrap_ci`) and of the difference between two (`paired_bootstrap`).
 
-The scheme: a SMOOTHED STRATIFIED CAPTURE BOOTSTRAP with a centred percentile interval.
+ONE MODEL (`bootstrap_ci`): a STRATIFIED CAPTURE BOOTSTRAP with a plain PERCENTILE interval for
+accuracy and for the macro F1 of the species with at least `MIN_CAPTURES` (10) test captures, and an
+exact binomial (CLOPPER-PEARSON) interval on the recall of every species, reported separately.
+Nothing is re-centred and no constant was chosen on the benchmark that checks the coverage.
+
+What each interval is for (the estimands, `ESTIMANDS`; the README's evaluation section and
+`benchmarks/evaluation_bootstrap.py` state them in these words):
+- accuracy: accuracy of the model's expected confusion matrix on a test set with this split's
+  number of test captures per species;
+- `macro_f1_well_tested`: macro F1, over the species with at least 10 test captures, of the
+  model's expected confusion matrix on a test set with this split's number of test captures per
+  species (precision still counts the mistakes of every species, rare ones included);
+- `recall`: per species: the probability that the model labels one of its images correctly.
+"Expected confusion matrix": each species' test captures times the model's per-species confusion
+rates on the population of captures (the species' row of outcomes).
+The headline `macro_f1` over all classes gets NO interval: a species with a handful of test
+captures has an F1 of 0 or nearly 1 that no resampling of those captures can put an honest spread
+on (the previous smoothed, re-centred scheme tried: with such species weak it covered 0.76 of
+simulated test sets in benchmarks/results/evaluation_bootstrap.md, 0.58-0.74 in the issue's own
+simulations); their recall intervals say what those few captures support instead.
 
 Why stratified (captures resampled within each species, each species keeping its number of test
-captures): the test split's class composition is fixed by the split rule, not drawn at random, and
-macro F1 weights every species equally whatever its count. Resampling captures over the whole split
-instead leaves a species with one test capture out of ~37% of resamples, where it scores F1 = 0: the
-interval then sits below the point estimate (on the paper's test counts a model right on 80% of
-images got a point macro F1 outside its own 95% interval in most simulated test sets).
+captures): the test split's class composition is fixed by the split rule, and the estimands are
+defined at these counts. Why captures: frames of one capture are near-duplicates; resampling
+images would make the interval too narrow. A capture belongs to the stratum of its majority frame
+label (images when capture ids are unknown).
 
-Why captures: frames of one capture are near-duplicates; resampling images would make the interval
-too narrow. A capture belongs to the stratum of its majority frame label.
+Why 10 test captures (a rule fixed before any simulation, not tuned): resampling n captures with
+replacement reproduces a species' sampling variance only by the factor (n - 1) / n and from n + 1
+distinct values of its recall; at n = 10 that loses 10% of the variance, below it more (and a
+one-capture species is redrawn identically every time, with no spread at all).
 
-Why smoothed: resampling within a species with one capture always redraws that capture, so its F1
-looks certain although it rests on one image (the paper's test split has nine such species). Each
-of a species' n resampled slots is therefore, with probability `smoothing / (n + smoothing)`, a
-pseudo-capture instead: an image drawn from a random present species (species equally likely, then
-an image of it) whose outcome is transplanted to this species (right stays right; a mistake keeps
-its predicted column). This is the bootstrap of the per-species confusion row shrunk by
-`smoothing` pseudo-captures toward the pooled, class-averaged behaviour of the model; it changes a
-species with thousands of captures by a fraction of a percent and gives a one-capture species the
-spread of a Bernoulli draw. Default 2 pseudo-captures: on the confusion model where rare species
-keep a high precision, 1 reached ~0.89 coverage and 0.5 ~0.83 in simulation, 2 reached 0.92 in the
-benchmark. The smoothing shifts the resampled scores toward the pooled behaviour, so the interval
-is centred: the percentile interval is moved by (point estimate - mean of the
-resampled scores). It contains the point estimate whenever the resampled mean lies inside the
-percentile range (always, in the benchmark and tests; clipping to the metric's range keeps it).
+Why Clopper-Pearson on captures: its coverage is at least the nominal level for every true recall
+and every n (Wilson's dips below it near 0 and 1 at small n), which matters most where the question
+lives, on species with 1-9 captures. The count is the species' test captures n (captures containing
+one of its images) and the successes recall * n: exact when the frames of a capture agree (and with
+one frame per capture); when they disagree the variance of the capture mean is below the binomial
+one, so the interval is conservative.
 
-What the interval means: a 95% interval for the score the model would get on a test set of the
-same species counts drawn from the same population of captures ("population macro F1" of the
-per-species confusion behaviour). `benchmarks/evaluation_bootstrap.py` measures its coverage on
-the paper's test counts under several confusion models (results in benchmarks/results/); it is an
-approximation, not a guarantee, when many species have one or two test captures.
-
-Paired differences (`paired_bootstrap`): both models are scored on the SAME resamples (same
-captures, same pseudo-captures), so the interval of the difference reflects only how differently
-the two models treat the same images. Differences in accuracy and macro F1 get the centred
-interval; per-species F1 differences get the plain percentile interval of the same resamples, so a
-change resting on one or two images (where the pseudo-captures dominate) is not called real.
+TWO MODELS (`paired_bootstrap`): both models are scored on the SAME resamples (same captures, same
+pseudo-captures), so the interval of the difference reflects only how differently the two models
+treat the same images. Differences in accuracy and macro F1 get the centred interval; per-species
+F1 differences get the plain percentile interval of the same resamples, so a change resting on one
+or two images (where the pseudo-captures dominate) is not called real. Its resamples are smoothed
+(`draw_resample` with `smoothing` > 0): each of a species' n slots is, with probability
+`smoothing / (n + smoothing)`, a pseudo-capture: an image of a random present species whose
+outcome is transplanted to this species (right stays right; a mistake keeps its predicted column,
+or, when that column is this species, becomes a prediction of the source's own species).
 
 Speed: every resample is a weighted confusion matrix (np.bincount), no per-resample indexing of
 the data and no scikit-learn call.
@@ -54,8 +64,18 @@ import pandas as pd
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
 
-SCHEME = "stratified_capture_smoothed"
-DEFAULT_SMOOTHING = 2.0  # pseudo-captures per species; see the module docstring
+SCHEME = "stratified_capture_smoothed"  # the paired bootstrap's resamples
+DEFAULT_SMOOTHING = 2.0  # pseudo-captures per species in `paired_bootstrap`
+SINGLE_SCHEME = "stratified_capture_percentile+clopper_pearson_recall"  # `bootstrap_ci`
+MIN_CAPTURES = 10  # species in the macro F1 interval: at least this many test captures (see above)
+ESTIMANDS = {
+    "accuracy": ("accuracy of the model's expected confusion matrix on a test set with this split's number "
+                 "of test captures per species"),
+    "macro_f1_well_tested": ("macro F1, over the species with at least {min_captures} test captures, of the "
+                             "model's expected confusion matrix on a test set with this split's number of test "
+                             "captures per species"),
+    "recall": "per species: the probability that the model labels one of its images correctly",
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,12 @@ class Strata:
     @property
     def num_units(self) -> int:
         return len(self.unit_order)
+
+    @property
+    def units_per_class(self) -> np.ndarray:
+        """[C] units (captures) holding at least one image of each class."""
+        pairs = np.unique(self.unit_of_image * self.num_classes + self.y_true)
+        return np.bincount(pairs % self.num_classes, minlength=self.num_classes)
 
 
 def make_strata(y_true: np.ndarray, num_classes: int, groups: Optional[Sequence] = None) -> Strata:
@@ -163,23 +189,31 @@ def prepare_predictions(strata: Strata, y_pred: np.ndarray) -> Predictions:
 
 
 def resampled_confusion(strata: Strata, resample: Resample, predictions: Predictions) -> np.ndarray:
-    """The weighted confusion matrix of one model's predictions on one resample."""
+    """The weighted confusion matrix of one model's predictions on one resample.
+
+    A pseudo-capture transplants its source image's outcome to the target species: right stays
+    right; a mistake keeps its predicted column unless that column IS the target species, where it
+    would turn into a true positive: it then goes to the source's own species (the same confusion
+    between the two species, still a mistake).
+    """
     c = strata.num_classes
     weights = resample.unit_draws[predictions.pair_unit] * predictions.pair_count
     flat = np.bincount(predictions.pair_cell, weights=weights, minlength=c * c)
     if len(resample.targets):
+        source_true = strata.y_true[resample.sources]
         source_pred = predictions.y_pred[resample.sources]
-        right = source_pred == strata.y_true[resample.sources]
-        flat = flat + np.bincount(resample.targets * c + np.where(right, resample.targets, source_pred),
-                                  weights=resample.pseudo_weights, minlength=c * c)
+        right = source_pred == source_true
+        column = np.where(right, resample.targets,
+                          np.where(source_pred == resample.targets, source_true, source_pred))
+        flat = flat + np.bincount(resample.targets * c + column, weights=resample.pseudo_weights,
+                                  minlength=c * c)
     return flat.reshape(c, c)
 
 
 def centred_interval(samples: np.ndarray, point: np.ndarray | float, level: float,
                      bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of `samples` (axis 0) moved so the samples' mean sits on `point`, clipped."""
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(samples, [tail, 100 - tail], axis=0)
+    lo, hi = percentile_interval(samples, level)
     shift = np.asarray(point) - samples.mean(axis=0)
     return np.clip(lo + shift, *bounds), np.clip(hi + shift, *bounds)
 
@@ -199,33 +233,85 @@ def _header(strata: Strata, samples: int, seed: int, level: float, smoothing: fl
             "interval": "percentile, centred on the point estimate"}
 
 
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The plain percentile interval of `samples` along axis 0."""
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(samples, [tail, 100 - tail], axis=0)
+    return lo, hi
+
+
+def clopper_pearson(successes: np.ndarray, trials: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact binomial (Clopper-Pearson) interval for a proportion, element-wise; NaN where trials = 0.
+
+    `successes` may be fractional (recall * captures, see the module docstring): the beta quantiles
+    are defined for any real successes in [0, trials].
+    """
+    from scipy.special import betaincinv  # the beta quantile; scipy.stats costs ~1 s to import
+
+    x = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    alpha = 1 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(x > 0, betaincinv(np.maximum(x, 1e-12), n - x + 1, alpha / 2), 0.0)
+        hi = np.where(x < n, betaincinv(x + 1, np.maximum(n - x, 1e-12), 1 - alpha / 2), 1.0)
+    empty = n <= 0
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
+
+
+def recall_intervals(strata: Strata, y_pred: np.ndarray, level: float) -> dict[str, Any]:
+    """Clopper-Pearson interval on each present species' recall over its test captures."""
+    point = scores_from_confusion(confusion_counts(strata.y_true, y_pred, strata.num_classes))
+    captures = strata.units_per_class
+    lo, hi = clopper_pearson(point["recall"] * captures, captures, level)
+    return {"method": f"Clopper-Pearson exact binomial over the species' test {strata.unit}s",
+            "estimand": ESTIMANDS["recall"], "recall": point["recall"], "units": captures,
+            "ci_low": lo, "ci_high": hi}
+
+
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, samples: int, seed: int,
                  groups: Optional[Sequence] = None, level: float = 0.95,
-                 smoothing: float = DEFAULT_SMOOTHING) -> dict[str, Any]:
-    """Intervals for accuracy and headline macro F1 of one model (see the module docstring).
+                 min_captures: int = MIN_CAPTURES) -> dict[str, Any]:
+    """Intervals for one model's accuracy, well-tested macro F1 and per-species recall (module docstring).
 
-    Resamples `groups` (capture ids) within each species when given, else single images.
-    Returns {"samples", "unit", "num_units", "level", "seed", "method", "smoothing", "interval",
-    "accuracy": [low, high], "macro_f1": [low, high]}; {"samples": 0, "unit": None} for samples=0.
+    Resamples `groups` (capture ids) within each species when given, else single images. Returns
+    {"samples", "unit", "num_units", "level", "seed", "method", "interval",
+    "accuracy": [low, high] (percentile, estimand in "estimands"),
+    "macro_f1_well_tested": {"estimate", "ci": [low, high], "min_captures", "classes" (indices),
+    "num_classes"} ("ci" None when no species has `min_captures`),
+    "recall": {"method", "estimand", "units", "recall", "ci_low", "ci_high"} ([C] arrays, NaN for
+    absent species), "estimands"}; {"samples": 0, "unit": None} for samples=0.
     """
-    _check(samples, level, smoothing)
+    _check(samples, level, 0.0)
+    if not isinstance(min_captures, (int, np.integer)) or min_captures < 1:
+        raise UserError(f"bootstrap: min_captures must be an int >= 1, got {min_captures!r}")
     if samples == 0:
         return {"samples": 0, "unit": None}
     y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
     strata = make_strata(y_true, num_classes, groups)
+    if len(y_pred) != len(strata.y_true):
+        raise UserError(f"bootstrap: need one prediction per label, got {len(y_pred)} for {len(strata.y_true)}")
     predictions = prepare_predictions(strata, y_pred)
+    well_tested = np.flatnonzero(strata.units_per_class >= min_captures)
     rng = np.random.default_rng(seed)
-    cms = np.stack([resampled_confusion(strata, draw_resample(strata, rng, smoothing), predictions)
+    cms = np.stack([resampled_confusion(strata, draw_resample(strata, rng, 0.0), predictions)
                     for _ in range(samples)])
-    per_class = scores_from_confusion(cms)
-    f1s = per_class["f1"].mean(axis=1)
-    accuracies = np.trace(cms, axis1=1, axis2=2) / cms.sum(axis=(1, 2))
     point = confusion_counts(strata.y_true, y_pred, num_classes)
-    out = _header(strata, samples, seed, level, smoothing)
-    for key, values, estimate in (("accuracy", accuracies, np.trace(point) / point.sum()),
-                                  ("macro_f1", f1s, scores_from_confusion(point)["f1"].mean())):
-        lo, hi = centred_interval(values, estimate, level, (0.0, 1.0))
-        out[key] = [float(lo), float(hi)]
+    out = {"samples": int(samples), "unit": strata.unit, "num_units": strata.num_units, "level": level,
+           "seed": int(seed), "method": SINGLE_SCHEME,
+           "interval": (f"stratified {strata.unit} bootstrap, plain percentile (accuracy, macro F1 of species "
+                        f"with >= {min_captures} test {strata.unit}s); Clopper-Pearson (recall per species)"),
+           "estimands": {**ESTIMANDS, "macro_f1_well_tested":
+                         ESTIMANDS["macro_f1_well_tested"].format(min_captures=min_captures)}}
+    lo, hi = percentile_interval(np.trace(cms, axis1=1, axis2=2) / cms.sum(axis=(1, 2)), level)
+    out["accuracy"] = [float(lo), float(hi)]
+    macro = {"estimate": None, "ci": None, "min_captures": int(min_captures),
+             "classes": [int(c) for c in well_tested], "num_classes": int(len(well_tested))}
+    if len(well_tested):
+        macro["estimate"] = float(scores_from_confusion(point)["f1"][well_tested].mean())
+        lo, hi = percentile_interval(scores_from_confusion(cms)["f1"][:, well_tested].mean(axis=1), level)
+        macro["ci"] = [float(lo), float(hi)]
+    out["macro_f1_well_tested"] = macro
+    out["recall"] = recall_intervals(strata, y_pred, level)
     return out
 
 

@@ -15,10 +15,13 @@ Conventions (they matter when classes are rare):
   lists the others.
 - `balanced_accuracy` is sklearn's definition: mean recall over the classes present in y_true
   (equal to `macro_recall_present`).
-- Bootstrap 95% intervals (`bootstrap.py`): smoothed stratified capture bootstrap, centred
-  percentile interval; captures are resampled within each species (frames of one capture are
-  near-duplicates, so resampling images would make the interval too narrow), images when capture
-  ids are unknown. `bootstrap.unit` and `bootstrap.method` say which.
+- Intervals (`bootstrap.bootstrap_ci`, `metrics.json` key `bootstrap`): a stratified capture
+  bootstrap with plain percentile intervals for accuracy and for `macro_f1_well_tested` (macro F1
+  over the species with >= 10 test captures, which it names), and a Clopper-Pearson interval on
+  every present species' recall (`per_class.csv` columns `recall_ci_low`, `recall_ci_high`,
+  `test_captures`). The headline all-class `macro_f1` has no interval. Captures are resampled
+  within each species (frames of one capture are near-duplicates), images when capture ids are
+  unknown; `bootstrap.unit`, `bootstrap.method` and `bootstrap.estimands` say which and for what.
 - Capture-level scores: the frames' probabilities are averaged per capture; the capture's true
   label is the majority frame label (ties: lowest class index).
 - Class groups by TRAIN count: head >= eval.head_min, tail < eval.tail_max, medium in between.
@@ -38,7 +41,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf.data.class_map import require_same_classes
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.bootstrap import SCHEME as BOOTSTRAP_SCHEME
+from serengeti_tf.evaluate.bootstrap import SINGLE_SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
 from serengeti_tf.evaluate.metrics import (
     SELECTION_DESCRIPTION,
@@ -221,14 +224,53 @@ def compute_metrics(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequ
     groups = group_table(y_true, y_pred, class_names, train_counts, config.head_min, config.tail_max)
     metrics["groups"] = {row["group"]: {k: v for k, v in row.items() if k not in ("group", "classes")}
                          for row in groups.to_dict("records")}
-    metrics["bootstrap"] = bootstrap_ci(y_true, y_pred, num_classes, config.bootstrap_samples, config.seed,
-                                        groups=capture_ids)
+    metrics["bootstrap"] = interval_record(bootstrap_ci(y_true, y_pred, num_classes, config.bootstrap_samples,
+                                                        config.seed, groups=capture_ids), class_names)
     metrics["capture_level"] = None
     if capture_ids is not None:
         captures = aggregate_captures(y_prob, capture_ids, y_true)
         capture_scores = summary_scores(captures["labels"], captures["probs"], num_classes, config.top_k)
         metrics["capture_level"] = capture_scores
     return _json_ready(metrics)
+
+
+def interval_record(boot: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
+    """`bootstrap_ci`'s result for metrics.json: species by name, recall intervals of present species only."""
+    if not boot.get("unit"):
+        return dict(boot)
+    names = np.asarray(class_names, dtype=object)
+    macro = boot["macro_f1_well_tested"]
+    recall = boot["recall"]
+    present = np.flatnonzero(recall["units"] > 0)
+    return {**{k: v for k, v in boot.items() if k not in ("macro_f1_well_tested", "recall")},
+            "macro_f1_well_tested": {"estimate": macro["estimate"], "ci": macro["ci"],
+                                     "min_captures": macro["min_captures"], "num_species": macro["num_classes"],
+                                     "species": [str(names[i]) for i in macro["classes"]]},
+            "recall": {"method": recall["method"], "estimand": recall["estimand"],
+                       "species": [str(names[i]) for i in present],
+                       "test_captures": [int(n) for n in recall["units"][present]],
+                       "recall": [round(float(v), 6) for v in recall["recall"][present]],
+                       "ci_low": [round(float(v), 6) for v in recall["ci_low"][present]],
+                       "ci_high": [round(float(v), 6) for v in recall["ci_high"][present]]}}
+
+
+def with_recall_intervals(table: pd.DataFrame, boot: Optional[Mapping[str, Any]]) -> pd.DataFrame:
+    """per_class.csv gains `test_captures`, `recall_ci_low`, `recall_ci_high` (Clopper-Pearson, see
+    `bootstrap.py`) and `in_macro_f1_interval` (the species counts in `macro_f1_well_tested`)."""
+    if not boot or not boot.get("recall"):
+        return table
+    recall = boot["recall"]
+    by_name = {name: i for i, name in enumerate(recall["species"])}
+    rows = [by_name.get(name) for name in table["species"]]
+
+    def column(key: str) -> list:
+        return [recall[key][i] if i is not None else None for i in rows]
+
+    well_tested = set(boot["macro_f1_well_tested"]["species"])
+    return table.assign(test_captures=pd.array(column("test_captures"), dtype="Int64"), recall_ci_low=column("ci_low"),
+                        recall_ci_high=column("ci_high"),
+                        in_macro_f1_interval=[None if name == MACRO_ROW else name in well_tested
+                                              for name in table["species"]])
 
 
 def _json_ready(value: Any) -> Any:
@@ -320,24 +362,35 @@ def summary_text(metrics: Mapping[str, Any], title: str = "") -> str:
     """A short fixed-width table of the headline numbers (with CIs and capture level when present)."""
     boot = metrics.get("bootstrap") or {}
     capture = metrics.get("capture_level") or {}
+    well = boot.get("macro_f1_well_tested") or {}
 
-    def ci(key: str) -> str:
-        return f"[{boot[key][0]:.4f}, {boot[key][1]:.4f}]" if boot.get(key) else ""
+    def ci(interval) -> str:
+        return f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
 
-    rows = [("accuracy (top-1)", metrics["accuracy"], ci("accuracy"), capture.get("accuracy")),
+    rows = [("accuracy (top-1)", metrics["accuracy"], ci(boot.get("accuracy")), capture.get("accuracy")),
             (f"top-{metrics['top_k']} accuracy", metrics["top_k_accuracy"], "", capture.get("top_k_accuracy")),
-            ("macro F1", metrics["macro_f1"], ci("macro_f1"), capture.get("macro_f1")),
+            ("macro F1 (all classes)", metrics["macro_f1"], "", capture.get("macro_f1")),
             ("macro precision", metrics["macro_precision"], "", capture.get("macro_precision")),
             ("macro recall", metrics["macro_recall"], "", capture.get("macro_recall")),
             ("macro F1 (present classes)", metrics["macro_f1_present"], "", capture.get("macro_f1_present")),
             ("weighted F1", metrics["weighted_f1"], "", capture.get("weighted_f1")),
             ("balanced accuracy", metrics["balanced_accuracy"], "", capture.get("balanced_accuracy"))]
+    if well.get("estimate") is not None:
+        rows.insert(3, (f"macro F1 ({well['num_species']} sp. >= {well['min_captures']} capt.)",
+                        well["estimate"], ci(well.get("ci")), None))
     ci_head = f"{int(boot.get('level', 0.95) * 100)}% CI ({boot.get('unit')}s)" if boot.get("unit") else ""
     lines = [title] if title else []
     lines.append(f"{'metric':<28} {'images':>8} {ci_head:>24} {'captures':>9}")
     for name, value, interval, cap in rows:
         cap_text = f"{cap:.4f}" if cap is not None else "-"
         lines.append(f"{name:<28} {value:>8.4f} {interval:>24} {cap_text:>9}")
+    recall = boot.get("recall") or {}
+    if recall:
+        few = [n for n in recall["test_captures"] if n < well.get("min_captures", 0)]
+        lines.append(f"CIs: {boot.get('unit')} bootstrap (percentile) for accuracy and the macro F1 of species with "
+                     f">= {well.get('min_captures')} test {boot.get('unit')}s; none for the all-class macro F1.")
+        lines.append(f"Recall of each species ({len(few)} with fewer {boot.get('unit')}s): {recall['method']} "
+                     f"(per_class.csv recall_ci_low/high).")
     groups = metrics.get("groups") or {}
     if groups:
         lines.append("")
@@ -461,6 +514,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                         **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
         table = per_class_table(labels, probs, names, train_counts,
                                 phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
+        table = with_recall_intervals(table, metrics["bootstrap"])
         table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
         order = class_order(names, train_counts)
         confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)

@@ -11,6 +11,12 @@ dataset has one example per crop and three levels:
 - `capture`: the image-level probabilities averaged over the capture's images (each image counts
              once, however many crops it has).
 
+Every level gets the single-model intervals of `bootstrap.bootstrap_ci` (same scheme as the
+headline: captures resampled within each species, so an image level's frames of one capture and a
+capture level's captures are the units): accuracy and the macro F1 of the species with >= 10 test
+captures (`levels.csv`), recall per species (`per_class_<level>.csv`). `compare_levels` gives the
+same intervals on the shared images and captures.
+
 Images the detector found nothing on are not in a crop dataset (`no_detection` in its manifest);
 `compare_levels` states how many of a whole-frame run's test images a crop run covers and scores
 both runs on the images (and captures) they share, joined on image path and capture id.
@@ -26,6 +32,7 @@ import pandas as pd
 
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES
 
 IMAGE_COMBINATION = "detector-confidence-weighted mean of the crops' class probabilities"
 CAPTURE_COMBINATION = "mean of the image-level class probabilities over the capture's images"
@@ -91,6 +98,27 @@ def capture_level(images: pd.DataFrame, probs: np.ndarray) -> tuple[pd.DataFrame
     return frame, captures["probs"]
 
 
+def level_intervals(labels: np.ndarray, pred: np.ndarray, capture_ids: Sequence[str], class_names: Sequence[str],
+                    samples: int, seed: int) -> dict[str, Any]:
+    """`bootstrap_ci` of one level's examples, resampling captures within each species (metrics.json form)."""
+    from serengeti_tf.evaluate.bootstrap import bootstrap_ci
+    from serengeti_tf.evaluate.evaluation import interval_record
+
+    return interval_record(bootstrap_ci(labels, pred, len(class_names), samples, seed,
+                                        groups=np.asarray(capture_ids, dtype=str)), class_names)
+
+
+def interval_columns(boot: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Flat columns of one interval record: accuracy CI and the well-tested macro F1 with its CI."""
+    boot = boot or {}
+    well = boot.get("macro_f1_well_tested") or {}
+    low, high = well.get("ci") or (None, None)
+    acc_low, acc_high = boot.get("accuracy") or (None, None)
+    return {"accuracy_ci_low": acc_low, "accuracy_ci_high": acc_high,
+            "macro_f1_well_tested": well.get("estimate"), "macro_f1_well_tested_species": well.get("num_species"),
+            "macro_f1_well_tested_ci_low": low, "macro_f1_well_tested_ci_high": high}
+
+
 def _table(head: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
            top_k: int) -> pd.DataFrame:
     from serengeti_tf.evaluate.evaluation import top_k_frame
@@ -113,27 +141,37 @@ def evaluate_levels(out_dir: str | Path, meta: pd.DataFrame, labels: np.ndarray,
     the headline numbers and per_class.csv are: `crop` or `image`), `levels` (scores per level),
     `image_combination`, `capture_combination`, and for crops `capture_level` (image-based).
     """
-    from serengeti_tf.evaluate.evaluation import per_class_table, summary_scores
+    from serengeti_tf.evaluate.evaluation import per_class_table, summary_scores, with_recall_intervals
 
     out = Path(out_dir)
     num_classes = len(class_names)
     top_k = eval_config.top_k
+
+    def intervals(labels_: np.ndarray, probs_: np.ndarray, capture_ids) -> dict[str, Any]:
+        return level_intervals(labels_, probs_.argmax(axis=1), capture_ids, class_names,
+                               eval_config.bootstrap_samples, eval_config.seed)
+
     scores: dict[str, Any] = {}
     result: dict[str, Any] = {"capture_combination": CAPTURE_COMBINATION}
     if is_crop_split(meta):
         result["level"] = "crop"
         result["image_combination"] = IMAGE_COMBINATION
         scores["crop"] = summary_scores(labels, probs, num_classes, top_k)
+        scores["crop"]["bootstrap"] = intervals(labels, probs, meta["capture_id"])
         images, image_probs = image_level(meta, labels, probs)
         scores["image"] = summary_scores(images["label"].to_numpy(), image_probs, num_classes, top_k)
+        scores["image"]["bootstrap"] = intervals(images["label"].to_numpy(), image_probs, images["capture_id"])
         captures, capture_probs = capture_level(images, image_probs)
         scores["capture"] = summary_scores(captures["label"].to_numpy(), capture_probs, num_classes, top_k)
+        scores["capture"]["bootstrap"] = intervals(captures["label"].to_numpy(), capture_probs,
+                                                   captures["capture_id"])
         io_utils.write_csv(out / LEVEL_FILES["image"],
                            _table(images, images["label"].to_numpy(), image_probs, class_names, top_k))
         io_utils.write_csv(out / LEVEL_FILES["capture"],
                            _table(captures, captures["label"].to_numpy(), capture_probs, class_names, top_k))
         for level, (frame, level_probs) in (("image", (images, image_probs)), ("capture", (captures, capture_probs))):
             table = per_class_table(frame["label"].to_numpy(), level_probs, class_names, train_counts)
+            table = with_recall_intervals(table, scores[level]["bootstrap"])
             table["level"] = level
             io_utils.write_csv(out / f"per_class_{level}.csv", table)
         result["capture_level"] = scores["capture"]
@@ -141,12 +179,16 @@ def evaluate_levels(out_dir: str | Path, meta: pd.DataFrame, labels: np.ndarray,
         result["level"] = "image"
         result["image_combination"] = "one example per image (whole frame)"
         scores["image"] = summary_scores(labels, probs, num_classes, top_k)
+        scores["image"]["bootstrap"] = intervals(labels, probs, meta["capture_id"])
         images = meta[["path", "capture_id"]].assign(label=labels)
         captures, capture_probs = capture_level(images, probs)
         scores["capture"] = summary_scores(captures["label"].to_numpy(), capture_probs, num_classes, top_k)
+        scores["capture"]["bootstrap"] = intervals(captures["label"].to_numpy(), capture_probs,
+                                                   captures["capture_id"])
     rows = [{"level": level, "examples": s["num_examples"], "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
              "macro_precision": s["macro_precision"], "macro_recall": s["macro_recall"],
-             "top_k_accuracy": s["top_k_accuracy"]} for level, s in scores.items()]
+             "top_k_accuracy": s["top_k_accuracy"], **interval_columns(s.get("bootstrap"))}
+            for level, s in scores.items()]
     io_utils.write_csv(out / "levels.csv", pd.DataFrame(rows).round(4))
     result["levels"] = scores
     return result
@@ -159,8 +201,15 @@ def levels_text(metrics: Mapping[str, Any]) -> str:
         return ""
     lines = [f"levels (headline and per_class.csv = {metrics.get('level')} level):"]
     for level, s in levels.items():
-        lines.append(f"  {level:8s} n={s['num_examples']:<6d} accuracy {s['accuracy']:.4f}  "
-                     f"macro F1 {s['macro_f1']:.4f}")
+        ci = interval_columns(s.get("bootstrap"))
+        acc_ci = (f" [{ci['accuracy_ci_low']:.4f}, {ci['accuracy_ci_high']:.4f}]"
+                  if ci["accuracy_ci_low"] is not None else "")
+        min_captures = (s.get("bootstrap") or {}).get("macro_f1_well_tested", {}).get("min_captures")
+        well = (f"; macro F1 of {ci['macro_f1_well_tested_species']} species with >= {min_captures} captures "
+                f"{ci['macro_f1_well_tested']:.4f} [{ci['macro_f1_well_tested_ci_low']:.4f}, "
+                f"{ci['macro_f1_well_tested_ci_high']:.4f}]" if ci["macro_f1_well_tested_ci_low"] is not None else "")
+        lines.append(f"  {level:8s} n={s['num_examples']:<6d} accuracy {s['accuracy']:.4f}{acc_ci}  "
+                     f"macro F1 {s['macro_f1']:.4f}{well}")
     if "crop" in levels:
         lines.append(f"  image = {IMAGE_COMBINATION}; capture = {CAPTURE_COMBINATION}")
     return "\n".join(lines)
@@ -171,23 +220,26 @@ def levels_text(metrics: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def _level_predictions(eval_dir: Path, level: str) -> pd.DataFrame:
-    """A run's image- or capture-level predictions: key column, true, predicted (+ probabilities' top-1)."""
+    """A run's image- or capture-level predictions: key, capture_id, true, predicted."""
     metrics = io_utils.read_json(eval_dir / "metrics.json")
     crop_run = metrics.get("level") == "crop"
     if level == "image":
         name, key = (LEVEL_FILES["image"] if crop_run else "predictions.csv"), "path"
     else:
         name, key = "captures.csv", "capture_id"
-    frame = pd.read_csv(eval_dir / name, keep_default_na=False, dtype={key: str})
-    return frame[[key, "true", "predicted"]].rename(columns={key: "key"})
+    frame = pd.read_csv(eval_dir / name, keep_default_na=False, dtype={key: str, "capture_id": str})
+    return frame[[key, "true", "predicted"]].rename(columns={key: "key"}).assign(capture_id=frame["capture_id"])
 
 
-def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[str]) -> pd.DataFrame:
+def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[str], samples: int = 0,
+                   seed: int = 0) -> pd.DataFrame:
     """Scores of several evaluations on the images (and captures) they all share.
 
     `eval_dirs` maps a run label to its `eval/` folder. One row per (level, run): the shared keys,
     the run's own total and the share it covers, accuracy and macro F1 (over `class_names`) on the
-    shared keys. Joins on image path (image level) and capture id (capture level).
+    shared keys and, with `samples` > 0, the single-model intervals (`interval_columns`: accuracy,
+    macro F1 of the species with >= 10 shared test captures) from `samples` resamples of the shared
+    captures within each species. Joins on image path (image level) and capture id (capture level).
     """
     from serengeti_tf.evaluate.evaluation import confusion_counts, scores_from_confusion
 
@@ -201,11 +253,14 @@ def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[st
             y_true = part["true"].map(index).to_numpy(dtype=np.int64)
             y_pred = part["predicted"].map(index).to_numpy(dtype=np.int64)
             cm = confusion_counts(y_true, y_pred, len(class_names))
+            boot = (level_intervals(y_true, y_pred, part["capture_id"], class_names, samples, seed)
+                    if samples and len(part) else None)
             rows.append({"level": level, "run": run, "shared": len(shared), "run_total": len(table),
                          "coverage": round(len(shared) / len(table), 4) if len(table) else 0.0,
                          "accuracy": round(float(np.mean(y_true == y_pred)), 4) if len(part) else float("nan"),
-                         "macro_f1": round(float(scores_from_confusion(cm)["f1"].mean()), 4)})
-    return pd.DataFrame(rows)
+                         "macro_f1": round(float(scores_from_confusion(cm)["f1"].mean()), 4),
+                         **interval_columns(boot)})
+    return pd.DataFrame(rows).round(4)
 
 
 def level_comparison_markdown(table: pd.DataFrame) -> str:
@@ -217,7 +272,10 @@ def level_comparison_markdown(table: pd.DataFrame) -> str:
         "(capture level, joined on capture id) that every compared run has; `coverage` is the share of "
         "the run's own test images or captures that are shared (a crop run lacks the images its "
         f"detector found nothing on). Crop runs: image = {IMAGE_COMBINATION}; capture = "
-        f"{CAPTURE_COMBINATION}.", "",
+        f"{CAPTURE_COMBINATION}. Intervals (95%, `*_ci_low/high`): the shared captures resampled within "
+        "each species, percentile; `macro_f1_well_tested` is the macro F1 of the "
+        f"`macro_f1_well_tested_species` species with >= {MIN_CAPTURES} shared test captures, the only macro "
+        "F1 with an interval (see README, Evaluation).", "",
         markdown_table(table), ""])
 
 
@@ -231,8 +289,18 @@ def run_levels_table(rows: pd.DataFrame, split: str = "test") -> pd.DataFrame:
         for level, s in (metrics.get("levels") or {}).items():
             out.append({"model": model, "phase": phase, "seed": seed, "level": level,
                         "examples": s["num_examples"], "accuracy": round(s["accuracy"], 4),
-                        "macro_f1": round(s["macro_f1"], 4)})
+                        "macro_f1": round(s["macro_f1"], 4),
+                        **{k: (round(v, 4) if isinstance(v, float) else v)
+                           for k, v in interval_columns(s.get("bootstrap")).items()}})
     return pd.DataFrame(out)
+
+
+def _bootstrap_settings(eval_dirs) -> tuple[int, int]:
+    """Resamples and seed of the runs' own intervals (metrics.json `bootstrap`): the most resamples any
+    run used, and its seed; (0, 0) when none has intervals."""
+    settings = [(int(b.get("samples") or 0), int(b.get("seed") or 0))
+                for b in ((io_utils.read_json(Path(d) / "metrics.json").get("bootstrap") or {}) for d in eval_dirs)]
+    return max(settings, default=(0, 0))
 
 
 def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str = "test") -> pd.DataFrame | None:
@@ -257,7 +325,8 @@ def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str 
         labels = [f"{m} phase {p} seed {s}" for m, p, s in zip(rows["model"], rows["phase"], rows["seed"])]
         eval_dirs = {label: Path(run) / eval_dir_name(split) for label, run in zip(labels, rows["run_dir"])}
         names = sorted(set().union(*(run_class_names(run) for run in rows["run_dir"])))
-        table = compare_levels(eval_dirs, names)
+        samples, seed = _bootstrap_settings(eval_dirs.values())
+        table = compare_levels(eval_dirs, names, samples, seed)
         io_utils.write_csv(out / "levels_comparison.csv", table)
         sections.append(level_comparison_markdown(table))
     report = out / "report.md"

@@ -102,9 +102,12 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
         for key in GROUP_METRICS:
             row[f"{group}_{key}"] = values.get(key)
     boot = metrics.get("bootstrap") or {}
-    for key in ("accuracy", "macro_f1"):
-        if boot.get(key):
-            row[f"{key}_ci_low"], row[f"{key}_ci_high"] = boot[key]
+    if boot.get("accuracy"):
+        row["accuracy_ci_low"], row["accuracy_ci_high"] = boot["accuracy"]
+    well = boot.get("macro_f1_well_tested") or {}  # the macro F1 interval covers only these species
+    if well.get("ci"):
+        row["macro_f1_well_tested"], row["macro_f1_well_tested_species"] = well["estimate"], well["num_species"]
+        row["macro_f1_well_tested_ci_low"], row["macro_f1_well_tested_ci_high"] = well["ci"]
     return row
 
 
@@ -428,7 +431,8 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
              "## Tables 1-3: accuracy and macro F1 / precision / recall after phase 1 and phase 2", "",
              tables_md, "",
              "CSV: [macro_results.csv](macro_results.csv); every run: [runs.csv](runs.csv) "
-             "(with each run's bootstrap 95% interval: smoothed stratified capture bootstrap, see README).", "",
+             "(with each run's 95% intervals for accuracy and for the macro F1 of the species with >= 10 test "
+             "captures: stratified capture bootstrap, see README).", "",
              *(["## Paired differences: is a model better than the baseline on the same images?", "",
                 differences_md, "",
                 "CSV: [paired_differences.csv](paired_differences.csv) (per seed), "

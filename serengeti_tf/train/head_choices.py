@@ -51,7 +51,7 @@ class HeadInputs:
     bias: Optional[np.ndarray]
     val_features: np.ndarray  # float64 [N, features] of the validation split
     val_labels: np.ndarray
-    train_counts: Sequence[int]  # the class counts the model was last trained on (its prior)
+    train_counts: Sequence[float]  # the class prior the logits carry (counts, or `prior_left_by_loss`)
     train_features: Optional[np.ndarray] = None  # the unaugmented training split, for cRT
     train_labels: Optional[np.ndarray] = None
     verbose: int = 2

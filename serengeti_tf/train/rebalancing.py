@@ -123,6 +123,43 @@ def posthoc_logit_adjustment(logits: np.ndarray, priors: Sequence[float], tau: f
     return logits - float(tau) * offset
 
 
+def prior_left_by_loss(prior_counts: Sequence[float], train_config) -> np.ndarray:
+    """The class prior a trained head's logits still carry: what post-hoc adjustment may remove.
+
+    Plain cross-entropy on data with class counts n learns logits log p(x|y) + log prior + const, so the
+    whole prior (normalised `prior_counts`) is left. A prior-aware loss already removed part of it;
+    at the loss's optimum (`train_config` is the trained run's `train` section):
+    - `balanced_softmax` (cross-entropy on logits + log prior): nothing is left;
+    - `logit_adjusted` with `logit_adjust_tau` t: prior^(1 - t) is left;
+    - class weights w (`class_weighting`, any loss): the weighted optimum is proportional to
+      w_y p(y | x), so prior * w is left (`inverse` weights: nothing);
+    - `focal`: treated as cross-entropy (its down-weighting of easy examples is not a class prior).
+    Subtracting tau * log prior again from such logits would remove the prior twice (issue 18).
+    Returns the normalised prior left; uniform when nothing is left, where post-hoc adjustment changes
+    no prediction for any tau.
+    """
+    from serengeti_tf.train.losses import class_weights, normalise_priors
+
+    prior = normalise_priors(prior_counts)
+    removed = {"balanced_softmax": 1.0, "logit_adjusted": float(train_config.logit_adjust_tau)}.get(
+        train_config.loss, 0.0)
+    weights = np.asarray(class_weights(prior_counts, train_config.class_weighting,
+                                       train_config.effective_number_beta), dtype=np.float64)
+    # A class without training images has weight 0; it keeps its floored prior instead.
+    log_left = (1.0 - removed) * np.log(prior) + np.log(np.where(weights > 0, weights, 1.0))
+    left = np.exp(log_left - log_left.max())
+    return left / left.sum()
+
+
+def prior_left_description(train_config) -> str:
+    """One phrase for rebalancing.json: which loss settings `prior_left_by_loss` accounted for."""
+    parts = [f"loss {train_config.loss}" + (f" (tau {train_config.logit_adjust_tau})"
+                                            if train_config.loss == "logit_adjusted" else "")]
+    if train_config.class_weighting != "none":
+        parts.append(f"class weighting {train_config.class_weighting}")
+    return "prior left after the training " + " and ".join(parts)
+
+
 def sweep_tau(val_logits: np.ndarray, val_labels: np.ndarray, priors: Sequence[float],
               taus: Iterable[float]) -> tuple[float, pd.DataFrame]:
     """Scores post-hoc adjustment for each tau on validation; returns (best tau, table).
@@ -349,8 +386,9 @@ def rebalance_head(model: keras.Model, train_config, train_counts: Sequence[int]
     """Applies `train_config.head_rebalancing` to the model's head in place; returns (summary, sweep table).
 
     Inputs are cached pooled features (the head's input) of the validation split and, for `crt`,
-    of the unaugmented original training split. `train_counts` are the class counts the model was
-    last trained on (the prior removed by post-hoc adjustment).
+    of the unaugmented original training split. `train_counts` is the class prior the head's logits
+    carry, which post-hoc adjustment removes: the counts the model was last trained on, or (training
+    passes this) `prior_left_by_loss` of them when its loss already removed part of the prior.
     The method is the one registered under that name in `head_choices.py`: `none` (nothing changes),
     `posthoc_logit_adjustment`, `tau_norm` or `crt`.
     The summary holds the method, chosen tau (or None) and validation scores before and after;

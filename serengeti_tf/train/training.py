@@ -524,9 +524,13 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
 
 
 def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths: runs.RunPaths,
-                     provenance: dict, print_fn) -> dict:
+                     provenance: dict, print_fn, trained_config: Optional[cfg.Config] = None) -> dict:
     """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
-    CSV and, last, rebalancing.json (`provenance` says where the trained model came from)."""
+    CSV and, last, rebalancing.json (`provenance` says where the trained model came from).
+
+    `trained_config` is the config the model was trained with (default `config`): its phase and
+    sampler give the prior counts, its loss and class weighting how much of that prior the logits
+    still carry (`rebalancing.prior_left_by_loss`, so post-hoc adjustment never removes it twice)."""
     from serengeti_tf.io_utils import write_csv
     from serengeti_tf.models.resnet import load_model, save_model
     from serengeti_tf.train import rebalancing
@@ -536,19 +540,23 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
     feats = rebalancing_features(config, dataset_dir, model, paths, print_fn,
                                  source=provenance.get("source_model_sha256"))
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
-    prior_counts, prior_source = head_prior_counts(config, dataset_dir)
+    trained_config = trained_config or config
+    prior_counts, prior_source = head_prior_counts(trained_config, dataset_dir)
+    head_prior = rebalancing.prior_left_by_loss(prior_counts, trained_config.train)
     views, train_config = rebalancing_views(config), config.train
     if views > 1 and train_config.crt_steps_per_epoch is None:
         # One epoch = as many rows as there are train images, not N * views.
         train_config = dataclasses.replace(
             train_config, crt_steps_per_epoch=max(1, math.ceil(sum(train_counts) / train_config.batch_size)))
     summary, sweep = rebalancing.rebalance_head(
-        model, train_config, prior_counts, *feats["val"], train_features=feats["train"][0],
+        model, train_config, head_prior, *feats["val"], train_features=feats["train"][0],
         train_labels=feats["train"][1], verbose=0)
     if sweep is not None:
         write_csv(paths.root / REBALANCING_SWEEP, sweep)
     save_model(model, paths.model)
     summary.update({"train_counts": train_counts, "prior_counts": prior_counts, "prior": prior_source,
+                    "prior_left": [round(float(v), 8) for v in head_prior],
+                    "prior_left_source": rebalancing.prior_left_description(trained_config.train),
                     **provenance,
                     "crt_features": (head_features_description(views)
                                      if fits_on_train_features(config.train.head_rebalancing) else None),
@@ -606,5 +614,7 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
         runs.write_run_files(paths, config, lineage, class_map)
         print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
         _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
-                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn)
+                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn,
+                         trained_config=(cfg.load_saved(trained_run / "config.yaml")
+                                         if (trained_run / "config.yaml").is_file() else None))
         return run_dir
