@@ -9,8 +9,8 @@ every building block here:
     per_class_f1(rows)              species x (model, phase) mean F1, species by train frequency
     f1_change(ref, new)             relative per-class F1 change, plotted by `plot_f1_change`
     write_report(rows, out_dir)     all of the above as CSV, Markdown and PNG, the paired differences
-                                    of `paired.py` (Δ vs baseline / own phase 1 with paired bootstrap
-                                    intervals), plus report.md
+                                    of `paired.py` (Δ vs baseline / own phase 1 with seed-aware
+                                    intervals and verdicts), verdict.json, plus report.md
 
 Runs must be evaluated first (`serengeti-tf evaluate RUN`): reporting only reads
 `RUN/eval/metrics.json` and `RUN/eval/per_class.csv`, so it needs neither TensorFlow nor the
@@ -372,7 +372,8 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
                  title: str = "Comparison", eval_config: Optional[cfg.EvalConfig] = None) -> dict[str, Any]:
     """Writes runs.csv, macro_results.csv/.md, per_class_f1.csv, f1_change.csv, one PNG per
     comparison, the paired differences (`paired.py`: paired_differences.csv/.md, paired_summary.csv,
-    paired_per_class.csv; `eval_config.bootstrap_samples` resamples, its seed) and report.md into
+    paired_per_class.csv, verdict.json; `eval_config.bootstrap_samples` randomization draws, its seed,
+    its group thresholds) and report.md into
     `out_dir`; returns their paths and the tables."""
     from serengeti_tf.evaluate import paired
     from serengeti_tf.evaluate.plots import plot_f1_change, plot_f1_vs_frequency
@@ -382,7 +383,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     rows = sort_rows(rows)
     # First, so that runs that cannot be paired (other images) stop the report before any file.
     differences = paired.paired_tables(rows, split, eval_config.bootstrap_samples, eval_config.seed,
-                                       progress=print)
+                                       progress=print, head_min=eval_config.head_min, tail_max=eval_config.tail_max)
     differences_md = paired.paired_markdown(differences)
     out.mkdir(parents=True, exist_ok=True)
     table = paper_table(rows)
@@ -407,8 +408,9 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     io_utils.write_csv(out / "paired_summary.csv", differences["summary"].round(6))
     io_utils.write_csv(out / "paired_per_class.csv", differences["per_class"].round(6))
     io_utils.write_text(out / "paired_differences.md", differences_md + "\n")
+    io_utils.write_json(out / "verdict.json", paired.verdict_json(differences))
     markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out,
-                                frequency_plot, differences_md)
+                                frequency_plot, differences_md, differences["groups"].get("rule", ""))
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
             "per_class_f1": per_class, "f1_change": changes, "plots": [p for _, p in plots],
@@ -418,7 +420,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
 
 def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: str,
                      plots: Sequence[tuple[str, Path]], split: str, out_dir: Path,
-                     frequency_plot: Optional[Path] = None, differences_md: str = "") -> str:
+                     frequency_plot: Optional[Path] = None, differences_md: str = "", group_rule: str = "") -> str:
     seeds = sorted(rows["seed"].unique())
     lines = [f"# {title}", "",
              f"{len(rows)} runs evaluated on the {split} split; seeds: {', '.join(map(str, seeds))}. "
@@ -431,13 +433,15 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
              "(with each run's bootstrap 95% interval: smoothed stratified capture bootstrap, see README).", "",
              *(["## Paired differences: is a model better than the baseline on the same images?", "",
                 differences_md, "",
-                "CSV: [paired_differences.csv](paired_differences.csv) (per seed), "
-                "[paired_summary.csv](paired_summary.csv) (over seeds), "
-                "[paired_per_class.csv](paired_per_class.csv) (per species, `outside_noise` marks a "
-                "change whose paired interval excludes 0).", ""] if differences_md else []),
+                "CSV: [paired_summary.csv](paired_summary.csv) (per comparison: seed-aware Δ, interval, "
+                "verdict), [paired_differences.csv](paired_differences.csv) (per seed), "
+                "[paired_per_class.csv](paired_per_class.csv) (per species: `outside_noise` after "
+                "Benjamini–Hochberg, `status` says why a species got no verdict); "
+                "[verdict.json](verdict.json) (machine-readable).", ""] if differences_md else []),
              *(["## Head, medium and tail classes", "",
-                "Classes grouped by training images (thresholds: eval.head_min, eval.tail_max); "
-                "accuracy over the group's test images, macro F1 over its classes.", "",
+                "Classes grouped by training images (" + (group_rule or "eval.head_min, eval.tail_max")
+                + "); accuracy over the group's test images, macro F1 over its classes present in the "
+                "test split (mean ± std over seeds of each run's evaluation).", "",
                 groups_md, ""] if groups_md else []),
              *(["## Per-class F1 against class frequency", "",
                 "Every model (samplers and imbalance methods): each class's F1 against its number of "
