@@ -42,6 +42,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from serengeti_tf.errors import UserError
 
@@ -145,7 +146,6 @@ def _randomization(pairs: Sequence[Pair], num_classes: int, groups: Mapping[str,
     all_units, unit_index = np.unique(np.concatenate([p.units for p in pairs]), return_inverse=True)
     bounds = np.cumsum([0] + [len(p.units) for p in pairs])
     points, moves = [], []
-    eye = np.eye(c)
     for s, pair in enumerate(pairs):
         support = np.bincount(pair.y_true, minlength=c).astype(np.float64)
         sides = {}
@@ -156,18 +156,24 @@ def _randomization(pairs: Sequence[Pair], num_classes: int, groups: Mapping[str,
         differ = np.flatnonzero(pair.ref_pred != pair.new_pred)
         y, ref_pred, new_pred = pair.y_true[differ], pair.ref_pred[differ], pair.new_pred[differ]
         # Swapping image i gives ref the new model's prediction: ref gains these, new loses them.
-        tp_move = eye[y] * ((new_pred == y).astype(np.float64) - (ref_pred == y))[:, None]
-        pred_move = eye[new_pred] - eye[ref_pred]
-        moves.append((sides, support, unit_index[bounds[s]:bounds[s + 1]][differ], tp_move, pred_move))
+        rows = np.arange(len(differ))
+        tp_move = sparse.csr_matrix((((new_pred == y).astype(np.float64) - (ref_pred == y)), (rows, y)),
+                                    shape=(len(differ), c))
+        pred_move = sparse.csr_matrix((np.r_[np.ones(len(differ)), -np.ones(len(differ))],
+                                       (np.r_[rows, rows], np.r_[new_pred, ref_pred])), shape=(len(differ), c))
+        moves.append((sides, support, unit_index[bounds[s]:bounds[s + 1]][differ], tp_move.T.tocsr(),
+                      pred_move.T.tocsr()))
     rng = np.random.default_rng(seed)
     draws = np.empty((samples, len(pairs), len(points[0])))
     for start in range(0, samples, chunk):
-        swapped = rng.random((min(chunk, samples - start), len(all_units))) < 0.5
+        n = min(chunk, samples - start)  # one fair coin per capture: 8 per random byte
+        coins = rng.integers(0, 256, (n, (len(all_units) + 7) // 8), dtype=np.uint8)
+        swapped = np.unpackbits(coins, axis=1)[:, :len(all_units)]
         for s, (sides, support, units, tp_move, pred_move) in enumerate(moves):
-            w = swapped[:, units].astype(np.float64)
-            d_tp, d_pred = w @ tp_move, w @ pred_move
+            w = swapped[:, units].T.astype(np.float64)  # [M, n]
+            d_tp, d_pred = (tp_move @ w).T, (pred_move @ w).T
             (tp_ref, pred_ref), (tp_new, pred_new) = sides["ref"], sides["new"]
-            draws[start:start + len(w), s] = _metric_vectors((tp_ref + d_tp, pred_ref + d_pred),
+            draws[start:start + n, s] = _metric_vectors((tp_ref + d_tp, pred_ref + d_pred),
                                                              (tp_new - d_tp, pred_new - d_pred), support, groups)
     return np.stack(points), draws
 
