@@ -182,10 +182,16 @@ def test_compare_cli(tmp_path, capsys):
     base = fake_run(tmp_path, "none-phase1", "none", 1, BASE)
     rus1 = fake_run(tmp_path, "rus-phase1", "rus", 1, RUS1)
     rus2 = fake_run(tmp_path, "rus-phase2", "rus", 2, RUS2, init_run=rus1)
-    main(["compare", str(base), str(rus1), str(rus2), "-o", str(tmp_path / "cmp")])
+    main(["compare", str(base), str(rus1), str(rus2), "-o", str(tmp_path / "cmp"), "--head-min", "300",
+          "--tail-max", "100"])
     out = capsys.readouterr().out
     assert "### Macro F1" in out and "report.md" in out
     assert (tmp_path / "cmp" / "config.yaml").is_file()
+    groups = json.loads((tmp_path / "cmp" / "verdict.json").read_text())["groups"]
+    assert (groups["head_min"], groups["tail_max"]) == (300, 100) and groups["rule"].startswith("given")
+    # The report's group table uses the same groups: eland (20 train images) alone is tail.
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "given: head >= 300, tail < 100" in report
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(base), "-o", str(tmp_path / "cmp")])  # other runs: refused
     assert exit_info.value.code == 2 and "different output" in capsys.readouterr().err

@@ -258,6 +258,34 @@ def paper_tables_markdown(table: pd.DataFrame, metrics: Sequence[str] = PAPER_ME
     return "\n\n".join(parts)
 
 
+def regroup(rows: pd.DataFrame, split: str, head_min: Optional[int],
+            tail_max: Optional[int]) -> tuple[pd.DataFrame, str]:
+    """Each run's head/medium/tail accuracy and macro F1 recomputed from its per_class.csv with ONE
+    set of thresholds (given, else derived from the train counts), so the group table and the paired
+    group differences of a report use the same groups even if runs were evaluated with others.
+    Macro F1 over the group's species present in the test split; accuracy = recall weighted by test
+    images. Returns (rows with `<group>_accuracy`, `<group>_macro_f1`, the rule in words)."""
+    from serengeti_tf.evaluate.evaluation import GROUPS, group_thresholds
+
+    rows = rows.copy()
+    tables = [read_per_class(r, split) for r in rows["run_dir"]]
+    head, tail, rule = group_thresholds(tables[0]["count_train"].astype(int).tolist(), head_min, tail_max)
+    for group in GROUPS:
+        values: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+        for table in tables:
+            train = table["count_train"].astype(int)
+            member = (train >= head) if group == "head" else (train < tail) if group == "tail" else \
+                ((train >= tail) & (train < head))
+            present = table[member & (table["count_test"].astype(int) > 0)]
+            images = present["count_test"].astype(float)
+            values["accuracy"].append(float((present["recall"] * images).sum() / images.sum()) if len(present)
+                                      else float("nan"))
+            values["macro_f1"].append(float(present["f1"].mean()) if len(present) else float("nan"))
+        for key, column in values.items():
+            rows[f"{group}_{key}"] = column
+    return rows, rule
+
+
 def group_table_markdown(rows: pd.DataFrame) -> str:
     """Head/medium/tail accuracy and macro F1 per (model, phase), mean ± std over seeds."""
     from serengeti_tf.evaluate.evaluation import GROUPS
@@ -409,7 +437,8 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     io_utils.write_csv(out / "paired_per_class.csv", differences["per_class"].round(6))
     io_utils.write_text(out / "paired_differences.md", differences_md + "\n")
     io_utils.write_json(out / "verdict.json", paired.verdict_json(differences))
-    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out,
+    grouped, _ = regroup(rows, split, eval_config.head_min, eval_config.tail_max)
+    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(grouped), plots, split, out,
                                 frequency_plot, differences_md, differences["groups"].get("rule", ""))
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
@@ -441,7 +470,7 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
              *(["## Head, medium and tail classes", "",
                 "Classes grouped by training images (" + (group_rule or "eval.head_min, eval.tail_max")
                 + "); accuracy over the group's test images, macro F1 over its classes present in the "
-                "test split (mean ± std over seeds of each run's evaluation).", "",
+                "test split; mean ± std over seeds.", "",
                 groups_md, ""] if groups_md else []),
              *(["## Per-class F1 against class frequency", "",
                 "Every model (samplers and imbalance methods): each class's F1 against its number of "
