@@ -146,6 +146,8 @@ def run_scenario(kind: str, replicates: int, seeds: int, old_samples: int, old_r
     metric_index = [K_MACRO, K_TAIL, K_ACC]
     started = time.process_time()
     for rep in range(replicates):
+        if rep % 50 == 0:
+            print(f"{kind}: replicate {rep} of {replicates} ({time.process_time() - started:.0f} CPU s)", flush=True)
         raw = []
         for _ in range(seeds):
             ref = predict(rng, network_recalls(kind, recall, rng, new=False), cumulative)
@@ -245,11 +247,12 @@ def main() -> None:
         from multiprocessing import Pool
 
         with Pool(args.jobs) as pool:
-            results = pool.starmap(run_scenario, jobs)
+            results = pool.starmap(run_scenario, jobs, chunksize=1)
     else:
-        results = [run_scenario(*job) for job in jobs]
-    for result in results:
-        print(result, flush=True)
+        results = []
+        for job in jobs:
+            results.append(run_scenario(*job))
+            print(results[-1], flush=True)
     write_results("aa_comparisons", {"args": vars(args), "results": results}, markdown(results, args))
 
 

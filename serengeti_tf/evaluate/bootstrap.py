@@ -252,7 +252,8 @@ def paired_bootstrap(y_true: np.ndarray, ref_pred: np.ndarray, new_pred: np.ndar
     per_seed = {key: values[0] for key, values in result["per_seed"].items()}
     if samples == 0:  # no draws: point differences only
         per_seed["low"] = per_seed["high"] = per_seed["p"] = np.full(len(per_seed["delta"]), np.nan)
-    out: dict[str, Any] = {"samples": int(samples), "unit": "capture" if groups is not None else "image",
+    out: dict[str, Any] = {"samples": int(result["samples"]) if samples else 0,
+                           "unit": "capture" if groups is not None else "image",
                            "level": level, "seed": int(seed), "method": seed_aware.SCHEME}
     refs = {"accuracy": (np.trace(point_ref) / point_ref.sum(), np.trace(point_new) / point_new.sum()),
             "macro_f1": (f1_ref.mean(), f1_new.mean())}

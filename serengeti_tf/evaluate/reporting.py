@@ -265,18 +265,17 @@ def regroup(rows: pd.DataFrame, split: str, head_min: Optional[int],
     group differences of a report use the same groups even if runs were evaluated with others.
     Macro F1 over the group's species present in the test split; accuracy = recall weighted by test
     images. Returns (rows with `<group>_accuracy`, `<group>_macro_f1`, the rule in words)."""
-    from serengeti_tf.evaluate.evaluation import GROUPS, group_thresholds
+    from serengeti_tf.evaluate.evaluation import class_groups, group_thresholds
 
     rows = rows.copy()
     tables = [read_per_class(r, split) for r in rows["run_dir"]]
-    head, tail, rule = group_thresholds(tables[0]["count_train"].astype(int).tolist(), head_min, tail_max)
-    for group in GROUPS:
+    train = dict(zip(tables[0]["species"], tables[0]["count_train"].astype(int)))
+    head, tail, rule = group_thresholds(list(train.values()), head_min, tail_max)
+    for group, members in class_groups(list(train), train, head, tail).items():
+        names = {list(train)[i] for i in members}
         values: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
         for table in tables:
-            train = table["count_train"].astype(int)
-            member = (train >= head) if group == "head" else (train < tail) if group == "tail" else \
-                ((train >= tail) & (train < head))
-            present = table[member & (table["count_test"].astype(int) > 0)]
+            present = table[table["species"].isin(names) & (table["count_test"].astype(int) > 0)]
             images = present["count_test"].astype(float)
             values["accuracy"].append(float((present["recall"] * images).sum() / images.sum()) if len(present)
                                       else float("nan"))
@@ -437,9 +436,9 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     io_utils.write_csv(out / "paired_per_class.csv", differences["per_class"].round(6))
     io_utils.write_text(out / "paired_differences.md", differences_md + "\n")
     io_utils.write_json(out / "verdict.json", paired.verdict_json(differences))
-    grouped, _ = regroup(rows, split, eval_config.head_min, eval_config.tail_max)
+    grouped, group_rule = regroup(rows, split, eval_config.head_min, eval_config.tail_max)
     markdown = _report_markdown(title, rows, tables_md, group_table_markdown(grouped), plots, split, out,
-                                frequency_plot, differences_md, differences["groups"].get("rule", ""))
+                                frequency_plot, differences_md, group_rule)
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
             "per_class_f1": per_class, "f1_change": changes, "plots": [p for _, p in plots],
