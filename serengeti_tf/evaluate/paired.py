@@ -3,7 +3,7 @@
 For every model against the baseline, and every phase-2 model against its own phase-1 run, on the
 SAME test images (both runs' predictions.csv joined on path):
 
-    pairs(rows)                   which runs to pair: same seed vs baseline; phase 2 with its init_run
+    comparisons(rows)             which runs to pair: same seed vs baseline; phase 2 with its init_run
     load_pair(ref, new, split)    one seed's two runs as a `seed_aware.Pair`, with class names and counts
     paired_tables(rows, ...)      every comparison over its seeds (`seed_aware.compare_pairs`): per-seed
                                   rows (test-set noise of one network pair), the seed-aware summary
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate import bootstrap, seed_aware
+from serengeti_tf.evaluate import seed_aware
 from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, group_thresholds
 from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
 from serengeti_tf.evaluate.run_reader import eval_dir_name
@@ -50,11 +50,6 @@ def _group(model: str, phase: int) -> str:
 
 def _resolved(path: Any) -> str:
     return str(Path(str(path)).resolve()) if path else ""
-
-
-def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
-    """(comparison name, [(seed, ref run_dir, new run_dir), ...]) for every model and phase."""
-    return [(c["comparison"], c["matched"]) for c in comparisons(rows)]
 
 
 def comparisons(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -136,18 +131,6 @@ def load_pair(ref_run: str | Path, new_run: str | Path, split: str) -> tuple[see
                         f"their class map") from None
     pair = seed_aware.make_pair(y_true, ref_pred, new_pred, joined["capture_id_ref"].to_numpy())
     return pair, names, [int(c) for c in classes["count_train"]]
-
-
-def paired_run_difference(ref_run: str | Path, new_run: str | Path, split: str, samples: int,
-                          seed: int) -> dict[str, Any]:
-    """`bootstrap.paired_bootstrap` (one pair of networks) of two runs, plus "species" (class names)
-    and "count_test" (images per species)."""
-    pair, names, _ = load_pair(ref_run, new_run, split)
-    result = bootstrap.paired_bootstrap(pair.y_true, pair.ref_pred, pair.new_pred, len(names), samples, seed,
-                                        groups=pair.units)
-    result["species"] = names
-    result["count_test"] = np.bincount(pair.y_true, minlength=len(names))
-    return result
 
 
 def _scores(pair: seed_aware.Pair, num_classes: int) -> dict[str, Any]:
