@@ -247,8 +247,9 @@ def sentence(row: dict[str, Any], per_class: pd.DataFrame, level: float = 0.95) 
     too_few = per_class[per_class["status"].str.startswith("too few")]
     higher = per_class[per_class["outside_noise"] & (per_class["delta_f1"] > 0)]
     lower = per_class[per_class["outside_noise"] & (per_class["delta_f1"] < 0)]
-    species = (f" Species flagged after Benjamini–Hochberg across species: F1 higher: {_species_list(higher)}; "
-               f"F1 lower: {_species_list(lower)}."
+    flagged = ("Species flagged after Benjamini–Hochberg across species" if row["seed_aware"] else
+               "Species where this network pair differs beyond test-set noise (Benjamini–Hochberg)")
+    species = (f" {flagged}: F1 higher: {_species_list(higher)}; F1 lower: {_species_list(lower)}."
                + (f" Too few test captures for any verdict (captures): {_species_list(too_few, True)}."
                   if len(too_few) else ""))
     if row["seed_aware"]:
