@@ -189,9 +189,11 @@ class EvalConfig:
     top_k: int = 5
     batch_size: int = 128
     bootstrap_samples: int = 1000
-    # Class groups by train count: head >= head_min, tail < tail_max, medium in between.
-    head_min: int = 5000
-    tail_max: int = 500
+    # Class groups by train count: head >= head_min, tail < tail_max, medium in between. null: derived
+    # from the training counts (`evaluation.group_thresholds`: tertiles of the classes' train counts);
+    # the `paper` preset sets the paper's 5000 / 500.
+    head_min: Optional[int] = None
+    tail_max: Optional[int] = None
     seed: int = 0
     # CSV label,scientificName read before the shipped Snapshot Serengeti table (species.scientific_names)
     # by predict's Camtrap DP output; "" uses the shipped table alone.
@@ -319,8 +321,8 @@ _RULES: dict[str, _Rule] = {
     "eval.top_k": (lambda v: v >= 1, "an int >= 1"),
     "eval.batch_size": (lambda v: 1 <= v <= BATCH_SIZE_LIMIT, f"an int in [1, {BATCH_SIZE_LIMIT}]"),
     "eval.bootstrap_samples": (lambda v: v >= 0, "an int >= 0"),
-    "eval.head_min": (lambda v: v >= 1, "an int >= 1"),
-    "eval.tail_max": (lambda v: v >= 1, "an int >= 1"),
+    "eval.head_min": (lambda v: v is None or v >= 1, "an int >= 1 or null (derived from the train counts)"),
+    "eval.tail_max": (lambda v: v is None or v >= 1, "an int >= 1 or null (derived from the train counts)"),
     "experiment.samplers": _distinct_names(SAMPLERS, "samplers", non_empty=True),
     "experiment.methods": _distinct_names(IMBALANCE_METHODS, "imbalance methods", non_empty=False),
     "experiment.seeds": (lambda v: 1 <= v <= 100, "an int in [1, 100]"),
@@ -395,7 +397,7 @@ def validate(config: Config) -> Config:
     if len(config.sampler.ros_thresholds) != len(config.sampler.ros_multipliers):
         raise UserError("config: sampler.ros_thresholds and sampler.ros_multipliers must have the same length, "
                         f"got {len(config.sampler.ros_thresholds)} and {len(config.sampler.ros_multipliers)}")
-    if config.eval.tail_max > config.eval.head_min:
+    if None not in (config.eval.tail_max, config.eval.head_min) and config.eval.tail_max > config.eval.head_min:
         raise UserError(f"config: eval.tail_max ({config.eval.tail_max}) must not exceed "
                         f"eval.head_min ({config.eval.head_min})")
     return config

@@ -176,11 +176,14 @@ def test_paired_differences_mark_only_changes_outside_noise():
     out = bs.paired_bootstrap(y_true, ref, new, 4, samples=300, seed=0)
     per_class = out["per_class"]
     assert per_class["delta"][1] > 0 and per_class["ci_low"][1] > 0  # buffalo: outside noise
-    assert per_class["ci_low"][3] <= 0 <= per_class["ci_high"][3]  # one image: not distinguishable
+    assert per_class["outside_noise"][1] and per_class["q_value"][1] < 0.05  # ... after Benjamini-Hochberg
+    # One image: too few captures for any verdict, listed as such and never flagged.
+    assert per_class["too_few"][3] and per_class["captures"][3] == 1 and not per_class["outside_noise"][3]
+    assert per_class["outside_noise"].dtype == bool and list(per_class["too_few"]) == [False, False, False, True]
     f1_ref = metrics.scores_from_confusion(metrics.confusion_counts(y_true, ref, 4))["f1"]
     assert out["macro_f1"]["ref"] == pytest.approx(f1_ref.mean())
     assert out["accuracy"]["delta"] == pytest.approx(np.mean(new == y_true) - np.mean(ref == y_true))
-    assert bs.excludes_zero(out["accuracy"]) and out["accuracy"]["p_better"] == 1.0
+    assert bs.excludes_zero(out["accuracy"]) and out["accuracy"]["p_value"] < 0.01
     same = bs.paired_bootstrap(y_true, ref, ref, 4, samples=50, seed=0)
     assert same["macro_f1"]["ci"] == [0.0, 0.0] and not bs.excludes_zero(same["macro_f1"])
 

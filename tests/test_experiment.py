@@ -196,3 +196,95 @@ def test_growing_a_finished_grid_by_one_sampler_trains_only_the_new_runs(tiny_da
     assert baseline_model.stat().st_mtime_ns == stamp
     assert any("seed 0 none phase 1" in line and "finished earlier" in line for line in lines)
     assert list(result["runs"]["sampler"]) == ["none", "rus", "rus"]
+
+
+def _fake_grid(monkeypatch, tail_recall_of_rus: float) -> None:
+    """Training and evaluation replaced by fakes that write what the real ones write. Each run's
+    "network" is right on a test capture with a per-species recall of logit(0.75) + N(0, 0.5) drawn
+    from its own seed (seed-to-seed noise); rus runs get `tail_recall_of_rus` on the rarest species."""
+    import zlib
+
+    import numpy as np
+
+    from serengeti_tf.evaluate import evaluation
+    from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage
+    from serengeti_tf.io_utils import write_csv, write_json
+
+    names = ["antelope", "buffalo", "cheetah", "dikdik"]
+    train = {"antelope": 30, "buffalo": 12, "cheetah": 5, "dikdik": 1}
+    y_true = np.repeat(np.arange(4), [80, 40, 30, 30])
+
+    def fake_train(config, dataset_dir, run_dir, init_run=None, **kwargs):
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save_config(config, run_dir)
+        sampler = read_lineage(Path(init_run))["sampler"] if init_run else config.sampler.name
+        write_json(run_dir / "lineage.json", {"phase": config.train.phase, "sampler": sampler,
+                                              "seed": config.train.seed, "dataset_dir": str(dataset_dir),
+                                              "init_run": str(init_run) if init_run else None})
+
+    def fake_evaluate(run_dir, config=None, split=None, dataset_dir=None, **kwargs):
+        run_dir = Path(run_dir)
+        rng = np.random.default_rng(zlib.crc32(f"{run_dir.parent.name}/{run_dir.name}".encode()))
+        recall = 1 / (1 + np.exp(-(np.log(3) + rng.normal(0, 0.5, 4))))
+        if read_lineage(run_dir)["sampler"] == "rus":
+            recall[3] = tail_recall_of_rus
+        wrong = (y_true + rng.integers(1, 4, len(y_true))) % 4
+        y_pred = np.where(rng.random(len(y_true)) < recall[y_true], y_true, wrong)
+        prob = np.eye(4)[y_pred] * 0.8 + 0.05
+        out = run_dir / eval_dir_name(split)
+        metrics = evaluation.compute_metrics(y_true, prob, names, train, config.eval)
+        write_json(out / "metrics.json", metrics)
+        write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, train))
+        paths = [f"img{i}.jpg" for i in range(len(y_true))]
+        write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
+        return {"metrics": metrics}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
+
+
+@pytest.fixture
+def twin_method():
+    """`aa_twin`: the baseline under another name (focal loss with gamma 0 IS cross-entropy)."""
+    from serengeti_tf.choices import IMBALANCE_METHODS
+    from serengeti_tf.evaluate.methods import _register
+
+    _register("aa_twin", "the baseline again (A/A control)", loss="focal", focal_gamma=0.0)
+    yield "aa_twin"
+    IMBALANCE_METHODS.unregister("aa_twin")
+
+
+def test_experiment_three_seeds_a_a_method_gets_no_verdict_and_sentences_follow_intervals(
+        tiny_dataset, tmp_path, monkeypatch, twin_method):
+    """Issue 18's end-to-end A/A: a method identical to the baseline, 3 seeds, in one `experiment`.
+    Its networks differ from the baseline's only by seed noise and test draws, so the report may give
+    no "better"/"worse" for it (the seeded draws are fixed; under the null each metric has a 5% false
+    alarm rate). Every method and sampler gets the seed-aware Δ macro F1 and Δ tail macro F1 with an
+    interval, and each verdict is the one its interval implies."""
+    import json
+
+    _fake_grid(monkeypatch, tail_recall_of_rus=0.98)
+    config = _grid_config(samplers=["none", "rus"], seeds=3, methods=[twin_method])
+    result = run_experiment(config, tiny_dataset, tmp_path / "exp", print_fn=lambda *_: None)
+    verdict = json.loads((tmp_path / "exp" / "report" / "verdict.json").read_text())
+    assert verdict["n_seeds"] == 3 and verdict["seed_aware"] is True
+    assert verdict["groups"]["rule"].startswith("given")  # the grid config sets head_min / tail_max
+    by_name = {c["comparison"]: c for c in verdict["comparisons"]}
+    assert set(by_name) == {"rus phase 1 vs baseline", "rus phase 2 vs baseline", "rus phase 2 vs its phase 1",
+                            "baseline+focal phase 1 vs baseline"}
+    for comparison in by_name.values():
+        assert comparison["n_seeds"] == 3 and comparison["seed_aware"] is True
+        assert set(comparison["metrics"]) == {"accuracy", "macro_f1", "tail_macro_f1"}
+        for metric in comparison["metrics"].values():
+            assert set(metric) == {"delta", "low", "high", "verdict"}
+            assert metric["low"] <= metric["delta"] <= metric["high"]
+            implied = ("better" if metric["low"] > 0 else "worse" if metric["high"] < 0 else "no difference shown")
+            assert metric["verdict"] == implied
+            assert f"{metric['delta']:+.4f} [{metric['low']:+.4f}, {metric['high']:+.4f}] → {implied}" \
+                in comparison["sentence"]
+    twin = by_name["baseline+focal phase 1 vs baseline"]
+    assert {m["verdict"] for m in twin["metrics"].values()} == {"no difference shown"}
+    assert "better" not in twin["sentence"] and "worse" not in twin["sentence"]
+    summary = result["paired"]["summary"].set_index("comparison")
+    assert summary.loc["baseline+focal phase 1 vs baseline", "tail_macro_f1_low"] < 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -181,10 +182,16 @@ def test_compare_cli(tmp_path, capsys):
     base = fake_run(tmp_path, "none-phase1", "none", 1, BASE)
     rus1 = fake_run(tmp_path, "rus-phase1", "rus", 1, RUS1)
     rus2 = fake_run(tmp_path, "rus-phase2", "rus", 2, RUS2, init_run=rus1)
-    main(["compare", str(base), str(rus1), str(rus2), "-o", str(tmp_path / "cmp")])
+    main(["compare", str(base), str(rus1), str(rus2), "-o", str(tmp_path / "cmp"), "--head-min", "300",
+          "--tail-max", "100"])
     out = capsys.readouterr().out
     assert "### Macro F1" in out and "report.md" in out
     assert (tmp_path / "cmp" / "config.yaml").is_file()
+    groups = json.loads((tmp_path / "cmp" / "verdict.json").read_text())["groups"]
+    assert (groups["head_min"], groups["tail_max"]) == (300, 100) and groups["rule"].startswith("given")
+    # The report's group table uses the same groups: eland (20 train images) alone is tail.
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "given: head >= 300, tail < 100" in report
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(base), "-o", str(tmp_path / "cmp")])  # other runs: refused
     assert exit_info.value.code == 2 and "different output" in capsys.readouterr().err
@@ -211,11 +218,20 @@ def test_compare_reports_paired_differences_against_baseline_and_own_phase1(tmp_
     assert set(per_class["outside_noise"]) <= {True, False}
     report = (out / "report.md").read_text()
     assert "## Paired differences" in report and "In words:" in report
-    assert "**rus phase 2 vs baseline**: macro F1" in report
-    assert ("within noise" in report) or ("distinguishable from noise" in report)
+    # One seed: test-set noise only, so no verdict about the method (issue 18).
+    assert "**rus phase 2 vs baseline** (1 seed): seed-to-seed noise is not covered, so no verdict" in report
+    assert "within test-set noise" in report or "distinguishable from test-set noise" in report
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["n_seeds"] == 1 and verdict["seed_aware"] is False
+    assert {m["verdict"] for c in verdict["comparisons"] for m in c["metrics"].values()} == {"no verdict"}
 
 
-def test_paired_summary_over_seeds_is_a_paired_mean_and_sign_count(tmp_path):
+def test_paired_summary_over_seeds_is_a_seed_aware_t_interval(tmp_path):
+    """Three seeds: the summary's Δ macro F1 is the paired mean over seeds, its interval a t-interval
+    over seeds (never narrower than t_2 · std / sqrt(3)), and the sentence's verdict follows it. The
+    old report said "better in k of n seeds" instead (issue 18)."""
+    from scipy.stats import t as student_t
+
     runs = []
     for seed, pred in ((0, RUS2), (1, RUS1), (2, BASE)):
         runs.append(fake_run(tmp_path, f"s{seed}/none-phase1", "none", 1, BASE, seed=seed))
@@ -224,14 +240,22 @@ def test_paired_summary_over_seeds_is_a_paired_mean_and_sign_count(tmp_path):
                                   eval_config=cfg.EvalConfig(bootstrap_samples=50))
     summary = result["paired"]["summary"].set_index("comparison").loc["rus phase 1 vs baseline"]
     deltas = [f1_of(p).mean() - f1_of(BASE).mean() for p in (RUS2, RUS1, BASE)]
-    assert summary["n_seeds"] == 3
-    assert summary["delta_macro_f1_mean"] == pytest.approx(np.mean(deltas))
-    assert summary["delta_macro_f1_std"] == pytest.approx(np.std(deltas, ddof=1))
-    assert summary["macro_f1_seeds_better"] == sum(d > 0 for d in deltas)
-    # Seed 2 is the baseline's own predictions: no difference at all, and within noise.
+    assert summary["n_seeds"] == 3 and summary["seed_aware"]
+    assert summary["macro_f1_delta"] == pytest.approx(np.mean(deltas))
+    half = (summary["macro_f1_high"] - summary["macro_f1_low"]) / 2
+    assert half >= student_t.ppf(0.975, 2) * np.std(deltas, ddof=1) / np.sqrt(3) - 1e-9
+    assert summary["macro_f1_verdict"] == "no difference shown"  # signs disagree over seeds
+    # Seed 2 is the baseline's own predictions: no difference at all.
     seed2 = result["paired"]["seeds"].set_index("seed").loc[2]
-    assert seed2["delta_macro_f1"] == 0 and not seed2["macro_f1_distinguishable"]
-    assert f"better in {sum(d > 0 for d in deltas)} of 3 seeds" in (tmp_path / "report" / "report.md").read_text()
+    assert seed2["delta_macro_f1"] == 0 and seed2["delta_macro_f1_ci_low"] == 0 == seed2["delta_macro_f1_ci_high"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "**rus phase 1 vs baseline** (3 seeds; 95% interval over seeds" in report
+    assert "of 3 seeds" not in report
+    assert "better" not in summary["sentence"] and "worse" not in summary["sentence"]
+    verdict = json.loads((tmp_path / "report" / "verdict.json").read_text())
+    (comparison,) = verdict["comparisons"]
+    assert verdict["seed_aware"] and comparison["n_seeds"] == 3
+    assert comparison["metrics"]["macro_f1"]["low"] == pytest.approx(summary["macro_f1_low"])
 
 
 def test_paired_differences_refuse_runs_on_different_images(tmp_path):

@@ -39,15 +39,8 @@ one of its images) and the successes recall * n: exact when the frames of a capt
 one frame per capture); when they disagree the variance of the capture mean is below the binomial
 one, so the interval is conservative.
 
-TWO MODELS (`paired_bootstrap`): both models are scored on the SAME resamples (same captures, same
-pseudo-captures), so the interval of the difference reflects only how differently the two models
-treat the same images. Differences in accuracy and macro F1 get the centred interval; per-species
-F1 differences get the plain percentile interval of the same resamples, so a change resting on one
-or two images (where the pseudo-captures dominate) is not called real. Its resamples are smoothed
-(`draw_resample` with `smoothing` > 0): each of a species' n slots is, with probability
-`smoothing / (n + smoothing)`, a pseudo-capture: an image of a random present species whose
-outcome is transplanted to this species (right stays right; a mistake keeps its predicted column,
-or, when that column is this species, becomes a prediction of the source's own species).
+TWO MODELS (`paired_bootstrap`): not resampled here; a paired randomization test of one pair of
+models, and across training seeds a t-interval, in `seed_aware.py` (which says why).
 
 Speed: every resample is a weighted confusion matrix (np.bincount), no per-resample indexing of
 the data and no scikit-learn call.
@@ -64,8 +57,6 @@ import pandas as pd
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
 
-SCHEME = "stratified_capture_smoothed"  # the paired bootstrap's resamples
-DEFAULT_SMOOTHING = 2.0  # pseudo-captures per species in `paired_bootstrap`
 SINGLE_SCHEME = "stratified_capture_percentile+clopper_pearson_recall"  # `bootstrap_ci`
 MIN_CAPTURES = 10  # species in the macro F1 interval: at least this many test captures (see above)
 ESTIMANDS = {
@@ -212,7 +203,8 @@ def resampled_confusion(strata: Strata, resample: Resample, predictions: Predict
 
 def centred_interval(samples: np.ndarray, point: np.ndarray | float, level: float,
                      bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of `samples` (axis 0) moved so the samples' mean sits on `point`, clipped."""
+    """Percentile interval of `samples` (axis 0) moved so the samples' mean sits on `point`, clipped.
+    The previous, smoothed scheme's interval: kept so the benchmarks can show what it covered."""
     lo, hi = percentile_interval(samples, level)
     shift = np.asarray(point) - samples.mean(axis=0)
     return np.clip(lo + shift, *bounds), np.clip(hi + shift, *bounds)
@@ -225,12 +217,6 @@ def _check(samples: int, level: float, smoothing: float) -> None:
         raise UserError(f"bootstrap: smoothing must be >= 0, got {smoothing!r}")
     if samples < 0:
         raise UserError(f"bootstrap: samples must be >= 0, got {samples!r}")
-
-
-def _header(strata: Strata, samples: int, seed: int, level: float, smoothing: float) -> dict[str, Any]:
-    return {"samples": int(samples), "unit": strata.unit, "num_units": strata.num_units, "level": level,
-            "seed": int(seed), "method": SCHEME, "smoothing": float(smoothing),
-            "interval": "percentile, centred on the point estimate"}
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -317,57 +303,48 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, sampl
 
 def paired_bootstrap(y_true: np.ndarray, ref_pred: np.ndarray, new_pred: np.ndarray, num_classes: int,
                      samples: int, seed: int, groups: Optional[Sequence] = None, level: float = 0.95,
-                     smoothing: float = DEFAULT_SMOOTHING) -> dict[str, Any]:
-    """Differences new - ref in accuracy, macro F1 and per-class F1, with paired intervals.
+                     class_groups: Optional[Mapping[str, Sequence[int]]] = None) -> dict[str, Any]:
+    """Differences new - ref of ONE pair of models on the same images (one training seed).
 
-    Both prediction vectors are for the same images (same order as `y_true`). Returns the header of
-    `bootstrap_ci` plus "accuracy" and "macro_f1" as {"ref", "new", "delta", "ci": [low, high],
-    "p_better"} (p_better: share of resamples where new > ref) and "per_class" as
-    {"f1_ref", "f1_new", "delta", "ci_low", "ci_high"} arrays over the classes (plain percentile
-    intervals, not centred). A per-class interval that excludes 0 marks a change outside noise.
+    Not a bootstrap any more (the name is the public entry point): a paired randomization test that
+    swaps the two models' predictions per capture (`seed_aware.py` says why and what it covers: test
+    noise of these two networks, never seed noise). Returns {"samples", "unit", "level", "seed",
+    "method"}, "accuracy" and "macro_f1" as {"ref", "new", "delta", "ci": [low, high], "p_value"},
+    and "per_class" as arrays over the classes {"f1_ref", "f1_new", "delta", "ci_low", "ci_high",
+    "p_value", "q_value", "captures", "too_few", "outside_noise"}: `outside_noise` after
+    Benjamini-Hochberg across the species with enough test captures (`too_few` marks the others).
+    With `class_groups` ({"head": [...], ...}) it adds "head_macro_f1" ... like "macro_f1".
     """
-    _check(samples, level, smoothing)
-    ref_pred = np.asarray(ref_pred, dtype=np.int64).reshape(-1)
-    new_pred = np.asarray(new_pred, dtype=np.int64).reshape(-1)
-    if not len(ref_pred) == len(new_pred) == len(y_true):
-        raise UserError(f"paired bootstrap: need predictions of both models for the same images, got "
-                        f"{len(ref_pred)} and {len(new_pred)} for {len(y_true)} labels")
-    strata = make_strata(y_true, num_classes, groups)
-    point_ref = confusion_counts(strata.y_true, ref_pred, num_classes)
-    point_new = confusion_counts(strata.y_true, new_pred, num_classes)
+    from serengeti_tf.evaluate import seed_aware
+
+    if samples < 0:
+        raise UserError(f"paired bootstrap: samples must be >= 0, got {samples!r}")
+    pair = seed_aware.make_pair(y_true, ref_pred, new_pred, groups)
+    result = seed_aware.compare_pairs([pair], num_classes, class_groups or {}, max(samples, 1), seed, level)
+    point_ref = confusion_counts(pair.y_true, pair.ref_pred, num_classes)
+    point_new = confusion_counts(pair.y_true, pair.new_pred, num_classes)
     f1_ref, f1_new = scores_from_confusion(point_ref)["f1"], scores_from_confusion(point_new)["f1"]
-    acc_ref, acc_new = np.trace(point_ref) / point_ref.sum(), np.trace(point_new) / point_new.sum()
-    out = _header(strata, samples, seed, level, smoothing)
-    out["per_class"] = {"f1_ref": f1_ref, "f1_new": f1_new, "delta": f1_new - f1_ref,
-                        "ci_low": np.full(num_classes, np.nan), "ci_high": np.full(num_classes, np.nan)}
-    out["accuracy"] = {"ref": float(acc_ref), "new": float(acc_new), "delta": float(acc_new - acc_ref),
-                       "ci": [float("nan"), float("nan")], "p_better": float("nan")}
-    out["macro_f1"] = {"ref": float(f1_ref.mean()), "new": float(f1_new.mean()),
-                       "delta": float(f1_new.mean() - f1_ref.mean()),
-                       "ci": [float("nan"), float("nan")], "p_better": float("nan")}
-    if samples == 0:
-        return out
-    rng = np.random.default_rng(seed)
-    ref_cells, new_cells = prepare_predictions(strata, ref_pred), prepare_predictions(strata, new_pred)
-    delta_f1 = np.empty((samples, num_classes))
-    delta_acc = np.empty(samples)
-    for s in range(samples):
-        resample = draw_resample(strata, rng, smoothing)
-        cm_ref = resampled_confusion(strata, resample, ref_cells)
-        cm_new = resampled_confusion(strata, resample, new_cells)
-        delta_f1[s] = scores_from_confusion(cm_new)["f1"] - scores_from_confusion(cm_ref)["f1"]
-        delta_acc[s] = np.trace(cm_new) / cm_new.sum() - np.trace(cm_ref) / cm_ref.sum()
-    delta_macro = delta_f1.mean(axis=1)
-    for key, values in (("accuracy", delta_acc), ("macro_f1", delta_macro)):
-        lo, hi = centred_interval(values, out[key]["delta"], level, (-1.0, 1.0))
-        out[key]["ci"] = [float(lo), float(hi)]
-        out[key]["p_better"] = float(np.mean(values > 0))
-    # Per class NOT centred: for a species with one or two captures the smoothed resamples are what
-    # says "one image is not evidence"; moving them onto the one-image point estimate would undo it.
-    # For species with many captures smoothing is negligible and both intervals agree.
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(delta_f1, [tail, 100 - tail], axis=0)
-    out["per_class"]["ci_low"], out["per_class"]["ci_high"] = lo, hi
+    per_seed = {key: values[0] for key, values in result["per_seed"].items()}
+    if samples == 0:  # no draws: point differences only
+        per_seed["low"] = per_seed["high"] = per_seed["p"] = np.full(len(per_seed["delta"]), np.nan)
+    out: dict[str, Any] = {"samples": int(result["samples"]) if samples else 0,
+                           "unit": "capture" if groups is not None else "image",
+                           "level": level, "seed": int(seed), "method": seed_aware.SCHEME}
+    refs = {"accuracy": (np.trace(point_ref) / point_ref.sum(), np.trace(point_new) / point_new.sum()),
+            "macro_f1": (f1_ref.mean(), f1_new.mean())}
+    for k, key in enumerate(seed_aware.SUMMARY_METRICS):
+        if key in refs or class_groups:
+            out[key] = {"delta": float(per_seed["delta"][k]), "p_value": float(per_seed["p"][k]),
+                        "ci": [float(per_seed["low"][k]), float(per_seed["high"][k])]}
+            if key in refs:
+                out[key].update(ref=float(refs[key][0]), new=float(refs[key][1]))
+    k0 = len(seed_aware.SUMMARY_METRICS)
+    species = result["species"]
+    outside = species["outside_noise"] & (samples > 0)
+    out["per_class"] = {"f1_ref": f1_ref, "f1_new": f1_new, "delta": per_seed["delta"][k0:],
+                        "ci_low": per_seed["low"][k0:], "ci_high": per_seed["high"][k0:],
+                        "p_value": species["p"], "q_value": species["q"], "captures": species["captures"],
+                        "too_few": ~species["eligible"], "outside_noise": outside}
     return out
 
 

@@ -24,7 +24,9 @@ Conventions (they matter when classes are rare):
   unknown; `bootstrap.unit`, `bootstrap.method` and `bootstrap.estimands` say which and for what.
 - Capture-level scores: the frames' probabilities are averaged per capture; the capture's true
   label is the majority frame label (ties: lowest class index).
-- Class groups by TRAIN count: head >= eval.head_min, tail < eval.tail_max, medium in between.
+- Class groups by TRAIN count: head >= eval.head_min, tail < eval.tail_max, medium in between; unset
+  thresholds are derived from the train counts (`group_thresholds`: tertiles). Group means are over
+  the group's classes present in the split; absent ones are listed, not scored as F1 = 0.
 """
 
 from __future__ import annotations
@@ -132,42 +134,80 @@ def summary_scores(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int, top
     return out
 
 
-def class_groups(class_names: Sequence[str], train_counts: Mapping[str, int], head_min: int,
-                 tail_max: int) -> dict[str, list[int]]:
-    """Class indices per group: head (train >= head_min), medium, tail (train < tail_max)."""
-    if tail_max > head_min:
-        raise UserError(f"evaluation: tail_max ({tail_max}) must not exceed head_min ({head_min})")
+def group_thresholds(train_counts: Sequence[int], head_min: Optional[int] = None,
+                     tail_max: Optional[int] = None) -> tuple[int, int, str]:
+    """(head_min, tail_max, rule in words): the user's thresholds, else derived from the train counts.
+
+    The rule, fixed before any benchmark: TERTILES of the classes' training counts (every class of
+    the class map counts once). tail = the lowest third (train count <= the lower tertile, numpy
+    quantile 1/3 "lower"), head = the highest third (>= the upper tertile, quantile 2/3 "higher").
+    Why: groups then follow the user's own imbalance (fixed thresholds made almost every class of a
+    small dataset "tail") and each group holds about a third of the species, enough to average.
+    A threshold the user gives is kept; only the missing one is derived (never crossing the other).
+    """
+    counts = np.sort(np.asarray([int(c) for c in train_counts], dtype=np.int64))
+    if len(counts) == 0:
+        raise UserError("evaluation: no classes to group")
+    derived_tail = int(np.quantile(counts, 1 / 3, method="lower")) + 1
+    derived_head = int(np.quantile(counts, 2 / 3, method="higher"))
+    if head_min is not None and tail_max is not None:
+        if tail_max > head_min:
+            raise UserError(f"evaluation: tail_max ({tail_max}) must not exceed head_min ({head_min})")
+        return int(head_min), int(tail_max), (f"given: head >= {head_min}, tail < {tail_max} training images "
+                                              "(eval.head_min, eval.tail_max)")
+    head = int(head_min) if head_min is not None else max(derived_head, int(tail_max or 1))
+    tail = int(tail_max) if tail_max is not None else min(derived_tail, head)
+    tail = min(tail, head)
+    given = [name for name, v in (("eval.head_min", head_min), ("eval.tail_max", tail_max)) if v is not None]
+    return head, tail, (f"tertiles of the {len(counts)} classes' training counts: head >= {head}, tail < {tail} "
+                        f"training images" + (f" ({', '.join(given)} given)" if given else ""))
+
+
+def class_groups(class_names: Sequence[str], train_counts: Mapping[str, int], head_min: Optional[int] = None,
+                 tail_max: Optional[int] = None) -> dict[str, list[int]]:
+    """Class indices per group: head (train >= head_min), medium, tail (train < tail_max); a missing
+    threshold is derived from the train counts (`group_thresholds`)."""
+    counts = [int(train_counts.get(name, 0)) for name in class_names]
+    head_min, tail_max, _ = group_thresholds(counts, head_min, tail_max)
     groups: dict[str, list[int]] = {g: [] for g in GROUPS}
-    for i, name in enumerate(class_names):
-        n = int(train_counts.get(name, 0))
+    for i, n in enumerate(counts):
         groups["head" if n >= head_min else "tail" if n < tail_max else "medium"].append(i)
     return groups
 
 
 def group_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
-                train_counts: Mapping[str, int], head_min: int, tail_max: int) -> pd.DataFrame:
+                train_counts: Mapping[str, int], head_min: Optional[int] = None,
+                tail_max: Optional[int] = None) -> pd.DataFrame:
     """One row per group: its classes, test images, accuracy on them and the mean per-class P/R/F1.
 
-    Per-class scores come from the all-class confusion matrix, so a tail image predicted as a head
-    class lowers the tail recall AND the head precision.
+    Means are over the group's classes PRESENT in the evaluated split (a class without test images
+    has no F1 to average; counting it as 0 made a group look worse for lack of data); the absent ones
+    are listed in `classes_absent`. Per-class scores come from the all-class confusion matrix, so a
+    tail image predicted as a head class lowers the tail recall AND the head precision.
     """
     num_classes = len(class_names)
+    head_min, tail_max, rule = group_thresholds([int(train_counts.get(n, 0)) for n in class_names],
+                                                head_min, tail_max)
     per_class = scores_from_confusion(confusion_counts(y_true, y_pred, num_classes))
+    present = np.bincount(y_true, minlength=num_classes) > 0
     rows = []
     bounds = {"head": (head_min, None), "medium": (tail_max, head_min - 1), "tail": (0, tail_max - 1)}
     for group, members in class_groups(class_names, train_counts, head_min, tail_max).items():
         mask = np.isin(y_true, members)
+        scored = [i for i in members if present[i]]
 
-        def mean(scores: np.ndarray, members=members) -> float:
-            return float(np.mean(scores[members])) if members else float("nan")
+        def mean(scores: np.ndarray, scored=scored) -> float:
+            return float(np.mean(scores[scored])) if scored else float("nan")
 
         rows.append({
             "group": group, "min_train": bounds[group][0], "max_train": bounds[group][1],
-            "num_classes": len(members), "num_test_images": int(mask.sum()),
+            "num_classes": len(members), "num_classes_present": len(scored), "num_test_images": int(mask.sum()),
             "accuracy": float(np.mean(y_pred[mask] == y_true[mask])) if mask.any() else float("nan"),
             "macro_precision": mean(per_class["precision"]), "macro_recall": mean(per_class["recall"]),
             "macro_f1": mean(per_class["f1"]),
             "classes": " ".join(class_names[i] for i in members),
+            "classes_absent": " ".join(class_names[i] for i in members if not present[i]),
+            "rule": rule,
         })
     table = pd.DataFrame(rows)
     table["max_train"] = pd.Series([r["max_train"] for r in rows], dtype=object)  # ints, None = no bound
@@ -222,8 +262,9 @@ def compute_metrics(y_true: Sequence[int], y_prob: np.ndarray, class_names: Sequ
     metrics["classes_absent"] = [class_names[i] for i in range(num_classes) if not np.any(y_true == i)]
     metrics["classes_never_predicted"] = [class_names[i] for i in range(num_classes) if not np.any(y_pred == i)]
     groups = group_table(y_true, y_pred, class_names, train_counts, config.head_min, config.tail_max)
-    metrics["groups"] = {row["group"]: {k: v for k, v in row.items() if k not in ("group", "classes")}
+    metrics["groups"] = {row["group"]: {k: v for k, v in row.items() if k not in ("group", "classes", "rule")}
                          for row in groups.to_dict("records")}
+    metrics["group_rule"] = groups["rule"].iloc[0]
     metrics["bootstrap"] = interval_record(bootstrap_ci(y_true, y_pred, num_classes, config.bootstrap_samples,
                                                         config.seed, groups=capture_ids), class_names)
     metrics["capture_level"] = None
@@ -401,6 +442,10 @@ def summary_text(metrics: Mapping[str, Any], title: str = "") -> str:
             acc = "-" if g["accuracy"] is None else f"{g['accuracy']:.4f}"
             f1 = "-" if g["macro_f1"] is None else f"{g['macro_f1']:.4f}"
             lines.append(f"{span:<28} {g['num_classes']:>8} {g['num_test_images']:>8} {acc:>8} {f1:>8}")
+            if g.get("classes_absent"):
+                lines.append(f"  {name}: not in this split, left out of its means: {g['classes_absent']}")
+        if metrics.get("group_rule"):
+            lines.append(f"groups: {metrics['group_rule']}")
     if metrics.get("classes_absent"):
         lines.append(f"classes absent from the split (recall counted as 0 in macro_*): "
                      f"{', '.join(metrics['classes_absent'])}")

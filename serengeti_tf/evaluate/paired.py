@@ -1,19 +1,20 @@
-"""Paired differences between evaluated runs: the number a user wants from `compare` and `experiment`.
+"""Paired differences between evaluated runs: the verdict a user wants from `compare` and `experiment`.
 
 For every model against the baseline, and every phase-2 model against its own phase-1 run, on the
 SAME test images (both runs' predictions.csv joined on path):
 
-    pairs(rows)                   which runs to pair: same seed vs baseline; phase 2 with its init_run
-    paired_run_difference(...)    one pair: Δ accuracy, Δ macro F1 and per-species Δ F1 with paired
-                                  bootstrap 95% intervals (`bootstrap.paired_bootstrap`)
-    paired_tables(rows, ...)      all pairs: per-seed rows, the across-seed summary (paired mean ± std
-                                  of the differences, k of n seeds better), per-species rows
-    paired_markdown(...)          the tables plus sentences saying which differences are
-                                  distinguishable from noise
+    comparisons(rows)             which runs to pair: same seed vs baseline; phase 2 with its init_run
+    load_pair(ref, new, split)    one seed's two runs as a `seed_aware.Pair`, with class names and counts
+    paired_tables(rows, ...)      every comparison over its seeds (`seed_aware.compare_pairs`): per-seed
+                                  rows (test-set noise of one network pair), the seed-aware summary
+                                  (Δ accuracy, Δ macro F1, Δ head/medium/tail macro F1 with intervals and
+                                  verdicts), per-species rows (Benjamini-Hochberg flags)
+    paired_markdown(tables)       the tables and one sentence per comparison
+    verdict_json(tables)          the machine-readable verdict (`verdict.json`, read by the demo)
 
-A difference is "distinguishable from noise" when its paired 95% interval excludes 0 (resampling
-noise of the test set for ONE training run). Seed-to-seed variation is a different noise: it shows in
-the across-seed std and in the sign count, which is why both are reported.
+"better" / "worse" are said only when the SEED-AWARE interval excludes 0 (it needs 2+ seeds per
+comparison); with one seed a comparison gets "no verdict" about the method, and its test-set-only
+interval is labelled as such. See `seed_aware.py` for the statistics.
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate import bootstrap
-from serengeti_tf.evaluate.evaluation import MACRO_ROW
+from serengeti_tf.evaluate import seed_aware
+from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, group_thresholds
+from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
 from serengeti_tf.evaluate.run_reader import eval_dir_name
 
 BASELINE = "baseline"
-SEED_COLUMNS = ["comparison", "seed", "ref_run", "new_run", "accuracy_ref", "accuracy_new", "delta_accuracy",
-                "delta_accuracy_ci_low", "delta_accuracy_ci_high", "macro_f1_ref", "macro_f1_new",
-                "delta_macro_f1", "delta_macro_f1_ci_low", "delta_macro_f1_ci_high", "accuracy_distinguishable",
-                "macro_f1_distinguishable", "species_better", "species_worse"]
-CLASS_COLUMNS = ["comparison", "seed", "species", "count_test", "f1_ref", "f1_new", "delta_f1", "ci_low",
-                 "ci_high", "outside_noise"]
+METRIC_TITLES = {"accuracy": "accuracy", "macro_f1": "macro F1", "head_macro_f1": "head macro F1",
+                 "medium_macro_f1": "medium macro F1", "tail_macro_f1": "tail macro F1"}
+# The metrics of the report's sentence and verdict.json, in the order they are spoken.
+VERDICT_METRICS = ("macro_f1", "tail_macro_f1", "accuracy")
+SEED_COLUMNS = ["comparison", "seed", "ref_run", "new_run", "accuracy_ref", "accuracy_new", "macro_f1_ref",
+                "macro_f1_new"] + [f"delta_{m}{suffix}" for m in seed_aware.SUMMARY_METRICS
+                                   for suffix in ("", "_ci_low", "_ci_high", "_p")]
+CLASS_COLUMNS = ["comparison", "species", "group", "count_train", "count_test", "captures_test", "n_seeds",
+                 "f1_ref_mean", "f1_new_mean", "delta_f1", "ci_low", "ci_high", "p_value", "q_value",
+                 "status", "outside_noise"]
 
 
 def _group(model: str, phase: int) -> str:
@@ -46,8 +52,8 @@ def _resolved(path: Any) -> str:
     return str(Path(str(path)).resolve()) if path else ""
 
 
-def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
-    """(comparison name, [(seed, ref run_dir, new run_dir), ...]) for every model and phase.
+def comparisons(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """{"comparison", "reference", "model", "phase", "matched": [(seed, ref run_dir, new run_dir)]}.
 
     - every (model, phase) other than the baseline against `baseline phase 1` of the same seed;
     - every phase-2 run against the phase-1 run it was initialised from (lineage `init_run`).
@@ -70,12 +76,14 @@ def pairs(rows: pd.DataFrame) -> list[tuple[str, list[tuple[int, str, str]]]]:
         matched = [(int(s), base_by_seed[s], r) for s, r in zip(group["seed"], group["run_dir"])
                    if s in base_by_seed and same_level(base_by_seed[s], r)]
         if matched:
-            out.append((f"{_group(model, phase)} vs baseline", matched))
+            out.append({"comparison": f"{_group(model, phase)} vs baseline", "reference": _group(BASELINE, 1),
+                        "model": str(model), "phase": int(phase), "matched": matched})
         if phase == 2:
             own = [(int(s), by_dir[_resolved(i)], r)
                    for s, i, r in zip(group["seed"], group["init_run"], group["run_dir"]) if _resolved(i) in by_dir]
             if own:
-                out.append((f"{_group(model, 2)} vs its phase 1", own))
+                out.append({"comparison": f"{_group(model, 2)} vs its phase 1", "reference": _group(model, 1),
+                            "model": str(model), "phase": 2, "matched": own})
     return out
 
 
@@ -89,21 +97,23 @@ def read_predictions(run_dir: str | Path, split: str) -> pd.DataFrame:
                        keep_default_na=False, dtype={"capture_id": str})
 
 
-def _class_names(run_dir: str | Path, split: str) -> list[str]:
+
+def _class_table(run_dir: str | Path, split: str) -> pd.DataFrame:
+    """species and count_train of a run's per_class.csv, in class-map order (sorted names)."""
     path = Path(run_dir) / eval_dir_name(split) / "per_class.csv"
     if not path.is_file():
         raise UserError(f"{path} missing; run `serengeti-tf evaluate {run_dir}` first")
-    species = pd.read_csv(path, keep_default_na=False)["species"]
-    return [s for s in species if s != MACRO_ROW]
+    table = pd.read_csv(path, keep_default_na=False)
+    table = table[table["species"] != MACRO_ROW]
+    return table[["species", "count_train"]].sort_values("species").reset_index(drop=True)
 
 
-def paired_run_difference(ref_run: str | Path, new_run: str | Path, split: str, samples: int,
-                          seed: int) -> dict[str, Any]:
-    """`bootstrap.paired_bootstrap` of two runs' predictions joined on image path, plus "species"
-    (class names) and "count_test" (images per species)."""
+def load_pair(ref_run: str | Path, new_run: str | Path, split: str) -> tuple[seed_aware.Pair, list[str], list[int]]:
+    """Two runs' predictions joined on image path (and crop): (pair, class names, train counts)."""
     ref, new = read_predictions(ref_run, split), read_predictions(new_run, split)
-    names = _class_names(ref_run, split)
-    if sorted(names) != sorted(_class_names(new_run, split)):
+    classes = _class_table(ref_run, split)
+    names = list(classes["species"])
+    if names != list(_class_table(new_run, split)["species"]):
         raise UserError(f"paired differences: {ref_run} and {new_run} were evaluated on different class sets")
     key = ["path", "crop"] if "crop" in ref and "crop" in new else ["path"]  # crop runs: one row per crop
     joined = ref.merge(new, on=key, suffixes=("_ref", "_new"), validate="one_to_one")
@@ -119,131 +129,200 @@ def paired_run_difference(ref_run: str | Path, new_run: str | Path, split: str, 
     except (ValueError, TypeError):
         raise UserError(f"paired differences: predictions of {ref_run} or {new_run} name species outside "
                         f"their class map") from None
-    result = bootstrap.paired_bootstrap(y_true, ref_pred, new_pred, len(names), samples, seed,
-                                        groups=joined["capture_id_ref"].to_numpy())
-    result["species"] = names
-    result["count_test"] = np.bincount(y_true, minlength=len(names))
-    return result
+    pair = seed_aware.make_pair(y_true, ref_pred, new_pred, joined["capture_id_ref"].to_numpy())
+    return pair, names, [int(c) for c in classes["count_train"]]
+
+
+def _scores(pair: seed_aware.Pair, num_classes: int) -> dict[str, Any]:
+    cms = {side: confusion_counts(pair.y_true, getattr(pair, f"{side}_pred"), num_classes) for side in ("ref", "new")}
+    out: dict[str, Any] = {}
+    for side, cm in cms.items():
+        out[f"accuracy_{side}"] = float(np.trace(cm) / cm.sum())
+        out[f"f1_{side}"] = scores_from_confusion(cm)["f1"]
+        out[f"macro_f1_{side}"] = float(out[f"f1_{side}"].mean())
+    return out
 
 
 def paired_tables(rows: pd.DataFrame, split: str = "test", samples: int = 1000, seed: int = 0,
-                  progress: Optional[Callable[[str], None]] = None) -> dict[str, pd.DataFrame]:
-    """Every pair of `pairs(rows)`: {"seeds": one row per (comparison, seed), "summary": one row per
-    comparison over seeds, "per_class": one row per (comparison, seed, species)}."""
-    seed_rows, class_rows = [], []
-    for name, matched in pairs(rows):
-        for run_seed, ref_run, new_run in matched:
-            if progress:
-                progress(f"paired bootstrap: {name}, seed {run_seed}")
-            diff = paired_run_difference(ref_run, new_run, split, samples, seed)
-            per = diff["per_class"]
-            outside = (per["ci_low"] > 0) | (per["ci_high"] < 0)
-            better = [s for s, o, d in zip(diff["species"], outside, per["delta"]) if o and d > 0]
-            worse = [s for s, o, d in zip(diff["species"], outside, per["delta"]) if o and d < 0]
-            acc, f1 = diff["accuracy"], diff["macro_f1"]
-            seed_rows.append({
-                "comparison": name, "seed": run_seed, "ref_run": str(ref_run), "new_run": str(new_run),
-                "accuracy_ref": acc["ref"], "accuracy_new": acc["new"], "delta_accuracy": acc["delta"],
-                "delta_accuracy_ci_low": acc["ci"][0], "delta_accuracy_ci_high": acc["ci"][1],
-                "macro_f1_ref": f1["ref"], "macro_f1_new": f1["new"], "delta_macro_f1": f1["delta"],
-                "delta_macro_f1_ci_low": f1["ci"][0], "delta_macro_f1_ci_high": f1["ci"][1],
-                "accuracy_distinguishable": bootstrap.excludes_zero(acc),
-                "macro_f1_distinguishable": bootstrap.excludes_zero(f1),
-                "species_better": " ".join(better), "species_worse": " ".join(worse)})
-            for i, species in enumerate(diff["species"]):
-                class_rows.append({"comparison": name, "seed": run_seed, "species": species,
-                                   "count_test": int(diff["count_test"][i]), "f1_ref": per["f1_ref"][i],
-                                   "f1_new": per["f1_new"][i], "delta_f1": per["delta"][i],
-                                   "ci_low": per["ci_low"][i], "ci_high": per["ci_high"][i],
-                                   "outside_noise": bool(outside[i])})
-    seeds = pd.DataFrame(seed_rows, columns=SEED_COLUMNS)
-    return {"seeds": seeds, "summary": summarise(seeds),
-            "per_class": pd.DataFrame(class_rows, columns=CLASS_COLUMNS)}
+                  progress: Optional[Callable[[str], None]] = None, head_min: Optional[int] = None,
+                  tail_max: Optional[int] = None, level: float = 0.95) -> dict[str, Any]:
+    """Every comparison of `comparisons(rows)` over its seeds.
 
-
-def summarise(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Per comparison: n_seeds, paired mean and sample std of Δ accuracy and Δ macro F1 over seeds,
-    seeds where new is better (k of n), and seeds whose paired interval excludes 0 each way."""
-    out = []
-    for name, group in seeds.groupby("comparison", sort=False):
-        row: dict[str, Any] = {"comparison": name, "n_seeds": len(group)}
-        for key in ("accuracy", "macro_f1"):
-            delta = group[f"delta_{key}"].astype(float)
-            low, high = group[f"delta_{key}_ci_low"].astype(float), group[f"delta_{key}_ci_high"].astype(float)
-            row[f"delta_{key}_mean"] = float(delta.mean())
-            row[f"delta_{key}_std"] = float(delta.std(ddof=1)) if len(delta) > 1 else float("nan")
-            row[f"{key}_seeds_better"] = int((delta > 0).sum())
-            row[f"{key}_seeds_better_outside_noise"] = int((low > 0).sum())
-            row[f"{key}_seeds_worse_outside_noise"] = int((high < 0).sum())
-        out.append(row)
-    return pd.DataFrame(out)
+    Returns {"seeds": one row per (comparison, seed) (randomization intervals of that network pair),
+    "summary": one row per comparison (seed-aware Δ, interval and verdict per metric, the sentence),
+    "per_class": one row per (comparison, species), "groups": {"rule", "head_min", "tail_max"},
+    "level"}. Group thresholds: `head_min` / `tail_max` when given, else derived from the train counts.
+    """
+    samples = max(int(samples), 1)  # the verdict needs the randomization draws even with bootstrap off
+    seed_rows, summary_rows, class_rows = [], [], []
+    groups_info: dict[str, Any] = {}
+    for comparison in comparisons(rows):
+        name, matched = comparison["comparison"], comparison["matched"]
+        if progress:
+            progress(f"paired differences: {name} ({len(matched)} seed{'s' if len(matched) > 1 else ''})")
+        loaded = [load_pair(ref_run, new_run, split) for _, ref_run, new_run in matched]
+        names, train = loaded[0][1], loaded[0][2]
+        if not groups_info:
+            hmin, tmax, rule = group_thresholds(train, head_min, tail_max)
+            groups_info = {"rule": rule, "head_min": hmin, "tail_max": tmax}
+        members = class_groups(names, dict(zip(names, train)), groups_info["head_min"], groups_info["tail_max"])
+        result = seed_aware.compare_pairs([p for p, _, _ in loaded], len(names), members, samples, seed, level)
+        scores = [_scores(p, len(names)) for p, _, _ in loaded]
+        for s, ((run_seed, ref_run, new_run), score) in enumerate(zip(matched, scores)):
+            row = {"comparison": name, "seed": run_seed, "ref_run": str(ref_run), "new_run": str(new_run),
+                   **{k: v for k, v in score.items() if not k.startswith("f1_")}}
+            for k, metric in enumerate(seed_aware.SUMMARY_METRICS):
+                for key, suffix in (("delta", ""), ("low", "_ci_low"), ("high", "_ci_high"), ("p", "_p")):
+                    row[f"delta_{metric}{suffix}"] = float(result["per_seed"][key][s, k])
+            seed_rows.append(row)
+        summary = seed_aware.summary_frame(result).set_index("metric")
+        present = np.bincount(loaded[0][0].y_true, minlength=len(names)) > 0
+        group_of = {i: g for g in GROUPS for i in members[g]}
+        row = {"comparison": name, "reference": comparison["reference"], "model": comparison["model"],
+               "phase": comparison["phase"], "n_seeds": len(matched), "seed_aware": len(matched) > 1}
+        for metric in seed_aware.SUMMARY_METRICS:
+            for key in ("delta", "low", "high", "p", "verdict"):
+                row[f"{metric}_{key}"] = summary.loc[metric, key]
+        for g in GROUPS:
+            row[f"{g}_absent"] = " ".join(names[i] for i in members[g] if not present[i])
+        species = result["species"]
+        k0 = len(seed_aware.SUMMARY_METRICS)
+        source = result["seed_aware"] or {key: v[0] for key, v in result["per_seed"].items()}
+        for i, species_name in enumerate(names):
+            status = ("absent from the test split" if not present[i] else
+                      f"too few test captures (< {result['min_captures']})" if not species["eligible"][i] else
+                      ("higher F1" if source["delta"][k0 + i] > 0 else "lower F1") if species["outside_noise"][i]
+                      else "no change shown")
+            class_rows.append({
+                "comparison": name, "species": species_name, "group": group_of.get(i, ""),
+                "count_train": train[i], "count_test": int(np.sum(loaded[0][0].y_true == i)),
+                "captures_test": int(species["captures"][i]), "n_seeds": len(matched),
+                "f1_ref_mean": float(np.mean([sc["f1_ref"][i] for sc in scores])),
+                "f1_new_mean": float(np.mean([sc["f1_new"][i] for sc in scores])),
+                "delta_f1": float(source["delta"][k0 + i]), "ci_low": float(source["low"][k0 + i]),
+                "ci_high": float(source["high"][k0 + i]), "p_value": float(species["p"][i]),
+                "q_value": float(species["q"][i]), "status": status,
+                "outside_noise": bool(species["outside_noise"][i])})
+        summary_rows.append(row)
+    per_class = pd.DataFrame(class_rows, columns=CLASS_COLUMNS)
+    summary = pd.DataFrame(summary_rows)
+    if len(summary):
+        summary["sentence"] = [sentence(r, per_class[per_class["comparison"] == r["comparison"]], level)
+                               for r in summary.to_dict("records")]
+    return {"seeds": pd.DataFrame(seed_rows, columns=SEED_COLUMNS), "summary": summary, "per_class": per_class,
+            "groups": groups_info, "level": level}
 
 
 def _signed(value: float) -> str:
-    return f"{value:+.4f}"
+    return "–" if value is None or np.isnan(value) else f"{value:+.4f}"
 
 
 def _interval(low: float, high: float) -> str:
-    return f"[{low:+.4f}, {high:+.4f}]"
+    return "–" if low is None or np.isnan(low) else f"[{low:+.4f}, {high:+.4f}]"
 
 
-def verdict(low: float, high: float) -> str:
-    """Words for one paired interval."""
-    if low > 0:
-        return "better, distinguishable from noise"
-    if high < 0:
-        return "worse, distinguishable from noise"
-    return "within noise"
+def _species_list(frame: pd.DataFrame, with_counts: bool = False) -> str:
+    if frame.empty:
+        return "none"
+    return ", ".join(f"{s} ({c})" if with_counts else s for s, c in zip(frame["species"], frame["captures_test"]))
 
 
-def paired_markdown(tables: dict[str, pd.DataFrame], level: float = 0.95) -> str:
-    """Markdown: per-seed table, across-seed summary and one sentence per comparison."""
-    seeds, summary, per_class = tables["seeds"], tables["summary"], tables["per_class"]
+def sentence(row: dict[str, Any], per_class: pd.DataFrame, level: float = 0.95) -> str:
+    """The report's sentence for one comparison (summary row + its per-species rows), in words."""
+    pct = int(round(level * 100))
+    n = row["n_seeds"]
+    parts = []
+    for metric in VERDICT_METRICS:
+        title, delta = METRIC_TITLES[metric], row[f"{metric}_delta"]
+        if delta is None or np.isnan(delta):
+            parts.append(f"{title}: no species of the group in the test split")
+            continue
+        interval = _interval(row[f"{metric}_low"], row[f"{metric}_high"])
+        if row["seed_aware"]:
+            parts.append(f"{title} {_signed(delta)} {interval} → {row[f'{metric}_verdict']}")
+        else:
+            lo, hi = row[f"{metric}_low"], row[f"{metric}_high"]
+            noise = "distinguishable from" if (lo > 0 or hi < 0) else "within"
+            parts.append(f"{title} {_signed(delta)} {interval}, {noise} test-set noise")
+    too_few = per_class[per_class["status"].str.startswith("too few")]
+    higher = per_class[per_class["outside_noise"] & (per_class["delta_f1"] > 0)]
+    lower = per_class[per_class["outside_noise"] & (per_class["delta_f1"] < 0)]
+    flagged = ("Species flagged after Benjamini–Hochberg across species" if row["seed_aware"] else
+               "Species where this network pair differs beyond test-set noise (Benjamini–Hochberg)")
+    species = (f" {flagged}: F1 higher: {_species_list(higher)}; F1 lower: {_species_list(lower)}."
+               + (f" Too few test captures for any verdict (captures): {_species_list(too_few, True)}."
+                  if len(too_few) else ""))
+    if row["seed_aware"]:
+        return (f"{row['comparison']} ({n} seeds; {pct}% interval over seeds, seed-to-seed and test-set noise): "
+                + "; ".join(parts) + "." + species)
+    return (f"{row['comparison']} (1 seed): seed-to-seed noise is not covered, so no verdict about the method. "
+            f"This trained network against its reference on this test set ({pct}% randomization interval, "
+            "test-set noise only): " + "; ".join(parts) + "." + species)
+
+
+def paired_markdown(tables: dict[str, Any]) -> str:
+    """Markdown: the seed-aware summary, the groups, per-seed rows and one sentence per comparison."""
+    seeds, summary = tables["seeds"], tables["summary"]
     if seeds.empty:
         return "No model to pair with a baseline or phase-1 run of the same seed."
-    pct = int(round(level * 100))
-    lines = [f"Differences new − reference on the same test images; paired capture bootstrap {pct}% "
-             "intervals (both models scored on the same resampled captures). \"Distinguishable from "
-             "noise\" = the interval excludes 0; it covers test-set resampling noise of one training "
-             "run, not seed-to-seed variation (see mean ± std and k of n seeds).", "",
-             "| comparison | seed | Δ accuracy | CI | Δ macro F1 | CI | species better / worse (outside noise) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    pct = int(round(tables.get("level", 0.95) * 100))
+    groups = tables["groups"]
+    lines = [f"Differences new − reference on the same test images. With 2+ seeds the {pct}% interval is a "
+             "t-interval over the per-seed paired differences, widened for test-set noise the seeds share "
+             "(it covers seed-to-seed training noise AND test-set sampling); \"better\" / \"worse\" only when it "
+             "excludes 0, else \"no difference shown\". With 1 seed there is no verdict about the method: "
+             "the interval is a paired randomization interval of that one network pair (test-set noise only). "
+             f"Groups: {groups['rule']}; group means over the species present in the test split.", "",
+             "| comparison | seeds | Δ macro F1 | interval | verdict | Δ tail macro F1 | interval | verdict "
+             "| Δ accuracy | interval | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in summary.to_dict("records"):
+        cells = [f"{_signed(r[f'{m}_delta'])} | {_interval(r[f'{m}_low'], r[f'{m}_high'])} | {r[f'{m}_verdict']}"
+                 for m in VERDICT_METRICS]
+        lines.append(f"| {r['comparison']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", "Head / medium / tail macro F1 (same intervals):", "",
+              "| comparison | Δ head | interval | Δ medium | interval | Δ tail | interval | absent from test |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in summary.to_dict("records"):
+        cells = [f"{_signed(r[f'{g}_macro_f1_delta'])} | {_interval(r[f'{g}_macro_f1_low'], r[f'{g}_macro_f1_high'])}"
+                 for g in GROUPS]
+        absent = "; ".join(f"{g}: {r[f'{g}_absent']}" for g in GROUPS if r[f"{g}_absent"]) or "none"
+        lines.append(f"| {r['comparison']} | " + " | ".join(cells) + f" | {absent} |")
+    lines += ["", "Each seed alone (randomization interval of that network pair: test-set noise only):", "",
+              "| comparison | seed | Δ accuracy | interval | Δ macro F1 | interval | Δ tail macro F1 | interval |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in seeds.to_dict("records"):
-        better = len(r["species_better"].split()) if r["species_better"] else 0
-        worse = len(r["species_worse"].split()) if r["species_worse"] else 0
-        lines.append(f"| {r['comparison']} | {r['seed']} | {_signed(r['delta_accuracy'])} | "
-                     f"{_interval(r['delta_accuracy_ci_low'], r['delta_accuracy_ci_high'])} | "
-                     f"{_signed(r['delta_macro_f1'])} | "
-                     f"{_interval(r['delta_macro_f1_ci_low'], r['delta_macro_f1_ci_high'])} | {better} / {worse} |")
-    lines += ["", "Across seeds (paired: each seed's difference against the same seed's reference):", "",
-              "| comparison | seeds | Δ accuracy mean ± std | better (k of n) | Δ macro F1 mean ± std "
-              "| better (k of n) |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for r in summary.to_dict("records"):
-        def cell(key: str, r=r) -> str:
-            std = r[f"delta_{key}_std"]
-            return _signed(r[f"delta_{key}_mean"]) + ("" if np.isnan(std) else f" ± {std:.4f}")
-        lines.append(f"| {r['comparison']} | {r['n_seeds']} | {cell('accuracy')} | "
-                     f"{r['accuracy_seeds_better']} of {r['n_seeds']} | {cell('macro_f1')} | "
-                     f"{r['macro_f1_seeds_better']} of {r['n_seeds']} |")
+        cells = [f"{_signed(r[f'delta_{m}'])} | {_interval(r[f'delta_{m}_ci_low'], r[f'delta_{m}_ci_high'])}"
+                 for m in ("accuracy", "macro_f1", "tail_macro_f1")]
+        lines.append(f"| {r['comparison']} | {r['seed']} | " + " | ".join(cells) + " |")
     lines += ["", "In words:", ""]
-    for r in summary.to_dict("records"):
-        name, n = r["comparison"], r["n_seeds"]
-        group = seeds[seeds["comparison"] == name]
-        parts = []
-        for key, title in (("macro_f1", "macro F1"), ("accuracy", "accuracy")):
-            verdicts = [verdict(lo, hi) for lo, hi in zip(group[f"delta_{key}_ci_low"], group[f"delta_{key}_ci_high"])]
-            if n == 1:
-                parts.append(f"{title} {_signed(r[f'delta_{key}_mean'])} ({verdicts[0]})")
-            else:
-                parts.append(f"{title} {_signed(r[f'delta_{key}_mean'])} on average, better in "
-                             f"{r[f'{key}_seeds_better']} of {n} seeds; distinguishable from noise better in "
-                             f"{r[f'{key}_seeds_better_outside_noise']} and worse in "
-                             f"{r[f'{key}_seeds_worse_outside_noise']} of {n} seeds")
-        classes = per_class[(per_class["comparison"] == name) & per_class["outside_noise"]]
-        better = sorted(set(classes.loc[classes["delta_f1"] > 0, "species"]))
-        worse = sorted(set(classes.loc[classes["delta_f1"] < 0, "species"]))
-        species = (f" Species whose F1 change is outside noise (in at least one seed): better "
-                   f"{', '.join(better) or 'none'}; worse {', '.join(worse) or 'none'}.")
-        lines.append(f"- **{name}**: " + "; ".join(parts) + "." + species)
+    lines += [f"- **{r['comparison']}**{r['sentence'][len(r['comparison']):]}" for r in summary.to_dict("records")]
     return "\n".join(lines)
+
+
+def _number(value: Any) -> Optional[float]:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def verdict_json(tables: dict[str, Any]) -> dict[str, Any]:
+    """The machine-readable verdict (schema in the README; the demo reads it)."""
+    summary = tables["summary"]
+    records = summary.to_dict("records") if len(summary) else []
+    groups = tables["groups"] or {"rule": "no comparison", "head_min": None, "tail_max": None}
+    n_seeds = max((int(r["n_seeds"]) for r in records), default=0)
+    comparisons_out = []
+    for r in records:
+        metrics = {}
+        for metric in VERDICT_METRICS:
+            delta = _number(r[f"{metric}_delta"])
+            seed_aware_interval = bool(r["seed_aware"]) and delta is not None
+            metrics[metric] = {"delta": delta,
+                               "low": _number(r[f"{metric}_low"]) if seed_aware_interval else None,
+                               "high": _number(r[f"{metric}_high"]) if seed_aware_interval else None,
+                               "verdict": r[f"{metric}_verdict"] if delta is not None else "no verdict"}
+        comparisons_out.append({"comparison": r["comparison"], "reference": r["reference"], "model": r["model"],
+                                "phase": int(r["phase"]), "n_seeds": int(r["n_seeds"]),
+                                "seed_aware": bool(r["seed_aware"]), "metrics": metrics, "sentence": r["sentence"]})
+    return {"level": tables.get("level", 0.95), "n_seeds": n_seeds, "seed_aware": n_seeds > 1,
+            "groups": {"rule": groups["rule"], "head_min": groups["head_min"], "tail_max": groups["tail_max"]},
+            "comparisons": comparisons_out}

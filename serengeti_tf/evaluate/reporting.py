@@ -9,8 +9,8 @@ every building block here:
     per_class_f1(rows)              species x (model, phase) mean F1, species by train frequency
     f1_change(ref, new)             relative per-class F1 change, plotted by `plot_f1_change`
     write_report(rows, out_dir)     all of the above as CSV, Markdown and PNG, the paired differences
-                                    of `paired.py` (Δ vs baseline / own phase 1 with paired bootstrap
-                                    intervals), plus report.md
+                                    of `paired.py` (Δ vs baseline / own phase 1 with seed-aware
+                                    intervals and verdicts), verdict.json, plus report.md
 
 Runs must be evaluated first (`serengeti-tf evaluate RUN`): reporting only reads
 `RUN/eval/metrics.json` and `RUN/eval/per_class.csv`, so it needs neither TensorFlow nor the
@@ -261,6 +261,33 @@ def paper_tables_markdown(table: pd.DataFrame, metrics: Sequence[str] = PAPER_ME
     return "\n\n".join(parts)
 
 
+def regroup(rows: pd.DataFrame, split: str, head_min: Optional[int],
+            tail_max: Optional[int]) -> tuple[pd.DataFrame, str]:
+    """Each run's head/medium/tail accuracy and macro F1 recomputed from its per_class.csv with ONE
+    set of thresholds (given, else derived from the train counts), so the group table and the paired
+    group differences of a report use the same groups even if runs were evaluated with others.
+    Macro F1 over the group's species present in the test split; accuracy = recall weighted by test
+    images. Returns (rows with `<group>_accuracy`, `<group>_macro_f1`, the rule in words)."""
+    from serengeti_tf.evaluate.evaluation import class_groups, group_thresholds
+
+    rows = rows.copy()
+    tables = [read_per_class(r, split) for r in rows["run_dir"]]
+    train = dict(zip(tables[0]["species"], tables[0]["count_train"].astype(int)))
+    head, tail, rule = group_thresholds(list(train.values()), head_min, tail_max)
+    for group, members in class_groups(list(train), train, head, tail).items():
+        names = {list(train)[i] for i in members}
+        values: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+        for table in tables:
+            present = table[table["species"].isin(names) & (table["count_test"].astype(int) > 0)]
+            images = present["count_test"].astype(float)
+            values["accuracy"].append(float((present["recall"] * images).sum() / images.sum()) if len(present)
+                                      else float("nan"))
+            values["macro_f1"].append(float(present["f1"].mean()) if len(present) else float("nan"))
+        for key, column in values.items():
+            rows[f"{group}_{key}"] = column
+    return rows, rule
+
+
 def group_table_markdown(rows: pd.DataFrame) -> str:
     """Head/medium/tail accuracy and macro F1 per (model, phase), mean ± std over seeds."""
     from serengeti_tf.evaluate.evaluation import GROUPS
@@ -375,7 +402,8 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
                  title: str = "Comparison", eval_config: Optional[cfg.EvalConfig] = None) -> dict[str, Any]:
     """Writes runs.csv, macro_results.csv/.md, per_class_f1.csv, f1_change.csv, one PNG per
     comparison, the paired differences (`paired.py`: paired_differences.csv/.md, paired_summary.csv,
-    paired_per_class.csv; `eval_config.bootstrap_samples` resamples, its seed) and report.md into
+    paired_per_class.csv, verdict.json; `eval_config.bootstrap_samples` randomization draws, its seed,
+    its group thresholds) and report.md into
     `out_dir`; returns their paths and the tables."""
     from serengeti_tf.evaluate import paired
     from serengeti_tf.evaluate.plots import plot_f1_change, plot_f1_vs_frequency
@@ -385,7 +413,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     rows = sort_rows(rows)
     # First, so that runs that cannot be paired (other images) stop the report before any file.
     differences = paired.paired_tables(rows, split, eval_config.bootstrap_samples, eval_config.seed,
-                                       progress=print)
+                                       progress=print, head_min=eval_config.head_min, tail_max=eval_config.tail_max)
     differences_md = paired.paired_markdown(differences)
     out.mkdir(parents=True, exist_ok=True)
     table = paper_table(rows)
@@ -410,8 +438,10 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     io_utils.write_csv(out / "paired_summary.csv", differences["summary"].round(6))
     io_utils.write_csv(out / "paired_per_class.csv", differences["per_class"].round(6))
     io_utils.write_text(out / "paired_differences.md", differences_md + "\n")
-    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(rows), plots, split, out,
-                                frequency_plot, differences_md)
+    io_utils.write_json(out / "verdict.json", paired.verdict_json(differences))
+    grouped, group_rule = regroup(rows, split, eval_config.head_min, eval_config.tail_max)
+    markdown = _report_markdown(title, rows, tables_md, group_table_markdown(grouped), plots, split, out,
+                                frequency_plot, differences_md, group_rule)
     io_utils.write_text(out / "report.md", markdown)
     return {"out_dir": out, "markdown": out / "report.md", "table": table, "runs": rows,
             "per_class_f1": per_class, "f1_change": changes, "plots": [p for _, p in plots],
@@ -421,7 +451,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
 
 def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: str,
                      plots: Sequence[tuple[str, Path]], split: str, out_dir: Path,
-                     frequency_plot: Optional[Path] = None, differences_md: str = "") -> str:
+                     frequency_plot: Optional[Path] = None, differences_md: str = "", group_rule: str = "") -> str:
     seeds = sorted(rows["seed"].unique())
     lines = [f"# {title}", "",
              f"{len(rows)} runs evaluated on the {split} split; seeds: {', '.join(map(str, seeds))}. "
@@ -435,13 +465,15 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
              "captures: stratified capture bootstrap, see README).", "",
              *(["## Paired differences: is a model better than the baseline on the same images?", "",
                 differences_md, "",
-                "CSV: [paired_differences.csv](paired_differences.csv) (per seed), "
-                "[paired_summary.csv](paired_summary.csv) (over seeds), "
-                "[paired_per_class.csv](paired_per_class.csv) (per species, `outside_noise` marks a "
-                "change whose paired interval excludes 0).", ""] if differences_md else []),
+                "CSV: [paired_summary.csv](paired_summary.csv) (per comparison: seed-aware Δ, interval, "
+                "verdict), [paired_differences.csv](paired_differences.csv) (per seed), "
+                "[paired_per_class.csv](paired_per_class.csv) (per species: `outside_noise` after "
+                "Benjamini–Hochberg, `status` says why a species got no verdict); "
+                "[verdict.json](verdict.json) (machine-readable).", ""] if differences_md else []),
              *(["## Head, medium and tail classes", "",
-                "Classes grouped by training images (thresholds: eval.head_min, eval.tail_max); "
-                "accuracy over the group's test images, macro F1 over its classes.", "",
+                "Classes grouped by training images (" + (group_rule or "eval.head_min, eval.tail_max")
+                + "); accuracy over the group's test images, macro F1 over its classes present in the "
+                "test split; mean ± std over seeds.", "",
                 groups_md, ""] if groups_md else []),
              *(["## Per-class F1 against class frequency", "",
                 "Every model (samplers and imbalance methods): each class's F1 against its number of "
