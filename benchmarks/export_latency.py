@@ -159,9 +159,8 @@ def main() -> None:
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "load_average_before": [round(x, 2) for x in load_before],
                           "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                          "note": "shared 2-core machine, other jobs running (about 8 engineers' tests and "
-                                  "benchmarks): absolute numbers are noisy; compare the ratios measured in "
-                                  "the same run; the lead reruns timings on a quiet machine"}}
+                          "note": "shared 2-core machine (see the load averages): absolute numbers vary "
+                                  "from day to day; compare the ratios measured in the same run"}}
     lines = ["# Export latency, throughput and agreement (CPU)", "",
              f"{result['model']}, trained {trained['train_steps']} steps (batch {trained['batch_size']}) on "
              f"generated, trivially separable data: test accuracy {trained['test_accuracy']:.1%}, median top-1 "
