@@ -492,3 +492,17 @@ def test_a_resource_path_outside_the_package_folder_is_refused(tmp_path):
     package.write_text(json.dumps(descriptor))
     with pytest.raises(UserError, match="outside the package folder"):
         camtrap_dp.read_package(package)
+
+
+def test_a_truncated_or_latin1_table_is_one_line_error(tmp_path):
+    from serengeti_tf.data.sources import camtrap_dp
+
+    package = write_package(tmp_path / "pkg", [], [])
+    observations = package.parent / "observations.csv"
+    header = observations.read_text()
+    observations.write_text(header + "o1,d1")  # cut off mid-row, no final newline
+    with pytest.raises(UserError, match="cut off|truncated|mid-row"):
+        camtrap_dp.read_package(package)
+    observations.write_bytes(header.encode() + "o1,d1,m1,,,,,,,,,Gen\xe8ve\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        camtrap_dp.read_package(package)

@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.data.sources import lookup, relative_posix, species_by_key
+from serengeti_tf.data.sources import lookup, read_metadata_csv, relative_posix, species_by_key
 from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
 
@@ -112,10 +112,7 @@ def resource_file(path: str | Path, descriptor: dict, name: str) -> Path:
 def _read_table(file: Path, name: str) -> pd.DataFrame:
     if not file.is_file():
         raise UserError(f"Camtrap DP table '{name}' not found: {file}")
-    try:
-        table = pd.read_csv(file, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise UserError(f"Camtrap DP table {file} is not a readable CSV: {str(err).splitlines()[0]}") from None
+    table = read_metadata_csv(file, dtype=str, keep_default_na=False)  # encoding, truncation: one line
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in table.columns]
     if missing:
         raise UserError(f"Camtrap DP table {file} lacks column(s) {', '.join(missing)}; "
