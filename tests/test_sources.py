@@ -436,3 +436,14 @@ def test_coco_without_annotations_is_all_unlabelled(tmp_path):
     data = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": []}
     (tmp_path / "c.json").write_text(json.dumps(data))
     assert list(read([tmp_path / "c.json"], tmp_path)["drop_reason"]) == ["unlabelled"]
+
+
+def test_coco_frame_numbers_beyond_int32_or_infinite_are_unknown(tmp_path):
+    # Found by the fuzz test: a frame_num of 2**31 overflowed the int32 column (a traceback).
+    images = [{"id": str(i), "file_name": f"{i}.jpg", "seq_id": "s", "frame_num": value}
+              for i, value in enumerate([2 ** 31, 2 ** 62, -3, 1.5e300, "7"])]
+    data = {"images": images, "annotations": [{"image_id": str(i), "category_id": 1} for i in range(5)],
+            "categories": [{"id": 1, "name": "zebra"}]}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    manifest = read([tmp_path / "c.json"], tmp_path).sort_values("path")
+    assert list(manifest["frame"]) == [0, 0, 0, 0, 7]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from serengeti_tf.data.sources import fill_season, relative_posix
+from serengeti_tf.data.sources import MAX_FRAME, fill_season, relative_posix
 from serengeti_tf.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,13 @@ def _text(value) -> str:
 
 
 def _frame_number(value) -> int:
+    """`frame_num` as an int; missing, non-numeric, infinite or absurd (outside 0..MAX_FRAME, which
+    would not fit the int32 column) is "unknown" (0), as `to_manifest` treats every reader's frames."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return 0
+    return number if 0 <= number <= MAX_FRAME else 0
 
 
 class _Codes:
