@@ -94,3 +94,9 @@ def flag_updates(mapping: dict[str, Any]) -> dict:
 def resolve_config(config_files, overrides, flags: dict[str, Any] | None = None) -> cfg.Config:
     """Defaults -> YAML files (a --preset first) -> --set overrides -> dedicated flags."""
     return cfg.resolve(config_files, overrides, [flag_updates(flags or {})])
+
+
+def crop_settings_given(config_files, overrides) -> bool:
+    """True when the user set crop settings (a --config file or a `--set data.crops.*`); otherwise the
+    commands that cut detector crops use the run's or dataset's own `data.crops`."""
+    return bool(config_files) or any(o.strip().startswith("data.crops.") for o in overrides)

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from serengeti_tf_cli.common import OutputPath, config_options, resolve_config
+from serengeti_tf_cli.common import OutputPath, config_options, crop_settings_given, resolve_config
 
 
 @click.command("predict")
@@ -73,7 +73,7 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
     if detections:
         from serengeti_tf.evaluate import crop_predict
 
-        given = bool(config_files) or any(o.strip().startswith("data.crops.") for o in overrides)
+        given = crop_settings_given(config_files, overrides)
         result = crop_predict.predict_detections(
             model_or_run, inputs, detections, out_csv, crop_config=config.data.crops if given else None,
             top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf_cli.common import config_options, crop_settings_given, resolve_config
 
 
 @click.command("score-detections")
@@ -31,7 +31,7 @@ def score_detections(md_file, labels, out_dir, split, image_root, strip_prefix, 
     from serengeti_tf.evaluate.md_scores import score_md_classifications, summary_text
 
     config = resolve_config(config_files, overrides)
-    given = bool(config_files) or any(o.strip().startswith("data.crops.") for o in overrides)
+    given = crop_settings_given(config_files, overrides)
     result = score_md_classifications(md_file, labels, out_dir, split=split, image_root=image_root,
                                       strip_prefix=strip_prefix, crop_config=config.data.crops if given else None,
                                       config=config, overwrite=overwrite)
