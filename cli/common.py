@@ -58,6 +58,24 @@ class NamesInHelp(click.Option):
         return record[0], record[1].replace("{names}", ", ".join(self.names_from.names()))
 
 
+class ChoiceOption(click.Option):
+    """An option taking one of a registry's names (`RegistryChoice`), whose help has `{choices}`
+    replaced, when help is shown, by what each name is and its settings (`options_table.choices_help`):
+    `@click.option("--loss", cls=ChoiceOption, registry=LOSSES, help="Training loss: {choices}")`."""
+
+    def __init__(self, *args, registry: Registry, extra: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, type=RegistryChoice(registry, *extra), **kwargs)
+        self.registry = registry
+
+    def get_help_record(self, ctx: click.Context):
+        from serengeti_tf.options_table import choices_help
+
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        return record[0], record[1].replace("{choices}", choices_help(self.registry))
+
+
 def config_options(func: Callable) -> Callable:
     """Adds `--preset NAME`, `--config FILE` (repeatable, later wins) and `--set section.key=value`.
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf import config as cfg
-from serengeti_tf_cli.common import config_options, resolve_config
+from serengeti_tf.choices import EXPORT_FORMATS
+from serengeti_tf_cli.common import ChoiceOption, config_options, resolve_config
 
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Export folder (refused if it holds something else, unless --overwrite).")
-@click.option("--format", "export_format", type=click.Choice(cfg.EXPORT_FORMATS), default=None,
-              help="saved_model (also a JPEG-bytes signature), tflite (float32, dynamic-range, fixed-shape "
-                   "float32 and full-integer int8) or keras. [default: saved_model]")
+@click.option("--format", "export_format", cls=ChoiceOption, registry=EXPORT_FORMATS, default=None,
+              help="{choices} [default: saved_model]")
 @click.option("--agreement-images", type=int, default=None,
               help="Test-split images to compare the export with the run's model on (0 = none). [default: 256]")
 @click.option("--calibration-images", type=int, default=None,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from serengeti_tf.choices import SOURCE_FORMATS
-from serengeti_tf_cli.common import RegistryChoice, config_options, resolve_config
+from serengeti_tf.choices import SOURCE_FORMATS, SPLIT_GROUPINGS
+from serengeti_tf_cli.common import ChoiceOption, RegistryChoice, config_options, resolve_config
 
 
 def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
@@ -33,8 +33,8 @@ def _seasons(ctx, param, values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--seasons", multiple=True, callback=_seasons, metavar="N[,N...]",
               help="Snapshot Serengeti seasons to keep, e.g. --seasons 9 (repeatable or comma list).")
 @click.option("--image-size", type=int, help="Shorter side of the stored images in pixels (default 256).")
-@click.option("--group-by", type=click.Choice(["capture", "site"]),
-              help="Split unit: capture (default) or site (cross-site test).")
+@click.option("--group-by", cls=ChoiceOption, registry=SPLIT_GROUPINGS,
+              help="Split unit: {choices} [default: capture]")
 @click.option("--seed", type=int, help="Seed of the split and the shard order.")
 @click.option("--workers", type=int, help="Image worker processes (0 = every core).")
 @click.option("--detections", type=click.Path(dir_okay=False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import CLASS_WEIGHTINGS, HEAD_REBALANCINGS, LOSSES, SAMPLERS, STRATEGIES
-from serengeti_tf_cli.common import OutputPath, RegistryChoice, config_options, resolve_config
+from serengeti_tf_cli.common import ChoiceOption, OutputPath, RegistryChoice, config_options, resolve_config
 
 
 @click.command("train")
@@ -14,8 +14,8 @@ from serengeti_tf_cli.common import OutputPath, RegistryChoice, config_options, 
 @click.option("--phase", type=click.IntRange(1, 2), default=None,
               help="1: train ResNet-18 from scratch on the sampler's data; 2: retrain only the head "
                    "of an --init phase-1 model on the original data. [default: 1]")
-@click.option("--sampler", type=RegistryChoice(SAMPLERS), default=None,
-              help="Phase-1 re-balancing (none = the paper's baseline). [default: none]")
+@click.option("--sampler", cls=ChoiceOption, registry=SAMPLERS, default=None,
+              help="Phase-1 re-balancing: {choices} [default: none]")
 @click.option("--run-dir", type=OutputPath(file_okay=False), default=None,
               help="Run folder. [default: runs/<sampler>-phase<k>-seed<s>]")
 @click.option("--init", "init_run", type=click.Path(file_okay=False), default=None,
@@ -34,17 +34,13 @@ from serengeti_tf_cli.common import OutputPath, RegistryChoice, config_options, 
                    "worker, roles from $TF_CONFIG (run the same command in each). The batch size is global.")
 @click.option("--xla/--no-xla", default=None, help="Compile the train step with XLA (jit_compile).")
 @click.option("--seed", type=int, default=None, help="Seed for weights, sampling and augmentation. [default: 0]")
-@click.option("--loss", type=RegistryChoice(LOSSES), default=None,
-              help="Training loss: cross-entropy, focal (down-weights easy images), balanced "
-                   "softmax or logit-adjusted (both shift logits by the class prior). "
-                   "[default: cross_entropy]")
-@click.option("--class-weighting", type=RegistryChoice(CLASS_WEIGHTINGS), default=None,
-              help="Per-class loss weights: inverse frequency or effective number of samples "
-                   "(beta: --set train.effective_number_beta=0.999). [default: none]")
+@click.option("--loss", cls=ChoiceOption, registry=LOSSES, default=None,
+              help="Training loss: {choices} Settings: --set KEY=VALUE. [default: cross_entropy]")
+@click.option("--class-weighting", cls=ChoiceOption, registry=CLASS_WEIGHTINGS, default=None,
+              help="Per-class loss weights, with any loss: {choices} [default: none]")
 @click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma (0 = cross-entropy). [default: 2.0]")
-@click.option("--head-rebalancing", type=RegistryChoice(HEAD_REBALANCINGS), default=None,
-              help="Re-balance the head of the best model after training (tau swept on val; "
-                   "crt = class-balanced head retraining on the frozen backbone). [default: none]")
+@click.option("--head-rebalancing", cls=ChoiceOption, registry=HEAD_REBALANCINGS, default=None,
+              help="Re-balance the head of the best model after training: {choices} [default: none]")
 @click.option("--init-weights", type=click.Path(exists=True), default=None,
               help="Phase 1 only: start the backbone from a local keras-hub ResNet-18 preset folder, a .keras "
                    "model or run folder of this project, or a .weights.h5 (the head is always new). "

@@ -6,45 +6,109 @@ folder (`save_config`) so the run can be reproduced with `--config that/config.y
 
 Validation errors name the key and what was received, e.g.
 `config: train.epochs must be an int >= 1, got -3`.
+
+The settings of a named choice (`train.focal_gamma` of the focal loss, `sampler.ros_cap` of ROS,
+...) are declared beside the choice, in its settings dataclass (`registry.setting`: default, rule,
+help), and read from the registries here: their defaults (`from_registry`), validation and the
+keys `--set` and config files accept. The keys that config files have always had stay fields of
+their section below, where they were, so saved files keep their layout; a choice registered later
+adds its keys at the end of its section (a section's `_extra`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import yaml
 
+from serengeti_tf import choices
 from serengeti_tf.choices import (
     CLASS_WEIGHTINGS,
+    CROP_SELECTIONS,
+    EXPORT_FORMATS,
     HEAD_REBALANCINGS,
     IMBALANCE_METHODS,
     LOSSES,
     MODELS,
+    OPTIMIZERS,
+    REALISATIONS,
     SAMPLERS,
     SOURCE_FORMATS,
+    SPLIT_GROUPINGS,
     STRATEGIES,
 )
 from serengeti_tf.errors import UserError
-from serengeti_tf.registry import Registry
+from serengeti_tf.registry import Registry, Setting
 
-EXPORT_FORMATS = ("saved_model", "tflite", "keras")
+
+def registered_settings(section: str) -> dict[str, Setting]:
+    """The keys of config `section` that registered choices' settings declare: name -> Setting."""
+    found: dict[str, Setting] = {}
+    for registry in choices.ALL:
+        if registry.section == section:
+            found.update((s.name, s) for s in registry.settings())
+    return found
+
+
+def from_registry(key: str) -> Any:
+    """A section field whose default (and rule, and help) a registered choice's settings declare."""
+    section, name = key.rsplit(".", 1)
+
+    def default() -> Any:
+        declared = registered_settings(section).get(name)
+        if declared is None:
+            raise ValueError(f"config key {key} is a field of its section, but no registered choice declares it")
+        return declared.fresh_default()
+
+    return field(default_factory=default)
 
 
 @dataclass
-class CropConfig:
+class _Section:
+    """A config section: its fields, plus `_extra`, the values of keys that choices registered later
+    declare (not in any saved file of an older version; `to_dict` puts them at the section's end)."""
+
+    SECTION: ClassVar[str] = ""
+    _extra: dict[str, Any] = field(default_factory=dict, repr=False, kw_only=True)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when `name` is no field: a later choice's setting reads as any other key.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        declared = registered_settings(self.SECTION).get(name)
+        if declared is None:
+            raise AttributeError(f"{type(self).__name__} has no key {name!r}")
+        return self._extra[name] if name in self._extra else declared.fresh_default()
+
+
+def _field_names(section: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(section) if f.name != "_extra"]
+
+
+def _extra_settings(section: Any) -> dict[str, Setting]:
+    """The registered settings of `section` that are not among its fields."""
+    fields = set(_field_names(section))
+    return {name: s for name, s in registered_settings(section.SECTION).items() if name not in fields}
+
+
+@dataclass
+class CropConfig(_Section):
     """Detector crops (`prepare --detections MD.json`, `predict --detections`): which boxes, how cut."""
+
+    SECTION: ClassVar[str] = "data.crops"
 
     # MD detection category name that becomes crops (MD: animal, person, vehicle).
     category: str = "animal"
     # Minimum detector confidence; null: the MD file's info.detector_metadata.typical_detection_threshold
     # when it has one (MDv4 files want ~0.8), else 0.2 (MDv5's typical threshold for crops).
     threshold: Optional[float] = None
-    # all: every box above the threshold is one example; top1: the most confident box per image.
+    # A rule of `choices.CROP_SELECTIONS`: all (every box above the threshold), top1 (the best per image).
     select: str = "all"
     # Each side of the box grows by this fraction of the box size (context around the animal).
     padding: float = 0.0
@@ -55,8 +119,10 @@ class CropConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     """Where the source data is and how `prepare` turns it into shards."""
+
+    SECTION: ClassVar[str] = "data"
 
     # auto, or a reader of `choices.SOURCE_FORMATS` (lila_csv, coco, folders, csv). `auto` infers from `metadata`.
     source_format: str = "auto"
@@ -71,7 +137,8 @@ class DataConfig:
     drop_multi_species: bool = True
     # train/val/test fractions of captures, stratified per species.
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    # capture: all frames of a capture share a split; site: whole sites share a split (cross-site test).
+    # A grouping of `choices.SPLIT_GROUPINGS`: capture (all frames of a capture share a split), site
+    # (whole sites share a split: a cross-site test).
     group_by: str = "capture"
     seed: int = 0
     # Shorter side of the stored image, in pixels (>= the training crop).
@@ -96,22 +163,23 @@ class DataConfig:
 
 
 @dataclass
-class SamplerConfig:
+class SamplerConfig(_Section):
     """Phase-1 re-balancing: which plan, and how tf.data realises it."""
 
+    SECTION: ClassVar[str] = "sampler"
+
     name: str = "none"
-    # repeat: exact per-class counts per epoch; rejection: tf.data rejection_resample, approximate.
+    # A realisation of `choices.REALISATIONS`: repeat (exact per-class counts per epoch), rejection
+    # (tf.data rejection_resample, approximate).
     realisation: str = "repeat"
-    # ROS (paper appendix A.3): classes below thresholds[i] are multiplied by multipliers[i].
-    ros_thresholds: list[int] = field(default_factory=lambda: [100, 500, 1000, 5000])
-    ros_multipliers: list[float] = field(default_factory=lambda: [10, 8, 6, 4])
-    ros_cap: int = 5000
-    # RUS cap; null uses the sampler's default (15,000, or 5,000 for ros_rus_5k).
-    rus_cap: Optional[int] = None
+    # ROS (paper appendix A.3) and RUS settings: declared with their samplers (`sampling.py`).
+    ros_thresholds: list[int] = from_registry("sampler.ros_thresholds")
+    ros_multipliers: list[float] = from_registry("sampler.ros_multipliers")
+    ros_cap: int = from_registry("sampler.ros_cap")
+    rus_cap: Optional[int] = from_registry("sampler.rus_cap")
     # Undersampled classes draw a fresh random subset every epoch unless this is set.
     fixed_undersample_subset: bool = False
-    # Per-class target for `uniform`; null uses the mean class size (total stays the same).
-    uniform_target: Optional[int] = None
+    uniform_target: Optional[int] = from_registry("sampler.uniform_target")
     # Records held for within-class mixing, shared by the classes (each uses at most 8, see pipeline.py).
     shuffle_buffer: int = 2048
     # Seed of the training data stream (which images each epoch, their order, augmentation draws,
@@ -123,19 +191,24 @@ class SamplerConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
+    SECTION: ClassVar[str] = "model"
+
     name: str = "resnet18"
     # Square input side in pixels: 224 as in the paper, smaller for CPU runs.
     input_size: int = 224
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
+    SECTION: ClassVar[str] = "train"
+
     phase: int = 1
     epochs: int = 30
     # Global batch size: split across replicas under a tf.distribute strategy.
     batch_size: int = 64
     learning_rate: float = 1e-3
+    # An optimizer of `choices.OPTIMIZERS` (`train/optimizer_choices.py`).
     optimizer: str = "adam"
     early_stopping_patience: int = 5
     # Train-time augmentation; phase 2 defaults to none (enables the cached-feature fast path).
@@ -148,25 +221,21 @@ class TrainConfig:
     mixed_precision: bool = False
     strategy: str = "default"
     xla: bool = False
-    # Loss options (issue 6 extends these).
+    # Loss and class weighting, and their settings (declared with them in `train/loss_choices.py`).
     loss: str = "cross_entropy"
     class_weighting: str = "none"
-    effective_number_beta: float = 0.999
-    focal_gamma: float = 2.0
-    logit_adjust_tau: float = 1.0
-    # Classifier re-balancing after training (issue 6, `rebalancing.py`):
-    # none | posthoc_logit_adjustment | tau_norm | crt. The taus are swept on the validation split.
+    effective_number_beta: float = from_registry("train.effective_number_beta")
+    focal_gamma: float = from_registry("train.focal_gamma")
+    logit_adjust_tau: float = from_registry("train.logit_adjust_tau")
+    # Classifier re-balancing after training (`rebalancing.py`), and its settings (declared with the
+    # methods in `train/head_choices.py`).
     head_rebalancing: str = "none"
-    posthoc_taus: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
-    tau_norm_taus: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
-                                                                0.8, 0.9, 1.0, 1.25, 1.5])
-    # Bias of a tau-normalised head: scale (b_c / ||w_c||^tau), keep, or zero.
-    tau_norm_bias: str = "scale"
-    # cRT: a fresh head trained with class-balanced sampling on cached backbone features.
-    crt_epochs: int = 10
-    crt_learning_rate: float = 1e-3
-    # Batches per cRT epoch (null: training-set size / batch_size).
-    crt_steps_per_epoch: Optional[int] = None
+    posthoc_taus: list[float] = from_registry("train.posthoc_taus")
+    tau_norm_taus: list[float] = from_registry("train.tau_norm_taus")
+    tau_norm_bias: str = from_registry("train.tau_norm_bias")
+    crt_epochs: int = from_registry("train.crt_epochs")
+    crt_learning_rate: float = from_registry("train.crt_learning_rate")
+    crt_steps_per_epoch: Optional[int] = from_registry("train.crt_steps_per_epoch")
     # Fine-tuning (issue 14, `pretrained.py`). Phase 1 starts its backbone from this local source: a
     # keras-hub ResNet-18 preset folder, or a .keras / .weights.h5 of this project's model (the head
     # is always new). null: random initialisation, as in the paper.
@@ -184,7 +253,9 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Section):
+    SECTION: ClassVar[str] = "eval"
+
     split: str = "test"
     top_k: int = 5
     batch_size: int = 128
@@ -201,8 +272,10 @@ class EvalConfig:
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(_Section):
     """The grid `experiment` runs: every sampler through phase 1 (and phase 2), for several seeds."""
+
+    SECTION: ClassVar[str] = "experiment"
 
     # `none` is the paper's baseline: one phase on the original distribution.
     samplers: list[str] = field(default_factory=lambda: ["none", "ros", "rus", "ros_rus_15k", "ros_rus_5k"])
@@ -215,18 +288,19 @@ class ExperimentConfig:
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(_Section):
     """`serengeti-tf export`: the deployable model's format and its agreement check (`export.py`)."""
 
-    # saved_model | tflite (float32, dynamic-range, fixed-shape float32 and full-integer int8) | keras
+    SECTION: ClassVar[str] = "export"
+
+    # A format of `choices.EXPORT_FORMATS` (`models/export_formats.py`): saved_model, tflite, keras.
     format: str = "saved_model"
     # Test-split images on which the export is compared with the run's Keras model (0: no check).
     agreement_images: int = 256
-    # TFLite fixed-shape variants' input [1, H, W, 3] as [H, W]; empty: the run's input size, square.
-    fixed_shape: list[int] = field(default_factory=list)
-    # TFLite int8 variant: calibrated on a seeded sample of this many train-split images (all if fewer).
-    calibration_images: int = 200
-    calibration_seed: int = 0
+    # The TFLite settings (declared with the format).
+    fixed_shape: list[int] = from_registry("export.fixed_shape")
+    calibration_images: int = from_registry("export.calibration_images")
+    calibration_seed: int = from_registry("export.calibration_seed")
 
 
 @dataclass
@@ -262,10 +336,11 @@ def _distinct_names(registry: Registry, what: str, non_empty: bool) -> _Rule:
             lambda: f"a {'non-empty ' if non_empty else ''}list of distinct {what} from {', '.join(registry.names())}")
 
 
-# Range and choice rules: (predicate, description of what is allowed, or a function giving it).
+# Range and choice rules: (predicate, description of what is allowed, or a function giving it). The
+# rules of the choices' settings are declared with them (`registered_settings`).
 _RULES: dict[str, _Rule] = {
     "data.source_format": _choice(SOURCE_FORMATS, "auto"),
-    "data.group_by": (lambda v: v in ("capture", "site"), "one of capture, site"),
+    "data.group_by": _choice(SPLIT_GROUPINGS),
     "data.split_fractions": (lambda v: len(v) == 3 and all(0 <= x <= 1 for x in v)
                              and abs(sum(v) - 1) < 1e-6 and v[0] > 0,
                              "three fractions in [0, 1] summing to 1 with train > 0"),
@@ -278,17 +353,11 @@ _RULES: dict[str, _Rule] = {
     "data.seasons": (lambda v: all(s >= 1 for s in v), "season numbers >= 1"),
     "data.crops.category": (lambda v: v.strip() != "", "a non-empty MD category name"),
     "data.crops.threshold": (lambda v: v is None or 0 <= v <= 1, "a float in [0, 1] or null (the MD file's own)"),
-    "data.crops.select": (lambda v: v in ("all", "top1"), "one of all, top1"),
+    "data.crops.select": _choice(CROP_SELECTIONS),
     "data.crops.padding": (lambda v: 0 <= v <= 2, "a float in [0, 2]"),
     "data.crops.min_size": (lambda v: v >= 1, "an int >= 1"),
     "sampler.name": _choice(SAMPLERS),
-    "sampler.realisation": (lambda v: v in ("repeat", "rejection"), "one of repeat, rejection"),
-    "sampler.ros_thresholds": (lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
-                               "increasing positive ints"),
-    "sampler.ros_multipliers": (lambda v: len(v) > 0 and all(x >= 1 for x in v), "numbers >= 1"),
-    "sampler.ros_cap": (lambda v: v >= 1, "an int >= 1"),
-    "sampler.rus_cap": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
-    "sampler.uniform_target": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "sampler.realisation": _choice(REALISATIONS),
     "sampler.shuffle_buffer": (lambda v: v >= 1, "an int >= 1"),
     "model.name": _choice(MODELS),
     "model.input_size": (lambda v: 32 <= v <= 1024, "an int in [32, 1024]"),
@@ -296,23 +365,14 @@ _RULES: dict[str, _Rule] = {
     "train.epochs": (lambda v: v >= 1, "an int >= 1"),
     "train.batch_size": (lambda v: 1 <= v <= BATCH_SIZE_LIMIT, f"an int in [1, {BATCH_SIZE_LIMIT}]"),
     "train.learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
-    "train.optimizer": (lambda v: v in ("adam", "sgd"), "one of adam, sgd"),
+    "train.optimizer": _choice(OPTIMIZERS),
     "train.early_stopping_patience": (lambda v: v >= 0, "an int >= 0 (0 disables it)"),
     "train.steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "train.validation_steps": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "train.strategy": _choice(STRATEGIES),
     "train.loss": _choice(LOSSES),
     "train.class_weighting": _choice(CLASS_WEIGHTINGS),
-    "train.effective_number_beta": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
-    "train.focal_gamma": (lambda v: v >= 0, "a float >= 0"),
-    "train.logit_adjust_tau": (lambda v: v >= 0, "a float >= 0"),
     "train.head_rebalancing": _choice(HEAD_REBALANCINGS),
-    "train.posthoc_taus": (lambda v: len(v) > 0 and all(t >= 0 for t in v), "a non-empty list of floats >= 0"),
-    "train.tau_norm_taus": (lambda v: len(v) > 0 and all(t >= 0 for t in v), "a non-empty list of floats >= 0"),
-    "train.tau_norm_bias": (lambda v: v in ("scale", "keep", "zero"), "one of scale, keep, zero"),
-    "train.crt_epochs": (lambda v: v >= 1, "an int >= 1"),
-    "train.crt_learning_rate": (lambda v: 0 < v < 10, "a float in (0, 10)"),
-    "train.crt_steps_per_epoch": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
     "train.init_weights": (lambda v: v is None or v.strip() != "", "a path or null"),
     "train.freeze_stages": (lambda v: 0 <= v <= 5, "an int in [0, 5] (1 = stem, 5 = whole backbone)"),
     "train.backbone_learning_rate": (lambda v: v is None or 0 < v < 10, "a float in (0, 10) or null"),
@@ -329,12 +389,8 @@ _RULES: dict[str, _Rule] = {
     **{f"{section}.seed": _SEED_RULE for section in ("data", "train", "eval")},
     "sampler.seed": (lambda v: v is None or _SEED_RULE[0](v), _SEED_RULE[1] + " or null (follow train.seed)"),
     "experiment.phase2_epochs": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
-    "export.format": (lambda v: v in EXPORT_FORMATS, "one of " + ", ".join(EXPORT_FORMATS)),
+    "export.format": _choice(EXPORT_FORMATS),
     "export.agreement_images": (lambda v: v >= 0, "an int >= 0"),
-    "export.fixed_shape": (lambda v: len(v) == 0 or (len(v) == 2 and all(8 <= x <= 4096 for x in v)),
-                           "[] or [height, width], each in [8, 4096]"),
-    "export.calibration_images": (lambda v: 1 <= v <= 10000, "an int in [1, 10000]"),
-    "export.calibration_seed": _SEED_RULE,
 }
 
 
@@ -367,12 +423,16 @@ def _coerce(key: str, value: Any, tp) -> Any:
 
 def _apply(obj, updates: dict, prefix: str) -> None:
     hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
+    names = set(_field_names(obj))
+    extra = _extra_settings(obj) if isinstance(obj, _Section) else {}
     for key, value in updates.items():
         full = f"{prefix}{key}"
+        if key in extra:
+            obj._extra[key] = _coerce(full, value, extra[key].type)
+            continue
         if key not in names:
             raise UserError(f"config: unknown key '{full}' (known in '{prefix.rstrip('.') or 'top level'}': "
-                            f"{', '.join(sorted(names))})")
+                            f"{', '.join(sorted(names | set(extra)))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -382,9 +442,27 @@ def _apply(obj, updates: dict, prefix: str) -> None:
             setattr(obj, key, _coerce(full, value, hints[key]))
 
 
+def _sections(config: Config) -> typing.Iterator[_Section]:
+    """Every section of `config`, nested ones (data.crops) after their parent."""
+    pending = [getattr(config, f.name) for f in dataclasses.fields(config)]
+    while pending:
+        section = pending.pop(0)
+        yield section
+        pending[:0] = [getattr(section, name) for name in _field_names(section)
+                       if isinstance(getattr(section, name), _Section)]
+
+
 def validate(config: Config) -> Config:
-    """Checks every range/choice rule; raises UserError naming the first bad key."""
-    for key, (ok, allowed) in _RULES.items():
+    """Checks every range/choice rule and every registered choice setting's rule; raises UserError
+    naming the first bad key. Keys of later choices left unset get their defaults (so a config
+    equals its saved and reloaded copy)."""
+    rules = dict(_RULES)
+    for section in _sections(config):
+        for declared in registered_settings(section.SECTION).values():
+            rules[declared.key] = (declared.rule, lambda declared=declared: declared.allowed)
+        for name, declared in _extra_settings(section).items():
+            section._extra.setdefault(name, declared.fresh_default())
+    for key, (ok, allowed) in rules.items():
         value = config
         for part in key.split("."):
             value = getattr(value, part)
@@ -455,8 +533,15 @@ def resolve(files: typing.Sequence[str | Path] = (), overrides: typing.Sequence[
     return validate(config)
 
 
-def to_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)
+def to_dict(config: Config | _Section) -> dict:
+    """The config as nested plain dicts, in field order; a section's later-registered keys last."""
+    out = {}
+    for name in _field_names(config):
+        value = getattr(config, name)
+        out[name] = to_dict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    if isinstance(config, _Section):
+        out.update((name, copy.deepcopy(getattr(config, name))) for name in _extra_settings(config))
+    return out
 
 
 def from_dict(data: dict) -> Config:

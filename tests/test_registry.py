@@ -30,6 +30,12 @@ KINDS = {
     "model": (choices.MODELS, ["model.name"], (), []),
     "strategy": (choices.STRATEGIES, ["train.strategy"], (), [("train", "--strategy")]),
     "imbalance method": (choices.IMBALANCE_METHODS, ["experiment.methods"], (), [("experiment", "--methods")]),
+    "realisation": (choices.REALISATIONS, ["sampler.realisation"], (), []),
+    "optimizer": (choices.OPTIMIZERS, ["train.optimizer"], (), []),
+    "tau-norm bias rule": (choices.TAU_NORM_BIASES, ["train.tau_norm_bias"], (), []),
+    "split grouping": (choices.SPLIT_GROUPINGS, ["data.group_by"], (), [("prepare", "--group-by")]),
+    "crop selection": (choices.CROP_SELECTIONS, ["data.crops.select"], (), []),
+    "export format": (choices.EXPORT_FORMATS, ["export.format"], (), [("export", "--format")]),
 }
 
 
@@ -52,8 +58,7 @@ def _help(verb: str) -> str:
 
 
 def _config_with(key: str, value) -> cfg.Config:
-    section, name = key.split(".")
-    return cfg.resolve(updates=[{section: {name: value}}])
+    return cfg.resolve(updates=[cfg.nested(key, value)])
 
 
 # ---- the Registry itself ----------------------------------------------------------------------

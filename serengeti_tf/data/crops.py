@@ -1,7 +1,8 @@
 """Detector crops: which MD boxes become examples, their pixel geometry, and cutting them out.
 
 Selection (`select_boxes`, pure): usable boxes (no `detections.BOX_PROBLEMS`) of category
-`data.crops.category` with conf >= `data.crops.threshold`; `all` of them, or the `top1` per image.
+`data.crops.category` with conf >= `data.crops.threshold`; then the `data.crops.select` rule
+registered below (`choices.CROP_SELECTIONS`): `all` of them, or the `top1` per image.
 
 Geometry (`crop_rectangle`, pure): the box grows by `padding` x its size on every side, then (with
 `square`) its shorter side grows to the longer one around the same centre, shifted back inside the
@@ -24,6 +25,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from serengeti_tf.choices import CROP_SELECTIONS
+
 # Crop-level columns a crop table adds to the manifest columns (`crop` = index within its image,
 # by decreasing confidence; the box is the detector's, clipped to the image, normalised x, y, w, h).
 CROP_COLUMNS = ("crop", "box_x", "box_y", "box_w", "box_h", "detection_conf")
@@ -31,6 +34,18 @@ CROP_COLUMNS = ("crop", "box_x", "box_y", "box_w", "box_h", "detection_conf")
 IMAGE_DROP_REASONS = ("not_in_detections", "detector_failure", "no_detection")
 CROP_DROP_REASONS = ("box_too_small",)
 TOO_SMALL = "box_too_small"
+
+
+# ---- data.crops.select: (usable boxes sorted by image, then decreasing conf) -> the chosen ones ----
+
+@CROP_SELECTIONS.register("all", help="every box above the threshold is one example")
+def all_boxes(ordered: pd.DataFrame) -> pd.DataFrame:
+    return ordered
+
+
+@CROP_SELECTIONS.register("top1", help="the most confident box of each image")
+def top_box(ordered: pd.DataFrame) -> pd.DataFrame:
+    return ordered[~ordered["image"].duplicated(keep="first")]
 
 
 def select_boxes(boxes: pd.DataFrame, category: str, threshold: float, select: str) -> pd.DataFrame:
@@ -42,9 +57,7 @@ def select_boxes(boxes: pd.DataFrame, category: str, threshold: float, select: s
                    & (boxes["conf"] >= threshold)]
     # Ties in conf keep file order (stable sort), so the same file gives the same crops.
     ordered = usable.sort_values(["image", "conf"], ascending=[True, False], kind="stable")
-    if select == "top1":
-        ordered = ordered[~ordered["image"].duplicated(keep="first")]
-    ordered = ordered.copy()
+    ordered = CROP_SELECTIONS.lookup(select)(ordered).copy()
     ordered["crop"] = ordered.groupby("image").cumcount().astype(np.int64)
     return ordered
 

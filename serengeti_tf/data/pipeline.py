@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from serengeti_tf.choices import REALISATIONS
 from serengeti_tf.config import Config
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.data.records import FEATURE_SPEC
@@ -415,7 +416,7 @@ def _check_plan_against_shards(dataset_dir: str | Path, plan: pd.DataFrame) -> C
 
 # ---------------------------------------------------------------- realisations (serialized records)
 
-def _repeat_records(files: ClassShards, plan: pd.DataFrame, config: Config, seed: int) -> tf.data.Dataset:
+def repeat_records(files: ClassShards, plan: pd.DataFrame, config: Config, seed: int) -> tf.data.Dataset:
     active = plan[plan["target"] > 0].reset_index(drop=True)
     buffer = _class_buffer(config.sampler.shuffle_buffer, len(active))
     streams = [class_stream(files[row.species][0], int(row.original), int(row.target),
@@ -431,7 +432,7 @@ def _repeat_records(files: ClassShards, plan: pd.DataFrame, config: Config, seed
     return tf.data.Dataset.choose_from_datasets(streams, choice_ds, stop_on_empty_dataset=True)
 
 
-def _rejection_records(files: ClassShards, plan: pd.DataFrame, config: Config,
+def rejection_records(files: ClassShards, plan: pd.DataFrame, config: Config,
                        seed: int) -> tf.data.Dataset:
     # Classes are numbered among the non-empty ones: an empty class would put 0/0 in TF's ratios.
     source_rows = plan[plan["original"] > 0].reset_index(drop=True)
@@ -465,18 +466,14 @@ def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Conf
     S = `config.model.input_size`; steps_per_epoch = ceil(plan total / B), also the dataset's
     cardinality. Without `augment` the images get the eval transform.
     """
-    if config.sampler.realisation not in ("repeat", "rejection"):
-        raise UserError(f"sampler.realisation must be repeat or rejection, got {config.sampler.realisation!r}")
+    realise = REALISATIONS.lookup(config.sampler.realisation)  # `repeat_records` or `rejection_records`
     files = _check_plan_against_shards(dataset_dir, plan)
     seed = data_seed(config) if seed is None else int(seed)
     size, batch_size = config.model.input_size, config.train.batch_size
     total = int(plan["target"].sum())
     steps = math.ceil(total / batch_size)
     deterministic = needs_deterministic_order(config)
-    if config.sampler.realisation == "repeat":
-        records = _repeat_records(files, plan, config, seed)
-    else:
-        records = _rejection_records(files, plan, config, seed)
+    records = realise(files, plan, config, seed)
     if augment:
         # One [2]-int64 seed per element, new every epoch, reproducible for `seed`.
         element_seeds = tf.data.Dataset.random(seed=derive_seed(seed, "augment"),

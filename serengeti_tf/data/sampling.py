@@ -23,21 +23,28 @@ such function and its `@SAMPLERS.register(name)` line (config, CLI and reports r
   equals the original total (largest-remainder rounding; every non-empty class keeps >= 1).
 
 An empty class (0 training images) always gets target 0: nothing can be drawn from it.
-The settings are checked by `config.validate` (the one gate); `sampling_plan` checks the counts.
+A sampler's parameters are its settings dataclass, registered with it (`RosSettings`: each field is
+its `sampler.*` config key, with its rule and help); `config.validate` checks them (the one gate),
+`sampling_plan` checks the counts.
+
+The realisations of a plan (`sampler.realisation`) are registered here too, for the same reason the
+samplers are (listing the names must not import TensorFlow); their builders live in `pipeline.py`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.choices import SAMPLERS
+from serengeti_tf.choices import REALISATIONS, SAMPLERS
 from serengeti_tf.config import SamplerConfig
 from serengeti_tf.errors import UserError
+from serengeti_tf.registry import lazy_function, setting
 
 PLAN_COLUMNS = ["species", "original", "target", "ratio"]
 
@@ -60,13 +67,46 @@ def _validate_counts(train_counts: Mapping[str, int]) -> tuple[list[str], np.nda
     return names, np.asarray(values, dtype=np.int64)
 
 
-@SAMPLERS.register("none")
+REALISATIONS.register("repeat", lazy_function("serengeti_tf.data.pipeline:repeat_records"),
+                      help="exact per-class counts per epoch")
+REALISATIONS.register("rejection", lazy_function("serengeti_tf.data.pipeline:rejection_records"),
+                      help="tf.data rejection_resample, approximate counts")
+
+
+@dataclass(frozen=True)
+class RosSettings:
+    ros_thresholds: list[int] = setting([100, 500, 1000, 5000],
+                                        lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
+                                        "increasing positive ints", "class-size bands of ROS")
+    ros_multipliers: list[float] = setting([10, 8, 6, 4], lambda v: len(v) > 0 and all(x >= 1 for x in v),
+                                           "numbers >= 1", "a class below thresholds[i] is multiplied by this")
+    ros_cap: int = setting(5000, lambda v: v >= 1, "an int >= 1", "no class is oversampled beyond this")
+
+
+@dataclass(frozen=True)
+class RusSettings:
+    rus_cap: Optional[int] = setting(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
+                                     "classes above it are cut to it (null: 15,000, or 5,000 for ros_rus_5k)")
+
+
+@dataclass(frozen=True)
+class RosRusSettings(RosSettings, RusSettings):
+    """ROS, then RUS: the settings of both."""
+
+
+@dataclass(frozen=True)
+class UniformSettings:
+    uniform_target: Optional[int] = setting(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
+                                            "images per class (null: the mean class size)")
+
+
+@SAMPLERS.register("none", help="the original distribution (the paper's baseline)")
 def original_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """No re-balancing: the original distribution (the paper's baseline)."""
     return counts.copy()
 
 
-@SAMPLERS.register("ros")
+@SAMPLERS.register("ros", settings=RosSettings, help="random oversampling of the small classes")
 def ros_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """Random oversampling: multiply small classes by the multiplier of their size band, capped."""
     out = counts.copy()
@@ -89,25 +129,25 @@ def rus_cap_for(sampler: SamplerConfig, paper_cap: int) -> int:
     return paper_cap if sampler.rus_cap is None else int(sampler.rus_cap)
 
 
-@SAMPLERS.register("rus")
+@SAMPLERS.register("rus", settings=RusSettings, help="random undersampling of the large classes")
 def rus_15k_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """RUS with the paper's cap of 15,000."""
     return rus_targets(counts, rus_cap_for(sampler, PAPER_RUS_CAP))
 
 
-@SAMPLERS.register("ros_rus_15k")
+@SAMPLERS.register("ros_rus_15k", settings=RosRusSettings, help="ROS, then RUS with cap 15,000")
 def ros_rus_15k_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """ROS, then RUS with cap 15,000."""
     return rus_targets(ros_targets(counts, sampler), rus_cap_for(sampler, PAPER_RUS_CAP))
 
 
-@SAMPLERS.register("ros_rus_5k")
+@SAMPLERS.register("ros_rus_5k", settings=RosRusSettings, help="ROS, then RUS with cap 5,000")
 def ros_rus_5k_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """ROS, then RUS with cap 5,000."""
     return rus_targets(ros_targets(counts, sampler), rus_cap_for(sampler, SMALL_RUS_CAP))
 
 
-@SAMPLERS.register("uniform")
+@SAMPLERS.register("uniform", settings=UniformSettings, help="the same count for every class")
 def uniform_sampler_targets(counts: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
     """`uniform_targets` with `sampler.uniform_target`."""
     return uniform_targets(counts, sampler.uniform_target)
@@ -130,7 +170,7 @@ def uniform_targets(counts: np.ndarray, target: int | None) -> np.ndarray:
     return out
 
 
-@SAMPLERS.register("sqrt")
+@SAMPLERS.register("sqrt", help="targets proportional to sqrt(class size), same total")
 def sqrt_targets(counts: np.ndarray, sampler: Optional[SamplerConfig] = None) -> np.ndarray:
     """Targets proportional to sqrt(n), same total as the original (largest-remainder rounding)."""
     total = int(counts.sum())

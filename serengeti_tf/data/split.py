@@ -14,6 +14,9 @@ from the largest split.
 `group_by='site'`: whole sites go to one split (a cross-site test). Sites are shuffled by the seed;
 the first sites go to train, test, val (so each split gets one), then each next site goes to the
 split furthest below its share of images. Species absent from val or test are warned about.
+
+Both are registered in `choices.SPLIT_GROUPINGS` (`data.group_by`): `(kept rows, fractions, seed)
+-> (split of each kept row, warnings)`; `assign_splits` looks the grouping up.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from serengeti_tf.choices import SPLIT_GROUPINGS
 from serengeti_tf.errors import UserError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -117,8 +121,8 @@ def assign_splits(manifest: pd.DataFrame, data) -> tuple[pd.DataFrame, list[str]
     `data` is a `config.DataConfig` (split_fractions, group_by, seed). Returns the new manifest and
     human-readable warnings (species or sites too few for three splits).
     """
-    if data.group_by not in ("capture", "site"):
-        raise UserError(f"data.group_by must be one of capture, site, got {data.group_by!r}")
+    if data.group_by not in SPLIT_GROUPINGS:
+        raise UserError(f"data.group_by must be {SPLIT_GROUPINGS.one_of()}, got {data.group_by!r}")
     fractions = [float(f) for f in data.split_fractions]
     manifest = manifest.copy()
     manifest["split"] = ""
@@ -126,13 +130,21 @@ def assign_splits(manifest: pd.DataFrame, data) -> tuple[pd.DataFrame, list[str]
     kept = manifest.loc[kept_mask]
     if kept.empty:
         return manifest, ["no kept images to split"]
-    if data.group_by == "capture":
-        assignment, warnings = _split_captures(kept, fractions, data.seed)
-        manifest.loc[kept_mask, "split"] = kept["capture_id"].map(assignment)
-    else:
-        assignment, warnings = _split_sites(kept, fractions, data.seed)
-        manifest.loc[kept_mask, "split"] = kept["site"].map(assignment)
+    splits, warnings = SPLIT_GROUPINGS.lookup(data.group_by)(kept, fractions, data.seed)
+    manifest.loc[kept_mask, "split"] = splits
     return manifest, warnings
+
+
+@SPLIT_GROUPINGS.register("capture", help="all frames of a capture share a split, stratified by species")
+def split_by_capture(kept: pd.DataFrame, fractions: list[float], seed: int) -> tuple[pd.Series, list[str]]:
+    assignment, warnings = _split_captures(kept, fractions, seed)
+    return kept["capture_id"].map(assignment), warnings
+
+
+@SPLIT_GROUPINGS.register("site", help="whole sites share a split (a cross-site test)")
+def split_by_site(kept: pd.DataFrame, fractions: list[float], seed: int) -> tuple[pd.Series, list[str]]:
+    assignment, warnings = _split_sites(kept, fractions, seed)
+    return kept["site"].map(assignment), warnings
 
 
 def split_table(manifest: pd.DataFrame) -> pd.DataFrame:

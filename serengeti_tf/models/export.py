@@ -41,6 +41,7 @@ The output folder follows the other verbs: refused if it holds something else (u
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 import warnings
@@ -53,6 +54,7 @@ import tensorflow as tf
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
+from serengeti_tf.choices import EXPORT_FORMATS
 from serengeti_tf.data import pipeline
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError
@@ -420,9 +422,9 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     fingerprint = {"kind": "serengeti-tf export", "run": str(run_dir.resolve()),
                    "model_sha256": file_digest(model_path),
                    "format": fmt, "agreement_images": config.export.agreement_images}
-    if fmt == "tflite":  # the other formats' fingerprints stay as they were
-        fingerprint.update({key: getattr(config.export, key)
-                            for key in ("fixed_shape", "calibration_images", "calibration_seed")})
+    settings = EXPORT_FORMATS.settings_for(fmt, config.export)  # only tflite has any (`export_formats.py`)
+    if settings is not None:
+        fingerprint.update(dataclasses.asdict(settings))
     if io_utils.check_output_dir(out_dir, fingerprint, overwrite, kind="export") and not overwrite:
         print_fn(f"{out_dir} already holds this export; nothing to do (pass --overwrite to export again)")
         return io_utils.read_json(out_dir / "export_report.json")
@@ -445,21 +447,8 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
                  "settings in export_report.json (`serengeti-tf predict --detections` cuts them), not whole frames")
     with io_utils.atomic_dir(out_dir, kind="export") as tmp:
         started = time.perf_counter()
-        if fmt == "saved_model":
-            saved = write_saved_model(model, tmp / "saved_model", class_map)
-            report["artifacts"]["saved_model"] = {
-                "path": "saved_model", "bytes": _folder_bytes(saved),
-                "signatures": [SERVING_SIGNATURE, BYTES_SIGNATURE, NAMES_SIGNATURE],
-                **agreement(reference, _each(saved_model_runner(saved), images))}
-        elif fmt == "tflite":
-            _export_tflite(model, tmp, class_map, dataset_dir, images, reference, config.export, report, print_fn)
-        else:
-            file = tmp / "model.keras"
-            deployable_model(model).save(file)
-            reloaded = load_model(file)
-            report["artifacts"]["keras"] = {"path": file.name, "bytes": file.stat().st_size,
-                                            "needs": "serengeti-tf installed (EvalPreprocessing layer)",
-                                            **agreement(reference, _each(lambda x: reloaded(x).numpy(), images))}
+        EXPORT_FORMATS.lookup(fmt)(model, tmp, class_map, dataset_dir, images, reference, config.export, report,
+                                   print_fn)
         report["seconds"] = round(time.perf_counter() - started, 3)
         class_map.write(tmp / "class_map.json")
         io_utils.write_text(tmp / "labels.txt", class_map.labels_text())
@@ -474,9 +463,34 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     return report
 
 
-def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
-                   images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig, report: dict,
-                   print_fn: Callable[[str], None]) -> None:
+# ---- the writers of the export formats (registered in `export_formats.py`) ----
+
+def write_saved_model_artifact(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
+                               images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig,
+                               report: dict, print_fn: Callable[[str], None]) -> None:
+    saved = write_saved_model(model, out / "saved_model", class_map)
+    report["artifacts"]["saved_model"] = {
+        "path": "saved_model", "bytes": _folder_bytes(saved),
+        "signatures": [SERVING_SIGNATURE, BYTES_SIGNATURE, NAMES_SIGNATURE],
+        **agreement(reference, _each(saved_model_runner(saved), images))}
+
+
+def write_keras_artifact(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
+                         images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig,
+                         report: dict, print_fn: Callable[[str], None]) -> None:
+    from serengeti_tf.models.resnet import load_model
+
+    file = out / "model.keras"
+    deployable_model(model).save(file)
+    reloaded = load_model(file)
+    report["artifacts"]["keras"] = {"path": file.name, "bytes": file.stat().st_size,
+                                    "needs": "serengeti-tf installed (EvalPreprocessing layer)",
+                                    **agreement(reference, _each(lambda x: reloaded(x).numpy(), images))}
+
+
+def write_tflite_artifacts(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
+                           images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig, report: dict,
+                           print_fn: Callable[[str], None]) -> None:
     """Writes every TFLite variant into `out` and its entry (settings, input/output types, agreement)
     into `report`; int8 is skipped, with the reason reported, when there is no training data."""
     size = int(model.input_shape[1])

@@ -4,7 +4,8 @@ Keras 3 optimizers have one learning rate. These subclasses scale it by `backbon
 variable outside the head (`head_layer`, matched by the variable path `<layer>/<weight>`), so a
 pretrained backbone moves slower than the new head. Scaling the gradients instead would not work for
 Adam, whose update does not depend on the gradient's scale. Both classes are registered, so a
-checkpoint saved with its optimizer state reloads and resumes with the same rates.
+checkpoint saved with its optimizer state reloads and resumes with the same rates. The named
+optimizers (`train.optimizer`) that build them are in `optimizer_choices.py`.
 """
 
 from __future__ import annotations
@@ -41,14 +42,3 @@ class DiscriminativeAdam(_BackboneRate, keras.optimizers.Adam):
 class DiscriminativeSGD(_BackboneRate, keras.optimizers.SGD):
     """SGD with a separate backbone learning rate."""
 
-
-def discriminative_optimizer(train_config):
-    """Adam or SGD (momentum 0.9) with `train.backbone_learning_rate` for the backbone, `learning_rate` for the head."""
-    from serengeti_tf.models.resnet import HEAD_NAME
-
-    factor = train_config.backbone_learning_rate / train_config.learning_rate
-    if train_config.optimizer == "adam":
-        return DiscriminativeAdam(backbone_factor=factor, head_layer=HEAD_NAME,
-                                  learning_rate=train_config.learning_rate)
-    return DiscriminativeSGD(backbone_factor=factor, head_layer=HEAD_NAME,
-                             learning_rate=train_config.learning_rate, momentum=0.9)

@@ -33,16 +33,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from serengeti_tf.choices import HEAD_REBALANCINGS
+from serengeti_tf.choices import HEAD_REBALANCINGS, TAU_NORM_BIASES
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.models.inference import predict_dataset
 from serengeti_tf.models.resnet import feature_extractor, head_layer, set_head_weights
 from serengeti_tf.train.head_choices import HeadInputs
 from serengeti_tf.train.losses import log_priors
-
-TAU_NORM_BIAS_RULES = ("scale", "keep", "zero")
-
 
 # ---------------------------------------------------------------------------------------------
 # Scoring shared by the sweeps
@@ -200,8 +197,8 @@ def tau_normalize_head(kernel: np.ndarray, bias: Optional[np.ndarray], tau: floa
       identity at `tau = 0`).
     A class whose weight vector is all zeros keeps factor 1. Returns new arrays in the input dtype.
     """
-    if bias_rule not in TAU_NORM_BIAS_RULES:
-        raise UserError(f"tau-norm bias rule must be one of {', '.join(TAU_NORM_BIAS_RULES)}, got {bias_rule!r}")
+    if bias_rule not in TAU_NORM_BIASES:  # the rules: `head_choices.py`
+        raise UserError(f"tau-norm bias rule must be {TAU_NORM_BIASES.one_of()}, got {bias_rule!r}")
     kernel, bias = _check_head(kernel, bias)
     if tau == 0 and bias_rule != "zero":
         # Exactly the same head (no float round trip through norm ** 0).
@@ -211,13 +208,7 @@ def tau_normalize_head(kernel: np.ndarray, bias: Optional[np.ndarray], tau: floa
     new_kernel = (kernel * factor[None, :]).astype(kernel.dtype)
     if bias is None:
         return new_kernel, None
-    if bias_rule == "scale":
-        new_bias = (bias * factor).astype(bias.dtype)
-    elif bias_rule == "keep":
-        new_bias = bias.copy()
-    else:
-        new_bias = np.zeros_like(bias)
-    return new_kernel, new_bias
+    return new_kernel, TAU_NORM_BIASES.lookup(bias_rule)(bias, factor)
 
 
 def sweep_tau_norm(features_val: np.ndarray, labels_val: np.ndarray, kernel: np.ndarray,

@@ -48,18 +48,10 @@ from serengeti_tf.train.head_choices import fits_on_train_features
 # ---------------------------------------------------------------------------------------------
 
 def make_optimizer(train_config: cfg.TrainConfig):
-    """A fresh optimizer (`adam` as in the paper, or `sgd` with momentum 0.9)."""
-    import keras
+    """A fresh optimizer of `train.optimizer` (`optimizer_choices.make_optimizer`)."""
+    from serengeti_tf.train.optimizer_choices import make_optimizer as registered_optimizer
 
-    if train_config.backbone_learning_rate is not None and train_config.phase == 1:
-        from serengeti_tf.train.optimizers import discriminative_optimizer
-
-        return discriminative_optimizer(train_config)
-    if train_config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
-    if train_config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=train_config.learning_rate, momentum=0.9)
-    raise UserError(f"train.optimizer must be adam or sgd, got {train_config.optimizer!r}")
+    return registered_optimizer(train_config)
 
 
 def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
