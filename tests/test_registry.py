@@ -6,16 +6,21 @@ and then `--help`, config validation and the comparison report know it.
 
 from __future__ import annotations
 
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
 import click
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from helpers import invoke_cli
 
 from serengeti_tf import choices
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.registry import Registry
+from serengeti_tf.registry import Registry, setting
 
 # kind -> (its registry, config keys that take its names (a list of them for `experiment.*`),
 #          names those keys accept besides the registry's, the CLI (verb, option)s that offer them).
@@ -228,3 +233,160 @@ def test_a_head_method_that_fits_on_train_features_says_so_in_its_registration()
             == 10 + 2 + 2
     finally:
         choices.HEAD_REBALANCINGS.unregister("toy_refit")
+
+
+# ---- settings beside their choice ------------------------------------------------------------------
+
+def test_the_saved_config_keeps_its_keys_order_and_defaults():
+    # tests/data/default_config.yaml: the default config.yaml as written before settings moved to
+    # their choices; saved files must not change, and old ones must load.
+    saved = (Path(__file__).parent / "data" / "default_config.yaml").read_text(encoding="utf-8")
+    assert cfg.dump(cfg.resolve()) == saved
+    assert cfg.from_dict(yaml.safe_load(saved)) == cfg.resolve()
+
+
+@pytest.mark.parametrize("registry", [r for r in choices.ALL if r.settings()], ids=lambda r: r.kind)
+def test_a_setting_kept_as_a_section_field_agrees_with_its_declaration(registry):
+    sections = {"train": cfg.TrainConfig, "sampler": cfg.SamplerConfig, "export": cfg.ExportConfig}
+    section = sections[registry.section]
+    hints = typing.get_type_hints(section)
+    for declared in registry.settings():
+        assert declared.name in hints, f"{declared.key} is no field of {section.__name__}"
+        assert hints[declared.name] == declared.type, declared.key
+        assert getattr(section(), declared.name) == declared.default
+        # The rule is applied: the error names the key and what it allows.
+        bad = "not a value" if declared.type is not str else 123
+        with pytest.raises(UserError, match=f"config: {declared.key} must be"):
+            cfg.resolve(updates=[cfg.nested(declared.key, bad)])
+
+
+def test_a_settings_field_without_rule_and_help_is_refused():
+    @dataclass(frozen=True)
+    class Bare:
+        toy_alpha: float = 0.5
+
+    fruit = Registry("fruit", key="train.fruit")
+    with pytest.raises(ValueError, match=r"Bare.toy_alpha of fruit 'pear' must be made with registry.setting"):
+        fruit.register("pear", object(), settings=Bare)
+    assert "pear" not in fruit
+
+
+def test_two_choices_declaring_one_key_differently_are_refused():
+    @dataclass(frozen=True)
+    class One:
+        toy_alpha: float = setting(0.5, lambda v: v > 0, "a float > 0", "alpha")
+
+    @dataclass(frozen=True)
+    class Other:
+        toy_alpha: float = setting(0.7, lambda v: v > 0, "a float > 0", "alpha")
+
+    fruit = Registry("fruit", key="train.fruit")
+    fruit.register("pear", object(), settings=One)
+    fruit.register("plum", object(), settings=One)  # sharing the class is fine
+    with pytest.raises(ValueError, match=r"fruit 'apple' declares train.toy_alpha unlike pear, plum"):
+        fruit.register("apple", object(), settings=Other)
+    assert [s.choices for s in fruit.settings()] == [("pear", "plum")]
+
+
+def test_readme_choices_table_is_generated_from_the_registries():
+    from serengeti_tf import options_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert options_table.readme_table(readme) == options_table.markdown(), \
+        "README's choices table is stale: run `python -m serengeti_tf.options_table README.md`"
+
+
+# The two promises of docs/design.md: a loss with a parameter and a sampler with a parameter are
+# each one settings dataclass plus one registered builder (in the owner module; here, the test).
+
+@dataclass(frozen=True)
+class ToyFocalSettings:
+    toy_gamma: float = setting(0.5, lambda v: 0 <= v <= 5, "a float in [0, 5]", "the toy's focusing exponent")
+
+
+@pytest.fixture
+def toy_loss_with_a_parameter():
+    """Registers `toy_focal` (a focal loss with its own gamma setting, `train.toy_gamma`); records the
+    gamma every build used; unregisters after."""
+    built = []
+
+    @choices.LOSSES.register("toy_focal", settings=ToyFocalSettings, help="a toy focal loss")
+    def toy_focal(train_config, counts, weights):
+        from serengeti_tf.train.losses import FocalLoss
+
+        settings = choices.LOSSES.settings_for("toy_focal", train_config)
+        built.append(settings.toy_gamma)
+        return FocalLoss(settings.toy_gamma, class_weights=weights)
+
+    try:
+        yield built
+    finally:
+        choices.LOSSES.unregister("toy_focal")
+
+
+def test_a_toy_loss_with_a_parameter_is_one_registration(toy_loss_with_a_parameter, tiny_dataset, tmp_path):
+    from helpers import quiet
+
+    from serengeti_tf.train import training
+
+    # --help lists it with its setting and default.
+    assert "toy_focal: a toy focal loss (train.toy_gamma = 0.5)" in " ".join(_help("train").split())
+    # Config validation and --set take the setting; its rule refuses a bad value, naming the key.
+    config = cfg.resolve(overrides=["train.loss=toy_focal", "train.toy_gamma=1.5"])
+    assert config.train.toy_gamma == 1.5 and cfg.resolve().train.toy_gamma == 0.5
+    with pytest.raises(UserError, match=r"^config: train.toy_gamma must be a float in \[0, 5\], got 9.0$"):
+        cfg.resolve(overrides=["train.toy_gamma=9"])
+    with pytest.raises(UserError, match="train.toy_gamma must be float, got 'high'"):
+        cfg.resolve(overrides=["train.toy_gamma=high"])
+    # A tiny training uses it; the run's config.yaml keeps the setting, at the end of `train`.
+    for key, value in {"model.input_size": 32, "train.epochs": 1, "train.batch_size": 8,
+                       "train.steps_per_epoch": 2, "eval.batch_size": 16, "sampler.shuffle_buffer": 64}.items():
+        config = cfg.resolve(overrides=[f"{key}={value}"], updates=[cfg.to_dict(config)])
+    training.train(config, tiny_dataset, tmp_path / "run", print_fn=quiet)
+    assert toy_loss_with_a_parameter and set(toy_loss_with_a_parameter) == {1.5}
+    saved = cfg.load_saved(tmp_path / "run" / "config.yaml")
+    assert saved == config and list(cfg.to_dict(saved)["train"])[-1] == "toy_gamma"
+
+
+@dataclass(frozen=True)
+class ToyCapSettings:
+    zz_cap: int = setting(4, lambda v: v >= 1, "an int >= 1", "no class keeps more than this")
+
+
+@pytest.fixture
+def toy_sampler_with_a_parameter():
+    """Registers `zz_capped` (every class cut to `sampler.zz_cap`); unregisters after."""
+
+    @choices.SAMPLERS.register("zz_capped", settings=ToyCapSettings, help="a toy cap")
+    def capped(counts: np.ndarray, sampler) -> np.ndarray:
+        return np.minimum(counts, choices.SAMPLERS.settings_for("zz_capped", sampler).zz_cap)
+
+    try:
+        yield
+    finally:
+        choices.SAMPLERS.unregister("zz_capped")
+
+
+def test_a_toy_sampler_with_a_parameter_is_one_registration(toy_sampler_with_a_parameter, tmp_path):
+    assert "zz_capped: a toy cap (sampler.zz_cap = 4)" in " ".join(_help("train").split())
+    with pytest.raises(UserError, match=r"^config: sampler.zz_cap must be an int >= 1, got 0$"):
+        cfg.resolve(overrides=["sampler.zz_cap=0"])
+    # `serengeti-tf plan` with --set: the plan uses the setting; plan's config.yaml records it.
+    (tmp_path / "counts.csv").write_text("species,count\na,10\nb,2\nc,0\n")
+    result = invoke_cli(["plan", "--counts", str(tmp_path / "counts.csv"), "--sampler", "zz_capped",
+                         "--set", "sampler.zz_cap=3", "-o", str(tmp_path / "plan")])
+    assert result.exit_code == 0, result.output
+    plan = pd.read_csv(tmp_path / "plan" / "plan.csv")
+    assert plan["target"].tolist() == [3, 2, 0]
+    saved = yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())
+    assert list(saved["sampler"].items())[-1] == ("zz_cap", 3)
+    # Unknown keys still name the section's keys, the registered setting among them.
+    with pytest.raises(UserError, match=r"unknown key 'sampler.zz_cpa' .*uniform_target, zz_cap\)"):
+        cfg.resolve(overrides=["sampler.zz_cpa=3"])
+
+
+def test_after_cleanup_the_toy_settings_are_unknown_again():
+    assert "zz_capped" not in choices.SAMPLERS and "toy_focal" not in choices.LOSSES
+    with pytest.raises(UserError, match="unknown key 'train.toy_gamma'"):
+        cfg.resolve(overrides=["train.toy_gamma=1"])
+    assert "toy_gamma" not in cfg.to_dict(cfg.resolve())["train"]

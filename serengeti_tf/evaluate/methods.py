@@ -34,7 +34,7 @@ class ImbalanceMethod:
 
 
 def _register(name: str, description: str, **overrides: Any) -> None:
-    IMBALANCE_METHODS.register(name, ImbalanceMethod(MappingProxyType(overrides), description))
+    IMBALANCE_METHODS.register(name, ImbalanceMethod(MappingProxyType(overrides), description), help=description)
 
 
 _register("cw_inverse", "cross-entropy weighted by inverse class frequency", class_weighting="inverse")

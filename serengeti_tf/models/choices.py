@@ -10,7 +10,7 @@ from __future__ import annotations
 from serengeti_tf.choices import MODELS
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", help="ResNet-18 (the paper's network)")
 def resnet18(model_config, num_classes: int, synchronized_bn: bool = False):
     """ResNet-18 (`resnet.build_resnet18`) at `model_config.input_size`."""
     from serengeti_tf.models.resnet import build_resnet18

@@ -70,14 +70,14 @@ def make_strategy(name: str):
     return STRATEGIES.lookup(name)()
 
 
-@STRATEGIES.register("default")
+@STRATEGIES.register("default", help="one device (TensorFlow's default strategy)")
 def default_strategy():
     import tensorflow as tf
 
     return tf.distribute.get_strategy()
 
 
-@STRATEGIES.register("mirrored")
+@STRATEGIES.register("mirrored", help="all local GPUs (on a CPU-only host, $SERENGETI_TF_CPU_REPLICAS logical CPUs)")
 def mirrored_strategy():
     import tensorflow as tf
 
@@ -88,7 +88,7 @@ def mirrored_strategy():
     return tf.distribute.MirroredStrategy()
 
 
-@STRATEGIES.register("multi_worker")
+@STRATEGIES.register("multi_worker", help="one process per worker, roles from $TF_CONFIG")
 def multi_worker_strategy():
     import tensorflow as tf
 

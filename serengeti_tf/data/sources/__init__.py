@@ -331,8 +331,13 @@ def relative_posix(paths: pd.Series, image_root: str | Path) -> pd.Series:
 # ---- the readers, by `data.source_format` name ---------------------------------------------------
 # Imported when first called: the reader modules import the helpers above, and listing the names
 # (config validation, `prepare --help`) should not import them.
-SOURCE_FORMATS.register("lila_csv", lazy_function("serengeti_tf.data.sources.lila_csv:read_lila_csv"))
-SOURCE_FORMATS.register("coco", lazy_function("serengeti_tf.data.sources.coco_camera_traps:read_coco"))
-SOURCE_FORMATS.register("folders", lazy_function("serengeti_tf.data.sources.folders:read_folders"))
-SOURCE_FORMATS.register("csv", lazy_function("serengeti_tf.data.sources.plain_csv:read_plain_csv"))
-SOURCE_FORMATS.register("camtrap_dp", lazy_function("serengeti_tf.data.sources.camtrap_dp:read_camtrap_dp"))
+SOURCE_FORMATS.register("lila_csv", lazy_function("serengeti_tf.data.sources.lila_csv:read_lila_csv"),
+                        help="the LILA Snapshot Serengeti CSV pair")
+SOURCE_FORMATS.register("coco", lazy_function("serengeti_tf.data.sources.coco_camera_traps:read_coco"),
+                        help="COCO Camera Traps JSON (streamed)")
+SOURCE_FORMATS.register("folders", lazy_function("serengeti_tf.data.sources.folders:read_folders"),
+                        help="class folders: root/SPECIES/ or camtrapR root/STATION/SPECIES/")
+SOURCE_FORMATS.register("csv", lazy_function("serengeti_tf.data.sources.plain_csv:read_plain_csv"),
+                        help="a plain CSV of path and label columns")
+SOURCE_FORMATS.register("camtrap_dp", lazy_function("serengeti_tf.data.sources.camtrap_dp:read_camtrap_dp"),
+                        help="a Camtrap DP 1.0 package (its datapackage.json)")
