@@ -76,6 +76,25 @@ class ChoiceOption(click.Option):
         return record[0], record[1].replace("{choices}", choices_help(self.registry))
 
 
+class SettingOption(click.Option):
+    """A flag for one registered choice setting (`setting="train.focal_gamma"`): its help is the
+    setting's own help and default, read from the registry when help is shown."""
+
+    def __init__(self, *args, setting: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+    def get_help_record(self, ctx: click.Context):
+        from serengeti_tf.options_table import value_text
+
+        section, name = self.setting.rsplit(".", 1)
+        declared = cfg.registered_settings(section)[name]
+        record = super().get_help_record(ctx)
+        text = f"{declared.help[:1].upper()}{declared.help[1:]} ({', '.join(declared.choices)}; {self.setting}). " \
+               f"[default: {value_text(declared.default)}]"
+        return record[0], text
+
+
 def config_options(func: Callable) -> Callable:
     """Adds `--preset NAME`, `--config FILE` (repeatable, later wins) and `--set section.key=value`.
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import CLASS_WEIGHTINGS, HEAD_REBALANCINGS, LOSSES, SAMPLERS, STRATEGIES
-from serengeti_tf_cli.common import ChoiceOption, OutputPath, RegistryChoice, config_options, resolve_config
+from serengeti_tf_cli.common import (
+    ChoiceOption,
+    OutputPath,
+    RegistryChoice,
+    SettingOption,
+    config_options,
+    resolve_config,
+)
 
 
 @click.command("train")
@@ -38,7 +45,7 @@ from serengeti_tf_cli.common import ChoiceOption, OutputPath, RegistryChoice, co
               help="Training loss: {choices} Settings: --set KEY=VALUE. [default: cross_entropy]")
 @click.option("--class-weighting", cls=ChoiceOption, registry=CLASS_WEIGHTINGS, default=None,
               help="Per-class loss weights, with any loss: {choices} [default: none]")
-@click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma (0 = cross-entropy). [default: 2.0]")
+@click.option("--focal-gamma", type=float, default=None, cls=SettingOption, setting="train.focal_gamma")
 @click.option("--head-rebalancing", cls=ChoiceOption, registry=HEAD_REBALANCINGS, default=None,
               help="Re-balance the head of the best model after training: {choices} [default: none]")
 @click.option("--init-weights", type=click.Path(exists=True), default=None,
