@@ -25,6 +25,7 @@ import dataclasses
 import importlib
 import inspect
 import re
+import types
 import typing
 from pathlib import Path
 
@@ -62,8 +63,8 @@ def _string_keys(section: type, prefix: str = "") -> list[tuple[str, bool]]:
         if dataclasses.is_dataclass(hint):
             keys += _string_keys(hint, f"{key}.")
             continue
-        inner = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is \
-            typing.Union else [hint]
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        inner = [a for a in typing.get_args(hint) if a is not type(None)] if optional else [hint]
         if inner == [str]:
             keys.append((key, False))
         elif typing.get_origin(inner[0]) is list and typing.get_args(inner[0]) == (str,):
