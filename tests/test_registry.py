@@ -10,11 +10,11 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from harness import RegistryChoiceTests, check_choice, every_choice
 from helpers import invoke_cli
 
 from serengeti_tf import choices
@@ -22,48 +22,11 @@ from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import Registry, setting
 
-# kind -> (its registry, config keys that take its names (a list of them for `experiment.*`),
-#          names those keys accept besides the registry's, the CLI (verb, option)s that offer them).
-KINDS = {
-    "sampler": (choices.SAMPLERS, ["sampler.name", "experiment.samplers"], (),
-                [("train", "--sampler"), ("plan", "--sampler")]),
-    "loss": (choices.LOSSES, ["train.loss"], (), [("train", "--loss")]),
-    "class weighting": (choices.CLASS_WEIGHTINGS, ["train.class_weighting"], (), [("train", "--class-weighting")]),
-    "head re-balancing": (choices.HEAD_REBALANCINGS, ["train.head_rebalancing"], (),
-                          [("train", "--head-rebalancing")]),
-    "source format": (choices.SOURCE_FORMATS, ["data.source_format"], ("auto",), [("prepare", "--format")]),
-    "model": (choices.MODELS, ["model.name"], (), []),
-    "strategy": (choices.STRATEGIES, ["train.strategy"], (), [("train", "--strategy")]),
-    "imbalance method": (choices.IMBALANCE_METHODS, ["experiment.methods"], (), [("experiment", "--methods")]),
-    "realisation": (choices.REALISATIONS, ["sampler.realisation"], (), []),
-    "optimizer": (choices.OPTIMIZERS, ["train.optimizer"], (), []),
-    "tau-norm bias rule": (choices.TAU_NORM_BIASES, ["train.tau_norm_bias"], (), []),
-    "split grouping": (choices.SPLIT_GROUPINGS, ["data.group_by"], (), [("prepare", "--group-by")]),
-    "crop selection": (choices.CROP_SELECTIONS, ["data.crops.select"], (), []),
-    "export format": (choices.EXPORT_FORMATS, ["export.format"], (), [("export", "--format")]),
-}
-
-
-def _cli_group():
-    from serengeti_tf_cli.main import _register, cli
-
-    _register()
-    return cli
-
-
-def _option(verb: str, flag: str) -> click.Option:
-    command = _cli_group().commands[verb]
-    return next(p for p in command.params if flag in p.opts)
-
 
 def _help(verb: str) -> str:
     result = invoke_cli([verb, "--help"])
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def _config_with(key: str, value) -> cfg.Config:
-    return cfg.resolve(updates=[cfg.nested(key, value)])
 
 
 # ---- the Registry itself ----------------------------------------------------------------------
@@ -111,30 +74,11 @@ def test_registry_imports_its_owner_on_first_use_only(monkeypatch):
     assert imported == ["some.owner"]
 
 
-# ---- every kind: CLI choices, config rules and owners agree -----------------------------------
+# ---- every name of every kind: the standard checks of tests/harness.py -------------------------
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cli_config_and_owner_agree(kind):
-    registry, keys, extra, options = KINDS[kind]
-    names = registry.names()
-    assert names, f"no {kind} registered"
-    # The owner: every name has something to build.
-    for name in names:
-        assert registry.lookup(name) is not None
-    # The config: every name is accepted, anything else refused with the full list of names.
-    for key in keys:
-        as_value = (lambda name: [name]) if key.startswith("experiment.") else (lambda name: name)
-        for name in (*extra, *names):
-            _config_with(key, as_value(name))
-        with pytest.raises(UserError, match=f"config: {key} must be .*" + ", ".join((*extra, *names))):
-            _config_with(key, as_value("not_a_name"))
-    # The CLI: a choice lists exactly the names; a free-text option lists them in its help.
-    for verb, flag in options:
-        option = _option(verb, flag)
-        if isinstance(option.type, click.Choice):
-            assert tuple(option.type.choices) == (*extra, *names)
-        else:
-            assert ", ".join(names) in option.get_help_record(click.Context(_cli_group()))[1]
+class TestEveryRegisteredChoice(RegistryChoiceTests):
+    """--help, config validation, the misspelling error, the builder and the design notes, for every
+    name of every registry in `choices.ALL` (ids `kind:name`)."""
 
 
 def test_every_registry_has_an_owner_that_imports_without_tensorflow():
@@ -149,10 +93,6 @@ def test_every_registry_has_an_owner_that_imports_without_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-
-
-def test_kinds_table_covers_every_registry():
-    assert {id(registry) for registry, *_ in KINDS.values()} == {id(r) for r in choices.ALL}
 
 
 # ---- a new sampler and a new loss: one registration each ----------------------------------------
@@ -180,6 +120,11 @@ def test_a_registered_toy_sampler_and_loss_show_up_everywhere(toy_sampler_and_lo
     from serengeti_tf.data.sampling import sampling_plan
     from serengeti_tf.evaluate import reporting as rp
 
+    # The harness's standard checks cover them, with no table to edit.
+    ids = {param.id for param in every_choice()}
+    assert {"sampler:zz_toy", "loss:toy_loss"} <= ids
+    check_choice(choices.SAMPLERS, "zz_toy")
+    check_choice(choices.LOSSES, "toy_loss")
     # --help of train lists both; plan's help lists the sampler.
     train_help = _help("train")
     assert "|zz_toy]" in train_help and "|toy_loss]" in train_help
@@ -324,11 +269,8 @@ def toy_loss_with_a_parameter():
         choices.LOSSES.unregister("toy_focal")
 
 
-def test_a_toy_loss_with_a_parameter_is_one_registration(toy_loss_with_a_parameter, tiny_dataset, tmp_path):
-    from helpers import quiet
-
-    from serengeti_tf.train import training
-
+def test_a_toy_loss_with_a_parameter_is_one_registration(toy_loss_with_a_parameter, tmp_path):
+    check_choice(choices.LOSSES, "toy_focal")  # the standard checks of tests/harness.py
     # --help lists it with its setting and default.
     assert "toy_focal: a toy focal loss (train.toy_gamma = 0.5)" in " ".join(_help("train").split())
     # Config validation and --set take the setting; its rule refuses a bad value, naming the key.
@@ -338,14 +280,20 @@ def test_a_toy_loss_with_a_parameter_is_one_registration(toy_loss_with_a_paramet
         cfg.resolve(overrides=["train.toy_gamma=9"])
     with pytest.raises(UserError, match="train.toy_gamma must be float, got 'high'"):
         cfg.resolve(overrides=["train.toy_gamma=high"])
-    # A tiny training uses it; the run's config.yaml keeps the setting, at the end of `train`.
-    for key, value in {"model.input_size": 32, "train.epochs": 1, "train.batch_size": 8,
-                       "train.steps_per_epoch": 2, "eval.batch_size": 16, "sampler.shuffle_buffer": 64}.items():
-        config = cfg.resolve(overrides=[f"{key}={value}"], updates=[cfg.to_dict(config)])
-    training.train(config, tiny_dataset, tmp_path / "run", print_fn=quiet)
-    assert toy_loss_with_a_parameter and set(toy_loss_with_a_parameter) == {1.5}
-    saved = cfg.load_saved(tmp_path / "run" / "config.yaml")
+    # A tiny training step compiles with it (the loss `training` builds from the config)...
+    import keras
+
+    from serengeti_tf.train import training
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    training.compile_model(model, config.train, [5, 1])
+    model.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    assert toy_loss_with_a_parameter == [1.5] and model.loss.gamma == 1.5
+    # ... and a run's config.yaml keeps the setting, at the end of `train`, and reads back.
+    cfg.save_config(config, tmp_path)
+    saved = cfg.load_saved(tmp_path / "config.yaml")
     assert saved == config and list(cfg.to_dict(saved)["train"])[-1] == "toy_gamma"
+    assert "toy_gamma: 1.5" in (tmp_path / "config.yaml").read_text()
 
 
 @dataclass(frozen=True)
@@ -368,6 +316,7 @@ def toy_sampler_with_a_parameter():
 
 
 def test_a_toy_sampler_with_a_parameter_is_one_registration(toy_sampler_with_a_parameter, tmp_path):
+    check_choice(choices.SAMPLERS, "zz_capped")  # the standard checks of tests/harness.py
     assert "zz_capped: a toy cap (sampler.zz_cap = 4)" in " ".join(_help("train").split())
     with pytest.raises(UserError, match=r"^config: sampler.zz_cap must be an int >= 1, got 0$"):
         cfg.resolve(overrides=["sampler.zz_cap=0"])
