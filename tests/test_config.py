@@ -1,4 +1,7 @@
+from pathlib import Path
+
 import pytest
+import yaml
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
@@ -51,3 +54,11 @@ def test_not_a_mapping_is_refused(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="must hold a mapping"):
         cfg.resolve([path])
+
+
+def test_the_saved_config_keeps_its_keys_order_and_defaults():
+    # tests/data/default_config.yaml: the default config.yaml as written before settings moved to
+    # their choices; saved files must not change, and old ones must load.
+    saved = (Path(__file__).parent / "data" / "default_config.yaml").read_text(encoding="utf-8")
+    assert cfg.dump(cfg.resolve()) == saved
+    assert cfg.from_dict(yaml.safe_load(saved)) == cfg.resolve()
