@@ -27,7 +27,6 @@ class ToolGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from serengeti_tf.io_utils import disk_full_message
-
         from serengeti_tf_cli.flags import error_text
 
         try:

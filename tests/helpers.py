@@ -5,15 +5,19 @@ Imported by test files as `from helpers import ...` (pytest puts tests/ on the p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
 
@@ -34,8 +38,8 @@ def tiny_config(phase: int = 1, epochs: int = 2, **train) -> cfg.Config:
     return config
 
 
-def quiet(_line: str) -> None:
-    """A print_fn that drops the progress lines."""
+def quiet(_event) -> None:
+    """An `on_event` sink that drops the progress events."""
 
 
 def weights_of(model) -> dict[str, np.ndarray]:
@@ -108,3 +112,24 @@ class InterruptAfter:
         self.done.append(spec.file)
         if len(self.done) == self.count:
             raise KeyboardInterrupt
+
+
+class Printed(list):
+    """An `on_event` sink that keeps each event's terminal line (as the CLI prints it)."""
+
+    def __call__(self, event) -> None:
+        from serengeti_tf_cli.progress import event_line
+
+        self.append(event_line(event))
+
+
+@contextlib.contextmanager
+def raises_as_cli(match: str, command=None):
+    """`pytest.raises(UserError, match=...)` on the message as the CLI shows it: the settings the
+    library names (`errors.setting`) shown as flags (those of click `command`, if given)."""
+    from serengeti_tf_cli.flags import error_text
+
+    with pytest.raises(UserError) as info:
+        yield info
+    text = error_text(info.value, command)
+    assert re.search(match, text), f"{match!r} does not match {text!r}"

@@ -91,11 +91,11 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     def quiet(_line: str) -> None:
         pass
 
-    phase1 = training.train(config, crops_dir, root / "runs" / "ros-phase1", print_fn=quiet)
+    phase1 = training.train(config, crops_dir, root / "runs" / "ros-phase1", on_event=quiet)
     phase2_config = cfg.from_dict({**cfg.to_dict(config), "train": {**cfg.to_dict(config)["train"], "phase": 2}})
-    phase2 = training.train(phase2_config, crops_dir, root / "runs" / "ros-phase2", init_run=phase1, print_fn=quiet)
+    phase2 = training.train(phase2_config, crops_dir, root / "runs" / "ros-phase2", init_run=phase1, on_event=quiet)
     whole_config = cfg.from_dict({**cfg.to_dict(config), "sampler": {**cfg.to_dict(config)["sampler"], "name": "none"}})
-    whole = training.train(whole_config, frames, root / "runs" / "frames-phase1", print_fn=quiet)
+    whole = training.train(whole_config, frames, root / "runs" / "frames-phase1", on_event=quiet)
 
     result = evaluate_run(phase2)
     metrics, out = result["metrics"], result["out_dir"]
@@ -149,6 +149,6 @@ def test_methods_and_rejection_sampling_run_unchanged_on_crops(demo):
     config = cfg.resolve(updates=[{"model": {"input_size": 32}, "train": train, "eval": {"batch_size": 64},
                                    "sampler": {"name": "rus", "realisation": "rejection", "shuffle_buffer": 64,
                                                "rus_cap": 10}}])
-    run = training.train(config, crops_dir, root / "runs" / "methods", print_fn=lambda _line: None)
+    run = training.train(config, crops_dir, root / "runs" / "methods", on_event=lambda _line: None)
     assert (run / "model.keras").is_file()
     assert json.loads((run / "rebalancing.json").read_text())

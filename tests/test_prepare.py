@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
+from helpers import InterruptAfter, invoke_cli, raises_as_cli, shard_bytes, tree_hashes
 from PIL import Image
 
 from serengeti_tf import config as cfg
@@ -205,7 +205,7 @@ def test_folder_holding_a_different_dataset_is_refused_unless_overwrite(prepared
     root, metadata = source
     out = tmp_path / "ds"
     prepare_dataset(make_config(root, metadata), out, progress=False)
-    with pytest.raises(UserError, match="different output.*image_size.*--overwrite"):
+    with raises_as_cli(match="different output.*image_size.*--overwrite"):
         prepare_dataset(make_config(root, metadata, image_size=20), out, progress=False)
     summary = prepare_dataset(make_config(root, metadata, image_size=20), out, overwrite=True, progress=False)
     assert summary["up_to_date"] is False and cfg.load_saved(out / "config.yaml").data.image_size == 20

@@ -11,11 +11,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
+from helpers import InterruptAfter, invoke_cli, raises_as_cli, shard_bytes, tree_hashes
 from test_prepare import make_config, make_csv_source
 
 from serengeti_tf.data.prepare import prepare_dataset
-from serengeti_tf.errors import UserError
 
 pytestmark = pytest.mark.beam
 IN_MEMORY = "--direct_running_mode=in_memory"
@@ -87,14 +86,14 @@ def test_beam_resumes_a_run_the_local_runner_interrupted(source, local_prepared,
 def test_unknown_beam_option_is_refused_by_name(source, tmp_path):
     pytest.importorskip("apache_beam")
     root, metadata = source
-    with pytest.raises(UserError, match="--no_such_option"):
+    with raises_as_cli(match="--no_such_option"):
         prepare_dataset(make_config(root, metadata, runner="beam", beam_options="--no_such_option=1"),
                         tmp_path / "x", progress=False)
 
 
 def test_beam_options_without_the_beam_runner_are_refused(source, tmp_path):
     root, metadata = source
-    with pytest.raises(UserError, match="add --runner beam"):
+    with raises_as_cli(match="add --runner beam"):
         prepare_dataset(make_config(root, metadata, beam_options="--direct_num_workers=2"), tmp_path / "x",
                         progress=False)
     assert not (tmp_path / "x").exists()

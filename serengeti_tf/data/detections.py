@@ -50,7 +50,7 @@ from typing import Iterator, Optional
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
 
     path = str(path)
     if not Path(path).is_file():
-        raise UserError(f"detections file not found (--detections / data.detections): {path}")
+        raise UserError(f"detections file not found ({setting('detections')} / data.detections): {path}")
     if Path(path).name.lower() == "datapackage.json":  # a Camtrap DP package: its observations' boxes
         from serengeti_tf.data.sources.camtrap_dp import package_detections
 
@@ -352,7 +352,8 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     if prefix:
         starts = _starts(text, prefix)
         text = text.where(~starts, text.str.slice(len(prefix)))
-        notes.append(f"--strip-prefix {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD paths")
+        notes.append(f"{setting('strip_prefix')} {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD "
+                     "paths")
     absolute = text.str.match(_ABSOLUTE.pattern)
     if absolute.any():
         root = Path(image_root).resolve()
@@ -368,7 +369,8 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
             notes += [f"MD paths under {p!r} ({n}) rebased onto the image root" for p, n in prefixes.items()]
             if left:
                 notes.append(f"{left} absolute MD paths match no file under the image root {root} "
-                             f"(e.g. {rebased[rebased.str.match(_ABSOLUTE.pattern)].iloc[0]}); pass --strip-prefix")
+                             f"(e.g. {rebased[rebased.str.match(_ABSOLUTE.pattern)].iloc[0]}); pass "
+                             f"{setting('strip_prefix')}")
     for note in notes:
         log.info("%s", note)
     return relative_posix(text, image_root), notes

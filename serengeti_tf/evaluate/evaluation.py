@@ -42,7 +42,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data.class_map import require_same_classes
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.bootstrap import SINGLE_SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
 from serengeti_tf.evaluate.metrics import (
@@ -119,7 +119,7 @@ def check_top_k(top_k: int, num_classes: int) -> None:
     """Refuses a k above the number of classes: top-k accuracy would be 1.0 by construction. The
     default k is the exception: on a dataset with fewer classes it is shown as k = classes."""
     if top_k > num_classes and top_k != cfg.EvalConfig().top_k:
-        raise UserError(f"--top-k / eval.top_k is {top_k} but the model has {num_classes} classes; top-k "
+        raise UserError(f"{setting('top_k')} / eval.top_k is {top_k} but the model has {num_classes} classes; top-k "
                         f"accuracy would be 1.0 by construction: choose k <= {num_classes}")
 
 
@@ -534,7 +534,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                    "split": split, "input_size": run_config.model.input_size,
                    "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split", "scientific_names")}}
-    io_utils.refuse_overlap(out_dir, {"--dataset-dir": data_dir, "model": model_path}, what="evaluation folder")
+    io_utils.refuse_overlap(out_dir, {setting("dataset_dir"): data_dir, "model": model_path}, what="evaluation folder")
     with output_lock(out_dir):  # one process per evaluation folder
         done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale,
                                          kind="evaluation")
