@@ -100,7 +100,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, {n: 10 for n in names}))
         paths = [f"img{i}.jpg" for i in range(len(y_true))]
         write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
-        return {"metrics": metrics}
+        return evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
@@ -239,7 +239,7 @@ def _fake_grid(monkeypatch, tail_recall_of_rus: float) -> None:
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, train))
         paths = [f"img{i}.jpg" for i in range(len(y_true))]
         write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
-        return {"metrics": metrics}
+        return evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)

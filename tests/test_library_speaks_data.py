@@ -21,11 +21,12 @@ ALLOWED = {
     # them would change what is on disk and what earlier outputs are recognised by.
     "serengeti-tf predict --detections",
     "serengeti-tf predict --camtrap-dp-out",
-    "predict --camtrap-dp-out",
     "prepare with --config config.yaml",
     "prepare --detections for crops",
     "serengeti-tf prepare PREPARED_DIR --config",
     "(add --preset demo",
+    "--strip-prefix ",  # detections notes, written into the crop report and predict's summary JSON
+    "); pass --strip-prefix",
     # Apache Beam's own pipeline options, passed through to Beam (not serengeti-tf flags).
     "--direct_running_mode=in_memory",
     "--runner=DirectRunner",

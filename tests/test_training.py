@@ -350,8 +350,8 @@ def test_corrupt_state_without_a_back_up_is_one_line(tmp_path):
     paths = runs.RunPaths(tmp_path)
     paths.checkpoints.mkdir()
     (paths.checkpoints / "state.json").write_text('{"epochs_done": 2, "checkpo')
-    with pytest.raises(UserError, match=r"state.json is corrupt .* no earlier complete checkpoint is kept; "
-                                        r"rerun with --overwrite") as info:
+    with raises_as_cli(match=r"state.json is corrupt .* no earlier complete checkpoint is kept; "
+                             r"rerun with --overwrite") as info:
         runs.resume_state(paths, quiet)
     assert "\n" not in str(info.value)
 

@@ -352,8 +352,8 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     if prefix:
         starts = _starts(text, prefix)
         text = text.where(~starts, text.str.slice(len(prefix)))
-        notes.append(f"{setting('strip_prefix')} {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD "
-                     "paths")
+        # Notes are written into the crop report and predict's summary JSON: their text is on-disk output.
+        notes.append(f"--strip-prefix {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD paths")
     absolute = text.str.match(_ABSOLUTE.pattern)
     if absolute.any():
         root = Path(image_root).resolve()
@@ -369,8 +369,7 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
             notes += [f"MD paths under {p!r} ({n}) rebased onto the image root" for p, n in prefixes.items()]
             if left:
                 notes.append(f"{left} absolute MD paths match no file under the image root {root} "
-                             f"(e.g. {rebased[rebased.str.match(_ABSOLUTE.pattern)].iloc[0]}); pass "
-                             f"{setting('strip_prefix')}")
+                             f"(e.g. {rebased[rebased.str.match(_ABSOLUTE.pattern)].iloc[0]}); pass --strip-prefix")
     for note in notes:
         log.info("%s", note)
     return relative_posix(text, image_root), notes

@@ -178,7 +178,7 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, on_event: ev
         if not done:
             grid.finish(index, run_files.read_state(run_files.RunPaths(run.run_dir)).epochs_done
                         if run.trained_run is None and train_config.train.phase == 1 else None)
-        metrics = result["metrics"]
+        metrics = result.metrics
         rows.append({"seed": run.seed, "sampler": run.sampler, "phase": run.phase,
                      "method": run.method or "-", "model": reporting.model_label(run.sampler, train_config.train),
                      "run_dir": str(run.run_dir), **{k: metrics[k] for k in reporting.HEADLINE_METRICS}})
