@@ -22,7 +22,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Warning:  # noqa: A001 (read as `events.Warning`; it never shadows the builtin at a call site)
+class Warning:  # used as `events.Warning`, so no call site shadows the builtin
     """Something the user should know that does not stop the call (a stale cache ignored, a slow
     machine, a checkpoint skipped); `level` as for `Step`."""
 
