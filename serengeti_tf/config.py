@@ -8,7 +8,7 @@ Validation errors name the key and what was received, e.g.
 `config: train.epochs must be an int >= 1, got -3`.
 
 The settings of a named choice (`train.focal_gamma` of the focal loss, `sampler.ros_cap` of ROS,
-...) are declared beside the choice, in its settings dataclass (`registry.setting`: default, rule,
+...) are declared beside the choice, in its settings dataclass (`registry.setting_field`: default, rule,
 help), and read from the registries here: their defaults (`from_registry`), validation and the
 keys `--set` and config files accept. The keys that config files have always had stay fields of
 their section below, where they were, so saved files keep their layout; a choice registered later

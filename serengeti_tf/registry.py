@@ -11,12 +11,12 @@ the kind, the value and the known names. Adding a choice is therefore its functi
 registration; nothing else lists the names.
 
 A choice may bring settings: a small dataclass registered with it (TF Model Garden's one-of
-pattern), each field made with `setting(default, rule, allowed, help)` so its validation rule and
+pattern), each field made with `setting_field(default, rule, allowed, help)` so its validation rule and
 help text sit beside it:
 
     @dataclass(frozen=True)
     class FocalSettings:
-        focal_gamma: float = setting(2.0, lambda v: v >= 0, "a float >= 0", "focusing exponent")
+        focal_gamma: float = setting_field(2.0, lambda v: v >= 0, "a float >= 0", "focusing exponent")
 
     @LOSSES.register("focal", settings=FocalSettings, help="down-weights easy images")
     def focal(train_config, counts, weights): ...
@@ -48,7 +48,7 @@ _NO_BUILDER = object()
 _RULE, _ALLOWED, _HELP = "rule", "allowed", "help"
 
 
-def setting(default: Any, rule: Callable[[Any], bool], allowed: str | Callable[[], str], help: str) -> Any:
+def setting_field(default: Any, rule: Callable[[Any], bool], allowed: str | Callable[[], str], help: str) -> Any:
     """A field of a choice's settings dataclass: its default, validation rule (a predicate on the
     value, after type checking), what the rule allows (the error's wording: `must be <allowed>`;
     a function giving it when it lists names registered later) and a one-line help text. A list
@@ -162,7 +162,7 @@ class Registry:
         for field in dataclasses.fields(settings):
             if not {_RULE, _ALLOWED, _HELP} <= set(field.metadata):
                 raise ValueError(f"settings field {settings.__name__}.{field.name} of {self.kind} {name!r} "
-                                 f"must be made with registry.setting(default, rule, allowed, help)")
+                                 f"must be made with registry.setting_field(default, rule, allowed, help)")
             other = declared.get(f"{self.section}.{field.name}")
             if other is not None and (other.default, other.help) != (_default_of(field), field.metadata[_HELP]):
                 raise ValueError(f"{self.kind} {name!r} declares {other.key} unlike {', '.join(other.choices)} "

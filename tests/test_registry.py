@@ -20,7 +20,7 @@ from helpers import invoke_cli
 from serengeti_tf import choices
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.registry import Registry, setting
+from serengeti_tf.registry import Registry, setting_field
 
 
 def _help(verb: str) -> str:
@@ -211,11 +211,11 @@ def test_a_settings_field_without_rule_and_help_is_refused():
 def test_two_choices_declaring_one_key_differently_are_refused():
     @dataclass(frozen=True)
     class One:
-        toy_alpha: float = setting(0.5, lambda v: v > 0, "a float > 0", "alpha")
+        toy_alpha: float = setting_field(0.5, lambda v: v > 0, "a float > 0", "alpha")
 
     @dataclass(frozen=True)
     class Other:
-        toy_alpha: float = setting(0.7, lambda v: v > 0, "a float > 0", "alpha")
+        toy_alpha: float = setting_field(0.7, lambda v: v > 0, "a float > 0", "alpha")
 
     fruit = Registry("fruit", key="train.fruit")
     fruit.register("pear", object(), settings=One)
@@ -238,7 +238,7 @@ def test_readme_choices_table_is_generated_from_the_registries():
 
 @dataclass(frozen=True)
 class ToyFocalSettings:
-    toy_gamma: float = setting(0.5, lambda v: 0 <= v <= 5, "a float in [0, 5]", "the toy's focusing exponent")
+    toy_gamma: float = setting_field(0.5, lambda v: 0 <= v <= 5, "a float in [0, 5]", "the toy's focusing exponent")
 
 
 @pytest.fixture
@@ -290,7 +290,7 @@ def test_a_toy_loss_with_a_parameter_is_one_registration(toy_loss_with_a_paramet
 
 @dataclass(frozen=True)
 class ToyCapSettings:
-    zz_cap: int = setting(4, lambda v: v >= 1, "an int >= 1", "no class keeps more than this")
+    zz_cap: int = setting_field(4, lambda v: v >= 1, "an int >= 1", "no class keeps more than this")
 
 
 @pytest.fixture

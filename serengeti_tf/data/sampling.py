@@ -43,8 +43,8 @@ import pandas as pd
 
 from serengeti_tf.choices import REALISATIONS, SAMPLERS
 from serengeti_tf.config import SamplerConfig
-from serengeti_tf.errors import UserError
-from serengeti_tf.registry import lazy_function, setting
+from serengeti_tf.errors import UserError, setting
+from serengeti_tf.registry import lazy_function, setting_field
 
 PLAN_COLUMNS = ["species", "original", "target", "ratio"]
 
@@ -75,18 +75,18 @@ REALISATIONS.register("rejection", lazy_function("serengeti_tf.data.pipeline:rej
 
 @dataclass(frozen=True)
 class RosSettings:
-    ros_thresholds: list[int] = setting([100, 500, 1000, 5000],
-                                        lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
-                                        "increasing positive ints", "class-size bands of ROS")
-    ros_multipliers: list[float] = setting([10, 8, 6, 4], lambda v: len(v) > 0 and all(x >= 1 for x in v),
-                                           "numbers >= 1", "a class below thresholds[i] is multiplied by this")
-    ros_cap: int = setting(5000, lambda v: v >= 1, "an int >= 1", "no class is oversampled beyond this")
+    ros_thresholds: list[int] = setting_field([100, 500, 1000, 5000],
+                                              lambda v: len(v) > 0 and all(x > 0 for x in v) and list(v) == sorted(v),
+                                              "increasing positive ints", "class-size bands of ROS")
+    ros_multipliers: list[float] = setting_field([10, 8, 6, 4], lambda v: len(v) > 0 and all(x >= 1 for x in v),
+                                                 "numbers >= 1", "a class below thresholds[i] is multiplied by this")
+    ros_cap: int = setting_field(5000, lambda v: v >= 1, "an int >= 1", "no class is oversampled beyond this")
 
 
 @dataclass(frozen=True)
 class RusSettings:
-    rus_cap: Optional[int] = setting(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
-                                     "classes above it are cut to it (null: 15,000, or 5,000 for ros_rus_5k)")
+    rus_cap: Optional[int] = setting_field(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
+                                           "classes above it are cut to it (null: 15,000, or 5,000 for ros_rus_5k)")
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,8 @@ class RosRusSettings(RosSettings, RusSettings):
 
 @dataclass(frozen=True)
 class UniformSettings:
-    uniform_target: Optional[int] = setting(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
-                                            "images per class (null: the mean class size)")
+    uniform_target: Optional[int] = setting_field(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
+                                                  "images per class (null: the mean class size)")
 
 
 @SAMPLERS.register("none", help="the original distribution (the paper's baseline)")
@@ -271,9 +271,10 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
     from serengeti_tf.locks import output_lock
 
     if (data_dir is None) == (counts_csv is None):
-        raise UserError(f"plan: give exactly one of a prepared dataset (--data) or a counts CSV (--counts); "
+        raise UserError(f"plan: give exactly one of a prepared dataset ({setting('dataset_dir')}) or a counts CSV "
+                        f"({setting('counts')}); "
                         f"got data={data_dir!r}, counts={counts_csv!r}")
-    refuse_overlap(out_dir, {"--data": data_dir, "--counts": counts_csv})
+    refuse_overlap(out_dir, {setting("dataset_dir"): data_dir, setting("counts"): counts_csv})
     counts = dataset.train_counts(data_dir) if data_dir is not None else read_counts_csv(counts_csv)
     plan = sampling_plan(counts, config.sampler)
     source = str(Path(data_dir if data_dir is not None else counts_csv).resolve())

@@ -16,18 +16,21 @@ from dataclasses import dataclass
 
 from serengeti_tf.choices import EXPORT_FORMATS
 from serengeti_tf.config import SEED_LIMIT
-from serengeti_tf.registry import lazy_function, setting
+from serengeti_tf.registry import lazy_function, setting_field
+
+
+def _fixed_shape(v) -> bool:
+    return len(v) == 0 or (len(v) == 2 and all(8 <= x <= 4096 for x in v))
 
 
 @dataclass(frozen=True)
 class TfliteSettings:
-    fixed_shape: list[int] = setting([], lambda v: len(v) == 0 or (len(v) == 2 and all(8 <= x <= 4096 for x in v)),
-                                     "[] or [height, width], each in [8, 4096]",
-                                     "input [1, H, W, 3] of the fixed-shape variants ([]: the run's input size)")
-    calibration_images: int = setting(200, lambda v: 1 <= v <= 10000, "an int in [1, 10000]",
-                                      "train-split images (a seeded sample) the int8 variant is calibrated on")
-    calibration_seed: int = setting(0, lambda v: 0 <= v < SEED_LIMIT,
-                                    "an int in [0, 2**32 - 1] (a random generator seed)", "seed of that sample")
+    fixed_shape: list[int] = setting_field([], _fixed_shape, "[] or [height, width], each in [8, 4096]",
+                                           "input [1, H, W, 3] of the fixed-shape variants ([]: the run's input size)")
+    calibration_images: int = setting_field(200, lambda v: 1 <= v <= 10000, "an int in [1, 10000]",
+                                            "train-split images (a seeded sample) the int8 variant is calibrated on")
+    calibration_seed: int = setting_field(0, lambda v: 0 <= v < SEED_LIMIT,
+                                          "an int in [0, 2**32 - 1] (a random generator seed)", "seed of that sample")
 
 
 EXPORT_FORMATS.register("saved_model", lazy_function("serengeti_tf.models.export:write_saved_model_artifact"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from serengeti_tf.choices import HEAD_REBALANCINGS, TAU_NORM_BIASES
 from serengeti_tf.errors import UserError
-from serengeti_tf.registry import setting
+from serengeti_tf.registry import setting_field
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,25 +68,26 @@ def _taus(v) -> bool:
 
 @dataclass(frozen=True)
 class PosthocSettings:
-    posthoc_taus: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], _taus,
-                                        "a non-empty list of floats >= 0", "the taus swept on the validation split")
+    posthoc_taus: list[float] = setting_field([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], _taus,
+                                              "a non-empty list of floats >= 0",
+                                              "the taus swept on the validation split")
 
 
 @dataclass(frozen=True)
 class TauNormSettings:
-    tau_norm_taus: list[float] = setting([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5],
-                                         _taus, "a non-empty list of floats >= 0",
-                                         "the taus swept on the validation split")
-    tau_norm_bias: str = setting("scale", lambda v: v in TAU_NORM_BIASES, TAU_NORM_BIASES.one_of,
-                                 "bias of the tau-normalised head (a `train.tau_norm_bias` rule)")
+    tau_norm_taus: list[float] = setting_field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5],
+                                               _taus, "a non-empty list of floats >= 0",
+                                               "the taus swept on the validation split")
+    tau_norm_bias: str = setting_field("scale", lambda v: v in TAU_NORM_BIASES, TAU_NORM_BIASES.one_of,
+                                       "bias of the tau-normalised head (a `train.tau_norm_bias` rule)")
 
 
 @dataclass(frozen=True)
 class CrtSettings:
-    crt_epochs: int = setting(10, lambda v: v >= 1, "an int >= 1", "epochs of the new head")
-    crt_learning_rate: float = setting(1e-3, lambda v: 0 < v < 10, "a float in (0, 10)", "its learning rate")
-    crt_steps_per_epoch: Optional[int] = setting(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
-                                                 "batches per epoch (null: training-set size / batch size)")
+    crt_epochs: int = setting_field(10, lambda v: v >= 1, "an int >= 1", "epochs of the new head")
+    crt_learning_rate: float = setting_field(1e-3, lambda v: 0 < v < 10, "a float in (0, 10)", "its learning rate")
+    crt_steps_per_epoch: Optional[int] = setting_field(None, lambda v: v is None or v >= 1, "an int >= 1 or null",
+                                                       "batches per epoch (null: training-set size / batch size)")
 
 
 @TAU_NORM_BIASES.register("scale", help="b_c / ||w_c||^tau: the class's whole logit scaled alike")

@@ -19,24 +19,24 @@ from typing import Optional
 import numpy as np
 
 from serengeti_tf.choices import CLASS_WEIGHTINGS, LOSSES
-from serengeti_tf.registry import setting
+from serengeti_tf.registry import setting_field
 
 
 @dataclass(frozen=True)
 class EffectiveNumberSettings:
-    effective_number_beta: float = setting(0.999, lambda v: 0 <= v < 1, "a float in [0, 1)",
-                                           "beta of the effective number of samples (-> 1: inverse frequency)")
+    effective_number_beta: float = setting_field(0.999, lambda v: 0 <= v < 1, "a float in [0, 1)",
+                                                 "beta of the effective number of samples (-> 1: inverse frequency)")
 
 
 @dataclass(frozen=True)
 class FocalSettings:
-    focal_gamma: float = setting(2.0, lambda v: v >= 0, "a float >= 0", "focusing exponent (0 = cross-entropy)")
+    focal_gamma: float = setting_field(2.0, lambda v: v >= 0, "a float >= 0", "focusing exponent (0 = cross-entropy)")
 
 
 @dataclass(frozen=True)
 class LogitAdjustedSettings:
-    logit_adjust_tau: float = setting(1.0, lambda v: v >= 0, "a float >= 0",
-                                      "how much of the log class prior the loss adds to the logits")
+    logit_adjust_tau: float = setting_field(1.0, lambda v: v >= 0, "a float >= 0",
+                                            "how much of the log class prior the loss adds to the logits")
 
 # ---- class weightings: (counts of the classes with images, beta) -> their raw weights ----------
 # `losses.class_weights` rescales the result so the weights of those classes average 1 and gives
