@@ -11,8 +11,8 @@ the kind, the value and the known names. Adding a choice is therefore its functi
 registration; nothing else lists the names.
 
 A choice may bring settings: a small dataclass registered with it (TF Model Garden's one-of
-pattern), each field made with `setting_field(default, rule, allowed, help)` so its validation rule and
-help text sit beside it:
+pattern), each field made with `setting_field(default, rule, allowed, help)` so its validation
+rule and help text sit beside it:
 
     @dataclass(frozen=True)
     class FocalSettings:
