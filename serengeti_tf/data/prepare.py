@@ -359,7 +359,7 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
     if detections_report is not None:
         io_utils.write_csv(out / "crops.csv", examples)
     io_utils.write_csv(out / "splits.csv", split.split_table(manifest))
-    from serengeti_tf.evaluate.plots import class_distribution_figure
+    from serengeti_tf.plots import class_distribution_figure
 
     unit = "crops" if detections_report is not None else "images"
     io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts, unit))

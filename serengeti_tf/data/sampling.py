@@ -226,9 +226,9 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
     """The `plan` job: plan from a prepared dataset or a counts CSV -> plan.csv, plan.png, config.yaml."""
     from serengeti_tf import config as cfg
     from serengeti_tf.data import dataset
-    from serengeti_tf.evaluate.plots import plot_plan
     from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
     from serengeti_tf.locks import output_lock
+    from serengeti_tf.plots import plot_plan
 
     if (data_dir is None) == (counts_csv is None):
         raise UserError(f"plan: give exactly one of a prepared dataset (--data) or a counts CSV (--counts); "

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
+from serengeti_tf.metrics import confusion_counts, scores_from_confusion
 
 SINGLE_SCHEME = "stratified_capture_percentile+clopper_pearson_recall"  # `bootstrap_ci`
 MIN_CAPTURES = 10  # species in the macro F1 interval: at least this many test captures (see above)

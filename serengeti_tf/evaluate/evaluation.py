@@ -45,13 +45,13 @@ from serengeti_tf.data.class_map import require_same_classes
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.bootstrap import SINGLE_SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
-from serengeti_tf.evaluate.metrics import (
+from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
+from serengeti_tf.metrics import (
     SELECTION_DESCRIPTION,
     classification_scores,
     confusion_counts,
     scores_from_confusion,
 )
-from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
 
 log = logging.getLogger(__name__)
 
@@ -503,9 +503,9 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     from serengeti_tf.data import dataset as ds
     from serengeti_tf.data import pipeline
     from serengeti_tf.evaluate import levels
-    from serengeti_tf.evaluate.plots import plot_confusion
     from serengeti_tf.locks import output_lock
     from serengeti_tf.models.resnet import load_model
+    from serengeti_tf.plots import plot_confusion
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -98,7 +98,7 @@ def image_predictions(found, crop_config: cfg.CropConfig) -> pd.DataFrame:
 
 def score(frame: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics and the per-class table of `frame` (label, predicted); classes = labels, then other predictions."""
-    from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion, scores_from_counts
+    from serengeti_tf.metrics import confusion_counts, scores_from_confusion, scores_from_counts
 
     label_classes = sorted(frame["label"].unique())
     extra = sorted(set(frame["predicted"]) - set(label_classes))

@@ -406,7 +406,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     its group thresholds) and report.md into
     `out_dir`; returns their paths and the tables."""
     from serengeti_tf.evaluate import paired
-    from serengeti_tf.evaluate.plots import plot_f1_change, plot_f1_vs_frequency
+    from serengeti_tf.plots import plot_f1_change, plot_f1_vs_frequency
 
     eval_config = eval_config or cfg.EvalConfig()
     out = Path(out_dir)

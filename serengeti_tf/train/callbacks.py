@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from serengeti_tf.evaluate import metrics
+from serengeti_tf import metrics
 from serengeti_tf.io_utils import record_owned
 from serengeti_tf.models.inference import inference_function, predict_dataset
 from serengeti_tf.train import runs

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from serengeti_tf import metrics
 from serengeti_tf.choices import HEAD_REBALANCINGS
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate import metrics
 from serengeti_tf.models.inference import predict_dataset
 from serengeti_tf.models.resnet import feature_extractor, head_layer, set_head_weights
 from serengeti_tf.train.head_choices import HeadInputs
