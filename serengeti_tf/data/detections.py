@@ -210,7 +210,7 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     Raises UserError (one line) for a missing file, invalid JSON, an unknown major format_version,
     a missing `detection_categories` or `images` list. Warnings (no or a newer version) are logged
     once and kept in `notes`.
-    A `datapackage.json` is read as a Camtrap DP package (`sources.camtrap_dp.package_detections`:
+    A `datapackage.json` is read as a Camtrap DP package (`package_detections`:
     its media-level observation boxes).
     """
     from tqdm import tqdm
@@ -219,8 +219,6 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     if not Path(path).is_file():
         raise UserError(f"detections file not found (--detections / data.detections): {path}")
     if Path(path).name.lower() == "datapackage.json":  # a Camtrap DP package: its observations' boxes
-        from serengeti_tf.data.sources.camtrap_dp import package_detections
-
         return package_detections(path, image_root)
     info = _first(path, "info")
     version, warning = check_format_version(path, info)
@@ -422,3 +420,36 @@ def write_md_file(path: str | os.PathLike, images: list[dict], categories: dict[
                "detection_categories": categories or {"1": "animal", "2": "person", "3": "vehicle"},
                **extra, "images": images}
     write_text(path, json.dumps(content, indent=1) + "\n")
+
+
+def package_detections(path: str | Path, image_root: str | Path | None = None):
+    """A Camtrap DP package's boxes as `Detections` (one image row per media, one box per
+    media-level observation with all four bbox values), so the crop code cuts them like MD boxes.
+
+    Category: `animal` / `person` / `vehicle` by observationType; conf: classificationProbability,
+    1.0 when empty (a human's box). Box problems are those of `detections` (empty, outside, ...).
+    """
+    from serengeti_tf.data.sources.camtrap_dp import BOX_COLUMNS, _number, media_paths, read_package
+
+    _, tables = read_package(path)
+    media, observations = tables["media"].reset_index(drop=True), tables["observations"]
+    files = media_paths(media, image_root) if image_root is not None else media["filePath"]
+    boxed = observations[(observations["observationLevel"].str.lower() == "media")
+                         & (observations[list(BOX_COLUMNS)] != "").all(axis=1)]
+    categories = {"1": "animal", "2": "person", "3": "vehicle"}
+    category_id = boxed["observationType"].str.lower().map({"animal": "1", "human": "2", "vehicle": "3"}).fillna("")
+    row_of = pd.Series(np.arange(len(media)), index=media["mediaID"].to_numpy())
+    owners, rows = [], []
+    for media_id, category, probability, *box in zip(boxed["mediaID"], category_id, boxed["classificationProbability"],
+                                                     *(boxed[c] for c in BOX_COLUMNS)):
+        if media_id not in row_of.index:
+            continue
+        owners.append(int(row_of[media_id]))
+        rows.append(_box_row({"category": category, "conf": _number(probability, 1.0),
+                              "bbox": [_number(v, float("nan")) for v in box]}, categories))
+    boxes = pd.DataFrame(rows, columns=list(_BOX_COLUMNS)).astype(_BOX_COLUMNS)
+    boxes.insert(0, "image", np.asarray(owners, dtype=np.int32))
+    boxes["problem"] = boxes["problem"].astype(str).astype(pd.CategoricalDtype(("",) + BOX_PROBLEMS))
+    images = pd.DataFrame({"file": files.reset_index(drop=True), "failure": ""})
+    return Detections(images=images, boxes=boxes, format_version="camtrap-dp", categories=categories,
+                      source=str(path))

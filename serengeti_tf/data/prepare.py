@@ -277,7 +277,8 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     if storage.is_url(out_dir):
         from serengeti_tf.data import remote_output
 
-        return remote_output.prepare_remote(config, str(out_dir), overwrite, progress)
+        steps = remote_output.PrepareSteps(fingerprint, is_finished, prepare_locked)
+        return remote_output.prepare_remote(config, str(out_dir), overwrite, progress, steps)
     io_utils.refuse_overlap(out_dir, input_paths(config.data))
     with output_lock(out_dir):
         return prepare_locked(config, Path(out_dir), str(out_dir), overwrite, progress, after_shard)

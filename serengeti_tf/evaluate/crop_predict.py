@@ -41,6 +41,7 @@ from serengeti_tf.evaluate.predict import (
     check_request,
     input_frame,
     input_paths,
+    load_classifier,
     output_csv_lock,
     output_paths,
     refuse_foreign_outputs,
@@ -261,7 +262,6 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     times (`exif_captures`)."""
     from serengeti_tf.data import detections
     from serengeti_tf.evaluate import md_output
-    from serengeti_tf.models.resnet import load_model
 
     check_request(top_k, batch_size, image_size)
     reads = input_paths(model_or_run, inputs, classes, capture_ids, **{"--detections": detections_path})
@@ -314,7 +314,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "
                                 f"choose another output or pass --overwrite")
-        model = load_model(resolved["model_path"])
+        model = load_classifier(resolved["model_path"])
         input_size = int(model.input_shape[1])
         if int(model.output_shape[-1]) != len(resolved["class_names"]):
             raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "

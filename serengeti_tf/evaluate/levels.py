@@ -33,6 +33,7 @@ import pandas as pd
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES
+from serengeti_tf.evaluate.markdown import markdown_table
 
 IMAGE_COMBINATION = "detector-confidence-weighted mean of the crops' class probabilities"
 CAPTURE_COMBINATION = "mean of the image-level class probabilities over the capture's images"
@@ -241,7 +242,7 @@ def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[st
     macro F1 of the species with >= 10 shared test captures) from `samples` resamples of the shared
     captures within each species. Joins on image path (image level) and capture id (capture level).
     """
-    from serengeti_tf.evaluate.evaluation import confusion_counts, scores_from_confusion
+    from serengeti_tf.metrics import confusion_counts, scores_from_confusion
 
     index = {name: i for i, name in enumerate(class_names)}
     rows = []
@@ -264,8 +265,6 @@ def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[st
 
 
 def level_comparison_markdown(table: pd.DataFrame) -> str:
-    from serengeti_tf.evaluate.reporting import markdown_table
-
     return "\n".join([
         "## Whole frames and crops on the same test images", "",
         "Each run scored only on the test images (image level, joined on image path) and captures "
@@ -307,7 +306,6 @@ def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str 
     """For a comparison holding a crop run: writes `levels.csv` (every run's scores per level) and,
     with another run beside it, `levels_comparison.csv` (scores on the shared test images and
     captures); appends both to `report.md`. Returns the shared-image table (None without one)."""
-    from serengeti_tf.evaluate.reporting import markdown_table
     from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
 
     if not (rows["level"] == "crop").any():

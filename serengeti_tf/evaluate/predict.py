@@ -53,6 +53,14 @@ DECODE_THREADS = 4
 # Model and inputs
 # ----------------------------------------------------------------------------------------------
 
+def load_classifier(model_path: Path):
+    """The Keras model of a run or a bare `.keras` file, also one written by `export --format keras`."""
+    import serengeti_tf.models.export  # noqa: F401  (registers the EvalPreprocessing layer it may contain)
+    from serengeti_tf.models.resnet import load_model
+
+    return load_model(model_path)
+
+
 def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None,
                   image_size: Optional[int] = None) -> dict[str, Any]:
     """Model file, class names and stored image size for a run folder or a bare `.keras` file.
@@ -454,9 +462,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
                                 f"choose another output or pass --overwrite")
-        from serengeti_tf.models.resnet import load_model
-
-        model = load_model(resolved["model_path"])
+        model = load_classifier(resolved["model_path"])
         input_size = int(model.input_shape[1])
         num_outputs = int(model.output_shape[-1])
         if num_outputs != len(resolved["class_names"]):

@@ -37,6 +37,7 @@ from serengeti_tf import io_utils
 from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
+from serengeti_tf.evaluate.markdown import markdown_table
 from serengeti_tf.evaluate.run_reader import eval_dir_name
 from serengeti_tf.locks import output_lock
 
@@ -234,14 +235,6 @@ def _cell(mean: Any, std: Any = None) -> str:
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return f"{mean:.4f}"
     return f"{mean:.4f} ± {std:.4f}"
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub Markdown table (cells as given, strings)."""
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def paper_tables_markdown(table: pd.DataFrame, metrics: Sequence[str] = PAPER_METRICS) -> str:

@@ -304,10 +304,17 @@ def _save_full(model, path: Path) -> None:
 
 
 def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
-    from serengeti_tf.models.resnet import load_model
-
     source = (paths.resume_root or paths.root) / "checkpoints" / state.checkpoint
-    return load_model(source, compile=True)
+    return _load_compiled(source)
+
+
+def _load_compiled(path: Path):
+    """A compiled checkpoint: its loss and optimizer are this package's Keras classes, registered
+    when `losses` and `optimizers` are imported, so both are imported before Keras reads it."""
+    from serengeti_tf.models.resnet import load_model
+    from serengeti_tf.train import losses, optimizers  # noqa: F401  (register their Keras classes)
+
+    return load_model(path, compile=True)
 
 
 def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
@@ -319,8 +326,10 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
     names = ds_reader.class_names(dataset_dir)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
     sampling.check_plan_matches(plan, names)
+    same_order = distribution.needs_same_order(config)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
-                                                    seed=pipeline.data_seed(config))
+                                                    seed=pipeline.data_seed(config),
+                                                    same_order_on_every_worker=same_order)
     steps = _steps(steps, config)
     # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
@@ -390,9 +399,11 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
 
     original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
+    same_order = distribution.needs_same_order(config)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
                                                     augment=config.train.phase2_augment,
-                                                    seed=pipeline.data_seed(config))
+                                                    seed=pipeline.data_seed(config),
+                                                    same_order_on_every_worker=same_order)
     steps = _steps(steps, config)
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     with strategy.scope():
@@ -409,7 +420,7 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
 def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn,
                  init_digest: str) -> float:
     """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
-    from serengeti_tf.models.resnet import head_layer, head_model, load_model, save_model, set_head_weights
+    from serengeti_tf.models.resnet import head_layer, head_model, save_model, set_head_weights
 
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     batch = config.eval.batch_size
@@ -432,7 +443,7 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         val_data = val_data.take(config.train.validation_steps)
     with strategy.scope():
         if state.checkpoint:
-            head = load_model(cache_root / state.checkpoint, compile=True)
+            head = _load_compiled(cache_root / state.checkpoint)
             compile_model(head, config.train, loss_counts, optimizer=head.optimizer)
         else:
             head = compile_model(head_model(model), config.train, loss_counts)
