@@ -39,6 +39,7 @@ marked `clipped`. Peak memory: benchmarks/results/crop_prepare.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -47,10 +48,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+import ijson
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from serengeti_tf.data.sources import relative_posix
+from serengeti_tf.data.sources.camtrap_dp import BOX_COLUMNS, _number, media_paths, read_package
+from serengeti_tf.data.sources.coco_camera_traps import NonFiniteAsNull
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import write_text
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +110,6 @@ class Detections:
 
 
 def _stream(path: str, prefix: str) -> Iterator:
-    import ijson
-
-    from serengeti_tf.data.sources.coco_camera_traps import NonFiniteAsNull
-
     with open(path, "rb") as raw:
         try:
             yield from ijson.items(NonFiniteAsNull(raw), prefix, use_float=True)
@@ -213,8 +216,6 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     A `datapackage.json` is read as a Camtrap DP package (`package_detections`:
     its media-level observation boxes).
     """
-    from tqdm import tqdm
-
     path = str(path)
     if not Path(path).is_file():
         raise UserError(f"detections file not found (--detections / data.detections): {path}")
@@ -340,8 +341,6 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     it starts a path. Absolute paths (Windows drive or UNC, or POSIX outside the root) are rebased
     with `rebase_foreign`. The result goes through `sources.relative_posix`, the readers' shared helper.
     """
-    from serengeti_tf.data.sources import relative_posix
-
     text = files.astype(str)
     if text.str.contains("\\", regex=False).any():
         text = text.str.replace("\\", "/", regex=False)
@@ -411,10 +410,6 @@ def write_md_file(path: str | os.PathLike, images: list[dict], categories: dict[
                   format_version: str | None = "1.4", info: dict | None = None, **extra) -> None:
     """Writes an MD batch-output file (atomically): used by demo data, tests and benchmarks.
     `format_version=None` writes none (as PyTorch-Wildlife and Zamba); `extra` adds top-level keys."""
-    import json
-
-    from serengeti_tf.io_utils import write_text
-
     head = {"format_version": format_version} if format_version is not None else {}
     content = {"info": {**head, **(info or {})},
                "detection_categories": categories or {"1": "animal", "2": "person", "3": "vehicle"},
@@ -429,8 +424,6 @@ def package_detections(path: str | Path, image_root: str | Path | None = None):
     Category: `animal` / `person` / `vehicle` by observationType; conf: classificationProbability,
     1.0 when empty (a human's box). Box problems are those of `detections` (empty, outside, ...).
     """
-    from serengeti_tf.data.sources.camtrap_dp import BOX_COLUMNS, _number, media_paths, read_package
-
     _, tables = read_package(path)
     media, observations = tables["media"].reset_index(drop=True), tables["observations"]
     files = media_paths(media, image_root) if image_root is not None else media["filePath"]

@@ -32,9 +32,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from serengeti_tf import species
 from serengeti_tf.data.sources import lookup, read_metadata_csv, relative_posix, species_by_key
 from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
+from serengeti_tf.species import canonical_species
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +152,6 @@ def label_table(user_mapping_path: str | Path | None = None) -> dict[tuple[str, 
     A name shared by labels (Panthera leo: lionfemale, lionmale) is only reachable with its sex;
     sex "" then finds nothing, and the name becomes a label itself.
     """
-    from serengeti_tf import species
-
     table = species.shipped_taxa()
     if user_mapping_path:
         table.update(species.read_taxa(user_mapping_path))
@@ -164,8 +164,6 @@ def label_table(user_mapping_path: str | Path | None = None) -> dict[tuple[str, 
 
 def observation_labels(observations: pd.DataFrame, user_mapping_path: str | Path | None = None) -> pd.Series:
     """The class label each observation gives (see the module doc)."""
-    from serengeti_tf.species import canonical_species
-
     kind = observations["observationType"].str.lower()
     name, sex = observations["scientificName"], observations["sex"].str.lower()
     table = label_table(user_mapping_path)
