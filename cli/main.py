@@ -9,6 +9,9 @@ import click
 
 from serengeti_tf import __version__
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import disk_full_message
+from serengeti_tf.tf_start import quiet_start
+from serengeti_tf_cli import commands
 
 
 class CommandError(click.ClickException):
@@ -25,8 +28,6 @@ class ToolGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context):
-        from serengeti_tf.io_utils import disk_full_message
-
         try:
             return super().invoke(ctx)
         except UserError as err:
@@ -56,9 +57,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    # Imported here so `serengeti-tf --help` stays quick and each verb is one module.
-    from serengeti_tf_cli import commands
-
+    # Each verb is one module, listed in commands.ALL.
     for command in commands.ALL:
         cli.add_command(command)
 
@@ -92,8 +91,6 @@ def main(argv=None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if _starts_tensorflow(args):
-            from serengeti_tf.tf_start import quiet_start
-
             quiet_start()
         cli.main(args=args, prog_name="serengeti-tf", standalone_mode=False)
     except UserError as err:

@@ -26,6 +26,7 @@ from keras import layers
 
 from serengeti_tf.choices import MODELS
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import atomic_path
 
 HEAD_NAME = "classifier"  # the final Dense layer: the only trainable layer in phase 2
 POOL_NAME = "pool"  # global average pooling: the backbone's output (512 features)
@@ -204,8 +205,6 @@ def set_head_weights(model: keras.Model, weights: Sequence, head_name: Optional[
 
 def save_model(model: keras.Model, path: str | Path) -> Path:
     """Saves as `.keras` atomically (temp name + rename): never a half-written model file."""
-    from serengeti_tf.io_utils import atomic_path
-
     path = Path(path)
     if path.suffix != ".keras":
         raise UserError(f"model files must end in .keras, got {path}")

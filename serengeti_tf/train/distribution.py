@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from importlib import metadata
 from typing import Iterator, Optional
 
 from serengeti_tf.choices import STRATEGIES
@@ -189,8 +190,6 @@ def require_patched_keras_methods(model) -> None:
 
 def _declared_keras() -> str:
     """The `keras` requirement serengeti-tf was installed with (setup.cfg's tested range)."""
-    from importlib import metadata
-
     try:
         requirements = metadata.requires("serengeti-tf") or []
     except metadata.PackageNotFoundError:

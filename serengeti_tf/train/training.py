@@ -36,9 +36,11 @@ import numpy as np
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset as ds_reader
+from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_json
+from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_csv, write_json
 from serengeti_tf.locks import output_lock
+from serengeti_tf.models.pretrained import describe_source, load_backbone_weights
 from serengeti_tf.train import distribution, runs
 from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
@@ -96,8 +98,6 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
         if config.train.phase != 1:
             raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
                             f"got {config.train.init_weights} with phase 2")
-        from serengeti_tf.models.pretrained import describe_source
-
         describe_source(config.train.init_weights)
     if config.train.phase == 2:
         if init_run is None:
@@ -193,7 +193,6 @@ def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
     """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
     import keras
 
-    from serengeti_tf.models.pretrained import load_backbone_weights
     from serengeti_tf.models.resnet import build_model
 
     keras.utils.set_random_seed(config.train.seed)
@@ -320,7 +319,7 @@ def _load_compiled(path: Path):
 def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
             strategy, print_fn, pretrained: Optional[tuple] = None) -> dict:
     """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
-    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.data import pipeline
     from serengeti_tf.models.resnet import build_model, freeze_stages
 
     names = ds_reader.class_names(dataset_dir)
@@ -394,7 +393,7 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
 
 def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> None:
     """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
-    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.data import pipeline
     from serengeti_tf.models.resnet import freeze_backbone
 
     original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
@@ -509,8 +508,6 @@ def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int],
     whose plan is the original distribution) it is the original train counts. The same counts feed
     the phase's loss (`loss_counts`), so losses and post-hoc adjustment agree on the prior.
     """
-    from serengeti_tf.data import sampling
-
     counts = ds_reader.train_counts(dataset_dir)
     if config.train.phase == 1 and config.sampler.name != "none":
         plan = sampling.sampling_plan(counts, config.sampler)
@@ -542,7 +539,6 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
     `trained_config` is the config the model was trained with (default `config`): its phase and
     sampler give the prior counts, its loss and class weighting how much of that prior the logits
     still carry (`rebalancing.prior_left_by_loss`, so post-hoc adjustment never removes it twice)."""
-    from serengeti_tf.io_utils import write_csv
     from serengeti_tf.models.resnet import load_model, save_model
     from serengeti_tf.train import rebalancing
 
