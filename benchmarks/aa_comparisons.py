@@ -52,7 +52,7 @@ use_checkout()
 from serengeti_tf.evaluate import bootstrap as bs  # noqa: E402
 from serengeti_tf.evaluate import seed_aware as sa  # noqa: E402
 from serengeti_tf.evaluate.evaluation import class_groups  # noqa: E402
-from serengeti_tf.evaluate.metrics import scores_from_confusion  # noqa: E402
+from serengeti_tf.metrics import scores_from_confusion  # noqa: E402
 from serengeti_tf.species import PAPER_SPECIES, PAPER_TEST_COUNTS, PAPER_TRAIN_COUNTS  # noqa: E402
 
 COUNTS = np.asarray(PAPER_TEST_COUNTS)

@@ -46,8 +46,8 @@ import numpy as np
 from _common import write_results
 from sklearn.metrics import accuracy_score, f1_score
 
+from serengeti_tf import metrics
 from serengeti_tf.evaluate import bootstrap as bs
-from serengeti_tf.evaluate import metrics
 from serengeti_tf.species import PAPER_TEST_COUNTS
 
 COUNTS = np.asarray(PAPER_TEST_COUNTS)

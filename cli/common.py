@@ -9,6 +9,7 @@ import click
 
 from serengeti_tf import config as cfg
 from serengeti_tf import presets
+from serengeti_tf.options_table import choices_help, value_text
 from serengeti_tf.registry import Registry
 
 
@@ -68,8 +69,6 @@ class ChoiceOption(click.Option):
         self.registry = registry
 
     def get_help_record(self, ctx: click.Context):
-        from serengeti_tf.options_table import choices_help
-
         record = super().get_help_record(ctx)
         if record is None:
             return None
@@ -85,8 +84,6 @@ class SettingOption(click.Option):
         self.setting = setting
 
     def get_help_record(self, ctx: click.Context):
-        from serengeti_tf.options_table import value_text
-
         section, name = self.setting.rsplit(".", 1)
         declared = cfg.registered_settings(section)[name]
         record = super().get_help_record(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import SEED, OutputPath
 
 
@@ -28,6 +29,4 @@ def demo(out_dir, minutes, smoke, seed, overrides) -> None:
     continue an interrupted demo; it keeps the settings it chose first.
     """
     from serengeti_tf.demo.runner import run_demo
-    from serengeti_tf_cli import progress
-
     run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, on_event=progress.echo)

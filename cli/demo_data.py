@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE
 from serengeti_tf_cli.common import SEED, config_options, resolve_config
 
 
@@ -37,7 +38,6 @@ def demo_data(out_dir, scale, seed, min_captures, image_size, overwrite, config_
     and a few blank, human and two-species captures. OUT_DIR/config.yaml points `prepare` at it
     (pass --preset demo to store the demo's CPU settings in it).
     """
-    from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE
     from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE
     from serengeti_tf.demo.writer import format_summary, write_demo_dataset
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import IMBALANCE_METHODS
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import NamesInHelp, OutputPath, config_options, resolve_config
 
 
@@ -32,8 +33,6 @@ def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, e
     only the runs that are new.
     """
     from serengeti_tf.evaluate.experiment import run_experiment
-    from serengeti_tf_cli import progress
-
     config = resolve_config(((experiment_config,) if experiment_config else ()) + config_files, overrides, {
         "experiment.seeds": seeds, "train.epochs": epochs,
         # '' is an empty list (refused by validation), not "use the default grid".

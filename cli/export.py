@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import EXPORT_FORMATS
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import ChoiceOption, config_options, resolve_config
 
 
@@ -25,8 +26,6 @@ def export_command(run_dir, out_dir, export_format, agreement_images, calibratio
     """Export a training run's model with its eval preprocessing inside: uint8 images of any size in,
     class probabilities out; class names in its assets/metadata. Writes export_report.json/.md."""
     from serengeti_tf.models.export import export_run
-    from serengeti_tf_cli import progress
-
     config = resolve_config(config_files, overrides, {"export.format": export_format,
                                                       "export.agreement_images": agreement_images,
                                                       "export.calibration_images": calibration_images})

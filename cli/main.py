@@ -9,6 +9,10 @@ import click
 
 from serengeti_tf import __version__
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import disk_full_message
+from serengeti_tf.tf_start import quiet_start
+from serengeti_tf_cli import commands
+from serengeti_tf_cli.flags import error_text
 
 
 class CommandError(click.ClickException):
@@ -26,9 +30,6 @@ class ToolGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context):
-        from serengeti_tf.io_utils import disk_full_message
-        from serengeti_tf_cli.flags import error_text
-
         try:
             return super().invoke(ctx)
         except UserError as err:
@@ -59,9 +60,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    # Imported here so `serengeti-tf --help` stays quick and each verb is one module.
-    from serengeti_tf_cli import commands
-
+    # Each verb is one module, listed in commands.ALL.
     for command in commands.ALL:
         cli.add_command(command)
 
@@ -95,13 +94,9 @@ def main(argv=None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if _starts_tensorflow(args):
-            from serengeti_tf.tf_start import quiet_start
-
             quiet_start()
         cli.main(args=args, prog_name="serengeti-tf", standalone_mode=False)
     except UserError as err:  # raised before any command ran (e.g. TensorFlow's start-up)
-        from serengeti_tf_cli.flags import error_text
-
         end_progress_bars()
         click.echo(f"Error: {error_text(err, None)}", err=True)
         sys.exit(2)

@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from serengeti_tf.errors import UserError
 from serengeti_tf_cli.common import OutputPath, config_options, crop_settings_given, resolve_config
 
 
@@ -55,7 +56,6 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
 
     Unreadable images are skipped, listed with the reason in OUT.skipped.csv.
     """
-    from serengeti_tf.errors import UserError
     from serengeti_tf.evaluate.predict import predict_images, summary_text
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import CLASS_WEIGHTINGS, HEAD_REBALANCINGS, LOSSES, SAMPLERS, STRATEGIES
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import (
     ChoiceOption,
     OutputPath,
@@ -70,8 +71,6 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
     rebalancing.json (chosen tau, val scores before/after) and rebalancing_sweep.csv (tau sweeps).
     """
     from serengeti_tf.train import runs, training
-    from serengeti_tf_cli import progress
-
     config = resolve_config(config_files, overrides, {
         "train.phase": phase, "sampler.name": sampler, "train.epochs": epochs,
         "train.batch_size": batch_size, "train.learning_rate": learning_rate,

@@ -44,6 +44,7 @@ from serengeti_tf.choices import (
     STRATEGIES,
 )
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import write_text
 from serengeti_tf.registry import Registry, Setting
 
 
@@ -556,8 +557,6 @@ def dump(config: Config) -> str:
 
 def save_config(config: Config, out_dir: str | Path, name: str = "config.yaml") -> Path:
     """Writes the fully resolved config beside a command's outputs (atomically)."""
-    from serengeti_tf.io_utils import write_text
-
     path = Path(out_dir) / name
     write_text(path, dump(config))
     return path

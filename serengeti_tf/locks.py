@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from filelock import FileLock, Timeout
+
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import LOCK_FILE, check_output_path
 
@@ -45,8 +47,6 @@ def output_lock(folder: str | os.PathLike, lock_name: str = LOCK_FILE) -> Iterat
     locks its folder under a lock name of its own. A folder that cannot be created or written
     (read-only file system, no permission) is a one-line UserError.
     """
-    from filelock import FileLock, Timeout
-
     folder = Path(folder)
     check_output_path(folder)
     created = not folder.exists()

@@ -15,6 +15,7 @@ from typing import Any
 
 from serengeti_tf import choices
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import write_text
 from serengeti_tf.registry import Registry, Setting
 
 BEGIN = "<!-- choices table: generated from the registries by serengeti_tf/options_table.py -->"
@@ -80,8 +81,6 @@ def readme_table(text: str) -> str:
 
 def update_readme(path: str | Path) -> bool:
     """Rewrites the choices table of the README at `path`; True when it changed."""
-    from serengeti_tf.io_utils import write_text
-
     text = Path(path).read_text(encoding="utf-8")
     new = text.replace(readme_table(text), markdown())
     if new != text:

@@ -21,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional
 
+from serengeti_tf.errors import UserError, setting
+
 # The paper's 52 species (Table 4, s9_class_counts.csv order: most to least frequent in train).
 PAPER_SPECIES: tuple[str, ...] = (
     "wildebeest", "zebra", "gazelleThomsons", "elephant", "buffalo", "warthog", "giraffe",
@@ -126,8 +128,6 @@ def _rows(lines: Iterable[str], source: str) -> list[dict[str, str]]:
     reader = csv.DictReader(lines)
     columns = {c.strip() for c in (reader.fieldnames or [])}
     if not {"label", "scientificName"} <= columns:
-        from serengeti_tf.errors import UserError
-
         raise UserError(f"{source}: a scientific-names CSV needs the columns label,scientificName; "
                         f"got {sorted(columns) or 'no header'}")
     return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
@@ -152,8 +152,6 @@ def shipped_taxa() -> dict[str, Optional[Taxon]]:
 
 def read_taxa(path: str | Path) -> dict[str, Optional[Taxon]]:
     """A user's CSV with columns label,scientificName (optional taxonRank, vernacularName, sex)."""
-    from serengeti_tf.errors import UserError, setting
-
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             return _table(_rows(f, str(path)))

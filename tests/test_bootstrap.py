@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serengeti_tf import metrics
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import bootstrap as bs
-from serengeti_tf.evaluate import metrics
 from serengeti_tf.species import PAPER_SPECIES, PAPER_TEST_COUNTS
 
 PAPER_COUNTS_CSV = Path(__file__).resolve().parents[2] / "shared" / "paper" / "s9_class_counts.csv"

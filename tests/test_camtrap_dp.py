@@ -15,8 +15,9 @@ from PIL import Image
 
 from serengeti_tf import config as cfg
 from serengeti_tf import species
+from serengeti_tf.data.detections import package_detections
 from serengeti_tf.data.sources import MANIFEST_COLUMNS, detect_format, read_source
-from serengeti_tf.data.sources.camtrap_dp import media_table, package_detections, read_camtrap_dp
+from serengeti_tf.data.sources.camtrap_dp import media_table, read_camtrap_dp
 from serengeti_tf.errors import UserError
 
 SCHEMAS = Path(__file__).parent / "data" / "camtrap_dp_1.0.2"

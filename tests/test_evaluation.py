@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from serengeti_tf import config as cfg
+from serengeti_tf import metrics
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import evaluation as ev
-from serengeti_tf.evaluate import metrics
-from serengeti_tf.evaluate.plots import plot_confusion
 from serengeti_tf.io_utils import write_json
+from serengeti_tf.plots import plot_confusion
 from serengeti_tf.testing import write_tiny_run
 from serengeti_tf_cli.evaluate import summary as evaluation_summary
 

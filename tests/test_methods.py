@@ -234,7 +234,9 @@ def test_a_focal_loss_run_reloads_compiled_in_a_fresh_process(tiny_dataset, tmp_
     training.train(method_config(loss="focal", class_weighting="effective_number"), tiny_dataset, run,
                    on_event=quiet)
     state = runs.read_state(runs.RunPaths(run))
+    # A compiled checkpoint names train/'s Keras classes: importing their modules registers them.
     code = ("import sys; from serengeti_tf.models.resnet import load_model; "
+            "from serengeti_tf.train import losses, optimizers; "
             "m = load_model(sys.argv[1], compile=True); print(type(m.loss).__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(run / "checkpoints" / state.checkpoint)],
                          capture_output=True, text=True, timeout=300)

@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from serengeti_tf import config as cfg
-from serengeti_tf.evaluate import bootstrap, metrics
+from serengeti_tf import metrics
+from serengeti_tf.evaluate import bootstrap
 from serengeti_tf.evaluate import evaluation as ev
 from serengeti_tf.train import callbacks, rebalancing
 

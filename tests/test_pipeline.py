@@ -12,6 +12,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset, pipeline, sampling
 from serengeti_tf.errors import UserError
 from serengeti_tf.testing import jpeg_bytes, write_tiny_dataset
+from serengeti_tf.train import distribution
 
 SIZE = 32  # model input side in these tests (stored images are 40 px)
 # Class order is sorted: a, b, c, d, e.
@@ -350,11 +351,14 @@ def test_multi_worker_forces_a_deterministic_element_order(data_dir, augment):
     free, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
     assert set(_parallel_stage_determinism(free)) == {"false"}  # the single-worker default: fast
     config.train.strategy = "multi_worker"
-    ds, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    assert distribution.needs_same_order(config)  # what training passes on for this strategy
+    ds, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0,
+                                        same_order_on_every_worker=True)
     stages = _parallel_stage_determinism(ds)
     assert len(stages) >= 2 and set(stages) == {"true"}
     assert ds.options().deterministic is True
     assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
     first = [y.numpy() for _, y in ds]
-    second_copy, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0)
+    second_copy, _ = pipeline.make_train_dataset(data_dir, plan, config, augment=augment, seed=0,
+                                                 same_order_on_every_worker=True)
     assert all(np.array_equal(a, b.numpy()) for a, (_, b) in zip(first, second_copy))  # a second worker's copy

@@ -274,8 +274,8 @@ def test_fast_path_gives_the_same_head_as_the_slow_path(phase1_run, tiny_dataset
 def test_nan_loss_stops_names_the_epoch_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
     real = pipeline.make_train_dataset
 
-    def poisoned(dataset_dir, plan, config, augment, seed=None):
-        data, steps = real(dataset_dir, plan, config, augment, seed)
+    def poisoned(dataset_dir, plan, config, augment, seed=None, same_order_on_every_worker=False):
+        data, steps = real(dataset_dir, plan, config, augment, seed, same_order_on_every_worker)
         bad = data.map(lambda x, y: (x * float("inf"), y))
         # Two good batches (epoch 1 at steps_per_epoch=2), then infinite images (epoch 2).
         return data.take(2).concatenate(bad.take(2)), steps
@@ -405,7 +405,7 @@ def test_sampler_seed_seeds_the_training_data(tiny_dataset, tmp_path, monkeypatc
     """`sampler.seed` is the data stream's seed when set; null follows `train.seed` (was: ignored)."""
     seen: list = []
 
-    def capture(dataset_dir, plan, config, augment, seed=None):
+    def capture(dataset_dir, plan, config, augment, seed=None, same_order_on_every_worker=False):
         seen.append(seed)
         raise _StopBeforeTraining
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import read_json, write_text
+from serengeti_tf.species import paper_name
 
 FILE_NAME = "class_map.json"
 
@@ -56,16 +58,12 @@ class ClassMap:
     @classmethod
     def from_names(cls, names: Sequence[str]) -> "ClassMap":
         """The class map `prepare` writes: index i is the i-th of the (sorted) canonical names."""
-        from serengeti_tf.species import paper_name
-
         return cls({"num_classes": len(names),
                     "classes": [{"index": i, "name": n, "paper_name": paper_name(n)} for i, n in enumerate(names)]})
 
     @classmethod
     def read(cls, path_or_dir: str | os.PathLike) -> "ClassMap":
         """Reads `class_map.json` (or the one inside a folder); UserError when missing or malformed."""
-        from serengeti_tf.io_utils import read_json
-
         path = Path(path_or_dir)
         if path.is_dir():
             path = path / FILE_NAME
@@ -82,8 +80,6 @@ class ClassMap:
 
     def write(self, path: str | os.PathLike) -> None:
         """Writes `text()` atomically (a folder gets `class_map.json` inside)."""
-        from serengeti_tf.io_utils import write_text
-
         path = Path(path)
         write_text(path / FILE_NAME if path.is_dir() else path, self.text())
 

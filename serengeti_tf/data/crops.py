@@ -24,8 +24,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from serengeti_tf.choices import CROP_SELECTIONS
+from serengeti_tf.data import images
+from serengeti_tf.errors import UserError
 
 # Crop-level columns a crop table adds to the manifest columns (`crop` = index within its image,
 # by decreasing confidence; the box is the detector's, clipped to the image, normalised x, y, w, h).
@@ -64,8 +67,6 @@ def select_boxes(boxes: pd.DataFrame, category: str, threshold: float, select: s
 
 def check_category(detections, category: str) -> None:
     """Refuses a `data.crops.category` the MD file does not define (a typo would drop every image)."""
-    from serengeti_tf.errors import UserError
-
     names = sorted(set(detections.categories.values()))
     if category not in names:
         raise UserError(f"data.crops.category {category!r} is not a category of {detections.source} "
@@ -107,10 +108,6 @@ def cut_crops(path: str, boxes: Sequence[Sequence[float]], short_side: int, padd
 
     Raises FileNotFoundError / images.CorruptImageError like `images.load_image`. Never writes.
     """
-    from PIL import Image
-
-    from serengeti_tf.data import images
-
     file = Path(path)
     width, height = images.upright_size(file)
     rectangles = [crop_rectangle(box, width, height, padding, square) for box in boxes]
@@ -142,8 +139,6 @@ def prepare_crop_jpegs(tasks: list[tuple], short_side: int, quality: int, paddin
                        min_size: int) -> list[bytes | str]:
     """Worker job of `prepare` for crops: tasks are (path, x, y, w, h) in shard order; crops of one
     image are adjacent, so each image is decoded once per chunk. Returns JPEG bytes or an error text."""
-    from serengeti_tf.data import images
-
     out: list[bytes | str] = []
     start = 0
     while start < len(tasks):
@@ -168,8 +163,6 @@ def join_detections(manifest: pd.DataFrame, detections, crop_config) -> tuple[pd
     one row per selected box of each still-kept image: the manifest columns plus `CROP_COLUMNS`.
     The report counts MD images absent from the metadata, repeated MD listings and every box's fate.
     """
-    from serengeti_tf.errors import UserError
-
     if detections.images.empty:  # a valid MD file, but nothing to crop
         raise UserError(f"{detections.source} lists no images (an empty 'images' list, e.g. the detector "
                         f"found no image files): no crop can be made; give the detector output for these images")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from serengeti_tf import config as cfg
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import read_json
@@ -115,6 +116,4 @@ def example_unit(dataset_dir: str | Path) -> str:
 
 def stored_image_size(dataset_dir: str | Path) -> int:
     """Shorter side of the stored images (data.image_size of the prepare run)."""
-    from serengeti_tf import config as cfg
-
     return cfg.load_saved(_require(Path(dataset_dir) / "config.yaml", "config.yaml")).data.image_size

@@ -39,6 +39,7 @@ marked `clipped`. Peak memory: benchmarks/results/crop_prepare.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -47,10 +48,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+import ijson
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from serengeti_tf.data.sources import relative_posix
+from serengeti_tf.data.sources.camtrap_dp import BOX_COLUMNS, _number, media_paths, read_package
+from serengeti_tf.data.sources.coco_camera_traps import NonFiniteAsNull
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.io_utils import write_text
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +110,6 @@ class Detections:
 
 
 def _stream(path: str, prefix: str) -> Iterator:
-    import ijson
-
-    from serengeti_tf.data.sources.coco_camera_traps import NonFiniteAsNull
-
     with open(path, "rb") as raw:
         try:
             yield from ijson.items(NonFiniteAsNull(raw), prefix, use_float=True)
@@ -210,17 +213,13 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     Raises UserError (one line) for a missing file, invalid JSON, an unknown major format_version,
     a missing `detection_categories` or `images` list. Warnings (no or a newer version) are logged
     once and kept in `notes`.
-    A `datapackage.json` is read as a Camtrap DP package (`sources.camtrap_dp.package_detections`:
+    A `datapackage.json` is read as a Camtrap DP package (`package_detections`:
     its media-level observation boxes).
     """
-    from tqdm import tqdm
-
     path = str(path)
     if not Path(path).is_file():
         raise UserError(f"detections file not found ({setting('detections')} / data.detections): {path}")
     if Path(path).name.lower() == "datapackage.json":  # a Camtrap DP package: its observations' boxes
-        from serengeti_tf.data.sources.camtrap_dp import package_detections
-
         return package_detections(path, image_root)
     info = _first(path, "info")
     version, warning = check_format_version(path, info)
@@ -342,8 +341,6 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     it starts a path. Absolute paths (Windows drive or UNC, or POSIX outside the root) are rebased
     with `rebase_foreign`. The result goes through `sources.relative_posix`, the readers' shared helper.
     """
-    from serengeti_tf.data.sources import relative_posix
-
     text = files.astype(str)
     if text.str.contains("\\", regex=False).any():
         text = text.str.replace("\\", "/", regex=False)
@@ -414,12 +411,39 @@ def write_md_file(path: str | os.PathLike, images: list[dict], categories: dict[
                   format_version: str | None = "1.4", info: dict | None = None, **extra) -> None:
     """Writes an MD batch-output file (atomically): used by demo data, tests and benchmarks.
     `format_version=None` writes none (as PyTorch-Wildlife and Zamba); `extra` adds top-level keys."""
-    import json
-
-    from serengeti_tf.io_utils import write_text
-
     head = {"format_version": format_version} if format_version is not None else {}
     content = {"info": {**head, **(info or {})},
                "detection_categories": categories or {"1": "animal", "2": "person", "3": "vehicle"},
                **extra, "images": images}
     write_text(path, json.dumps(content, indent=1) + "\n")
+
+
+def package_detections(path: str | Path, image_root: str | Path | None = None):
+    """A Camtrap DP package's boxes as `Detections` (one image row per media, one box per
+    media-level observation with all four bbox values), so the crop code cuts them like MD boxes.
+
+    Category: `animal` / `person` / `vehicle` by observationType; conf: classificationProbability,
+    1.0 when empty (a human's box). Box problems are those of `detections` (empty, outside, ...).
+    """
+    _, tables = read_package(path)
+    media, observations = tables["media"].reset_index(drop=True), tables["observations"]
+    files = media_paths(media, image_root) if image_root is not None else media["filePath"]
+    boxed = observations[(observations["observationLevel"].str.lower() == "media")
+                         & (observations[list(BOX_COLUMNS)] != "").all(axis=1)]
+    categories = {"1": "animal", "2": "person", "3": "vehicle"}
+    category_id = boxed["observationType"].str.lower().map({"animal": "1", "human": "2", "vehicle": "3"}).fillna("")
+    row_of = pd.Series(np.arange(len(media)), index=media["mediaID"].to_numpy())
+    owners, rows = [], []
+    for media_id, category, probability, *box in zip(boxed["mediaID"], category_id, boxed["classificationProbability"],
+                                                     *(boxed[c] for c in BOX_COLUMNS)):
+        if media_id not in row_of.index:
+            continue
+        owners.append(int(row_of[media_id]))
+        rows.append(_box_row({"category": category, "conf": _number(probability, 1.0),
+                              "bbox": [_number(v, float("nan")) for v in box]}, categories))
+    boxes = pd.DataFrame(rows, columns=list(_BOX_COLUMNS)).astype(_BOX_COLUMNS)
+    boxes.insert(0, "image", np.asarray(owners, dtype=np.int32))
+    boxes["problem"] = boxes["problem"].astype(str).astype(pd.CategoricalDtype(("",) + BOX_PROBLEMS))
+    images = pd.DataFrame({"file": files.reset_index(drop=True), "failure": ""})
+    return Detections(images=images, boxes=boxes, format_version="camtrap-dp", categories=categories,
+                      source=str(path))

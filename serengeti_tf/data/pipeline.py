@@ -49,8 +49,9 @@ seed reproduces the same batches. Per-element augmentation uses stateless ops fe
 
 Distribution: the datasets use auto-shard policy DATA, so Keras can distribute them under any
 tf.distribute strategy without file-based sharding (train shards hold one class each). DATA sharding
-needs the same element order on every worker, so `train.strategy: multi_worker` forces the
-deterministic order (`needs_deterministic_order`) whatever `sampler.deterministic` says.
+needs the same element order on every worker, so a caller training on several workers passes
+`same_order_on_every_worker` (train/distribution.py decides), which forces the deterministic order
+whatever `sampler.deterministic` says.
 """
 
 from __future__ import annotations
@@ -218,14 +219,6 @@ def derive_seed(seed: int, *parts) -> int:
 def data_seed(config: Config) -> int:
     """The training data stream's seed: `sampler.seed` when set, else `train.seed`."""
     return int(config.train.seed if config.sampler.seed is None else config.sampler.seed)
-
-
-def needs_deterministic_order(config: Config) -> bool:
-    """`sampler.deterministic`, and always under `multi_worker`: auto-shard policy DATA has every
-    worker build the same dataset and keep every k-th element, so all workers must produce the same
-    order or their shares overlap and miss images (TF's distributed-input guide). Every random stage
-    here is seeded, so a fixed order is the same on every worker."""
-    return bool(config.sampler.deterministic) or config.train.strategy == "multi_worker"
 
 
 def _options(deterministic: bool) -> tf.data.Options:
@@ -458,13 +451,16 @@ def rejection_records(files: ClassShards, plan: pd.DataFrame, config: Config,
 # ---------------------------------------------------------------- public datasets
 
 def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Config, augment: bool,
-                       seed: int | None = None) -> tuple[tf.data.Dataset, int]:
+                       seed: int | None = None,
+                       same_order_on_every_worker: bool = False) -> tuple[tf.data.Dataset, int]:
     """Batched phase-1 (or phase-2) training data realising `plan`; one iteration = one epoch.
 
     Returns `(dataset, steps_per_epoch)`: batches of `(images float32 [B, S, S, 3] normalised,
     labels int32 [B])` with B = `config.train.batch_size` (the last batch may be smaller) and
     S = `config.model.input_size`; steps_per_epoch = ceil(plan total / B), also the dataset's
-    cardinality. Without `augment` the images get the eval transform.
+    cardinality. Without `augment` the images get the eval transform. `same_order_on_every_worker`
+    (multi-worker training: AutoShardPolicy.DATA keeps every k-th element of each worker's copy)
+    keeps every parallel stage in order, as `sampler.deterministic` does.
     """
     realise = REALISATIONS.lookup(config.sampler.realisation)  # `repeat_records` or `rejection_records`
     files = _check_plan_against_shards(dataset_dir, plan)
@@ -472,7 +468,7 @@ def make_train_dataset(dataset_dir: str | Path, plan: pd.DataFrame, config: Conf
     size, batch_size = config.model.input_size, config.train.batch_size
     total = int(plan["target"].sum())
     steps = math.ceil(total / batch_size)
-    deterministic = needs_deterministic_order(config)
+    deterministic = bool(config.sampler.deterministic) or same_order_on_every_worker
     records = realise(files, plan, config, seed)
     if augment:
         # One [2]-int64 seed per element, new every epoch, reproducible for `seed`.

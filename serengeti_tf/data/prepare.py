@@ -16,6 +16,8 @@ its entry point with `if __name__ == "__main__":` (the CLI does).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -27,10 +29,16 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.config import Config, DataConfig
-from serengeti_tf.data import shards, storage
+from serengeti_tf.data import beam_runner, crops, detections, filters, remote_output, shards, sources, split, storage
+from serengeti_tf.data.beam_runner import require_beam
+from serengeti_tf.data.class_map import ClassMap
+from serengeti_tf.data.crops import describe, mark_crop_failures, no_detection_per_species
 from serengeti_tf.data.dataset import SPLITS
+from serengeti_tf.data.sources.camtrap_dp import table_files
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.locks import output_lock
+from serengeti_tf.plots import class_distribution_figure
+from serengeti_tf.species import paper_name
 
 # Bump when the prepared layout or image processing changes, so old folders are not taken as current.
 PREPARE_FORMAT_VERSION = 1
@@ -64,8 +72,6 @@ def check_inputs(data: DataConfig) -> None:
                         "is "
                         f"{data.runner!r}; add {setting('runner')} beam")
     if data.runner == "beam":
-        from serengeti_tf.data.beam_runner import require_beam
-
         require_beam()
 
 
@@ -94,8 +100,6 @@ def fingerprint(data: DataConfig) -> dict:
         result["image_listing_sha256"] = _listing_digest(Path(data.image_root))
     packages = [p for p in data.metadata if Path(p).name.lower() == "datapackage.json"]
     if packages:  # a Camtrap DP descriptor names its tables: they are the metadata too
-        from serengeti_tf.data.sources.camtrap_dp import table_files
-
         result["metadata_tables"] = [{"path": str(t.resolve()), "sha256": io_utils.file_digest(t)}
                                      for p in packages for t in table_files(p) if t.is_file()]
     return result
@@ -146,11 +150,6 @@ def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
     """read_source -> apply_filters -> assign_splits; raises UserError when no image is left.
 
     Metadata files in an object store are read from a temporary local copy (the readers are unchanged)."""
-    import contextlib
-    import dataclasses
-
-    from serengeti_tf.data import filters, sources, split
-
     with contextlib.ExitStack() as stack:
         local = [stack.enter_context(storage.local_copy(p)) for p in data.metadata]
         manifest = sources.read_source(dataclasses.replace(data, metadata=local))
@@ -166,8 +165,6 @@ def crop_examples(manifest: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFram
     detector crops (`crops.join_detections`), otherwise the manifest's own rows and no report."""
     if not data.detections:
         return manifest, manifest, None
-    from serengeti_tf.data import crops, detections
-
     found = detections.read_detections(data.detections, data.image_root, progress=True,
                                        strip_prefix=data.detections_strip_prefix)
     manifest, table, report = crops.join_detections(manifest, found, data.crops)
@@ -183,8 +180,6 @@ def crop_examples(manifest: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFram
 
 def require_kept(manifest: pd.DataFrame, data: DataConfig, stage: str) -> None:
     """Raises the "no image left" UserError when every row is dropped (all missing, corrupt, ...)."""
-    from serengeti_tf.data import filters
-
     if (manifest["drop_reason"] == "").any():
         return
     counts = filters.drop_counts(manifest)
@@ -207,8 +202,6 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
 
     With `overwrite` the folder is emptied and rebuilt instead (its shards carry the old labels).
     """
-    from serengeti_tf.data.class_map import ClassMap
-
     path = out / "class_map.json"
     if path.is_file() and overwrite:
         existing = ClassMap.read(path).names
@@ -239,8 +232,6 @@ def mark_corrupt(manifest: pd.DataFrame, corrupt: dict[str, str]) -> pd.DataFram
 
 def count_table(manifest: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """counts.csv: species, paper_name, train, val, test, total (label-index order)."""
-    from serengeti_tf.species import paper_name
-
     kept = manifest[manifest["drop_reason"] == ""]
     table = pd.crosstab(kept["species"], kept["split"]).reindex(index=names, columns=list(SPLITS), fill_value=0)
     table = table.fillna(0).astype(int)
@@ -277,9 +268,8 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     """
     check_inputs(config.data)
     if storage.is_url(out_dir):
-        from serengeti_tf.data import remote_output
-
-        return remote_output.prepare_remote(config, str(out_dir), overwrite, progress)
+        steps = remote_output.PrepareSteps(fingerprint, is_finished, prepare_locked)
+        return remote_output.prepare_remote(config, str(out_dir), overwrite, progress, steps)
     io_utils.refuse_overlap(out_dir, input_paths(config.data))
     with output_lock(out_dir):
         return prepare_locked(config, Path(out_dir), str(out_dir), overwrite, progress, after_shard)
@@ -321,8 +311,6 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     tick = time.perf_counter()
     plans = shards.plan_shards(examples, names, data.shard_size, data.seed)
     if data.runner == "beam":
-        from serengeti_tf.data import beam_runner
-
         records = beam_runner.write_shards(examples, plans, names, data, shard_dir, data.beam_options, progress)
     else:
         records = shards.write_shards(examples, plans, names, data, shard_dir, progress=progress,
@@ -333,8 +321,6 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     if detections_report is None:
         manifest = examples = mark_corrupt(manifest, shards.corrupt_paths(records))
     else:
-        from serengeti_tf.data.crops import mark_crop_failures
-
         failures = {(c["path"], int(c["crop"])): c["error"] for r in records.values() for c in r["corrupt"]}
         manifest, examples = mark_crop_failures(manifest, examples, failures)
     require_kept(manifest, data, "after decoding the images")
@@ -349,8 +335,6 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
 def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, records: dict,
                    warnings: list[str], data: DataConfig, examples: pd.DataFrame,
                    detections_report: Optional[dict]) -> dict:
-    from serengeti_tf.data import filters, split
-
     counts = count_table(examples, names)
     if detections_report is not None:
         counts["unit"] = "crops"  # sampling counts crops: say so where the counts are read
@@ -362,8 +346,6 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
     if detections_report is not None:
         io_utils.write_csv(out / "crops.csv", examples)
     io_utils.write_csv(out / "splits.csv", split.split_table(manifest))
-    from serengeti_tf.evaluate.plots import class_distribution_figure
-
     unit = "crops" if detections_report is not None else "images"
     io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts, unit))
     index = shards.shard_index(plans, records)
@@ -377,8 +359,6 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
     crop_part = {}
     splits = split_totals(manifest)
     if detections_report is not None:
-        from serengeti_tf.data.crops import no_detection_per_species
-
         kept_crops = examples[examples["drop_reason"] == ""]
         for name in SPLITS:
             splits[name]["crops"] = int((kept_crops["split"] == name).sum())
@@ -414,8 +394,6 @@ def format_summary(summary: dict) -> str:
     drops = ", ".join(f"{k} {v}" for k, v in summary["drops"].items() if v and k and k != "kept")
     lines.append(f"  dropped: {drops or 'none'}")
     if summary.get("unit") == "crops":
-        from serengeti_tf.data.crops import describe
-
         dropped = ", ".join(f"{k} {v}" for k, v in summary["crops_dropped"].items())
         lines.append(f"  crops kept {summary['crops_kept']} (one example per detection); crops dropped: "
                      f"{dropped or 'none'}")

@@ -19,7 +19,9 @@ The guarantees, restated for an object store:
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from serengeti_tf import io_utils
 from serengeti_tf.config import Config, DataConfig
@@ -30,20 +32,27 @@ from serengeti_tf.errors import UserError, setting
 from serengeti_tf.locks import output_lock
 
 
-def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool) -> dict:
-    """`prepare.prepare_dataset` for an output URL (see the module docstring)."""
-    from serengeti_tf.data import prepare
+@dataclass(frozen=True)
+class PrepareSteps:
+    """The steps of a local `prepare` that a remote one reuses, handed in by `prepare.py` (which
+    imports this module, so this module cannot import it)."""
+    fingerprint: Callable[[DataConfig], dict]
+    is_finished: Callable[[str, dict], bool]
+    prepare_locked: Callable[..., dict]  # (config, local folder, shard location, overwrite, progress)
 
+
+def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool, steps: PrepareSteps) -> dict:
+    """`prepare.prepare_dataset` for an output URL (see the module docstring)."""
     refuse_overlap(url, config.data)
     url = url.rstrip("/")
-    fp = prepare.fingerprint(config.data)
+    fp = steps.fingerprint(config.data)
     staging = storage.staging_dir(url)
     with output_lock(staging):
-        if prepare.is_finished(url, fp):
+        if steps.is_finished(url, fp):
             return {**storage.read_json(storage.join(url, "summary.json")), "up_to_date": True}
         resumed = claim(url, fp, overwrite)
         _reset_staging(staging, fp)
-        summary = prepare.prepare_locked(config, staging, url, overwrite=False, progress=progress)
+        summary = steps.prepare_locked(config, staging, url, overwrite=False, progress=progress)
         if resumed and not summary["resumed"]:  # the URL held this dataset's shards; staging was new
             summary["resumed"] = True
             io_utils.write_json(staging / "summary.json", summary)

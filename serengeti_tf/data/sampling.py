@@ -41,9 +41,14 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from serengeti_tf import config as cfg
 from serengeti_tf.choices import REALISATIONS, SAMPLERS
 from serengeti_tf.config import SamplerConfig
+from serengeti_tf.data import dataset
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
+from serengeti_tf.locks import output_lock
+from serengeti_tf.plots import plot_plan
 from serengeti_tf.registry import lazy_function, setting_field
 
 PLAN_COLUMNS = ["species", "original", "target", "ratio"]
@@ -264,12 +269,6 @@ def read_counts_csv(path: str | Path) -> dict[str, int]:
 def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
                counts_csv: str | Path | None = None, overwrite: bool = False) -> pd.DataFrame:
     """The `plan` job: plan from a prepared dataset or a counts CSV -> plan.csv, plan.png, config.yaml."""
-    from serengeti_tf import config as cfg
-    from serengeti_tf.data import dataset
-    from serengeti_tf.evaluate.plots import plot_plan
-    from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
-    from serengeti_tf.locks import output_lock
-
     if (data_dir is None) == (counts_csv is None):
         raise UserError(f"plan: give exactly one of a prepared dataset ({setting('dataset_dir')}) or a counts CSV "
                         f"({setting('counts')}); "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import ctypes
 import itertools
 import json
 import math
@@ -24,15 +25,18 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from serengeti_tf.config import DataConfig
-from serengeti_tf.data import images, storage
+from serengeti_tf.data import crops, images, storage
 from serengeti_tf.data.dataset import SPLITS, TFDS_NAME
 from serengeti_tf.io_utils import record_owned, text_digest
 
@@ -77,8 +81,6 @@ def _seeded_order(frame: pd.DataFrame, seed: int) -> list:
     """Index labels sorted by path, then permuted with `seed`: independent of the input row order.
 
     Crop tables permute images and keep each image's crops adjacent (one decode per image)."""
-    from serengeti_tf.data import crops
-
     if crops.is_crop_table(frame):
         return crops.image_level_order(frame, seed)
     ordered = frame.sort_values(["path", "capture_id"], kind="stable").index.to_list()
@@ -118,8 +120,6 @@ def plan_shards(manifest: pd.DataFrame, class_names: Sequence[str], shard_size: 
 
 def _plan_digest(spec: ShardSpec, manifest: pd.DataFrame, labels: dict[str, int], data: DataConfig) -> str:
     """Hash of everything that determines a shard's bytes; a done record must match it to be trusted."""
-    from serengeti_tf.data import crops
-
     crop_columns = list(crops.CROP_COLUMNS) if crops.is_crop_table(manifest) else []
     rows = manifest.loc[list(spec.rows), ["path", "species", "capture_id", "site", "frame"] + crop_columns]
     payload = {"file": spec.file, "image_size": data.image_size, "quality": data.jpeg_quality,
@@ -196,8 +196,6 @@ def _chunks(spec: ShardSpec, abs_paths: dict) -> list[list]:
 
 def worker_job(manifest: pd.DataFrame, data: DataConfig) -> tuple[Callable, tuple, dict]:
     """The worker function, its arguments after the task, and each row's task (path or crop tuple)."""
-    from serengeti_tf.data import crops
-
     if crops.is_crop_table(manifest):
         tasks = dict(zip(manifest.index, crops.crop_tasks(manifest, Path(data.image_root))))
         return (crops.prepare_crop_jpegs, (data.image_size, data.jpeg_quality, *crops.crop_settings(data.crops)),
@@ -296,8 +294,6 @@ def exit_with_parent(parent_pid: int) -> None:
     if the parent is already gone, a watchdog thread polls the parent pid.
     """
     if sys.platform.startswith("linux"):
-        import ctypes
-
         pr_set_pdeathsig = 1
         try:
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -306,9 +302,6 @@ def exit_with_parent(parent_pid: int) -> None:
     if os.getppid() != parent_pid:  # died before the prctl call took effect
         os._exit(1)
     if not sys.platform.startswith("linux"):
-        import threading
-        import time
-
         def watch() -> None:
             while os.getppid() == parent_pid:
                 time.sleep(1.0)
@@ -318,8 +311,6 @@ def exit_with_parent(parent_pid: int) -> None:
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, unit="img", desc="preparing images", disable=not enabled,
                 dynamic_ncols=True)
 

@@ -28,7 +28,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import fsspec
+
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import CorruptFileError, atomic_path
+from serengeti_tf.io_utils import file_digest as local_digest
+from serengeti_tf.io_utils import write_bytes as write_local
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Which pip package gives fsspec a protocol, for the "cannot open" message.
@@ -42,8 +47,6 @@ def is_url(path: str | os.PathLike) -> bool:
 
 def filesystem(url: str):
     """(fsspec filesystem, path inside it) for a URL; a UserError naming the package a protocol needs."""
-    import fsspec
-
     try:
         return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as err:
@@ -119,8 +122,6 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    from serengeti_tf.io_utils import CorruptFileError
-
     try:
         return json.loads(read_bytes(path).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -130,8 +131,6 @@ def read_json(path: str | os.PathLike) -> Any:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes a whole file: atomically (temp + rename) locally, as one object upload on a store."""
     if not is_url(path):
-        from serengeti_tf.io_utils import write_bytes as write_local
-
         write_local(path, data)
         return
     fs, inner = filesystem(str(path))
@@ -156,8 +155,6 @@ def remove(path: str | os.PathLike) -> None:
 def staged_file(dest: str | os.PathLike) -> Iterator[Path]:
     """Yields a local temporary path; when the block succeeds its file becomes `dest` (`publish`)."""
     if not is_url(dest):
-        from serengeti_tf.io_utils import atomic_path
-
         with atomic_path(dest) as tmp:
             yield tmp
         return
@@ -193,8 +190,6 @@ def local_copy(path: str | os.PathLike) -> Iterator[str]:
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes, streamed (local or URL)."""
     if not is_url(path):
-        from serengeti_tf.io_utils import file_digest as local_digest
-
         return local_digest(path)
     digest = hashlib.sha256()
     fs, inner = filesystem(str(path))

@@ -18,6 +18,7 @@ from typing import Sequence
 from serengeti_tf import config as cfg
 from serengeti_tf.demo.long_tail import SPLIT_FRACTIONS, LongTail, paper_rules_on_long_tail
 from serengeti_tf.errors import UserError
+from serengeti_tf.evaluate.experiment import grid_work, plan_runs
 
 # The most frequent species' images in every preset: 500 of them train, 50x the rarest's 10.
 LARGEST_IMAGES = 834
@@ -152,8 +153,6 @@ def approximate_counts(species: int) -> tuple[dict[str, int], dict[str, int]]:
 def estimate_run_seconds(preset: Preset, epochs: int, throughput: Throughput,
                          train_counts: dict[str, int], split_counts: dict[str, int]) -> list[float]:
     """Seconds of each run of the demo grid (training, validation, feature pass, test evaluation)."""
-    from serengeti_tf.evaluate.experiment import grid_work, plan_runs
-
     config = cfg.resolve(updates=[DemoSettings(preset.species, preset.input_size, stored_image_size(preset.input_size),
                                                preset.samplers, preset.seeds, epochs, 0, 0, True, "").config_updates(),
                                   {"train": {"early_stopping_patience": 0}}])

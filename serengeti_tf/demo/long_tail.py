@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from serengeti_tf.data.split import split_counts
 from serengeti_tf.errors import UserError
 from serengeti_tf.species import PAPER_TRAIN_COUNTS
 
@@ -64,8 +65,6 @@ class LongTail:
 
     def split_counts(self) -> dict[str, tuple[int, int, int]]:
         """(train, val, test) images per species: `prepare`'s split of one-image captures (exact)."""
-        from serengeti_tf.data.split import split_counts
-
         return {name: tuple(split_counts(n, list(SPLIT_FRACTIONS))[0]) for name, n in self.image_counts().items()}
 
     def train_counts(self) -> dict[str, int]:

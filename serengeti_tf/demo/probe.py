@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +15,7 @@ from serengeti_tf.demo.budget import DEMO_BATCH_SIZE, LARGEST_IMAGES, PRESETS, T
 from serengeti_tf.demo.capture_plan import plan_captures
 from serengeti_tf.demo.long_tail import DEMO_SPECIES, LongTail
 from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE, Canvas, encode_jpeg, render_capture, site_background
+from serengeti_tf.train.training import compile_model
 
 PROBE_SIZES = (32, 48)
 
@@ -33,8 +35,6 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
     import keras
 
     from serengeti_tf.models.resnet import build_model, save_model
-    from serengeti_tf.train.training import compile_model
-
     rng = np.random.default_rng(0)
     ips, overhead, save_seconds, model = {}, {}, 0.0, None
     for size in sorted(sizes):
@@ -58,8 +58,6 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
         ips[size], overhead[size] = batch_size / step, max(0.0, first - step)
         on_event(events.Step(f"probe: {size}px ResNet-18 trains at {ips[size]:.1f} img/s "
                              f"(first step {first:.1f}s incl. tracing)", level=1))
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         save_model(model, Path(tmp) / "probe.keras")

@@ -33,9 +33,17 @@ from typing import Optional, Sequence
 
 from serengeti_tf import config as cfg
 from serengeti_tf import events, presets
+from serengeti_tf.data import dataset as ds_reader
+from serengeti_tf.data.prepare import format_summary, prepare_dataset
 from serengeti_tf.demo.budget import DemoSettings, Throughput, choose_settings, refit_epochs
 from serengeti_tf.demo.long_tail import SPLIT_FRACTIONS, LongTail, paper_rules_on_long_tail
+from serengeti_tf.demo.probe import measure_throughput
+from serengeti_tf.demo.verdict import read_verdict, verdict_lines
+from serengeti_tf.demo.writer import write_demo_dataset
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.evaluate.experiment import run_experiment, split_counts
+from serengeti_tf.io_utils import claim_folder_kind, read_json, write_json, write_text
+from serengeti_tf.locks import output_lock
 
 DEFAULT_MINUTES = 10.0
 
@@ -65,8 +73,6 @@ def demo_config(smoke: bool = False, overrides: Sequence[str] = (),
 # ---------------------------------------------------------------------------------------------
 
 def _settings_record(out: Path) -> Optional[dict]:
-    from serengeti_tf.io_utils import read_json
-
     path = out / "demo.json"
     return read_json(path) if path.is_file() else None
 
@@ -88,8 +94,6 @@ def plan_demo(out: Path, minutes: float, on_event) -> tuple[DemoSettings, Option
                                    "per_run_seconds": tuple(record["settings"]["per_run_seconds"])})
         on_event(events.Step(f"reusing the settings chosen on the first run ({out / 'demo.json'})", level=1))
         return settings, None, 0.0
-    from serengeti_tf.demo.probe import measure_throughput
-
     budget = minutes * 60
     on_event(events.Step(f"measuring this machine (a few timed training steps) to fit {minutes:g} minutes",
                          level=1))
@@ -100,8 +104,6 @@ def plan_demo(out: Path, minutes: float, on_event) -> tuple[DemoSettings, Option
 
 def _write_record(out: Path, minutes: float, settings: DemoSettings, throughput: Optional[Throughput],
                   extra: Optional[dict] = None) -> None:
-    from serengeti_tf.io_utils import write_json
-
     record = _settings_record(out) or {}
     record.update({"minutes": minutes, "settings": asdict(settings)})
     if throughput is not None:
@@ -133,9 +135,6 @@ def seeds_note(settings: DemoSettings) -> str:
 def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] = (),
              seed: int = 0, minutes: float = DEFAULT_MINUTES, on_event: events.EventSink = events.ignore) -> dict:
     """(measure + size ->) demo-data -> prepare -> experiment (baseline and two-phase) -> report."""
-    from serengeti_tf.io_utils import claim_folder_kind
-    from serengeti_tf.locks import output_lock
-
     with output_lock(out_dir):  # one process per demo folder
         claim_folder_kind(out_dir, "demo")  # a user's folder or other output is not written into
         return _run_demo(Path(out_dir), smoke, overrides, seed, minutes, on_event)
@@ -143,12 +142,6 @@ def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] 
 
 def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minutes: float,
               on_event: events.EventSink) -> dict:
-    from serengeti_tf.data import dataset as ds_reader
-    from serengeti_tf.data.prepare import format_summary, prepare_dataset
-    from serengeti_tf.demo.verdict import read_verdict, verdict_lines
-    from serengeti_tf.demo.writer import write_demo_dataset
-    from serengeti_tf.evaluate.experiment import run_experiment, split_counts
-
     started = time.perf_counter()
     settings = throughput = None
     if smoke:
@@ -222,8 +215,6 @@ REPORT_SECTION = "## Demo settings"
 def _add_report_section(report: Path, settings: DemoSettings, record: Optional[dict],
                         verdict: Sequence[str] = ()) -> None:
     """Appends (or replaces) the section saying what the demo ran with and why, and its verdict lines."""
-    from serengeti_tf.io_utils import write_text
-
     text = report.read_text(encoding="utf-8")
     text = text.split("\n" + REPORT_SECTION)[0].rstrip("\n")
     tail = settings.long_tail()

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from serengeti_tf.io_utils import read_json
+
 VERDICT_JSON = "verdict.json"
 
 _MEANING = {"better": "higher than the baseline's beyond the noise the interval covers",
@@ -29,8 +31,6 @@ _MEANING = {"better": "higher than the baseline's beyond the noise the interval 
 
 def read_verdict(report_dir: str | Path) -> Optional[dict]:
     """The report's verdict.json, or None when the report did not write one."""
-    from serengeti_tf.io_utils import read_json
-
     path = Path(report_dir) / VERDICT_JSON
     return read_json(path) if path.is_file() else None
 

@@ -32,6 +32,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from serengeti_tf import __version__
 from serengeti_tf import config as cfg
@@ -155,8 +156,6 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
 def _draw_images(out: Path, plan: pd.DataFrame, seed: int, canvas: Canvas,
                  scenes: dict[str, tuple[np.ndarray, float]], progress: bool) -> tuple[int, int]:
     """Draws and writes every image not already on disk; returns (written, skipped)."""
-    from tqdm import tqdm
-
     written = skipped = 0
     bar = tqdm(total=int(plan["frames"].sum()), desc="demo-data images", unit="img", disable=not progress)
     for index, cap in enumerate(plan.itertuples(index=False)):

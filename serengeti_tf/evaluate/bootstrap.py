@@ -53,9 +53,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import betaincinv  # the beta quantile; scipy.stats costs ~1 s to import
 
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
+from serengeti_tf.evaluate import seed_aware
+from serengeti_tf.metrics import confusion_counts, scores_from_confusion
 
 SINGLE_SCHEME = "stratified_capture_percentile+clopper_pearson_recall"  # `bootstrap_ci`
 MIN_CAPTURES = 10  # species in the macro F1 interval: at least this many test captures (see above)
@@ -232,8 +234,6 @@ def clopper_pearson(successes: np.ndarray, trials: np.ndarray, level: float) -> 
     `successes` may be fractional (recall * captures, see the module docstring): the beta quantiles
     are defined for any real successes in [0, trials].
     """
-    from scipy.special import betaincinv  # the beta quantile; scipy.stats costs ~1 s to import
-
     x = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
     alpha = 1 - level
@@ -315,8 +315,6 @@ def paired_bootstrap(y_true: np.ndarray, ref_pred: np.ndarray, new_pred: np.ndar
     Benjamini-Hochberg across the species with enough test captures (`too_few` marks the others).
     With `class_groups` ({"head": [...], ...}) it adds "head_macro_f1" ... like "macro_f1".
     """
-    from serengeti_tf.evaluate import seed_aware
-
     if samples < 0:
         raise UserError(f"paired bootstrap: samples must be >= 0, got {samples!r}")
     pair = seed_aware.make_pair(y_true, ref_pred, new_pred, groups)

@@ -36,8 +36,12 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from serengeti_tf import io_utils
+from serengeti_tf import __version__, io_utils, species
+from serengeti_tf import config as cfg
+from serengeti_tf.data.sources.camtrap_dp import is_package, media_table, read_package, resource_file
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.evaluate.run_reader import read_lineage
+from serengeti_tf.species import Taxon, canonical_species, read_taxa
 
 SCHEMA_BASE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/"
 PROFILE_URL = SCHEMA_BASE + "camtrap-dp-profile.json"
@@ -58,9 +62,6 @@ def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], 
     """Refuses, before any prediction, an INPUT that is not a Camtrap DP package, an unreadable
     scientific-names CSV, an output folder that overlaps an input, and (without `overwrite`) a
     non-empty folder that does not hold this input's package. Returns the input's datapackage.json."""
-    from serengeti_tf.data.sources.camtrap_dp import is_package
-    from serengeti_tf.species import read_taxa
-
     if scientific_names:
         read_taxa(scientific_names)
 
@@ -84,8 +85,6 @@ def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], 
 
 
 def classified_by(model_path: str | Path, model_sha256: str) -> str:
-    from serengeti_tf import __version__
-
     model = Path(model_path)
     name = model.parent.name if model.name == "model.keras" else model.name
     return f"serengeti-tf {__version__} model {name} (sha256 {model_sha256[:12]})"
@@ -187,11 +186,6 @@ def dataset_taxa(model_path: str | Path) -> dict[str, Any]:
     """Labels a run learnt from a Camtrap DP package -> Taxon of the package's own scientificName
     (`ardea_cinerea` -> Ardea cinerea), read back from that package; {} when the run's dataset was
     not prepared from one or the package is no longer where it was."""
-    from serengeti_tf import config as cfg
-    from serengeti_tf.data.sources.camtrap_dp import is_package, read_package
-    from serengeti_tf.evaluate.run_reader import read_lineage
-    from serengeti_tf.species import Taxon, canonical_species
-
     model = Path(model_path)
     try:
         dataset = Path(read_lineage(model.parent).get("dataset_dir") or "") if model.name == "model.keras" else None
@@ -216,9 +210,6 @@ def write_camtrap_dp(out_dir: str | Path, package: str | Path, outputs: Mapping[
                      scientific_names: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Writes FOLDER (see the module doc) from predict's `outputs` (paths by name: predictions,
     skipped, meta, and crops with --detections). Returns counts and the folder."""
-    from serengeti_tf import species
-    from serengeti_tf.data.sources.camtrap_dp import media_table, read_package, resource_file
-
     out, package = Path(out_dir), Path(package)
     source, _ = read_package(package)
     meta = io_utils.read_json(outputs["meta"])

@@ -29,10 +29,18 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+import serengeti_tf
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils, species
+from serengeti_tf.data import crops, detections, images
+from serengeti_tf.data.sources import relative_posix
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.evaluate import md_output
+from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
+from serengeti_tf.evaluate.exif_captures import describe
+from serengeti_tf.evaluate.levels import combine
 from serengeti_tf.evaluate.predict import (
     DECODE_THREADS,
     _append,
@@ -41,19 +49,19 @@ from serengeti_tf.evaluate.predict import (
     check_request,
     input_frame,
     input_paths,
+    load_classifier,
     output_csv_lock,
     output_paths,
     refuse_foreign_outputs,
     resolve_model,
 )
+from serengeti_tf.evaluate.run_reader import read_lineage
 
 EMPTY = "empty"
 
 
 def run_crop_config(model_or_run: str | Path) -> Optional[cfg.CropConfig]:
     """The data.crops settings of the dataset a run folder was trained on (None if unknown)."""
-    from serengeti_tf.evaluate.run_reader import read_lineage
-
     source = Path(model_or_run)
     if not source.is_dir():
         return None
@@ -68,8 +76,6 @@ def run_crop_config(model_or_run: str | Path) -> Optional[cfg.CropConfig]:
 def chosen_boxes(detections, crop_config: cfg.CropConfig) -> tuple[pd.DataFrame, float, str]:
     """(the boxes that become crops, with `ordinal` = index in their image's MD list; the threshold
     used; where it came from: the config, the MD file's typical threshold, or the default)."""
-    from serengeti_tf.data import crops
-
     threshold, source = detections.threshold(crop_config.threshold)
     boxes = detections.boxes.assign(ordinal=detections.boxes.groupby("image").cumcount())
     return crops.select_boxes(boxes, crop_config.category, threshold, crop_config.select), threshold, source
@@ -77,8 +83,6 @@ def chosen_boxes(detections, crop_config: cfg.CropConfig) -> tuple[pd.DataFrame,
 
 def md_rows(paths: pd.Series, detections, root: Path) -> pd.Series:
     """The MD image row of each input path (NaN when the MD file does not list it)."""
-    from serengeti_tf.data.sources import relative_posix
-
     md = detections.images
     first = ~md["file"].duplicated(keep="first")
     row_of = pd.Series(md.index[first], index=md.loc[first, "file"].to_numpy())
@@ -87,8 +91,6 @@ def md_rows(paths: pd.Series, detections, root: Path) -> pd.Series:
 
 def plan_images(frame: pd.DataFrame, detections, crop_config: cfg.CropConfig, root: Path) -> pd.DataFrame:
     """Per input image: status (classify / empty / skip), error, max_detection_conf and its boxes."""
-    from serengeti_tf.data import crops
-
     crops.check_category(detections, crop_config.category)
     md = detections.images
     md_row = md_rows(frame["path"], detections, root)
@@ -112,7 +114,7 @@ def plan_images(frame: pd.DataFrame, detections, crop_config: cfg.CropConfig, ro
 
 def _cut(row, stored_size: int, input_size: int, crop_config: cfg.CropConfig):
     """(eval views of the usable crops, their box rows, error text) for one image."""
-    from serengeti_tf.data import crops, images, pipeline
+    from serengeti_tf.data import pipeline
 
     try:
         cut = crops.cut_crops(str(row.file), row.boxes[:, :4], stored_size, crop_config.padding,
@@ -130,8 +132,6 @@ def _cut(row, stored_size: int, input_size: int, crop_config: cfg.CropConfig):
 
 
 def _image_rows(chunk: pd.DataFrame, probs_per_image: list, class_names: Sequence[str], top_k: int) -> pd.DataFrame:
-    from serengeti_tf.evaluate.evaluation import top_k_frame
-
     names = np.asarray(class_names, dtype=object)
     classified = [p is not None for p in probs_per_image]
     probs = np.stack([p if p is not None else np.zeros(len(class_names)) for p in probs_per_image])
@@ -152,11 +152,6 @@ def classify_crop_batches(model, plan: pd.DataFrame, class_names: Sequence[str],
                           crop_config: cfg.CropConfig, top_k: int, batch_size: int, on_batch) -> None:
     """A batch of images at a time: cut their crops (threads), classify, combine per image, hand the
     image rows, crop rows and skipped rows to `on_batch`."""
-    from tqdm import tqdm
-
-    from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
-    from serengeti_tf.evaluate.levels import combine
-
     names = np.asarray(class_names, dtype=object)
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, \
             tqdm(total=len(plan), desc="predict crops", unit="img") as bar:
@@ -194,8 +189,6 @@ def classify_crop_batches(model, plan: pd.DataFrame, class_names: Sequence[str],
 
 
 def _finish(paths: dict[str, Path], class_names: Sequence[str], top_k: int, has_captures: bool) -> dict[str, int]:
-    from serengeti_tf.evaluate.evaluation import top_k_frame
-
     def read(key: str, dtype=None) -> pd.DataFrame:
         path = paths[key]
         if path.is_file() and path.stat().st_size:
@@ -259,10 +252,6 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     classifications added; `describe(class name)`: its description there (a scientific name; None
     leaves the class name; default: `species.scientific_names`); `group_by_time`: captures from EXIF
     times (`exif_captures`)."""
-    from serengeti_tf.data import detections
-    from serengeti_tf.evaluate import md_output
-    from serengeti_tf.models.resnet import load_model
-
     check_request(top_k, batch_size, image_size)
     reads = input_paths(model_or_run, inputs, classes, capture_ids, **{setting("detections"): detections_path})
     io_utils.refuse_overlap(out_csv, reads, what="output")
@@ -314,7 +303,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "
                                 f"choose another output or pass {setting('overwrite')}")
-        model = load_model(resolved["model_path"])
+        model = load_classifier(resolved["model_path"])
         input_size = int(model.input_shape[1])
         if int(model.output_shape[-1]) != len(resolved["class_names"]):
             raise UserError(f"{resolved['class_map']} lists {len(resolved['class_names'])} classes but the model "
@@ -354,9 +343,6 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
 def _write_md_out(found, frame: pd.DataFrame, root: Path, crop_config: cfg.CropConfig, resolved: dict,
                   crops_csv: Path, md_out: Path, describe, digest: str) -> dict[str, int]:
     """Writes `md_out` from the finished OUT.crops.csv (so a rerun that finds the CSVs done writes it too)."""
-    import serengeti_tf
-    from serengeti_tf.evaluate import md_output
-
     chosen, threshold, _ = chosen_boxes(found, crop_config)
     rows = md_rows(frame["path"], found, root)
     row_of_path = {p: int(r) for p, r in zip(frame["path"].astype(str), rows) if r == r}
@@ -375,8 +361,6 @@ def _write_md_out(found, frame: pd.DataFrame, root: Path, crop_config: cfg.CropC
 
 
 def summary_text(result: Mapping[str, Any]) -> str:
-    from serengeti_tf.evaluate.exif_captures import describe
-
     lines = [f"{result['images']} images: {result['classified']} classified from {result['crops']} crops, "
              f"{result['empty']} empty (no detection), {result['skipped']} skipped"
              + (f", {result['captures']} captures" if result.get("captures") else "")

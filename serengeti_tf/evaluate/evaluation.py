@@ -39,19 +39,26 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from serengeti_tf import config as cfg
+from serengeti_tf import io_utils
+from serengeti_tf.data import dataset as ds
 from serengeti_tf.data.class_map import require_same_classes
+from serengeti_tf.data.sampling import sampling_plan
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.bootstrap import SINGLE_SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
-from serengeti_tf.evaluate.metrics import (
+from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
+from serengeti_tf.locks import output_lock
+from serengeti_tf.metrics import (
     SELECTION_DESCRIPTION,
     classification_scores,
     confusion_counts,
     scores_from_confusion,
 )
-from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
+from serengeti_tf.models.inference import predict_dataset
+from serengeti_tf.plots import plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -460,11 +467,7 @@ def per_class_text(table: pd.DataFrame) -> str:
 def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
                   num_images: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Runs the model over a prepared split in stored order; returns (labels [N], probabilities [N, C])."""
-    from tqdm import tqdm
-
     from serengeti_tf.data import pipeline
-    from serengeti_tf.models.inference import predict_dataset
-
     batch_size = config.eval.batch_size
     data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=batch_size)
     total = math.ceil(num_images / batch_size) if num_images else None
@@ -510,14 +513,9 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
     Returns an `EvaluationResult` (`summary_text`, `levels_text` and `per_class_text` render it).
     """
-    from serengeti_tf import io_utils
-    from serengeti_tf.data import dataset as ds
     from serengeti_tf.data import pipeline
     from serengeti_tf.evaluate import levels
-    from serengeti_tf.evaluate.plots import plot_confusion
-    from serengeti_tf.locks import output_lock
     from serengeti_tf.models.resnet import load_model
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
@@ -594,8 +592,6 @@ def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, A
                   train_counts: Mapping[str, int]) -> Optional[dict[str, int]]:
     """Images per class per epoch of the run's phase-1 sampler (its own, or its init run's for a
     phase-2 run), recomputed from the sampling plan; None when that sampler is unknown."""
-    from serengeti_tf.data.sampling import sampling_plan
-
     sampler = run_config.sampler
     if int(lineage.get("phase", 1)) == 2:
         init = Path(str(lineage.get("init_run") or ""))

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import pandas as pd
+from PIL import Image
 
 from serengeti_tf.errors import UserError, setting
 
@@ -27,8 +28,6 @@ READ_THREADS = 4
 
 def exif_time(file: str | Path) -> Optional[datetime]:
     """The image's EXIF DateTimeOriginal (reads the header only), or None when absent or unreadable."""
-    from PIL import Image
-
     try:
         with Image.open(file) as image:
             value = image.getexif().get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL)

@@ -30,9 +30,17 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import events
+from serengeti_tf.data import dataset as ds_reader
+from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.evaluate import evaluation, reporting
+from serengeti_tf.evaluate.methods import head_only, method_overrides
 from serengeti_tf.io_utils import claim_folder_kind, refuse_overlap, write_csv
 from serengeti_tf.locks import output_lock
+from serengeti_tf.train import runs as run_files
+from serengeti_tf.train import training
+from serengeti_tf.train.progress import GridProgress, run_work
+from serengeti_tf.train.training import REBALANCING_JSON, rebalancing_pending
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,6 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
     """The grid in execution order: per seed, per sampler, phase 1 then (not for `none`) phase 2,
     then the methods. Head re-balancing methods branch from the seed's baseline (`none` phase 1),
     which is planned (first) even when `none` is not among the samplers."""
-    from serengeti_tf.evaluate.methods import head_only
-
     runs = []
     head_methods = [m for m in config.experiment.methods if head_only(m)]
     samplers = list(config.experiment.samplers)
@@ -73,8 +79,6 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
 def run_config(config: cfg.Config, run: PlannedRun) -> cfg.Config:
     """The training config of one run: the experiment's, with its sampler, phase and seed (and
     the method's train.* settings for a method run)."""
-    from serengeti_tf.evaluate.methods import method_overrides
-
     overrides = method_overrides(run.method) if run.method else {}
     train = dataclasses.replace(config.train, phase=run.phase, seed=config.train.seed + run.seed, **overrides)
     if run.phase == 2 and config.experiment.phase2_epochs:
@@ -88,8 +92,6 @@ def run_config(config: cfg.Config, run: PlannedRun) -> cfg.Config:
 
 def split_counts(dataset_dir: str | Path) -> dict[str, int]:
     """Images per split of a prepared dataset."""
-    from serengeti_tf.data import dataset as ds_reader
-
     frame = ds_reader.counts(dataset_dir)
     return {split: int(frame[split].sum()) for split in ("train", "val", "test") if split in frame}
 
@@ -98,9 +100,6 @@ def grid_work(config: cfg.Config, runs: list[PlannedRun], train_counts: dict[str
               counts: dict[str, int]) -> list:
     """`progress.RunWork` of every planned run (image passes it will cost), from the train counts
     per class and the images per split (`split_counts`)."""
-    from serengeti_tf.data import sampling
-    from serengeti_tf.train.progress import run_work
-
     work = []
     for run in runs:
         run_cfg = run_config(config, run)
@@ -111,9 +110,6 @@ def grid_work(config: cfg.Config, runs: list[PlannedRun], train_counts: dict[str
 
 def _finished(run: PlannedRun, train_config: cfg.Config) -> tuple[bool, int]:
     """(already finished on disk, epochs it had already trained)."""
-    from serengeti_tf.train import runs as run_files
-    from serengeti_tf.train.training import REBALANCING_JSON, rebalancing_pending
-
     if run.trained_run is not None:
         return (run.run_dir / REBALANCING_JSON).is_file(), 0
     paths = run_files.RunPaths(run.run_dir)
@@ -140,12 +136,6 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
 
 
 def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, on_event: events.EventSink) -> dict:
-    from serengeti_tf.data import dataset as ds_reader
-    from serengeti_tf.evaluate import evaluation, reporting
-    from serengeti_tf.train import runs as run_files
-    from serengeti_tf.train import training
-    from serengeti_tf.train.progress import GridProgress
-
     cfg.save_config(config, out_dir)
     runs = plan_runs(config, out_dir)
     grid = GridProgress(grid_work(config, runs, ds_reader.train_counts(dataset_dir), split_counts(dataset_dir)))

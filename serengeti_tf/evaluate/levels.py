@@ -32,7 +32,10 @@ import pandas as pd
 
 from serengeti_tf import io_utils
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES
+from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES, bootstrap_ci
+from serengeti_tf.evaluate.markdown import markdown_table
+from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
+from serengeti_tf.metrics import confusion_counts, scores_from_confusion
 
 IMAGE_COMBINATION = "detector-confidence-weighted mean of the crops' class probabilities"
 CAPTURE_COMBINATION = "mean of the image-level class probabilities over the capture's images"
@@ -101,7 +104,6 @@ def capture_level(images: pd.DataFrame, probs: np.ndarray) -> tuple[pd.DataFrame
 def level_intervals(labels: np.ndarray, pred: np.ndarray, capture_ids: Sequence[str], class_names: Sequence[str],
                     samples: int, seed: int) -> dict[str, Any]:
     """`bootstrap_ci` of one level's examples, resampling captures within each species (metrics.json form)."""
-    from serengeti_tf.evaluate.bootstrap import bootstrap_ci
     from serengeti_tf.evaluate.evaluation import interval_record
 
     return interval_record(bootstrap_ci(labels, pred, len(class_names), samples, seed,
@@ -241,8 +243,6 @@ def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[st
     macro F1 of the species with >= 10 shared test captures) from `samples` resamples of the shared
     captures within each species. Joins on image path (image level) and capture id (capture level).
     """
-    from serengeti_tf.evaluate.evaluation import confusion_counts, scores_from_confusion
-
     index = {name: i for i, name in enumerate(class_names)}
     rows = []
     for level in ("image", "capture"):
@@ -264,8 +264,6 @@ def compare_levels(eval_dirs: Mapping[str, str | Path], class_names: Sequence[st
 
 
 def level_comparison_markdown(table: pd.DataFrame) -> str:
-    from serengeti_tf.evaluate.reporting import markdown_table
-
     return "\n".join([
         "## Whole frames and crops on the same test images", "",
         "Each run scored only on the test images (image level, joined on image path) and captures "
@@ -281,8 +279,6 @@ def level_comparison_markdown(table: pd.DataFrame) -> str:
 
 def run_levels_table(rows: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """One row per (run, level) from each run's metrics.json `levels`: examples, accuracy, macro F1."""
-    from serengeti_tf.evaluate.run_reader import eval_dir_name
-
     out = []
     for model, phase, seed, run in zip(rows["model"], rows["phase"], rows["seed"], rows["run_dir"]):
         metrics = io_utils.read_json(Path(run) / eval_dir_name(split) / "metrics.json")
@@ -307,9 +303,6 @@ def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str 
     """For a comparison holding a crop run: writes `levels.csv` (every run's scores per level) and,
     with another run beside it, `levels_comparison.csv` (scores on the shared test images and
     captures); appends both to `report.md`. Returns the shared-image table (None without one)."""
-    from serengeti_tf.evaluate.reporting import markdown_table
-    from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
-
     if not (rows["level"] == "crop").any():
         return None
     out = Path(out_dir)

@@ -27,7 +27,8 @@ from typing import Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from serengeti_tf import io_utils
-from serengeti_tf.errors import setting
+from serengeti_tf.data.detections import _first, _stream
+from serengeti_tf.errors import UserError, setting
 
 MD_OUTPUT_VERSION = "1.6"
 # In info.classifier_metadata: which predictions wrote the file, so a rerun may replace it.
@@ -89,8 +90,6 @@ def write_md_output(detections_path: str | os.PathLike, out_path: str | os.PathL
     image rows, in file order); None keeps the input's. Returns counts: images, detections,
     classified detections.
     """
-    from serengeti_tf.data.detections import _first, _stream
-
     source = str(detections_path)
     info = dict(_first(source, "info") or {})
     info.update({"format_version": MD_OUTPUT_VERSION, "classifier": classifier,
@@ -126,9 +125,6 @@ def write_md_output(detections_path: str | os.PathLike, out_path: str | os.PathL
 
 def check_replaceable(path: Path, digest: str) -> None:
     """Refuses to replace an existing `--md-out` file unless these same predictions wrote it."""
-    from serengeti_tf.data.detections import _first
-    from serengeti_tf.errors import UserError
-
     try:
         info = _first(str(path), "info")
     except UserError:
@@ -141,8 +137,6 @@ def check_replaceable(path: Path, digest: str) -> None:
 
 def output_path(md_out: str | os.PathLike) -> Path:
     """Checks the `--md-out` name up front (a .json file)."""
-    from serengeti_tf.errors import UserError
-
     path = Path(md_out)
     if path.suffix.lower() != ".json":
         raise UserError(f"{setting('md_out')} must be a .json file (MegaDetector batch output), got {path}")

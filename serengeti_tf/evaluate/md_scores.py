@@ -30,7 +30,14 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
+from serengeti_tf.data import detections
+from serengeti_tf.data.crops import select_boxes
+from serengeti_tf.data.sources import relative_posix
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.evaluate.predict import PATH_COLUMNS, _pick_column
+from serengeti_tf.locks import output_lock
+from serengeti_tf.metrics import confusion_counts, scores_from_confusion, scores_from_counts
+from serengeti_tf.species import canonical_species
 
 NOT_CLASSIFIED = "empty"
 LABEL_COLUMNS = ("label", "species")
@@ -38,9 +45,6 @@ LABEL_COLUMNS = ("label", "species")
 
 def read_labels(labels: str | Path, split: str, image_root: Optional[str | Path]) -> tuple[pd.DataFrame, dict]:
     """(path, label) rows and the detections settings {image_root, strip_prefix, crops} they imply."""
-    from serengeti_tf.evaluate.predict import PATH_COLUMNS, _pick_column
-    from serengeti_tf.species import canonical_species
-
     source = Path(labels)
     if source.is_dir():
         manifest, config_path = source / "manifest.csv", source / "config.yaml"
@@ -68,8 +72,6 @@ def read_labels(labels: str | Path, split: str, image_root: Optional[str | Path]
         frame = frame[frame["label"].str.strip() != ""]
     else:
         raise UserError(f"{setting('labels')} not found: {source} (a prepared dataset folder or a CSV of path, label)")
-    from serengeti_tf.data.sources import relative_posix
-
     frame["path"] = relative_posix(frame["path"], settings["image_root"])
     frame["label"] = frame["label"].map(canonical_species)
     return frame.drop_duplicates("path").reset_index(drop=True), settings
@@ -77,9 +79,6 @@ def read_labels(labels: str | Path, split: str, image_root: Optional[str | Path]
 
 def image_predictions(found, crop_config: cfg.CropConfig) -> pd.DataFrame:
     """Per MD image row with a classified selected box: predicted (canonical), confidence, classified_boxes."""
-    from serengeti_tf.data.crops import select_boxes
-    from serengeti_tf.species import canonical_species
-
     threshold = found.threshold(crop_config.threshold)[0]
     chosen = select_boxes(found.boxes, crop_config.category, threshold, crop_config.select)
     votes = found.classifications.merge(chosen[["image", "conf"]].rename(columns={"conf": "det_conf"}),
@@ -100,8 +99,6 @@ def image_predictions(found, crop_config: cfg.CropConfig) -> pd.DataFrame:
 
 def score(frame: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics and the per-class table of `frame` (label, predicted); classes = labels, then other predictions."""
-    from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion, scores_from_counts
-
     label_classes = sorted(frame["label"].unique())
     extra = sorted(set(frame["predicted"]) - set(label_classes))
     names = label_classes + extra
@@ -126,9 +123,6 @@ def score_md_classifications(md_path: str | Path, labels: str | Path, out_dir: s
                              crop_config: Optional[cfg.CropConfig] = None, config: Optional[cfg.Config] = None,
                              overwrite: bool = False) -> dict[str, Any]:
     """Scores the MD file's own classifications against `labels` into `out_dir` (module doc)."""
-    from serengeti_tf.data import detections
-    from serengeti_tf.locks import output_lock
-
     out_dir = Path(out_dir)
     frame, settings = read_labels(labels, split, image_root)
     crop_config = crop_config or settings["crops"] or cfg.CropConfig()

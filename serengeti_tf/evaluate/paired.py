@@ -28,8 +28,8 @@ import pandas as pd
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import seed_aware
 from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, group_thresholds
-from serengeti_tf.evaluate.metrics import confusion_counts, scores_from_confusion
 from serengeti_tf.evaluate.run_reader import eval_dir_name
+from serengeti_tf.metrics import confusion_counts, scores_from_confusion
 
 BASELINE = "baseline"
 METRIC_TITLES = {"accuracy": "accuracy", "macro_f1": "macro F1", "head_macro_f1": "head macro F1",

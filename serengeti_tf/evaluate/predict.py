@@ -32,12 +32,20 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
+from serengeti_tf.data import dataset as ds
+from serengeti_tf.data import images
 from serengeti_tf.data.class_map import ClassMap, require_same_classes
+from serengeti_tf.data.images import CorruptImageError
+from serengeti_tf.data.sources.camtrap_dp import media_table
+from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
+from serengeti_tf.evaluate.exif_captures import attach_time_captures, check_seconds, describe
+from serengeti_tf.evaluate.run_reader import read_lineage
 from serengeti_tf.io_utils import file_digest
 from serengeti_tf.locks import output_lock
 
@@ -52,6 +60,14 @@ DECODE_THREADS = 4
 # ----------------------------------------------------------------------------------------------
 # Model and inputs
 # ----------------------------------------------------------------------------------------------
+
+def load_classifier(model_path: Path):
+    """The Keras model of a run or a bare `.keras` file, also one written by `export --format keras`."""
+    import serengeti_tf.models.export  # noqa: F401  (registers the EvalPreprocessing layer it may contain)
+    from serengeti_tf.models.resnet import load_model
+
+    return load_model(model_path)
+
 
 def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None,
                   image_size: Optional[int] = None) -> dict[str, Any]:
@@ -92,9 +108,6 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
 
 def _run_stored_size(run_dir: Path) -> Optional[int]:
     """Shorter side of the images the run was trained on (its prepared dataset's data.image_size)."""
-    from serengeti_tf.data import dataset as ds
-    from serengeti_tf.evaluate.run_reader import read_lineage
-
     try:
         dataset_dir = read_lineage(run_dir).get("dataset_dir")
     except UserError:
@@ -140,8 +153,6 @@ def list_inputs(inputs: str | Path | Sequence[str | Path], allow_outside_root: b
             frame = pd.DataFrame({"path": [p.relative_to(source).as_posix() for p in files], "file": files,
                                   "capture_id": ""})
         elif source.is_file() and source.name.lower() == "datapackage.json":
-            from serengeti_tf.data.sources.camtrap_dp import media_table
-
             frame = media_table(source)[["path", "file", "capture_id"]]
         elif source.is_file() and source.suffix.lower() == ".csv":
             table = read_list_csv(source)
@@ -193,8 +204,6 @@ def read_list_csv(path: str | Path) -> pd.DataFrame:
 
 def refuse_outside(frame: pd.DataFrame, root: Path) -> None:
     """Refuses a listing with entries outside `root` (absolute, `..`, symlinks leading out)."""
-    from serengeti_tf.data.sources.root import is_inside
-
     outside = [p for p, f in zip(frame["path"], frame["file"]) if not is_inside(f, root)]
     if outside:
         raise UserError(f"{len(outside)} listed image(s) lie outside {root} (first: {outside[0]}); predict reads "
@@ -240,8 +249,6 @@ def input_frame(inputs, capture_ids, group_by_time: Optional[float],
         raise UserError(f"{setting('group_by_time')} and {setting('captures')} both give capture ids: use one of them")
     if group_by_time is None:
         return attach_capture_ids(list_inputs(inputs, allow_outside_root), capture_ids), None
-    from serengeti_tf.evaluate.exif_captures import attach_time_captures, check_seconds
-
     check_seconds(group_by_time)  # before listing the inputs
     return attach_time_captures(list_inputs(inputs, allow_outside_root), group_by_time)
 
@@ -252,15 +259,13 @@ def input_frame(inputs, capture_ids, group_by_time: Optional[float],
 
 def read_image(file: Path, stored_size: int, input_size: int) -> np.ndarray:
     """Decodes like `prepare` (stored size) and returns the evaluation view [S, S, 3] float32."""
-    from serengeti_tf.data import images, pipeline
+    from serengeti_tf.data import pipeline
 
     pixels = images.load_image(file, stored_size)
     return np.asarray(pipeline.eval_transform(pixels, input_size))
 
 
 def _read_or_reason(file: Path, stored_size: int, input_size: int) -> tuple[Optional[np.ndarray], str]:
-    from serengeti_tf.data.images import CorruptImageError
-
     try:
         return read_image(file, stored_size, input_size), ""
     except FileNotFoundError:
@@ -320,8 +325,6 @@ def classify_batches(model, frame: pd.DataFrame, class_names: Sequence[str], sto
     """Reads `frame`'s images a batch at a time (decoding in threads) and hands each batch's
     predictions and skipped rows to `on_batch`. Probabilities are kept (column `probs`, space-
     separated) only for rows with a capture id, for the capture averages."""
-    from tqdm import tqdm
-
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, \
             tqdm(total=len(frame), desc="predict", unit="img") as bar:
         for start in range(0, len(frame), batch_size):
@@ -454,9 +457,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
                                 f"choose another output or pass {setting('overwrite')}")
-        from serengeti_tf.models.resnet import load_model
-
-        model = load_model(resolved["model_path"])
+        model = load_classifier(resolved["model_path"])
         input_size = int(model.input_shape[1])
         num_outputs = int(model.output_shape[-1])
         if num_outputs != len(resolved["class_names"]):
@@ -505,8 +506,6 @@ def summary_text(result: Mapping[str, Any]) -> str:
              + (f", {result['captures']} captures" if result.get("captures") else "")
              + (" (already done)" if result.get("already_done") else "")]
     if result.get("exif_captures"):
-        from serengeti_tf.evaluate.exif_captures import describe
-
         lines.append(describe(result["exif_captures"]))
     for row in result["skipped_files"].head(10).itertuples(index=False):
         lines.append(f"  skipped {row.path}: {row.error}")

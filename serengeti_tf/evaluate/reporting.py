@@ -26,6 +26,7 @@ As in the paper, a single-phase model (sampler `none` without a phase-2 run) has
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -36,9 +37,13 @@ from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.evaluate.evaluation import MACRO_ROW
-from serengeti_tf.evaluate.run_reader import eval_dir_name
+from serengeti_tf.evaluate import paired
+from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, evaluate_run, group_thresholds
+from serengeti_tf.evaluate.levels import append_level_comparison
+from serengeti_tf.evaluate.markdown import markdown_table
+from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage
 from serengeti_tf.locks import output_lock
+from serengeti_tf.plots import plot_f1_change, plot_f1_vs_frequency
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
 HEADLINE_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "top_k_accuracy",
@@ -77,8 +82,6 @@ def _eval_path(run_dir: Path, split: str, name: str) -> Path:
 def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """One evaluated run as a flat row: run_dir, run_name, model, sampler, phase, seed, init_run,
     the HEADLINE_METRICS, and the bootstrap CI bounds when present."""
-    from serengeti_tf.evaluate.run_reader import read_lineage
-
     run_dir = Path(run_dir)
     metrics_path = _eval_path(run_dir, split, "metrics.json")
     if not metrics_path.is_file():
@@ -121,8 +124,6 @@ def collect_runs(run_dirs: Iterable[str | Path], split: str = "test", evaluate_m
         if not run_dir.is_dir():
             raise UserError(f"run folder not found: {run_dir}")
         if evaluate_missing and not _eval_path(run_dir, split, "metrics.json").is_file():
-            from serengeti_tf.evaluate.evaluation import evaluate_run
-
             evaluate_run(run_dir, config=config, split=split)
         rows.append(run_row(run_dir, split))
     if not rows:
@@ -237,14 +238,6 @@ def _cell(mean: Any, std: Any = None) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub Markdown table (cells as given, strings)."""
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
 def paper_tables_markdown(table: pd.DataFrame, metrics: Sequence[str] = PAPER_METRICS) -> str:
     """One Markdown table per metric (rows: model; columns: phase 1, phase 2), mean ± std if known."""
     parts = []
@@ -269,8 +262,6 @@ def regroup(rows: pd.DataFrame, split: str, head_min: Optional[int],
     group differences of a report use the same groups even if runs were evaluated with others.
     Macro F1 over the group's species present in the test split; accuracy = recall weighted by test
     images. Returns (rows with `<group>_accuracy`, `<group>_macro_f1`, the rule in words)."""
-    from serengeti_tf.evaluate.evaluation import class_groups, group_thresholds
-
     rows = rows.copy()
     tables = [read_per_class(r, split) for r in rows["run_dir"]]
     train = dict(zip(tables[0]["species"], tables[0]["count_train"].astype(int)))
@@ -291,8 +282,6 @@ def regroup(rows: pd.DataFrame, split: str, head_min: Optional[int],
 
 def group_table_markdown(rows: pd.DataFrame) -> str:
     """Head/medium/tail accuracy and macro F1 per (model, phase), mean ± std over seeds."""
-    from serengeti_tf.evaluate.evaluation import GROUPS
-
     keys = [f"{g}_{m}" for g in GROUPS for m in GROUP_METRICS if f"{g}_{m}" in rows]
     if not keys:
         return ""
@@ -406,9 +395,6 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, split: str = "test",
     paired_per_class.csv, verdict.json; `eval_config.bootstrap_samples` randomization draws, its seed,
     its group thresholds) and report.md into
     `out_dir`; returns their paths and the tables."""
-    from serengeti_tf.evaluate import paired
-    from serengeti_tf.evaluate.plots import plot_f1_change, plot_f1_vs_frequency
-
     eval_config = eval_config or cfg.EvalConfig()
     out = Path(out_dir)
     rows = sort_rows(rows)
@@ -495,8 +481,6 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
 
 def _run_links(rows: pd.DataFrame, out_dir: Path, split: str) -> pd.DataFrame:
     """model, phase, seed, run folder, and relative links to its per-class CSV and confusion PNG."""
-    import os
-
     def link(run_dir: str, name: str) -> str:
         target = Path(run_dir) / eval_dir_name(split) / name
         return f"[{name}]({Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()})"
@@ -530,8 +514,6 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
             cfg.save_config(config, out_dir)
         result = write_report(rows, out_dir, split, title="Comparison of runs",
                               eval_config=config.eval if config is not None else None)
-        from serengeti_tf.evaluate.levels import append_level_comparison
-
         result["levels"] = append_level_comparison(rows, out_dir, split)
         return result
 
@@ -547,7 +529,5 @@ def experiment_report(runs: pd.DataFrame, out_dir: str | Path, dataset_dir: Opti
     _check_one_run_per_seed(rows)
     title = "Experiment report" + (f" ({Path(dataset_dir).name})" if dataset_dir else "")
     result = write_report(rows, out_dir, split, title=title, eval_config=eval_config)
-    from serengeti_tf.evaluate.levels import append_level_comparison
-
     result["levels"] = append_level_comparison(rows, out_dir, split)  # crop datasets: scores per level
     return result

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.train.runs import read_class_map, read_run_json
 
 
 def eval_dir_name(split: str) -> str:
@@ -19,15 +20,11 @@ def eval_dir_name(split: str) -> str:
 
 def read_lineage(run_dir: str | Path) -> dict:
     """lineage.json of a run ({"phase", "sampler", "dataset_dir", "init_run", "seed", ...})."""
-    from serengeti_tf.train.runs import read_run_json
-
     return read_run_json(run_dir, "lineage.json")
 
 
 def run_class_names(run_dir: str | Path) -> list[str]:
     """Class names of a run (its class_map.json), in label-index order."""
-    from serengeti_tf.train.runs import read_class_map
-
     return read_class_map(run_dir).names
 
 

@@ -43,6 +43,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.stats import t as student_t
 
 from serengeti_tf.errors import UserError
 
@@ -179,14 +180,10 @@ def _randomization(pairs: Sequence[Pair], num_classes: int, groups: Mapping[str,
 
 
 def _t_quantile(level: float, df: int) -> float:
-    from scipy.stats import t as student_t
-
     return float(student_t.ppf((1 + level) / 2, df))
 
 
 def _t_p_value(t_stat: np.ndarray, df: int) -> np.ndarray:
-    from scipy.stats import t as student_t
-
     return 2 * student_t.sf(np.abs(t_stat), df)
 
 

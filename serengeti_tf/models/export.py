@@ -45,6 +45,7 @@ import dataclasses
 import tempfile
 import time
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -55,9 +56,12 @@ import tensorflow as tf
 from serengeti_tf import config as cfg
 from serengeti_tf import events, io_utils
 from serengeti_tf.choices import EXPORT_FORMATS
+from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.data import pipeline
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError, setting
+from serengeti_tf.io_utils import file_digest
+from serengeti_tf.locks import output_lock
 
 TFLITE_VARIANTS = ("float32", "dynamic_range", "fixed_float32", "int8")
 FIXED_SHAPE_VARIANTS = ("fixed_float32", "int8")
@@ -241,8 +245,6 @@ def tflite_interpreter(path: Path, threads: Optional[int] = None):
 
 def interpreter_name() -> str:
     """Which interpreter `tflite_interpreter` uses, with its version (for the report)."""
-    from importlib import metadata
-
     if _litert_interpreter() is not None:
         return f"LiteRT (ai-edge-litert {metadata.version('ai-edge-litert')})"
     return f"tf.lite.Interpreter (TensorFlow {tf.__version__}; install serengeti-tf[tflite] for LiteRT)"
@@ -313,8 +315,6 @@ def _decoded(record: tf.Tensor) -> np.ndarray:
 
 def held_out_images(dataset_dir: Optional[Path], limit: int) -> tuple[list[np.ndarray], str]:
     """Up to `limit` decoded uint8 test-split images of the run's dataset, and where they came from."""
-    from serengeti_tf.data import dataset as ds_reader
-
     if limit <= 0:
         return [], "agreement check off (export.agreement_images = 0)"
     if dataset_dir is None or not Path(dataset_dir).is_dir():
@@ -329,8 +329,6 @@ def train_sample(dataset_dir: Optional[Path], count: int, seed: int) -> tuple[li
     """A seeded uniform sample of `count` train-split images (all of them if fewer), decoded uint8 at
     the stored size, in shard order; and where they came from. Reads only the shards sampled from,
     each up to its last sampled record."""
-    from serengeti_tf.data import dataset as ds_reader
-
     if dataset_dir is None or not (Path(dataset_dir) / "shards.json").is_file():
         return [], f"run's dataset not found ({dataset_dir})"
     shards = ds_reader.shard_index(dataset_dir)["train"]
@@ -403,8 +401,6 @@ def detector_crop_settings(dataset_dir: Optional[Path]) -> Optional[dict]:
 def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, overwrite: bool = False,
                on_event: events.EventSink = events.ignore) -> dict[str, Any]:
     """Exports a run's model.keras in `config.export.format` into `out_dir`; returns the report."""
-    from serengeti_tf.locks import output_lock
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model_path, class_map, dataset_dir = _run_files(run_dir)
     io_utils.refuse_overlap(out_dir, {"RUN_DIR": run_dir, "the run's dataset": dataset_dir}, what="export folder")
@@ -415,7 +411,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, ove
 
 def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap, dataset_dir: Optional[Path],
             config: cfg.Config, overwrite: bool, on_event: events.EventSink) -> dict[str, Any]:
-    from serengeti_tf.io_utils import file_digest
     from serengeti_tf.models.resnet import load_model
 
     fmt = config.export.format

@@ -26,6 +26,7 @@ from keras import layers
 
 from serengeti_tf.choices import MODELS
 from serengeti_tf.errors import UserError
+from serengeti_tf.io_utils import atomic_path
 
 HEAD_NAME = "classifier"  # the final Dense layer: the only trainable layer in phase 2
 POOL_NAME = "pool"  # global average pooling: the backbone's output (512 features)
@@ -204,8 +205,6 @@ def set_head_weights(model: keras.Model, weights: Sequence, head_name: Optional[
 
 def save_model(model: keras.Model, path: str | Path) -> Path:
     """Saves as `.keras` atomically (temp name + rename): never a half-written model file."""
-    from serengeti_tf.io_utils import atomic_path
-
     path = Path(path)
     if path.suffix != ".keras":
         raise UserError(f"model files must end in .keras, got {path}")
@@ -217,13 +216,13 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
-    """Loads a `.keras` model written by `save_model`; UserError when missing or unreadable."""
-    # Registers the custom losses (keras.saving.register_keras_serializable) so a model saved
-    # with its compiled focal / logit-adjusted loss reloads with compile=True in a fresh process.
-    import serengeti_tf.models.export  # noqa: F401  (EvalPreprocessing layer of `export --format keras` models)
-    import serengeti_tf.train.losses  # noqa: F401
-    import serengeti_tf.train.optimizers  # noqa: F401  (discriminative-LR optimizers of fine-tuning runs)
+    """Loads a `.keras` model written by `save_model`; UserError when missing or unreadable.
 
+    A model naming this project's own Keras classes loads once their module is imported (each
+    registers them with `keras.saving.register_keras_serializable`): the caller imports it, as
+    `train/` does for its losses and optimizers (compiled checkpoints) and `evaluate/predict.py`
+    for `models/export.py`'s preprocessing layer. This module stays below both (docs/design.md, Layers).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file not found: {path}")

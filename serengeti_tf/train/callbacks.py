@@ -14,6 +14,7 @@ After every epoch `EpochRecorder`:
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from typing import Callable, Optional
@@ -22,8 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from serengeti_tf import events
-from serengeti_tf.evaluate import metrics
+from serengeti_tf import events, metrics
+from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import record_owned
 from serengeti_tf.models.inference import inference_function, predict_dataset
 from serengeti_tf.train import runs
@@ -53,10 +54,6 @@ def tensorboard_writer(folder) -> "tf.summary.SummaryWriter":
     """The run's TensorBoard event writer. `tf.summary.scalar` is implemented by the `tensorboard`
     package, which TensorFlow >= 2.21 no longer installs (the cpu/gpu/tensorflow extras do): without
     it, training stops before its first epoch with one line instead of a traceback after it."""
-    import importlib.util
-
-    from serengeti_tf.errors import UserError
-
     if importlib.util.find_spec("tensorboard") is None:
         raise UserError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
                         "(the cpu, gpu and tensorflow extras include it)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from importlib import metadata
 from typing import Iterator, Optional
 
 from serengeti_tf.choices import STRATEGIES
@@ -143,12 +144,20 @@ def precision(enabled: bool) -> Iterator[str]:
         keras.config.set_dtype_policy(previous)
 
 
+def needs_same_order(config) -> bool:
+    """Whether the training data must come in the same order on every worker: always under
+    `multi_worker`, where auto-shard policy DATA has every worker build the same dataset and keep
+    every k-th element, so differing orders would overlap and miss images (TF's distributed-input
+    guide). Every random stage of the pipeline is seeded, so a fixed order is the same everywhere."""
+    return config.train.strategy == "multi_worker"
+
+
 def shard_by_data(dataset, strategy):
     """Multi-worker runs split batches by element: class-sharded files cannot be split by file.
 
     DATA sharding keeps every k-th element of each worker's copy of the dataset, which is only a
     partition when every worker produces the same order: the dataset's own stages must already be
-    deterministic (`pipeline.needs_deterministic_order`; an op's explicit `deterministic=False`
+    deterministic (`needs_same_order`; an op's explicit `deterministic=False`
     would win over these options), and the options here ask for a deterministic order too.
     """
     import tensorflow as tf
@@ -181,8 +190,6 @@ def require_patched_keras_methods(model) -> None:
 
 def _declared_keras() -> str:
     """The `keras` requirement serengeti-tf was installed with (setup.cfg's tested range)."""
-    from importlib import metadata
-
     try:
         requirements = metadata.requires("serengeti-tf") or []
     except metadata.PackageNotFoundError:

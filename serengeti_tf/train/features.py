@@ -20,12 +20,12 @@ import numpy as np
 from serengeti_tf import config as cfg
 from serengeti_tf import events
 from serengeti_tf.io_utils import atomic_path
+from serengeti_tf.models.inference import inference_function, predict_dataset
 
 
 def features_function(model) -> Callable:
     """The compiled forward pass of `model`'s pooled backbone features (`models.inference`); build it
     once per model and pass it to `extract_features` for every split."""
-    from serengeti_tf.models.inference import inference_function
     from serengeti_tf.models.resnet import feature_extractor
 
     return inference_function(feature_extractor(model))
@@ -34,7 +34,6 @@ def features_function(model) -> Callable:
 def extract_features(model, dataset, forward: Optional[Callable] = None) -> tuple[np.ndarray, np.ndarray]:
     """Pooled backbone features (float32 `[N, 512]`) and labels (int32) of every `(image, label)`
     batch; `forward` is `features_function(model)` (built here when not given)."""
-    from serengeti_tf.models.inference import predict_dataset
     from serengeti_tf.models.resnet import feature_extractor
 
     features_model = feature_extractor(model)

@@ -3,7 +3,7 @@
 Registered here, not in `rebalancing.py`, because that module imports TensorFlow at load and
 listing the names (`config.validate`, `serengeti-tf train --help`) must not; each builder imports
 the `rebalancing.py` functions it uses when called. `rebalancing.rebalance_head` is the caller: it
-reads the head and caches the features into `HeadInputs`, calls the builder, writes the new weights.
+reads the head and caches the features into its `HeadInputs`, calls the builder, writes the new weights.
 
 A builder takes `(TrainConfig, HeadInputs)` and returns `(tau or None, sweep table or None, kernel,
 bias)` for the new head, or None to leave the head as it is. A new method is one more builder; one
@@ -19,7 +19,7 @@ where `factor` is `1 / ||w_c||^tau` per class (`rebalancing.tau_normalize_head` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -27,8 +27,10 @@ from serengeti_tf.choices import HEAD_REBALANCINGS, TAU_NORM_BIASES
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import setting_field
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: rebalancing.py (TensorFlow) is imported by the builders when called
     import pandas as pd
+
+    from serengeti_tf.train.rebalancing import HeadInputs
 
     RebalancedHead = tuple[Optional[float], Optional[pd.DataFrame], np.ndarray, Optional[np.ndarray]]
 
@@ -46,20 +48,6 @@ def fits_on_train_features(name: str) -> bool:
     """Whether head re-balancing `name` fits a new head on the cached train features (cRT) rather
     than only scoring the val split (post-hoc adjustment, tau-norm)."""
     return getattr(HEAD_REBALANCINGS.lookup(name), "fits_on_train_features", False)
-
-
-@dataclass(frozen=True)
-class HeadInputs:
-    """A trained Dense head and the cached pooled features (its input) a re-balancing works from."""
-
-    kernel: np.ndarray  # [features, classes]
-    bias: Optional[np.ndarray]
-    val_features: np.ndarray  # float64 [N, features] of the validation split
-    val_labels: np.ndarray
-    train_counts: Sequence[float]  # the class prior the logits carry (counts, or `prior_left_by_loss`)
-    train_features: Optional[np.ndarray] = None  # the unaugmented training split, for cRT
-    train_labels: Optional[np.ndarray] = None
-    verbose: int = 2
 
 
 def _taus(v) -> bool:

@@ -26,6 +26,7 @@ closest to the unadjusted model).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 import keras
@@ -33,17 +34,31 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from serengeti_tf import metrics
 from serengeti_tf.choices import HEAD_REBALANCINGS, TAU_NORM_BIASES
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate import metrics
 from serengeti_tf.models.inference import predict_dataset
 from serengeti_tf.models.resnet import feature_extractor, head_layer, set_head_weights
-from serengeti_tf.train.head_choices import HeadInputs
 from serengeti_tf.train.losses import log_priors
 
 # ---------------------------------------------------------------------------------------------
 # Scoring shared by the sweeps
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """A trained Dense head and the cached pooled features (its input) a re-balancing works from."""
+
+    kernel: np.ndarray  # [features, classes]
+    bias: Optional[np.ndarray]
+    val_features: np.ndarray  # float64 [N, features] of the validation split
+    val_labels: np.ndarray
+    train_counts: Sequence[float]  # the class prior the logits carry (counts, or `prior_left_by_loss`)
+    train_features: Optional[np.ndarray] = None  # the unaugmented training split, for cRT
+    train_labels: Optional[np.ndarray] = None
+    verbose: int = 2
+
 
 def _check_rows(values: np.ndarray, labels: np.ndarray, what: str, width: str,
                 num_classes: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:

@@ -28,10 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy
 import pandas as pd
+import sklearn
 
+import serengeti_tf
 from serengeti_tf import config as cfg
 from serengeti_tf import events
+from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import (
     CorruptFileError,
@@ -42,6 +46,7 @@ from serengeti_tf.io_utils import (
     write_csv,
     write_json,
 )
+from serengeti_tf.models.pretrained import describe_source, source_digest
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")
@@ -185,8 +190,6 @@ def fingerprint(config: cfg.Config, dataset_dir: str | Path, init_run: str | Pat
     settings = _run_settings(cfg.to_dict(config))
     init_weights = settings.get("train", {}).get("init_weights")
     if init_weights:  # the weights themselves, not the path string: a replaced preset is another run
-        from serengeti_tf.models.pretrained import describe_source, source_digest
-
         settings["train"]["init_weights"] = {"path": str(Path(init_weights).resolve()),
                                              "sha256": source_digest(describe_source(init_weights)["files"])}
     return {"kind": "serengeti-tf train run", "config": settings,
@@ -253,11 +256,7 @@ def default_run_dir(config: cfg.Config, init_run: str | Path | None = None, root
 def versions() -> dict[str, Any]:
     """Software versions and devices, for `versions.json`."""
     import keras
-    import numpy
-    import sklearn
     import tensorflow as tf
-
-    import serengeti_tf
 
     return {
         "python": sys.version.split()[0],
@@ -317,6 +316,4 @@ def read_run_json(run_dir: str | Path, name: str) -> dict:
 
 def read_class_map(run_dir: str | Path):
     """The run's class_map.json as a `ClassMap`."""
-    from serengeti_tf.data.class_map import ClassMap
-
     return ClassMap.read(_run_file(run_dir, "class_map.json"))

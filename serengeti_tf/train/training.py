@@ -37,10 +37,12 @@ import numpy as np
 from serengeti_tf import config as cfg
 from serengeti_tf import events
 from serengeti_tf.data import dataset as ds_reader
+from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_json
+from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_csv, write_json
 from serengeti_tf.locks import output_lock
-from serengeti_tf.train import distribution, runs
+from serengeti_tf.models.pretrained import describe_source, load_backbone_weights
+from serengeti_tf.train import distribution, optimizer_choices, runs
 from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
 
@@ -50,9 +52,7 @@ from serengeti_tf.train.head_choices import fits_on_train_features
 
 def make_optimizer(train_config: cfg.TrainConfig):
     """A fresh optimizer of `train.optimizer` (`optimizer_choices.make_optimizer`)."""
-    from serengeti_tf.train.optimizer_choices import make_optimizer as registered_optimizer
-
-    return registered_optimizer(train_config)
+    return optimizer_choices.make_optimizer(train_config)
 
 
 def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
@@ -89,8 +89,6 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
         if config.train.phase != 1:
             raise UserError(f"{setting('init_weights')} is only used by phase 1 (phase 2 starts from "
                             f"{setting('init_run')}), got {config.train.init_weights} with phase 2")
-        from serengeti_tf.models.pretrained import describe_source
-
         describe_source(config.train.init_weights)
     if config.train.phase == 2:
         if init_run is None:
@@ -190,7 +188,6 @@ def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
     """A fresh model (new head) with the backbone of `train.init_weights`, and what lineage records."""
     import keras
 
-    from serengeti_tf.models.pretrained import load_backbone_weights
     from serengeti_tf.models.resnet import build_model
 
     keras.utils.set_random_seed(config.train.seed)
@@ -303,23 +300,32 @@ def _save_full(model, path: Path) -> None:
 
 
 def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
-    from serengeti_tf.models.resnet import load_model
-
     source = (paths.resume_root or paths.root) / "checkpoints" / state.checkpoint
-    return load_model(source, compile=True)
+    return _load_compiled(source)
+
+
+def _load_compiled(path: Path):
+    """A compiled checkpoint: its loss and optimizer are this package's Keras classes, registered
+    when `losses` and `optimizers` are imported, so both are imported before Keras reads it."""
+    from serengeti_tf.models.resnet import load_model
+    from serengeti_tf.train import losses, optimizers  # noqa: F401  (register their Keras classes)
+
+    return load_model(path, compile=True)
 
 
 def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
             strategy, on_event, pretrained: Optional[tuple] = None) -> dict:
     """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
-    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.data import pipeline
     from serengeti_tf.models.resnet import build_model, freeze_stages
 
     names = ds_reader.class_names(dataset_dir)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
     sampling.check_plan_matches(plan, names)
+    same_order = distribution.needs_same_order(config)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
-                                                    seed=pipeline.data_seed(config))
+                                                    seed=pipeline.data_seed(config),
+                                                    same_order_on_every_worker=same_order)
     steps = _steps(steps, config)
     # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
@@ -385,14 +391,16 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
 
 def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event) -> None:
     """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
-    from serengeti_tf.data import pipeline, sampling
+    from serengeti_tf.data import pipeline
     from serengeti_tf.models.resnet import freeze_backbone
 
     original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
+    same_order = distribution.needs_same_order(config)
     train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
                                                     augment=config.train.phase2_augment,
-                                                    seed=pipeline.data_seed(config))
+                                                    seed=pipeline.data_seed(config),
+                                                    same_order_on_every_worker=same_order)
     steps = _steps(steps, config)
     train_data = distribution.shard_by_data(train_data.repeat(), strategy)
     with strategy.scope():
@@ -409,7 +417,7 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
 def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event,
                  init_digest: str) -> float:
     """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
-    from serengeti_tf.models.resnet import head_layer, head_model, load_model, save_model, set_head_weights
+    from serengeti_tf.models.resnet import head_layer, head_model, save_model, set_head_weights
 
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     batch = config.eval.batch_size
@@ -432,7 +440,7 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         val_data = val_data.take(config.train.validation_steps)
     with strategy.scope():
         if state.checkpoint:
-            head = load_model(cache_root / state.checkpoint, compile=True)
+            head = _load_compiled(cache_root / state.checkpoint)
             compile_model(head, config.train, loss_counts, optimizer=head.optimizer)
         else:
             head = compile_model(head_model(model), config.train, loss_counts)
@@ -498,8 +506,6 @@ def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int],
     whose plan is the original distribution) it is the original train counts. The same counts feed
     the phase's loss (`loss_counts`), so losses and post-hoc adjustment agree on the prior.
     """
-    from serengeti_tf.data import sampling
-
     counts = ds_reader.train_counts(dataset_dir)
     if config.train.phase == 1 and config.sampler.name != "none":
         plan = sampling.sampling_plan(counts, config.sampler)
@@ -531,7 +537,6 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
     `trained_config` is the config the model was trained with (default `config`): its phase and
     sampler give the prior counts, its loss and class weighting how much of that prior the logits
     still carry (`rebalancing.prior_left_by_loss`, so post-hoc adjustment never removes it twice)."""
-    from serengeti_tf.io_utils import write_csv
     from serengeti_tf.models.resnet import load_model, save_model
     from serengeti_tf.train import rebalancing
 

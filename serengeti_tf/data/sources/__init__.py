@@ -14,6 +14,8 @@ end of this module; a new format is its reader module plus one registration ther
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 from pathlib import Path
@@ -27,6 +29,7 @@ from serengeti_tf.data import storage
 from serengeti_tf.data.sources.root import mark_outside_root
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import lazy_function
+from serengeti_tf.species import canonical_species
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "species", "capture_id", "site", "datetime", "season",
                                      "frame", "source", "drop_reason", "split")
@@ -59,9 +62,6 @@ def csv_header(path: str | Path) -> list[str]:
 def check_not_truncated(path: str | Path, columns: int) -> None:
     """Refuses a CSV cut off mid-row (a partial download or copy): no final newline and a last line
     with fewer than `columns` fields. pandas reads such a row with empty fields, silently."""
-    import csv
-    import io
-
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
@@ -204,8 +204,6 @@ def lookup(keys: pd.Series, table) -> pd.Series:
 
 def canonical_series(names: pd.Series) -> pd.Series:
     """Canonical species for a column of raw labels (each distinct label converted once)."""
-    from serengeti_tf.species import canonical_species
-
     names = names.fillna("").astype(str)
     table = {raw: (canonical_species(raw) if raw.strip() else "") for raw in names.unique()}
     return names.map(table)

@@ -17,7 +17,7 @@ One manifest row per image of `media.csv`:
   `locationID` (its `deploymentID` when empty), so `--group-by site` keeps a place in one split;
   datetime: the media `timestamp`; frame: rank by timestamp within the capture.
 - video / audio media are dropped as `not_an_image`.
-Boxes (`bboxX/Y/Width/Height` of media-level observations) are read by `package_detections` as
+Boxes (`bboxX/Y/Width/Height` of media-level observations) are read by `detections.package_detections` as
 detector boxes, so `prepare --detections datapackage.json` cuts one crop per box.
 """
 
@@ -32,9 +32,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from serengeti_tf import species
 from serengeti_tf.data.sources import lookup, read_metadata_csv, relative_posix, species_by_key
 from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
+from serengeti_tf.species import canonical_species
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +152,6 @@ def label_table(user_mapping_path: str | Path | None = None) -> dict[tuple[str, 
     A name shared by labels (Panthera leo: lionfemale, lionmale) is only reachable with its sex;
     sex "" then finds nothing, and the name becomes a label itself.
     """
-    from serengeti_tf import species
-
     table = species.shipped_taxa()
     if user_mapping_path:
         table.update(species.read_taxa(user_mapping_path))
@@ -164,8 +164,6 @@ def label_table(user_mapping_path: str | Path | None = None) -> dict[tuple[str, 
 
 def observation_labels(observations: pd.DataFrame, user_mapping_path: str | Path | None = None) -> pd.Series:
     """The class label each observation gives (see the module doc)."""
-    from serengeti_tf.species import canonical_species
-
     kind = observations["observationType"].str.lower()
     name, sex = observations["scientificName"], observations["sex"].str.lower()
     table = label_table(user_mapping_path)
@@ -271,39 +269,6 @@ def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: 
         "frame": frame,
         "drop_reason": drop,
     })
-
-
-def package_detections(path: str | Path, image_root: str | Path | None = None):
-    """The package's boxes as a `detections.Detections` (one image row per media, one box per
-    media-level observation with all four bbox values), so the crop code cuts them like MD boxes.
-
-    Category: `animal` / `person` / `vehicle` by observationType; conf: classificationProbability,
-    1.0 when empty (a human's box). Box problems are those of `detections` (empty, outside, ...).
-    """
-    from serengeti_tf.data.detections import _BOX_COLUMNS, BOX_PROBLEMS, Detections, _box_row
-
-    _, tables = read_package(path)
-    media, observations = tables["media"].reset_index(drop=True), tables["observations"]
-    files = media_paths(media, image_root) if image_root is not None else media["filePath"]
-    boxed = observations[(observations["observationLevel"].str.lower() == "media")
-                         & (observations[list(BOX_COLUMNS)] != "").all(axis=1)]
-    categories = {"1": "animal", "2": "person", "3": "vehicle"}
-    category_id = boxed["observationType"].str.lower().map({"animal": "1", "human": "2", "vehicle": "3"}).fillna("")
-    row_of = pd.Series(np.arange(len(media)), index=media["mediaID"].to_numpy())
-    owners, rows = [], []
-    for media_id, category, probability, *box in zip(boxed["mediaID"], category_id, boxed["classificationProbability"],
-                                                     *(boxed[c] for c in BOX_COLUMNS)):
-        if media_id not in row_of.index:
-            continue
-        owners.append(int(row_of[media_id]))
-        rows.append(_box_row({"category": category, "conf": _number(probability, 1.0),
-                              "bbox": [_number(v, float("nan")) for v in box]}, categories))
-    boxes = pd.DataFrame(rows, columns=list(_BOX_COLUMNS)).astype(_BOX_COLUMNS)
-    boxes.insert(0, "image", np.asarray(owners, dtype=np.int32))
-    boxes["problem"] = boxes["problem"].astype(str).astype(pd.CategoricalDtype(("",) + BOX_PROBLEMS))
-    images = pd.DataFrame({"file": files.reset_index(drop=True), "failure": ""})
-    return Detections(images=images, boxes=boxes, format_version="camtrap-dp", categories=categories,
-                      source=str(path))
 
 
 def _number(text: str, default: float) -> float:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from serengeti_tf.data.sources import MAX_FRAME, fill_season, relative_posix
 from serengeti_tf.errors import UserError
+from serengeti_tf.species import canonical_species
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,6 @@ def _collect(items: Iterator[dict], row: Callable[[dict], tuple], columns: dict[
 
 def _read_categories(path: str, bar: tqdm) -> dict[str, str] | None:
     """Category id (as str) -> canonical name; None when the file has no `categories` list."""
-    from serengeti_tf.species import canonical_species
-
     for categories in _stream_items(path, "categories", bar):
         if not isinstance(categories, list):
             break
