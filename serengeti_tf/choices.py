@@ -18,7 +18,10 @@ code that acts on a setting calls `lookup`. To add a choice, register its builde
     MODELS (model.name)                 models/choices.py: (ModelConfig, num_classes, synchronized_bn) -> Keras model
     STRATEGIES (train.strategy)         train/distribution.py: () -> tf.distribute strategy
     IMBALANCE_METHODS (experiment.methods)
-                                        evaluate/methods.py: an `ImbalanceMethod` (train.* overrides)
+                                        train/methods.py: an `ImbalanceMethod` (train.* overrides)
+    RECIPES (planned by experiment; chosen by train.phase)
+                                        train/recipes.py: a `Recipe` (a way of producing a model: its data,
+                                        model preparation, fit, lineage, cost and place in the grid)
 
 Owners import without TensorFlow (builders that need it import it when called), so this module,
 `config.py` and `serengeti-tf --help` stay light. Losses and head re-balancing have owners of their
@@ -36,7 +39,8 @@ HEAD_REBALANCINGS = Registry("head re-balancing", owner="serengeti_tf.train.head
 SOURCE_FORMATS = Registry("source format", owner="serengeti_tf.data.sources")
 MODELS = Registry("model", owner="serengeti_tf.models.choices")
 STRATEGIES = Registry("strategy", owner="serengeti_tf.train.distribution")
-IMBALANCE_METHODS = Registry("imbalance method", owner="serengeti_tf.evaluate.methods")
+IMBALANCE_METHODS = Registry("imbalance method", owner="serengeti_tf.train.methods")
+RECIPES = Registry("recipe", owner="serengeti_tf.train.recipes")
 
 ALL = (SAMPLERS, LOSSES, CLASS_WEIGHTINGS, HEAD_REBALANCINGS, SOURCE_FORMATS, MODELS, STRATEGIES,
-       IMBALANCE_METHODS)
+       IMBALANCE_METHODS, RECIPES)

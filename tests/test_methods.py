@@ -17,10 +17,10 @@ from serengeti_tf import config as cfg
 from serengeti_tf.choices import IMBALANCE_METHODS
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate import methods
-from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
 from serengeti_tf.models import resnet as M
-from serengeti_tf.train import runs, training
+from serengeti_tf.train import methods, runs, training
+from serengeti_tf.train.recipes import plan_runs, run_config
+from serengeti_tf.workflows.experiment import run_experiment
 
 
 def method_config(**train) -> cfg.Config:

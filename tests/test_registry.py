@@ -30,6 +30,7 @@ KINDS = {
     "model": (choices.MODELS, ["model.name"], (), []),
     "strategy": (choices.STRATEGIES, ["train.strategy"], (), [("train", "--strategy")]),
     "imbalance method": (choices.IMBALANCE_METHODS, ["experiment.methods"], (), [("experiment", "--methods")]),
+    "recipe": (choices.RECIPES, [], (), []),  # no setting names a recipe: the plan and train.phase pick them
 }
 
 

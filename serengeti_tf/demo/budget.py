@@ -3,7 +3,7 @@ seeds, epochs) out.
 
 Pure functions, no TensorFlow: `choose_settings` picks the richest preset of `PRESETS` and the most
 epochs that fit `PLAN_FRACTION` of the budget, using the image-pass accounting of train/progress.py
-(through `evaluate.experiment.grid_work`); after `prepare`, `refit_epochs` re-fits the epochs to the
+(through `train.recipes.grid_work`); after `prepare`, `refit_epochs` re-fits the epochs to the
 time really left with the exact image counts. The throughput comes from probe.py; the data design
 (the long tail of K species) from long_tail.py.
 """
@@ -152,7 +152,7 @@ def approximate_counts(species: int) -> tuple[dict[str, int], dict[str, int]]:
 def estimate_run_seconds(preset: Preset, epochs: int, throughput: Throughput,
                          train_counts: dict[str, int], split_counts: dict[str, int]) -> list[float]:
     """Seconds of each run of the demo grid (training, validation, feature pass, test evaluation)."""
-    from serengeti_tf.evaluate.experiment import grid_work, plan_runs
+    from serengeti_tf.train.recipes import grid_work, plan_runs
 
     config = cfg.resolve(updates=[DemoSettings(preset.species, preset.input_size, stored_image_size(preset.input_size),
                                                preset.samplers, preset.seeds, epochs, 0, 0, True, "").config_updates(),

@@ -32,7 +32,7 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
     import keras
 
     from serengeti_tf.models.resnet import build_model, save_model
-    from serengeti_tf.train.training import compile_model
+    from serengeti_tf.train.fitting import compile_model
 
     rng = np.random.default_rng(0)
     ips, overhead, save_seconds, model = {}, {}, 0.0, None

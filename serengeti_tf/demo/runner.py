@@ -146,7 +146,7 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     from serengeti_tf.data.prepare import format_summary, prepare_dataset
     from serengeti_tf.demo.verdict import read_verdict, verdict_lines
     from serengeti_tf.demo.writer import write_demo_dataset
-    from serengeti_tf.evaluate.experiment import run_experiment, split_counts
+    from serengeti_tf.workflows.experiment import run_experiment, split_counts
 
     started = time.perf_counter()
     settings = throughput = None

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import math
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,92 +38,31 @@ from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_json
 from serengeti_tf.locks import output_lock
-from serengeti_tf.train import distribution, runs
-from serengeti_tf.train.features import feature_batches, head_features_description, split_features
+from serengeti_tf.train import distribution, fitting, recipes, runs
+from serengeti_tf.train.features import head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
-
-# ---------------------------------------------------------------------------------------------
-# Optimizer, loss, compile
-# ---------------------------------------------------------------------------------------------
-
-def make_optimizer(train_config: cfg.TrainConfig):
-    """A fresh optimizer (`adam` as in the paper, or `sgd` with momentum 0.9)."""
-    import keras
-
-    if train_config.backbone_learning_rate is not None and train_config.phase == 1:
-        from serengeti_tf.train.optimizers import discriminative_optimizer
-
-        return discriminative_optimizer(train_config)
-    if train_config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
-    if train_config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=train_config.learning_rate, momentum=0.9)
-    raise UserError(f"train.optimizer must be adam or sgd, got {train_config.optimizer!r}")
-
-
-def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
-    """The registered loss of `train.loss` (`losses.make_loss`): by default sparse categorical
-    cross-entropy on logits (== categorical CE on one-hot labels)."""
-    from serengeti_tf.train import losses
-
-    return losses.make_loss(train_config, loss_counts)
-
-
-def compile_model(model, train_config: cfg.TrainConfig, loss_counts: list[int], optimizer=None):
-    """Compiles with the run's loss, accuracy metric, optimizer (fresh unless given) and XLA flag."""
-    import keras
-
-    model.compile(optimizer=optimizer or make_optimizer(train_config),
-                  loss=make_loss(train_config, loss_counts),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=bool(train_config.xla))
-    return model
-
 
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
 
-def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path]):
-    """Validates everything a run needs BEFORE any folder is claimed; returns the dataset's `ClassMap`."""
+def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path], recipe: recipes.Recipe):
+    """Validates everything a run needs BEFORE any folder is claimed (the recipe checks its own
+    inputs); returns the dataset's `ClassMap`."""
     if not dataset_dir.is_dir():
         raise UserError(f"prepared dataset folder not found: {dataset_dir} (run `serengeti-tf prepare` first)")
     class_map = ds_reader.class_map(dataset_dir)
     ds_reader.check_shards(dataset_dir)  # a missing val shard fails now, not after a whole epoch
     ds_reader.counts(dataset_dir)
-    if config.train.init_weights:
-        if config.train.phase != 1:
-            raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
-                            f"got {config.train.init_weights} with phase 2")
-        from serengeti_tf.models.pretrained import describe_source
-
-        describe_source(config.train.init_weights)
-    if config.train.phase == 2:
-        if init_run is None:
-            raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
-        if not (init_run / "model.keras").is_file():
-            raise UserError(f"--init {init_run} is not a finished phase-1 run: model.keras missing")
-        init_map = runs.read_class_map(init_run)
-        if not init_map.same_classes(class_map):
-            raise UserError(f"class map of --init run {init_run} ({init_map.num_classes} classes) differs "
-                            f"from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
-        lineage = runs.read_run_json(init_run, "lineage.json")
-        if lineage.get("phase") != 1:
-            raise UserError(f"--init {init_run} must be a phase-1 run, got a phase-{lineage.get('phase')} run")
-    elif init_run is not None:
-        raise UserError(f"--init is only used by phase 2, got --init {init_run} with phase 1")
+    recipe.check_inputs(config, dataset_dir, init_run, class_map)
     return class_map
-
-
-def _verbosity() -> int:
-    # Keras' per-epoch progress bar (with ETA) only on a terminal; the one-line summary always.
-    return 1 if sys.stdout.isatty() else 0
 
 
 def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
           init_run: str | Path | None = None, overwrite: bool = False,
-          print_fn: Callable[[str], None] = print) -> Path:
-    """Runs (or resumes, or finds finished) one training run; returns the run folder.
+          print_fn: Callable[[str], None] = print, recipe: Optional[recipes.Recipe] = None) -> Path:
+    """Runs (or resumes, or finds finished) one training run of `recipe` (default: the recipe the
+    config's `train.phase` selects, `recipes.recipe_for`); returns the run folder.
 
     Raises UserError on bad input, on a refused overwrite, and when the loss becomes NaN/inf
     (the last good epoch's checkpoint is kept, so the run can be inspected or resumed).
@@ -132,7 +70,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     config = cfg.from_dict(cfg.to_dict(config))  # a validated copy: the caller's object stays as it was
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     init_run = Path(init_run) if init_run else None
-    class_map = _check_inputs(config, dataset_dir, init_run)
+    recipe = recipe or recipes.recipe_for(config.train)
+    class_map = _check_inputs(config, dataset_dir, init_run, recipe)
     refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run,
                              "--init-weights": config.train.init_weights}, what="run folder")
     init_digest = None
@@ -166,18 +105,16 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             if chief:
                 runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
-            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {},
-                                                         init_digest), class_map)
+            runs.write_run_files(paths, config, _lineage(config, recipe, dataset_dir, init_run, None, strategy,
+                                                         {}, init_digest), class_map)
         import keras
 
         keras.utils.set_random_seed(config.train.seed)
         with distribution.precision(config.train.mixed_precision) as policy:
-            if config.train.phase == 1:
-                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn, pretrained)
-            else:
-                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn, init_digest)
+            info = recipe.train(recipes.TrainContext(config, dataset_dir, init_run, paths, state, strategy,
+                                                     print_fn, pretrained, init_digest))
         if chief:
-            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest)
+            lineage = _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init_digest)
             runs.write_run_files(paths, config, lineage, class_map)
             _finish(paths, state, info, started, print_fn)
             if rebalancing_pending(config, paths):
@@ -220,13 +157,13 @@ def _run_paths(run_dir: Path, chief: bool) -> tuple[runs.RunPaths, Optional[Path
     return runs.RunPaths(scratch / "run", resume_root=run_dir), scratch
 
 
-def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
+def _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
     lineage = {"phase": config.train.phase, "sampler": config.sampler.name,
-               "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
+               "training_sampler": recipe.training_sampler(config),
                "dataset_dir": str(dataset_dir.resolve()),
                "init_run": str(init_run.resolve()) if init_run else None,
                "init_model_sha256": init_digest,
-               "seed": config.train.seed, "data_seed": _data_seed(config), "model": config.model.name,
+               "seed": config.train.seed, "data_seed": fitting.data_seed(config), "model": config.model.name,
                "input_size": config.model.input_size, "dtype_policy": policy,
                "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "global_batch_size": config.train.batch_size}
@@ -236,12 +173,6 @@ def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=
         lineage["init_run_lineage"] = parent
     lineage.update(info.get("lineage", {}))
     return lineage
-
-
-def _data_seed(config: cfg.Config) -> int:
-    from serengeti_tf.data import pipeline
-
-    return pipeline.data_seed(config)
 
 
 def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
@@ -263,188 +194,6 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
     runs.write_state(paths, state)
     print_fn(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
              f"model at {paths.model}")
-
-
-def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
-         state: runs.RunState, save_best: Callable, save_last: Callable, print_fn, strategy) -> None:
-    """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
-    from serengeti_tf.train.callbacks import EpochRecorder
-
-    distribution.patch_for_multi_worker(model, strategy)
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
-                             config.train.early_stopping_patience, save_best, save_last, print_fn)
-    if state.stopped_early or state.epochs_done >= config.train.epochs:
-        return  # killed after the last epoch's state was written: nothing left to train
-    model.fit(train_data, epochs=config.train.epochs, initial_epoch=state.epochs_done,
-              steps_per_epoch=steps, callbacks=[recorder], verbose=_verbosity(), shuffle=False)
-    if recorder.failed_epoch is not None:
-        kept = (f"the last good checkpoint (epoch {state.epochs_done}) is kept in {paths.checkpoints}"
-                if state.epochs_done else "no epoch finished, so no checkpoint was kept")
-        raise UserError(f"training stopped: loss became {recorder.failed_value} in epoch {recorder.failed_epoch}; "
-                        f"{kept}; try a lower --lr or --set train.mixed_precision=false")
-
-
-def _steps(steps: int, config: cfg.Config) -> int:
-    cap = config.train.steps_per_epoch
-    return max(1, min(steps, cap) if cap else steps)
-
-
-def _val_data(dataset_dir: Path, config: cfg.Config):
-    from serengeti_tf.data import pipeline
-
-    data = pipeline.make_eval_dataset(dataset_dir, "val", config, batch_size=config.eval.batch_size)
-    return data.take(config.train.validation_steps) if config.train.validation_steps else data
-
-
-def _save_full(model, path: Path) -> None:
-    from serengeti_tf.models.resnet import save_model
-
-    save_model(model, path)
-
-
-def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
-    from serengeti_tf.models.resnet import load_model
-
-    source = (paths.resume_root or paths.root) / "checkpoints" / state.checkpoint
-    return load_model(source, compile=True)
-
-
-def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-            strategy, print_fn, pretrained: Optional[tuple] = None) -> dict:
-    """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
-    from serengeti_tf.data import pipeline, sampling
-    from serengeti_tf.models.resnet import build_model, freeze_stages
-
-    names = ds_reader.class_names(dataset_dir)
-    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
-    sampling.check_plan_matches(plan, names)
-    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
-                                                    seed=pipeline.data_seed(config))
-    steps = _steps(steps, config)
-    # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
-    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
-    loss_counts = [int(n) for n in plan["target"]]
-    with strategy.scope():
-        if state.checkpoint:
-            model = _load_checkpoint(paths, state)
-            freeze_stages(model, config.train.freeze_stages)
-            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
-        else:
-            if pretrained is not None:
-                model = pretrained[0]
-                print_fn(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
-                         f"({pretrained[1]['layers']} layers; head new)")
-            else:
-                # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
-                model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
-            freeze_stages(model, config.train.freeze_stages)
-            compile_model(model, config.train, loss_counts)
-    print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
-             f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
-             f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
-    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
-    fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
-                   "freeze_stages": config.train.freeze_stages,
-                   "backbone_learning_rate": config.train.backbone_learning_rate}
-    return {"images_per_epoch": int(plan["target"].sum()),
-            "lineage": {"images_per_epoch": int(plan["target"].sum()), **fine_tuning}}
-
-
-def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
-            state: runs.RunState, strategy, print_fn, init_digest: str) -> dict:
-    from serengeti_tf.models.resnet import count_weights, freeze_backbone, load_model
-
-    counts = ds_reader.train_counts(dataset_dir)
-    loss_counts = [int(n) for n in counts.values()]
-    with strategy.scope():
-        model = load_model(init_run / "model.keras", compile=False)
-    if int(model.input_shape[1]) != config.model.input_size:
-        raise UserError(f"model of --init {init_run} takes {model.input_shape[1]}px images but its lineage.json "
-                        f"says {config.model.input_size}px")
-    freeze_backbone(model)
-    trainable, frozen = count_weights(model, True), count_weights(model, False)
-    print_fn(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
-             f"original train distribution ({sum(loss_counts)} images/epoch)")
-    info = {"images_per_epoch": sum(loss_counts),
-            "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
-                        "fast_path": not config.train.phase2_augment,
-                        "head_trained_on": (head_features_description(config.train.feature_views)
-                                            if not config.train.phase2_augment else
-                                            "images through the frozen backbone with fresh train-time "
-                                            "augmentation every epoch (slow path)"),
-                        "images_per_epoch": sum(loss_counts)}}
-    if config.train.phase2_augment:
-        _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
-    else:
-        info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
-                                               strategy, print_fn, init_digest)
-    return info
-
-
-def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> None:
-    """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
-    from serengeti_tf.data import pipeline, sampling
-    from serengeti_tf.models.resnet import freeze_backbone
-
-    original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
-    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
-    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
-                                                    augment=config.train.phase2_augment,
-                                                    seed=pipeline.data_seed(config))
-    steps = _steps(steps, config)
-    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
-    with strategy.scope():
-        if state.checkpoint:
-            model = _load_checkpoint(paths, state)
-            freeze_backbone(model)
-            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
-        else:
-            compile_model(model, config.train, loss_counts)
-    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
-
-
-def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn,
-                 init_digest: str) -> float:
-    """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
-    from serengeti_tf.models.resnet import head_layer, head_model, load_model, save_model, set_head_weights
-
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    batch = config.eval.batch_size
-
-    cache_root = (paths.resume_root or paths.root) / "checkpoints"
-
-    def cache_file(split: str) -> Path:
-        cached = cache_root / f"features-{split}.npz"
-        return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
-
-    views = config.train.feature_views
-    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest, views)
-    train_feats, train_labels = splits["train"]
-    # An epoch is one image's worth of rows per image, whatever the number of cached views.
-    steps = _steps(math.ceil(len(train_labels) / views / config.train.batch_size), config)
-    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
-    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
-    val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
-    if config.train.validation_steps:
-        val_data = val_data.take(config.train.validation_steps)
-    with strategy.scope():
-        if state.checkpoint:
-            head = load_model(cache_root / state.checkpoint, compile=True)
-            compile_model(head, config.train, loss_counts, optimizer=head.optimizer)
-        else:
-            head = compile_model(head_model(model), config.train, loss_counts)
-
-    def save_best(fitted_head, path: Path) -> None:
-        # The best checkpoint is always a full model, whichever path trained the head.
-        set_head_weights(model, head_layer(fitted_head).get_weights())
-        save_model(model, path)
-
-    _fit(head, train_data, steps, val_data, config, paths, state,
-         save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn, strategy=strategy)
-    return seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,7 +335,7 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
     if config.train.head_rebalancing == "none":
         raise UserError("rebalance_run needs train.head_rebalancing (posthoc_logit_adjustment, tau_norm or crt), "
                         "got none")
-    class_map = _check_inputs(config, dataset_dir, None)
+    class_map = _check_inputs(config, dataset_dir, None, recipes.recipe_for(config.train))
     if not (trained_run / "model.keras").is_file():
         raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
     if (trained_run / REBALANCING_JSON).is_file():
