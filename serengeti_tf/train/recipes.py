@@ -95,6 +95,9 @@ class Recipe:
     needs_baseline: bool = False  # the grid must hold the seed's baseline run for it
     fits_cached_head: bool = False  # fits a head on cached features of every train view
     label_suffix: str = ""  # appended to the model label of its runs (keeps its report group apart)
+    # What its runs are compared with in reports and paired differences, in report order: "baseline"
+    # (the same seed's baseline run), "phase 1" (the phase-1 run it started from).
+    references: tuple[str, ...] = ("baseline",)
     # The grid's ETA counts the epochs the run really trained (early stopping may cut them), not its plan's.
     epochs_cut_by_early_stopping: bool = False
 
@@ -119,6 +122,13 @@ class Recipe:
 
     def progress_label(self, run: PlannedRun) -> str:
         return f"method {run.method}" if run.method else f"{run.sampler} phase {run.phase}"
+
+    def compared_with(self, run_dir: Path, baseline: Optional[Path],
+                      init: Optional[Path] = None) -> tuple[tuple[str, Path], ...]:
+        """(reference, its run folder) for each of `references` the grid holds (the baseline is not
+        compared with itself)."""
+        found = {"baseline": baseline, "phase 1": init}
+        return tuple((name, found[name]) for name in self.references if found[name] not in (None, run_dir))
 
     # -- training -----------------------------------------------------------------------------
 
@@ -175,9 +185,9 @@ class Phase1(Recipe):
         return train.phase == 1
 
     def plan_for_sampler(self, config, seed, seed_dir, sampler, planned):
-        baseline = seed_dir / "none-phase1"
-        return [PlannedRun(seed, sampler, 1, seed_dir / f"{sampler}-phase1", recipe=self.name,
-                           compared_with=(("baseline", baseline),) if sampler != "none" else ())]
+        run_dir = seed_dir / f"{sampler}-phase1"
+        return [PlannedRun(seed, sampler, 1, run_dir, recipe=self.name,
+                           compared_with=self.compared_with(run_dir, seed_dir / "none-phase1"))]
 
     def check_inputs(self, config, dataset_dir, init_run, class_map) -> None:
         if config.train.init_weights:
@@ -232,14 +242,16 @@ class Phase2(Recipe):
 
     phase = 2
     fits_cached_head = True
+    references = ("baseline", "phase 1")
     head_trained_on = ""
 
     def plan_for_sampler(self, config, seed, seed_dir, sampler, planned):
         if sampler == "none" or not self.takes_path(config.train):
             return []  # the baseline is one phase on the original distribution, as in the paper
         init = next(r.run_dir for r in planned if r.recipe == Phase1.name)
-        return [PlannedRun(seed, sampler, 2, init.with_name(f"{sampler}-phase2"), init, recipe=self.name,
-                           compared_with=(("baseline", seed_dir / "none-phase1"), ("phase 1", init)))]
+        run_dir = init.with_name(f"{sampler}-phase2")
+        return [PlannedRun(seed, sampler, 2, run_dir, init, recipe=self.name,
+                           compared_with=self.compared_with(run_dir, seed_dir / "none-phase1", init))]
 
     def selects(self, train: cfg.TrainConfig) -> bool:
         return train.phase == 2 and self.takes_path(train)
@@ -399,7 +411,7 @@ class Method(Phase1):
 
     def plan_for_method(self, config, seed, seed_dir, method, baseline):
         return PlannedRun(seed, "none", 1, seed_dir / method, method=method, recipe=self.name,
-                          compared_with=(("baseline", baseline),) if baseline else ())
+                          compared_with=self.compared_with(seed_dir / method, baseline))
 
 
 class Rebalance(Recipe):
@@ -416,7 +428,7 @@ class Rebalance(Recipe):
 
     def plan_for_method(self, config, seed, seed_dir, method, baseline):
         return PlannedRun(seed, "none", 1, seed_dir / method, method=method, trained_run=baseline,
-                          recipe=self.name, compared_with=(("baseline", baseline),))
+                          recipe=self.name, compared_with=self.compared_with(seed_dir / method, baseline))
 
     def work(self, run_config, split_counts, epoch_images):
         return self._once_work(run_config, split_counts)
@@ -458,6 +470,12 @@ def method_recipe(method: str) -> Recipe:
     raise UserError(f"no recipe produces imbalance method {method!r}")
 
 
+def references(phase: int) -> tuple[str, ...]:
+    """What an evaluated run of `phase` is compared with (the `references` of the recipe such a run
+    is): what `reporting.comparisons` and `paired.comparisons` pair runs by, as the plan does."""
+    return recipe_for(cfg.TrainConfig(phase=phase)).references
+
+
 def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
     """The grid in execution order: per seed, per sampler, each recipe's runs (phase 1, then phase 2
     but not for `none`), then one run per imbalance method. A method that branches from the seed's
@@ -477,8 +495,7 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
             seed_runs += sampler_runs
         baseline = next((r.run_dir for r in seed_runs if r.sampler == "none" and r.recipe == Phase1.name), None)
         for method, recipe in method_recipes:
-            seed_runs.append(recipe.plan_for_method(config, seed, seed_dir, method,
-                                                    baseline if recipe.needs_baseline else None))
+            seed_runs.append(recipe.plan_for_method(config, seed, seed_dir, method, baseline))
         planned += seed_runs
     return planned
 
