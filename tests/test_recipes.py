@@ -81,6 +81,8 @@ def test_a_registered_toy_recipe_is_planned_costed_and_trains(toy_recipe, phase1
                    recipe=toy_recipe)
     lineage = json.loads((run / "lineage.json").read_text())
     assert lineage["head_trained_on"].startswith("toy: ") and lineage["phase"] == 2
+    assert lineage["recipe"] == "zz_toy_phase2"  # reports label its runs `<model>+toy`
+    assert "recipe" not in json.loads((phase1_run / "lineage.json").read_text())  # the default is not named
     assert (run / "model.keras").is_file()
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.choices import SAMPLERS
+from serengeti_tf.choices import RECIPES, SAMPLERS
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
 from serengeti_tf.evaluate.run_reader import eval_dir_name
@@ -71,6 +71,15 @@ def model_label(sampler: str, train: Optional[cfg.TrainConfig] = None) -> str:
     return label
 
 
+def _recipe_suffix(lineage: Mapping[str, Any]) -> str:
+    """The label suffix of the recipe lineage names (only a recipe other than the one its phase
+    selects is named there), so its runs form a report group of their own."""
+    name = lineage.get("recipe")
+    if not name:
+        return ""
+    return RECIPES.lookup(name).label_suffix if name in RECIPES else f"+{name}"
+
+
 def _eval_path(run_dir: Path, split: str, name: str) -> Path:
     return run_dir / eval_dir_name(split) / name
 
@@ -91,7 +100,8 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     train = cfg.load_saved(run_dir / "config.yaml").train if (run_dir / "config.yaml").is_file() else None
     sampler = str(lineage.get("sampler", "none"))
     row: dict[str, Any] = {
-        "run_dir": str(run_dir), "run_name": run_dir.name, "model": model_label(sampler, train),
+        "run_dir": str(run_dir), "run_name": run_dir.name,
+        "model": model_label(sampler, train) + _recipe_suffix(lineage),
         "sampler": sampler, "phase": int(lineage.get("phase", 1)), "seed": int(lineage.get("seed", 0) or 0),
         "init_run": str(lineage.get("init_run") or ""),
         "num_test_images": metrics.get("num_examples"),
