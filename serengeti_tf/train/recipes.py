@@ -94,6 +94,7 @@ class Recipe:
     branches_from_trained: bool = False  # re-uses a trained run's model instead of training
     needs_baseline: bool = False  # the grid must hold the seed's baseline run for it
     fits_cached_head: bool = False  # fits a head on cached features of every train view
+    backbone_frozen_from_init: bool = False  # the final backbone is the init run's (its features stay valid)
     label_suffix: str = ""  # appended to the model label of its runs (keeps its report group apart)
     # What its runs are compared with in reports and paired differences, in report order: "baseline"
     # (the same seed's baseline run), "phase 1" (the phase-1 run it started from).
@@ -242,6 +243,7 @@ class Phase2(Recipe):
 
     phase = 2
     fits_cached_head = True
+    backbone_frozen_from_init = True
     references = ("baseline", "phase 1")
     head_trained_on = ""
 

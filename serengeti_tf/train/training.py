@@ -14,7 +14,9 @@ model on un-augmented images in the same batch order (a test checks this), NOT t
 random augmented views per image instead (closer to Kang et al.'s augmented classifier retraining,
 still a fixed set of views). `lineage.json` says which (`head_trained_on`).
 
-Both phases share the run folder, logging, checkpointing, early stopping and resume logic
+How each way of producing a model checks its inputs, prepares its model and fits is its recipe's
+(`recipes.py`, through the one load-or-compile-then-fit path of `fitting.py`); this module is the job
+around a recipe. Both phases share the run folder, logging, checkpointing, early stopping and resume logic
 (`runs.py`, `callbacks.py`); see `runs.py` for the folder layout. After training, the configured
 head re-balancing (`train.head_rebalancing`, `rebalancing.py`) runs on cached features; this
 module drives it, also for a run branched from an already trained one (`rebalance_run`).
@@ -222,13 +224,15 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     (frozen backbone), the best checkpoint's for phase 1, or the given `source` (a run branched
     from another run's model.keras: that file's sha256).
     """
+    frozen_from_init = recipes.recipe_for(config.train).backbone_frozen_from_init
+
     def cache_file(split: str) -> Path:
         phase2_cache = paths.checkpoints / f"features-{split}.npz"
-        if config.train.phase == 2 and phase2_cache.is_file():
+        if frozen_from_init and phase2_cache.is_file():
             return phase2_cache
         return paths.checkpoints / f"rebalance-features-{split}.npz"
 
-    if source is None and config.train.phase == 2:
+    if source is None and frozen_from_init:
         source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
     elif source is None:
         source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
@@ -252,7 +256,7 @@ def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int],
     from serengeti_tf.data import sampling
 
     counts = ds_reader.train_counts(dataset_dir)
-    if config.train.phase == 1 and config.sampler.name != "none":
+    if recipes.recipe_for(config.train).training_sampler(config) != "none":
         plan = sampling.sampling_plan(counts, config.sampler)
         return [int(n) for n in plan["target"]], f"phase-1 plan targets (sampler {config.sampler.name})"
     return [int(n) for n in counts.values()], "original train counts"

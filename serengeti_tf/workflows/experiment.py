@@ -9,7 +9,7 @@
 
 The baseline (`none`) is one phase on the original distribution, as in the paper; every other
 sampler's phase-1 run is followed by a phase-2 run initialised from it. Each loss / weighting method
-of `experiment.methods` (`methods.py`) is one single-phase run on the original distribution with the
+of `experiment.methods` (`train/methods.py`) is one single-phase run on the original distribution with the
 method's train.* settings; each head re-balancing method (`posthoc_la`, `tau_norm`, `crt`) branches
 from the same seed's baseline run without training (`training.rebalance_run`), as phase 2 branches
 from phase 1 (method `-` in runs.csv marks the paper's sampler runs). A rerun skips finished runs
