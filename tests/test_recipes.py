@@ -34,6 +34,8 @@ def test_the_plan_names_each_runs_recipe_and_what_it_is_compared_with(tmp_path):
     assert planned[2].compared_with == (("baseline", seed_dir / "none-phase1"), ("phase 1", seed_dir / "ros-phase1"))
     assert planned[4].compared_with == (("baseline", seed_dir / "none-phase1"),)
     assert planned[0].compared_with == ()
+    without_baseline = cfg.resolve(updates=[{"experiment": {"samplers": ["ros"], "seeds": 1}}])
+    assert recipes.plan_runs(without_baseline, tmp_path)[1].compared_with == (("phase 1", seed_dir / "ros-phase1"),)
 
 
 class ToyPhase2(recipes.Phase2Fast):

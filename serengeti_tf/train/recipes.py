@@ -498,7 +498,9 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
         baseline = next((r.run_dir for r in seed_runs if r.sampler == "none" and r.recipe == Phase1.name), None)
         for method, recipe in method_recipes:
             seed_runs.append(recipe.plan_for_method(config, seed, seed_dir, method, baseline))
-        planned += seed_runs
+        in_grid = {r.run_dir for r in seed_runs}  # a reference outside the grid is no comparison of it
+        planned += [dataclasses.replace(r, compared_with=tuple(c for c in r.compared_with if c[1] in in_grid))
+                    for r in seed_runs]
     return planned
 
 
