@@ -42,5 +42,8 @@ STRATEGIES = Registry("strategy", owner="serengeti_tf.train.distribution")
 IMBALANCE_METHODS = Registry("imbalance method", owner="serengeti_tf.train.methods")
 RECIPES = Registry("recipe", owner="serengeti_tf.train.recipes")
 
+# Kinds no setting names: the code picks them (a recipe by `train.phase` and the experiment's plan).
+CHOSEN_BY_CODE = (RECIPES,)
+
 ALL = (SAMPLERS, LOSSES, CLASS_WEIGHTINGS, HEAD_REBALANCINGS, SOURCE_FORMATS, MODELS, STRATEGIES,
        IMBALANCE_METHODS, RECIPES)

@@ -1,5 +1,6 @@
 """Shared fixtures: the real sample data beside the repository (skipped when absent), a tiny generated
-dataset and a phase-1 run trained on it once per session, quiet TF. Plain helper functions shared by the
+dataset and a phase-1 run trained on it once per session, the plain-CSV image source of the prepare
+tests, quiet TF. Plain helper functions shared by the
 test files (tiny configs, shard hashes, the interrupt hook...) are in helpers.py."""
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def csv_source(tmp_path_factory) -> tuple[Path, Path]:
+    """(image root, labels.csv) of `helpers.make_csv_source`, made once per test module. Read-only:
+    a test that changes the source makes its own."""
+    from helpers import make_csv_source
+
+    root = tmp_path_factory.mktemp("source")
+    return root, make_csv_source(root)
 
 
 @pytest.fixture(scope="session")

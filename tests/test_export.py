@@ -23,7 +23,7 @@ from serengeti_tf.data import pipeline
 from serengeti_tf.errors import UserError
 from serengeti_tf.models import export
 from serengeti_tf.models.resnet import load_model
-from serengeti_tf.testing import write_tiny_dataset, write_tiny_run
+from serengeti_tf.testing import write_run, write_tiny_dataset, write_tiny_run
 from serengeti_tf.train import training
 
 CLASSES = {"antelope": 30, "buffalo": 12, "cheetah": 8, "dikdik": 4}
@@ -320,7 +320,7 @@ def decisive_export(tmp_path_factory):
     dataset and exported as TFLite in-process. 30 test images a class: one flip is 0.8%."""
     import keras
 
-    from serengeti_tf.io_utils import write_json
+    from serengeti_tf.data import dataset as ds
 
     root = tmp_path_factory.mktemp("decisive")
     dataset = write_tiny_dataset(root / "ds", {name: 40 for name in CLASSES}, val_per_class=1, test_per_class=30,
@@ -334,11 +334,8 @@ def decisive_export(tmp_path_factory):
     model = keras.Model(inputs, keras.layers.Dense(len(CLASSES))(keras.layers.GlobalAveragePooling2D()(x)))
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(images, labels, epochs=30, batch_size=32, verbose=0)
-    run = root / "run"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "class_map.json").write_text((dataset / "class_map.json").read_text())
-    write_json(run / "lineage.json", {"phase": 1, "sampler": "none", "seed": 0, "dataset_dir": str(dataset)})
+    run = write_run(root / "run", model, ds.class_map(dataset),
+                    {"phase": 1, "sampler": "none", "seed": 0, "dataset_dir": str(dataset)})
     config = cfg.Config()
     config.export.format = "tflite"
     config.export.agreement_images = 1000  # the whole test split

@@ -28,7 +28,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 from serengeti_tf import config as cfg
 from serengeti_tf.choices import RECIPES
@@ -85,22 +85,25 @@ class PlannedRun:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class Recipe:
-    """A way of producing a model. Subclasses set the class attributes and override what differs."""
+    """A way of producing a model: a stateless record whose class attributes say what it is and whose
+    methods do it. Subclasses set the class attributes and override what differs."""
 
-    name: str = ""
-    description: str = ""
-    phase: int = 1  # the phase it writes to config and lineage
-    branches_from_trained: bool = False  # re-uses a trained run's model instead of training
-    needs_baseline: bool = False  # the grid must hold the seed's baseline run for it
-    fits_cached_head: bool = False  # fits a head on cached features of every train view
-    backbone_frozen_from_init: bool = False  # the final backbone is the init run's (its features stay valid)
-    label_suffix: str = ""  # appended to the model label of its runs (keeps its report group apart)
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    phase: ClassVar[int] = 1  # the phase it writes to config and lineage
+    branches_from_trained: ClassVar[bool] = False  # re-uses a trained run's model instead of training
+    needs_baseline: ClassVar[bool] = False  # the grid must hold the seed's baseline run for it
+    fits_cached_head: ClassVar[bool] = False  # fits a head on cached features of every train view
+    # The final backbone is the init run's, so features it computed stay valid.
+    backbone_frozen_from_init: ClassVar[bool] = False
+    label_suffix: ClassVar[str] = ""  # appended to the model label of its runs (keeps its report group apart)
     # What its runs are compared with in reports and paired differences, in report order: "baseline"
     # (the same seed's baseline run), "phase 1" (the phase-1 run it started from).
-    references: tuple[str, ...] = ("baseline",)
+    references: ClassVar[tuple[str, ...]] = ("baseline",)
     # The grid's ETA counts the epochs the run really trained (early stopping may cut them), not its plan's.
-    epochs_cut_by_early_stopping: bool = False
+    epochs_cut_by_early_stopping: ClassVar[bool] = False
 
     # -- which config asks for it, and where it sits in the grid -------------------------------
 
