@@ -60,5 +60,5 @@ def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
     from serengeti_tf.train import training
 
     run = tmp_path_factory.mktemp("runs") / "p1"
-    assert training.train(tiny_config(), tiny_dataset, run, print_fn=quiet) == run
+    assert training.train(tiny_config(), tiny_dataset, run, on_event=quiet) == run
     return run

@@ -5,17 +5,21 @@ Imported by test files as `from helpers import ...` (pytest puts tests/ on the p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
 # The plain-CSV image source of the prepare tests (`make_csv_source`): species -> number of 2-frame captures.
@@ -79,8 +83,8 @@ def prepare_locally(root: Path, labels: Path, out: Path) -> Path:
     return out
 
 
-def quiet(_line: str) -> None:
-    """A print_fn that drops the progress lines."""
+def quiet(_event) -> None:
+    """An `on_event` sink that drops the progress events."""
 
 
 def weights_of(model) -> dict[str, np.ndarray]:
@@ -153,3 +157,24 @@ class InterruptAfter:
         self.done.append(spec.file)
         if len(self.done) == self.count:
             raise KeyboardInterrupt
+
+
+class Printed(list):
+    """An `on_event` sink that keeps each event's terminal line (as the CLI prints it)."""
+
+    def __call__(self, event) -> None:
+        from serengeti_tf_cli.progress import event_line
+
+        self.append(event_line(event))
+
+
+@contextlib.contextmanager
+def raises_as_cli(match: str, command=None):
+    """`pytest.raises(UserError, match=...)` on the message as the CLI shows it: the settings the
+    library names (`errors.setting`) shown as flags (those of click `command`, if given)."""
+    from serengeti_tf_cli.flags import error_text
+
+    with pytest.raises(UserError) as info:
+        yield info
+    text = error_text(info.value, command)
+    assert re.search(match, text), f"{match!r} does not match {text!r}"

@@ -17,6 +17,7 @@ from serengeti_tf.evaluate import metrics
 from serengeti_tf.evaluate.plots import plot_confusion
 from serengeti_tf.io_utils import write_json
 from serengeti_tf.testing import write_tiny_run
+from serengeti_tf_cli.evaluate import summary as evaluation_summary
 
 NAMES = ["aardvark", "buffalo", "cheetah", "dikdik"]
 # cheetah (2) is in the test split but never predicted; dikdik (3) is absent from the test split
@@ -236,7 +237,7 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     run = evaluable_run(tmp_path / "run", tiny_dataset)
     result = ev.evaluate_run(run)
     out = run / "eval"
-    assert result["out_dir"] == out and not result["skipped"]
+    assert result.out_dir == out and not result.skipped
     for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png",
                  "predictions.csv", "captures.csv", "groups.csv", "config.yaml"):
         assert (out / name).is_file(), name
@@ -258,17 +259,17 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     assert len(pd.read_csv(out / "captures.csv")) == metrics["capture_level"]["num_examples"] == 4
     assert metrics["sampler"] == "none" and metrics["bootstrap"]["unit"] == "capture"
     assert cfg.load_saved(out / "config.yaml").model.input_size == 32
-    assert "macro F1" in result["table"] and "antelope" in result["per_class_table"]
+    assert "macro F1" in evaluation_summary(result) and "antelope" in ev.per_class_text(result.per_class)
 
     again = ev.evaluate_run(run)  # same model and settings: read back, not recomputed
-    assert again["skipped"] and again["metrics"] == metrics
+    assert again.skipped and again.metrics == metrics
     other = cfg.Config()
     other.eval.bootstrap_samples = 10
     with pytest.raises(UserError, match="different output"):
         ev.evaluate_run(run, other)
-    assert ev.evaluate_run(run, other, overwrite=True)["metrics"]["bootstrap"]["samples"] == 10
+    assert ev.evaluate_run(run, other, overwrite=True).metrics["bootstrap"]["samples"] == 10
     val = ev.evaluate_run(run, split="val")
-    assert val["out_dir"] == run / "eval_val" and val["metrics"]["split"] == "val"
+    assert val.out_dir == run / "eval_val" and val.metrics["split"] == "val"
 
 
 def test_per_class_table_phase1_counts_of_a_phase2_run(tmp_path, tiny_dataset):
@@ -280,7 +281,7 @@ def test_per_class_table_phase1_counts_of_a_phase2_run(tmp_path, tiny_dataset):
                                          "init_run": str(phase1), "seed": 0})
     config = cfg.Config()
     config.eval.bootstrap_samples = 0
-    table = ev.evaluate_run(phase2, config)["per_class"]
+    table = ev.evaluate_run(phase2, config).per_class
     assert table["count_train_phase1"].tolist() == [10, 10, 5, 1, 26]
     assert table["count_train"].tolist() == [30, 12, 5, 1, 48]
     assert config.eval.split == "test"  # the caller's config is not modified

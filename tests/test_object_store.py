@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import make_csv_source, prepare_config, prepare_locally, shard_bytes
+from helpers import make_csv_source, prepare_config, prepare_locally, raises_as_cli, shard_bytes
 
 from serengeti_tf.data import storage
 from serengeti_tf.data.prepare import prepare_dataset
@@ -123,7 +123,7 @@ def test_remote_output_refusals_and_overwrite(local_source, bucket):
     storage.write_bytes(f"{foreign}/data.bin", b"x")
     with pytest.raises(UserError, match="not written by serengeti-tf"):
         prepare_dataset(remote_config(src), foreign, overwrite=True, progress=False)
-    with pytest.raises(UserError, match="overlaps the input --image-root"):
+    with raises_as_cli(match="overlaps the input --image-root"):
         prepare_dataset(remote_config(src), f"{src}/prepared", progress=False)
 
 

@@ -22,6 +22,7 @@ from helpers import (
     invoke_cli,
     make_csv_source,
     prepare_config,
+    raises_as_cli,
     shard_bytes,
     tree_hashes,
 )
@@ -175,7 +176,7 @@ def test_folder_holding_a_different_dataset_is_refused_unless_overwrite(prepared
     root, metadata = csv_source
     out = tmp_path / "ds"
     prepare_dataset(prepare_config(root, metadata), out, progress=False)
-    with pytest.raises(UserError, match="different output.*image_size.*--overwrite"):
+    with raises_as_cli(match="different output.*image_size.*--overwrite"):
         prepare_dataset(prepare_config(root, metadata, image_size=20), out, progress=False)
     summary = prepare_dataset(prepare_config(root, metadata, image_size=20), out, overwrite=True, progress=False)
     assert summary["up_to_date"] is False and cfg.load_saved(out / "config.yaml").data.image_size == 20

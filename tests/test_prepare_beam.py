@@ -11,10 +11,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-from helpers import InterruptAfter, invoke_cli, prepare_config, prepare_locally, shard_bytes, tree_hashes
+from helpers import InterruptAfter, invoke_cli, prepare_config, prepare_locally, raises_as_cli, shard_bytes, tree_hashes
 
 from serengeti_tf.data.prepare import prepare_dataset
-from serengeti_tf.errors import UserError
 
 pytestmark = pytest.mark.beam
 IN_MEMORY = "--direct_running_mode=in_memory"
@@ -78,14 +77,14 @@ def test_beam_resumes_a_run_the_local_runner_interrupted(csv_source, local_prepa
 def test_unknown_beam_option_is_refused_by_name(csv_source, tmp_path):
     pytest.importorskip("apache_beam")
     root, metadata = csv_source
-    with pytest.raises(UserError, match="--no_such_option"):
+    with raises_as_cli(match="--no_such_option"):
         prepare_dataset(prepare_config(root, metadata, runner="beam", beam_options="--no_such_option=1"),
                         tmp_path / "x", progress=False)
 
 
 def test_beam_options_without_the_beam_runner_are_refused(csv_source, tmp_path):
     root, metadata = csv_source
-    with pytest.raises(UserError, match="add --runner beam"):
+    with raises_as_cli(match="add --runner beam"):
         prepare_dataset(prepare_config(root, metadata, beam_options="--direct_num_workers=2"), tmp_path / "x",
                         progress=False)
     assert not (tmp_path / "x").exists()

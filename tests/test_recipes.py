@@ -79,7 +79,7 @@ def test_a_registered_toy_recipe_is_planned_costed_and_trains(toy_recipe, phase1
     assert work[-1] == work[-2]  # costed as the phase-2 fast path it extends
 
     run = tmp_path / "toy"
-    training.train(tiny_config(phase=2, epochs=1), tiny_dataset, run, init_run=phase1_run, print_fn=quiet,
+    training.train(tiny_config(phase=2, epochs=1), tiny_dataset, run, init_run=phase1_run, on_event=quiet,
                    recipe=toy_recipe)
     lineage = json.loads((run / "lineage.json").read_text())
     assert lineage["head_trained_on"].startswith("toy: ") and lineage["phase"] == 2

@@ -35,7 +35,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.choices import RECIPES, SAMPLERS
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
 from serengeti_tf.evaluate.run_reader import eval_dir_name
 from serengeti_tf.locks import output_lock
@@ -92,9 +92,10 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     run_dir = Path(run_dir)
     metrics_path = _eval_path(run_dir, split, "metrics.json")
     if not metrics_path.is_file():
+        split_flag = "" if split == "test" else f" {setting('split')} {split}"
         raise UserError(f"{run_dir} has no {split} evaluation ({metrics_path} missing); run "
-                        f"`serengeti-tf evaluate {run_dir}{'' if split == 'test' else ' --split ' + split}` "
-                        f"first or pass --evaluate-missing")
+                        f"`serengeti-tf evaluate {run_dir}{split_flag}` "
+                        f"first or pass {setting('evaluate_missing')}")
     metrics = io_utils.read_json(metrics_path)
     lineage = read_lineage(run_dir)
     train = cfg.load_saved(run_dir / "config.yaml").train if (run_dir / "config.yaml").is_file() else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 
 def eval_dir_name(split: str) -> str:
@@ -40,10 +40,10 @@ def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
     else:
         recorded = lineage.get("dataset_dir")
         if not recorded:
-            raise UserError(f"{run_dir}/lineage.json names no dataset_dir; pass --dataset-dir")
+            raise UserError(f"{run_dir}/lineage.json names no dataset_dir; pass {setting('dataset_dir')}")
         candidates = [Path(recorded), Path(run_dir) / recorded]
     for candidate in candidates:
         if (candidate / "class_map.json").is_file():
             return candidate
-    raise UserError(f"prepared dataset not found at {candidates[0]} (from "
-                    f"{'--dataset-dir' if dataset_dir is not None else 'lineage.json'}); pass --dataset-dir")
+    source = setting("dataset_dir") if dataset_dir is not None else "lineage.json"
+    raise UserError(f"prepared dataset not found at {candidates[0]} (from {source}); pass {setting('dataset_dir')}")

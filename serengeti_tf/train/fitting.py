@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from serengeti_tf import config as cfg
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.train import distribution, runs
 
 
@@ -87,14 +87,14 @@ def _verbosity() -> int:
 
 
 def fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
-        state: runs.RunState, save_best: Callable, save_last: Callable, print_fn, strategy) -> None:
+        state: runs.RunState, save_best: Callable, save_last: Callable, on_event, strategy) -> None:
     """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
     from serengeti_tf.train.callbacks import EpochRecorder
 
     distribution.patch_for_multi_worker(model, strategy)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
-                             config.train.early_stopping_patience, save_best, save_last, print_fn)
+                             config.train.early_stopping_patience, save_best, save_last, on_event)
     if state.stopped_early or state.epochs_done >= config.train.epochs:
         return  # killed after the last epoch's state was written: nothing left to train
     model.fit(train_data, epochs=config.train.epochs, initial_epoch=state.epochs_done,
@@ -103,7 +103,8 @@ def fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs
         kept = (f"the last good checkpoint (epoch {state.epochs_done}) is kept in {paths.checkpoints}"
                 if state.epochs_done else "no epoch finished, so no checkpoint was kept")
         raise UserError(f"training stopped: loss became {recorder.failed_value} in epoch {recorder.failed_epoch}; "
-                        f"{kept}; try a lower --lr or --set train.mixed_precision=false")
+                        f"{kept}; try a lower {setting('learning_rate')} or {setting('overrides')} "
+                        "train.mixed_precision=false")
 
 
 def capped_steps(steps: int, config: cfg.Config) -> int:

@@ -28,12 +28,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar, Optional
 
 from serengeti_tf import config as cfg
+from serengeti_tf import events
 from serengeti_tf.choices import RECIPES
 from serengeti_tf.data import dataset as ds_reader
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.train import distribution, fitting, methods, runs
 from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
@@ -55,7 +56,7 @@ class TrainContext:
     paths: runs.RunPaths
     state: runs.RunState
     strategy: object
-    print_fn: Callable[[str], None]
+    on_event: events.EventSink
     pretrained: Optional[tuple] = None  # (model with loaded backbone, lineage info) or None
     init_digest: Optional[str] = None  # sha256 of the init run's model.keras (phase 2)
 
@@ -199,13 +200,14 @@ class Phase1(Recipe):
 
             describe_source(config.train.init_weights)
         if init_run is not None:
-            raise UserError(f"--init is only used by phase 2, got --init {init_run} with phase 1")
+            raise UserError(f"{setting('init_run')} is only used by phase 2, got {setting('init_run')} {init_run} "
+                            f"with phase 1")
 
     def train(self, ctx: TrainContext) -> dict:
         from serengeti_tf.data import pipeline, sampling
         from serengeti_tf.models.resnet import build_model, freeze_stages
 
-        config, pretrained, print_fn = ctx.config, ctx.pretrained, ctx.print_fn
+        config, pretrained, on_event = ctx.config, ctx.pretrained, ctx.on_event
         names = ds_reader.class_names(ctx.dataset_dir)
         plan = sampling.sampling_plan(ds_reader.train_counts(ctx.dataset_dir), config.sampler)
         sampling.check_plan_matches(plan, names)
@@ -218,8 +220,8 @@ class Phase1(Recipe):
 
         def fresh():
             if pretrained is not None:
-                print_fn(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
-                         f"({pretrained[1]['layers']} layers; head new)")
+                on_event(events.Step(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
+                                     f"({pretrained[1]['layers']} layers; head new)"))
                 return pretrained[0]
             # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
             return build_model(config.model, len(names), synchronized_bn=ctx.strategy.num_replicas_in_sync > 1)
@@ -227,11 +229,12 @@ class Phase1(Recipe):
         model = fitting.load_or_compile(fitting.checkpoint_path(ctx.paths, ctx.state), fresh,
                                         lambda m: freeze_stages(m, config.train.freeze_stages),
                                         config.train, loss_counts, ctx.strategy)
-        print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
-                 f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
-                 f"{config.train.batch_size} (global batch, {ctx.strategy.num_replicas_in_sync} replica(s))")
+        on_event(events.Step(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
+                             f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} "
+                             f"steps of {config.train.batch_size} (global batch, "
+                             f"{ctx.strategy.num_replicas_in_sync} replica(s))"))
         fitting.fit(model, train_data, steps, fitting.val_data(ctx.dataset_dir, config), config, ctx.paths,
-                    ctx.state, save_best=fitting.save_full, save_last=fitting.save_full, print_fn=print_fn,
+                    ctx.state, save_best=fitting.save_full, save_last=fitting.save_full, on_event=on_event,
                     strategy=ctx.strategy)
         fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
                        "freeze_stages": config.train.freeze_stages,
@@ -270,19 +273,21 @@ class Phase2(Recipe):
 
     def check_inputs(self, config, dataset_dir, init_run, class_map) -> None:
         if config.train.init_weights:
-            raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
-                            f"got {config.train.init_weights} with phase 2")
+            raise UserError(f"{setting('init_weights')} is only used by phase 1 (phase 2 starts from "
+                            f"{setting('init_run')}), got {config.train.init_weights} with phase 2")
         if init_run is None:
-            raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
+            raise UserError(f"phase 2 needs {setting('init_run')} RUN_DIR (the phase-1 run whose model it "
+                            "fine-tunes), got none")
         if not (init_run / "model.keras").is_file():
-            raise UserError(f"--init {init_run} is not a finished phase-1 run: model.keras missing")
+            raise UserError(f"{setting('init_run')} {init_run} is not a finished phase-1 run: model.keras missing")
         init_map = runs.read_class_map(init_run)
         if not init_map.same_classes(class_map):
-            raise UserError(f"class map of --init run {init_run} ({init_map.num_classes} classes) differs "
-                            f"from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
+            raise UserError(f"class map of {setting('init_run')} run {init_run} ({init_map.num_classes} classes) "
+                            f"differs from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
         lineage = runs.read_run_json(init_run, "lineage.json")
         if lineage.get("phase") != 1:
-            raise UserError(f"--init {init_run} must be a phase-1 run, got a phase-{lineage.get('phase')} run")
+            raise UserError(f"{setting('init_run')} {init_run} must be a phase-1 run, got a "
+                            f"phase-{lineage.get('phase')} run")
 
     def head_description(self, config: cfg.Config) -> str:
         """What the head was fitted on (lineage `head_trained_on`)."""
@@ -297,12 +302,12 @@ class Phase2(Recipe):
         with ctx.strategy.scope():
             model = load_model(ctx.init_run / "model.keras", compile=False)
         if int(model.input_shape[1]) != config.model.input_size:
-            raise UserError(f"model of --init {ctx.init_run} takes {model.input_shape[1]}px images but its "
-                            f"lineage.json says {config.model.input_size}px")
+            raise UserError(f"model of {setting('init_run')} {ctx.init_run} takes {model.input_shape[1]}px images "
+                            f"but its lineage.json says {config.model.input_size}px")
         freeze_backbone(model)
         trainable, frozen = count_weights(model, True), count_weights(model, False)
-        ctx.print_fn(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
-                     f"original train distribution ({sum(loss_counts)} images/epoch)")
+        ctx.on_event(events.Step(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
+                                 f"original train distribution ({sum(loss_counts)} images/epoch)"))
         info = {"images_per_epoch": sum(loss_counts),
                 "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
                             "fast_path": not config.train.phase2_augment,
@@ -344,7 +349,7 @@ class Phase2Slow(Phase2):
         model = fitting.load_or_compile(fitting.checkpoint_path(ctx.paths, ctx.state), lambda: model,
                                         freeze_backbone, config.train, loss_counts, ctx.strategy)
         fitting.fit(model, train_data, steps, fitting.val_data(ctx.dataset_dir, config), config, ctx.paths,
-                    ctx.state, save_best=fitting.save_full, save_last=fitting.save_full, print_fn=ctx.print_fn,
+                    ctx.state, save_best=fitting.save_full, save_last=fitting.save_full, on_event=ctx.on_event,
                     strategy=ctx.strategy)
         return {}
 
@@ -375,7 +380,7 @@ class Phase2Fast(Phase2):
             return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
 
         views = config.train.feature_views
-        splits, seconds = split_features(model, ctx.dataset_dir, config, cache_file, ctx.print_fn,
+        splits, seconds = split_features(model, ctx.dataset_dir, config, cache_file, ctx.on_event,
                                          ctx.init_digest, views)
         train_feats, train_labels = splits["train"]
         # An epoch is one image's worth of rows per image, whatever the number of cached views.
@@ -395,7 +400,7 @@ class Phase2Fast(Phase2):
             save_model(model, path)
 
         fitting.fit(head, train_data, steps, val_data, config, paths, ctx.state, save_best=save_best,
-                    save_last=lambda m, p: save_model(m, p), print_fn=ctx.print_fn, strategy=ctx.strategy)
+                    save_last=lambda m, p: save_model(m, p), on_event=ctx.on_event, strategy=ctx.strategy)
         return {"feature_seconds": seconds}
 
 

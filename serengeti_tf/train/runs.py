@@ -31,7 +31,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf.errors import UserError
+from serengeti_tf import events
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import (
     CorruptFileError,
     claim_output_dir,
@@ -124,7 +125,7 @@ def checkpoint_is_complete(path: Path) -> bool:
         return False
 
 
-def resume_state(paths: RunPaths, print_fn) -> RunState:
+def resume_state(paths: RunPaths, on_event) -> RunState:
     """The state to resume from: state.json, or the back-up state when state.json or the checkpoint it
     names is corrupt (truncated by a crash or a full disk). UserError when neither is usable."""
     root = paths.state_file.parent
@@ -138,10 +139,10 @@ def resume_state(paths: RunPaths, print_fn) -> RunState:
         problem = f"checkpoint {root / state.checkpoint} is corrupt (truncated or damaged)"
     previous = _previous_state(paths)
     if previous is None or not previous.checkpoint or not checkpoint_is_complete(root / previous.checkpoint):
-        raise UserError(f"{problem} and no earlier complete checkpoint is kept; rerun with --overwrite "
+        raise UserError(f"{problem} and no earlier complete checkpoint is kept; rerun with {setting('overwrite')} "
                         f"to train this run again")
-    print_fn(f"warning: {problem}; resuming from the previous complete checkpoint {previous.checkpoint} "
-             f"(epoch {previous.epochs_done})")
+    on_event(events.Warning(f"{problem}; resuming from the previous complete checkpoint {previous.checkpoint} "
+                            f"(epoch {previous.epochs_done})"))
     return previous
 
 
@@ -220,7 +221,7 @@ def _upgrade_fingerprint(run_dir: Path, fp: dict) -> None:
         write_json(marker, fp)
 
 
-def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir, init_run,
+def claim_run_dir(run_dir: str | Path, on_event, config: cfg.Config, dataset_dir, init_run,
                   overwrite: bool) -> bool:
     """Claims `run_dir` for this run; True when it already holds this run (resume or done).
 
@@ -234,7 +235,7 @@ def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir
     _upgrade_fingerprint(run_dir, fp)
     same = claim_output_dir(run_dir, fp, overwrite=overwrite, kind="run")
     if same and overwrite:
-        print_fn(f"--overwrite: discarding the existing run in {run_dir}")
+        on_event(events.Step(f"{setting('overwrite')}: discarding the existing run in {run_dir}"))
         same = reclaim_output_dir(run_dir, fp, kind="run")
     return same
 
@@ -298,7 +299,8 @@ def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest:
     if lineage.get("init_run") != str(init_run.resolve()) or not recorded or recorded == init_digest:
         return
     raise UserError(f"{run_dir} is a phase-2 run of {init_run}/model.keras with sha256 {recorded[:12]}..., but that "
-                    f"file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); pass --overwrite "
+                    f"file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); pass "
+                    f"{setting('overwrite')} "
                     f"to retrain phase 2 from the new model, or use another run folder")
 
 

@@ -31,13 +31,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from serengeti_tf import config as cfg
+from serengeti_tf import events
 from serengeti_tf.data import dataset as ds_reader
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_json
 from serengeti_tf.locks import output_lock
 from serengeti_tf.train import distribution, fitting, recipes, runs
@@ -62,7 +63,7 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
 
 def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
           init_run: str | Path | None = None, overwrite: bool = False,
-          print_fn: Callable[[str], None] = print, recipe: Optional[recipes.Recipe] = None) -> Path:
+          on_event: events.EventSink = events.ignore, recipe: Optional[recipes.Recipe] = None) -> Path:
     """Runs (or resumes, or finds finished) one training run of `recipe` (default: the recipe the
     config's `train.phase` selects, `recipes.recipe_for`); returns the run folder.
 
@@ -74,11 +75,11 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     init_run = Path(init_run) if init_run else None
     recipe = recipe or recipes.recipe_for(config.train)
     class_map = _check_inputs(config, dataset_dir, init_run, recipe)
-    refuse_overlap(run_dir, {"--data": dataset_dir, "--init": init_run,
-                             "--init-weights": config.train.init_weights}, what="run folder")
+    refuse_overlap(run_dir, {setting("dataset_dir"): dataset_dir, setting("init_run"): init_run,
+                             setting("init_weights"): config.train.init_weights}, what="run folder")
     init_digest = None
     if init_run is not None:
-        _adopt_input_size(config, init_run, print_fn)
+        _adopt_input_size(config, init_run, on_event)
         init_digest = file_digest(init_run / "model.keras")
         runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
     started = time.perf_counter()
@@ -92,18 +93,19 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     held = contextlib.ExitStack()
     try:
         held.enter_context(output_lock(paths.root))  # one process per run folder
-        runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
-        state = runs.resume_state(paths, print_fn)
+        runs.claim_run_dir(paths.root, on_event, config, dataset_dir, init_run, overwrite)
+        state = runs.resume_state(paths, on_event)
         if state.finished:  # a worker reads the chief's state: it must not train alone
             if chief and rebalancing_pending(config, paths):  # killed between training and re-balancing
-                print_fn(f"{run_dir}: training finished; re-balancing the head ({config.train.head_rebalancing})")
-                _rebalance(config, dataset_dir, paths, state, print_fn)
+                on_event(events.Step(f"{run_dir}: training finished; re-balancing the head "
+                                     f"({config.train.head_rebalancing})"))
+                _rebalance(config, dataset_dir, paths, state, on_event)
                 return run_dir
-            print_fn(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
-                     f"nothing to do (pass --overwrite to train it again)")
+            on_event(events.Step(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
+                                 f"nothing to do (pass {setting('overwrite')} to train it again)"))
             return run_dir
         if state.epochs_done:
-            print_fn(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}")
+            on_event(events.Step(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}"))
             if chief:
                 runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
@@ -114,13 +116,13 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         keras.utils.set_random_seed(config.train.seed)
         with distribution.precision(config.train.mixed_precision) as policy:
             info = recipe.train(recipes.TrainContext(config, dataset_dir, init_run, paths, state, strategy,
-                                                     print_fn, pretrained, init_digest))
+                                                     on_event, pretrained, init_digest))
         if chief:
             lineage = _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init_digest)
             runs.write_run_files(paths, config, lineage, class_map)
-            _finish(paths, state, info, started, print_fn)
+            _finish(paths, state, info, started, on_event)
             if rebalancing_pending(config, paths):
-                _rebalance(config, dataset_dir, paths, state, print_fn)
+                _rebalance(config, dataset_dir, paths, state, on_event)
         return run_dir
     finally:
         held.close()
@@ -143,11 +145,12 @@ def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
     return model, info
 
 
-def _adopt_input_size(config: cfg.Config, init_run: Path, print_fn) -> None:
+def _adopt_input_size(config: cfg.Config, init_run: Path, on_event) -> None:
     """Phase 2 runs at the phase-1 model's input size, whatever the config's default says."""
     size = runs.read_run_json(init_run, "lineage.json").get("input_size")
     if isinstance(size, int) and size != config.model.input_size:
-        print_fn(f"phase 2 uses the phase-1 model's input size {size}px (config said {config.model.input_size})")
+        on_event(events.Step(f"phase 2 uses the phase-1 model's input size {size}px "
+                             f"(config said {config.model.input_size})"))
         config.model.input_size = size
 
 
@@ -179,7 +182,7 @@ def _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init
     return lineage
 
 
-def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
+def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, on_event) -> None:
     """model.keras = best checkpoint; timings; the run is marked finished last."""
     best = paths.checkpoints / state.best_checkpoint
     if not state.best_checkpoint or not best.is_file():
@@ -196,8 +199,8 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
         "this_session_seconds": round(time.perf_counter() - started, 3)})
     state.finished = True
     runs.write_state(paths, state)
-    print_fn(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
-             f"model at {paths.model}")
+    on_event(events.Step(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
+                         f"model at {paths.model}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ def rebalancing_pending(config: cfg.Config, paths: runs.RunPaths) -> bool:
 
 
 def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: runs.RunPaths,
-                         print_fn, source: Optional[str] = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                         on_event, source: Optional[str] = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled features of the train split (stored order, no augmentation) and the val split.
 
     Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
@@ -236,7 +239,7 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
         source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
     elif source is None:
         source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
-    return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
+    return split_features(model, dataset_dir, config, cache_file, on_event, source, rebalancing_views(config))[0]
 
 
 def rebalancing_views(config: cfg.Config) -> int:
@@ -263,7 +266,7 @@ def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int],
 
 
 def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-               print_fn) -> dict:
+               on_event) -> dict:
     """Re-balances the head of the best model; writes the sweep CSV, model.keras, rebalancing.json.
 
     Always starts from the best CHECKPOINT (never model.keras), so a rerun after a kill anywhere
@@ -273,13 +276,13 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     best = paths.checkpoints / state.best_checkpoint
     if not state.best_checkpoint or not best.is_file():
         raise UserError(f"head re-balancing needs the best checkpoint, but {best} is missing; "
-                        f"rerun with --overwrite to train again")
+                        f"rerun with {setting('overwrite')} to train again")
     return _rebalance_model(config, dataset_dir, best, paths, {"source_checkpoint": state.best_checkpoint},
-                            print_fn)
+                            on_event)
 
 
 def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths: runs.RunPaths,
-                     provenance: dict, print_fn, trained_config: Optional[cfg.Config] = None) -> dict:
+                     provenance: dict, on_event, trained_config: Optional[cfg.Config] = None) -> dict:
     """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
     CSV and, last, rebalancing.json (`provenance` says where the trained model came from).
 
@@ -292,7 +295,7 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
 
     start = time.perf_counter()
     model = load_model(source, compile=False)
-    feats = rebalancing_features(config, dataset_dir, model, paths, print_fn,
+    feats = rebalancing_features(config, dataset_dir, model, paths, on_event,
                                  source=provenance.get("source_model_sha256"))
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
     trained_config = trained_config or config
@@ -319,14 +322,14 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
     before, after = summary["val_before"].get("macro_f1"), summary["val_after"].get("macro_f1")
-    print_fn(f"head re-balancing {summary['method']}"
-             + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
-             + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}")
+    on_event(events.Step(f"head re-balancing {summary['method']}"
+                         + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
+                         + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}"))
     return summary
 
 
 def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path, trained_run: str | Path,
-                  print_fn: Callable[[str], None] = print) -> Path:
+                  on_event: events.EventSink = events.ignore) -> Path:
     """A head re-balancing run that branches from an already trained run instead of training its own.
 
     `config.train.head_rebalancing` is applied to `trained_run/model.keras` (a finished run without
@@ -348,18 +351,18 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
         raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
     if not runs.read_class_map(trained_run).same_classes(class_map):
         raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
-    _adopt_input_size(config, trained_run, print_fn)
-    refuse_overlap(run_dir, {"--data": dataset_dir, "trained run": trained_run}, what="run folder")
+    _adopt_input_size(config, trained_run, on_event)
+    refuse_overlap(run_dir, {setting("dataset_dir"): dataset_dir, "trained run": trained_run}, what="run folder")
     with output_lock(run_dir):  # one process per run folder
         paths = runs.RunPaths(run_dir)
-        runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
+        runs.claim_run_dir(run_dir, on_event, config, dataset_dir, trained_run, overwrite=False)
         digest = file_digest(trained_run / "model.keras")
         if (run_dir / REBALANCING_JSON).is_file():
             done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
             if done_from != digest:
                 raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
                                 f"since); delete {run_dir} to re-balance the new one")
-            print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+            on_event(events.Step(f"{run_dir} already holds this re-balanced run; nothing to do"))
             return run_dir
         parent = runs.read_run_json(trained_run, "lineage.json")
         lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
@@ -367,9 +370,9 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
                    "trained_epochs": 0}
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         runs.write_run_files(paths, config, lineage, class_map)
-        print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
+        on_event(events.Step(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)"))
         _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
-                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, print_fn,
+                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, on_event,
                          trained_config=(cfg.load_saved(trained_run / "config.yaml")
                                          if (trained_run / "config.yaml").is_file() else None))
         return run_dir
