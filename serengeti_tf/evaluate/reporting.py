@@ -72,8 +72,8 @@ def model_label(sampler: str, train: Optional[cfg.TrainConfig] = None) -> str:
 
 
 def _recipe_suffix(lineage: Mapping[str, Any]) -> str:
-    """The label suffix of the recipe lineage names (only a recipe other than the one its phase
-    selects is named there), so its runs form a report group of their own."""
+    """The label suffix of the recipe lineage names (only a recipe with a `label_suffix` is named
+    there), so its runs form a report group of their own."""
     name = lineage.get("recipe")
     if not name:
         return ""

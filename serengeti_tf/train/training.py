@@ -177,7 +177,7 @@ def _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init
         lineage["sampler"] = parent.get("sampler", config.sampler.name)
         lineage["init_run_lineage"] = parent
     lineage.update(info.get("lineage", {}))
-    if recipe is not recipes.recipe_for(config.train):  # only a recipe the plan chose is named (reports label it)
+    if recipe.label_suffix:  # a recipe whose runs are a report group of their own is named (reports label it)
         lineage["recipe"] = recipe.name
     return lineage
 
