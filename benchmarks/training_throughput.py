@@ -81,7 +81,7 @@ def job_phase1(dataset_dir: str, size: int, batch: int, steps: int, warmup: int)
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data import pipeline, sampling
     from serengeti_tf.models.resnet import build_model
-    from serengeti_tf.train import training
+    from serengeti_tf.train import fitting
 
     config = _config(size, batch)
     plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
@@ -96,7 +96,7 @@ def job_phase1(dataset_dir: str, size: int, batch: int, steps: int, warmup: int)
             y = (np.arange(batch) % NUM_CLASSES).astype("int32")
             data = tf.data.Dataset.from_tensors((x, y)).repeat()
         model = build_model(config.model, NUM_CLASSES)
-        training.compile_model(model, config.train, [1] * NUM_CLASSES)
+        fitting.compile_model(model, config.train, [1] * NUM_CLASSES)
         timer = _StepTimer(warmup)
         model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer.callback])
         results[f"{feed}_images_per_s"] = round(batch / timer.median_step(), 2)
@@ -112,7 +112,7 @@ def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dic
     from serengeti_tf.data import pipeline, sampling
     from serengeti_tf.models.resnet import build_model, freeze_backbone, head_model
     from serengeti_tf.train import features as feature_cache
-    from serengeti_tf.train import training
+    from serengeti_tf.train import fitting
 
     config = _config(size, batch)
     counts = ds_reader.train_counts(dataset_dir)
@@ -124,7 +124,7 @@ def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dic
     # Slow path: one warm-up epoch (tracing), then one timed epoch through the frozen network.
     plan = sampling.sampling_plan(counts, config.sampler)
     data, _ = pipeline.make_train_dataset(dataset_dir, plan, config, augment=False, seed=0)
-    training.compile_model(model, config.train, loss_counts)
+    fitting.compile_model(model, config.train, loss_counts)
     timer = _StepTimer(steps)
     model.fit(data.repeat(), steps_per_epoch=steps, epochs=2, verbose=0, callbacks=[timer.callback])
     slow_epoch = timer.seconds()
@@ -135,7 +135,7 @@ def job_phase2(dataset_dir: str, size: int, batch: int, head_epochs: int) -> dic
     features, labels = feature_cache.extract_features(model, pipeline.make_eval_dataset(dataset_dir, "train", config,
                                                                                          batch))
     feature_seconds = time.perf_counter() - start
-    head = training.compile_model(head_model(model), config.train, loss_counts)
+    head = fitting.compile_model(head_model(model), config.train, loss_counts)
     batches = feature_cache.feature_batches(features, labels, batch, seed=0).repeat()
     start = time.perf_counter()
     head.fit(batches, steps_per_epoch=steps, epochs=head_epochs, verbose=0)

@@ -32,7 +32,8 @@ def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, e
     Prints every epoch with a grid-wide ETA. Rerunning with more samplers, methods or seeds trains
     only the runs that are new.
     """
-    from serengeti_tf.evaluate.experiment import run_experiment
+    from serengeti_tf.workflows.experiment import run_experiment
+
     config = resolve_config(((experiment_config,) if experiment_config else ()) + config_files, overrides, {
         "experiment.seeds": seeds, "train.epochs": epochs,
         # '' is an empty list (refused by validation), not "use the default grid".

@@ -29,7 +29,10 @@ builder in the owner (with its settings dataclass, if it has settings: see `regi
     EXPORT_FORMATS (export.format)      models/export_formats.py: the artefact writer `export.py` calls
     STRATEGIES (train.strategy)         train/distribution.py: () -> tf.distribute strategy
     IMBALANCE_METHODS (experiment.methods)
-                                        evaluate/methods.py: an `ImbalanceMethod` (train.* overrides)
+                                        train/methods.py: an `ImbalanceMethod` (train.* overrides)
+    RECIPES (planned by experiment; chosen by train.phase)
+                                        train/recipes.py: a `Recipe` (a way of producing a model: its data,
+                                        model preparation, fit, lineage, cost and place in the grid)
 
 Owners import without TensorFlow (builders that need it import it when called), so this module,
 `config.py` and `serengeti-tf --help` stay light. Losses, optimizers, head re-balancing and export
@@ -55,8 +58,13 @@ CROP_SELECTIONS = Registry("crop selection", owner="serengeti_tf.data.crops", ke
 MODELS = Registry("model", owner="serengeti_tf.models.choices", key="model.name")
 EXPORT_FORMATS = Registry("export format", owner="serengeti_tf.models.export_formats", key="export.format")
 STRATEGIES = Registry("strategy", owner="serengeti_tf.train.distribution", key="train.strategy")
-IMBALANCE_METHODS = Registry("imbalance method", owner="serengeti_tf.evaluate.methods", key="experiment.methods")
+IMBALANCE_METHODS = Registry("imbalance method", owner="serengeti_tf.train.methods", key="experiment.methods")
+RECIPES = Registry("recipe", owner="serengeti_tf.train.recipes")
+
+# Kinds no setting names: the code picks them (a recipe by `train.phase` and the experiment's plan).
+CHOSEN_BY_CODE = (RECIPES,)
 
 # Every registry (tests iterate over it; keep it complete).
 ALL = (SAMPLERS, REALISATIONS, LOSSES, CLASS_WEIGHTINGS, OPTIMIZERS, HEAD_REBALANCINGS, TAU_NORM_BIASES,
-       SOURCE_FORMATS, SPLIT_GROUPINGS, CROP_SELECTIONS, MODELS, EXPORT_FORMATS, STRATEGIES, IMBALANCE_METHODS)
+       SOURCE_FORMATS, SPLIT_GROUPINGS, CROP_SELECTIONS, MODELS, EXPORT_FORMATS, STRATEGIES, IMBALANCE_METHODS,
+       RECIPES)

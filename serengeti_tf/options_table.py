@@ -61,6 +61,8 @@ def markdown() -> str:
     settings those choices declare (key, default, allowed values, what it sets, which choices)."""
     lines = []
     for registry in choices.ALL:
+        if registry in choices.CHOSEN_BY_CODE:  # no setting names them (recipes): nothing for a user to choose
+            continue
         lines += ["", f"**`{registry.key}`** ({registry.kind}; registered in `{registry.owner}`)", "",
                   "| name | what it is |", "| --- | --- |"]
         lines += [f"| `{name}` | {_cell(registry.help(name))} |" for name in registry.names()]

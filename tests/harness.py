@@ -248,5 +248,5 @@ class RegistryChoiceTests:
     @pytest.mark.parametrize("registry", every_kind())
     def test_kind_has_names_and_is_set_somewhere(self, registry):
         assert registry.names(), f"no {registry.kind} registered"
-        assert config_keys(registry) or cli_options(registry), \
+        assert config_keys(registry) or cli_options(registry) or registry in choices.CHOSEN_BY_CODE, \
             f"neither a config key nor a command-line option takes {registry.kind} names"

@@ -141,8 +141,8 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
 @pytest.mark.slow
 def test_methods_and_rejection_sampling_run_unchanged_on_crops(demo):
     """Issue-6 methods (a loss with class weights, then head re-balancing) and rejection sampling on crops."""
-    from serengeti_tf.evaluate.methods import method_overrides
     from serengeti_tf.train import training
+    from serengeti_tf.train.methods import method_overrides
 
     root, _, _, crops_dir, _ = demo
     train = {"epochs": 1, "batch_size": 16, "steps_per_epoch": 2, "crt_epochs": 1, "crt_steps_per_epoch": 2,

@@ -9,10 +9,11 @@ import pytest
 from helpers import Printed
 
 from serengeti_tf import config as cfg
-from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
 from serengeti_tf.train import runs as run_files
 from serengeti_tf.train import training
 from serengeti_tf.train.progress import FORWARD_COST, GridProgress, RunWork, run_work
+from serengeti_tf.train.recipes import plan_runs, run_config
+from serengeti_tf.workflows.experiment import run_experiment
 
 
 def _grid_config(**experiment) -> cfg.Config:
@@ -249,7 +250,7 @@ def _fake_grid(monkeypatch, tail_recall_of_rus: float) -> None:
 def twin_method():
     """`aa_twin`: the baseline under another name (focal loss with gamma 0 IS cross-entropy)."""
     from serengeti_tf.choices import IMBALANCE_METHODS
-    from serengeti_tf.evaluate.methods import _register
+    from serengeti_tf.train.methods import _register
 
     _register("aa_twin", "the baseline again (A/A control)", loss="focal", focal_gamma=0.0)
     yield "aa_twin"

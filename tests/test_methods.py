@@ -17,10 +17,10 @@ from serengeti_tf import config as cfg
 from serengeti_tf.choices import IMBALANCE_METHODS
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate import methods
-from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
 from serengeti_tf.models import resnet as M
-from serengeti_tf.train import runs, training
+from serengeti_tf.train import methods, recipes, runs, training
+from serengeti_tf.train.recipes import plan_runs, run_config
+from serengeti_tf.workflows.experiment import run_experiment
 
 
 def method_config(**train) -> cfg.Config:
@@ -279,13 +279,13 @@ def test_experiment_with_methods_reports_them_and_a_rerun_skips_finished_runs(ti
 def test_experiment_head_methods_branch_from_the_baseline_without_training_it_again(tiny_dataset, tmp_path,
                                                                                   monkeypatch):
     phase1_trainings: list[str] = []
-    real_phase1 = training._phase1
+    real_phase1 = recipes.Phase1.train
 
-    def counting_phase1(config, *args, **kwargs):
-        phase1_trainings.append(config.sampler.name)
-        return real_phase1(config, *args, **kwargs)
+    def counting_phase1(self, ctx):
+        phase1_trainings.append(ctx.config.sampler.name)
+        return real_phase1(self, ctx)
 
-    monkeypatch.setattr(training, "_phase1", counting_phase1)
+    monkeypatch.setattr(recipes.Phase1, "train", counting_phase1)
     config = cfg.resolve(updates=[{
         "model": {"input_size": 32},
         "train": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 2, "crt_epochs": 1,

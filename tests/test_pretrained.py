@@ -231,11 +231,11 @@ def test_mixed_precision_run_builds_the_pretrained_model_under_its_policy(projec
 
 def test_experiment_phase2_runs_do_not_inherit_init_weights(tmp_path):
     from serengeti_tf import config as cfg
-    from serengeti_tf.evaluate import experiment
+    from serengeti_tf.train import recipes
 
     config = cfg.Config()
     config.experiment.samplers = ["ros"]
     config.train.init_weights = str(tmp_path / "preset")
-    phase1, phase2 = experiment.plan_runs(config, tmp_path)
-    assert experiment.run_config(config, phase1).train.init_weights == str(tmp_path / "preset")
-    assert experiment.run_config(config, phase2).train.init_weights is None  # phase 2 starts from --init
+    phase1, phase2 = recipes.plan_runs(config, tmp_path)
+    assert recipes.run_config(config, phase1).train.init_weights == str(tmp_path / "preset")
+    assert recipes.run_config(config, phase2).train.init_weights is None  # phase 2 starts from --init

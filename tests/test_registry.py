@@ -272,13 +272,13 @@ def test_a_toy_loss_with_a_parameter_is_one_registration(toy_loss_with_a_paramet
         cfg.resolve(overrides=["train.toy_gamma=9"])
     with pytest.raises(UserError, match="train.toy_gamma must be float, got 'high'"):
         cfg.resolve(overrides=["train.toy_gamma=high"])
-    # A tiny training step compiles with it (the loss `training` builds from the config)...
+    # A tiny training step compiles with it (the loss `fitting` builds from the config)...
     import keras
 
-    from serengeti_tf.train import training
+    from serengeti_tf.train import fitting
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    training.compile_model(model, config.train, [5, 1])
+    fitting.compile_model(model, config.train, [5, 1])
     model.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
     assert toy_loss_with_a_parameter == [1.5] and model.loss.gamma == 1.5
     # ... and a run's config.yaml keeps the setting, at the end of `train`, and reads back.

@@ -29,7 +29,7 @@ from serengeti_tf.io_utils import file_digest
 from serengeti_tf.models import resnet as M
 from serengeti_tf.testing import write_tiny_dataset
 from serengeti_tf.train import features as feature_cache
-from serengeti_tf.train import runs, training
+from serengeti_tf.train import fitting, runs, training
 
 RUN_FILES = ("config.yaml", "lineage.json", "class_map.json", "metrics.csv", "model.keras", "timings.json",
              "versions.json", "checkpoints/state.json")
@@ -249,13 +249,13 @@ def test_fast_path_gives_the_same_head_as_the_slow_path(phase1_run, tiny_dataset
     steps = 48 // 8
 
     slow = M.freeze_backbone(M.load_model(phase1_run / "model.keras"))
-    training.compile_model(slow, config.train, loss_counts)
+    fitting.compile_model(slow, config.train, loss_counts)
     slow.fit(images.repeat(), steps_per_epoch=steps, epochs=3, shuffle=False, verbose=0)
 
     full = M.freeze_backbone(M.load_model(phase1_run / "model.keras"))
     features, labels = feature_cache.extract_features(full, images)
     assert features.shape == (48, 512)
-    head = training.compile_model(M.head_model(full), config.train, loss_counts)
+    head = fitting.compile_model(M.head_model(full), config.train, loss_counts)
     head.fit(feature_cache.feature_batches(features, labels, 8, seed=None).repeat(), steps_per_epoch=steps, epochs=3,
              shuffle=False, verbose=0)
     assert int(head.optimizer.iterations) == int(slow.optimizer.iterations) == 3 * steps

@@ -3,7 +3,7 @@ seeds, epochs) out.
 
 Pure functions, no TensorFlow: `choose_settings` picks the richest preset of `PRESETS` and the most
 epochs that fit `PLAN_FRACTION` of the budget, using the image-pass accounting of train/progress.py
-(through `evaluate.experiment.grid_work`); after `prepare`, `refit_epochs` re-fits the epochs to the
+(through `train.recipes.grid_work`); after `prepare`, `refit_epochs` re-fits the epochs to the
 time really left with the exact image counts. The throughput comes from probe.py; the data design
 (the long tail of K species) from long_tail.py.
 """
@@ -18,7 +18,7 @@ from typing import Sequence
 from serengeti_tf import config as cfg
 from serengeti_tf.demo.long_tail import SPLIT_FRACTIONS, LongTail, paper_rules_on_long_tail
 from serengeti_tf.errors import UserError
-from serengeti_tf.evaluate.experiment import grid_work, plan_runs
+from serengeti_tf.train.recipes import grid_work, plan_runs
 
 # The most frequent species' images in every preset: 500 of them train, 50x the rarest's 10.
 LARGEST_IMAGES = 834

@@ -15,7 +15,7 @@ from serengeti_tf.demo.budget import DEMO_BATCH_SIZE, LARGEST_IMAGES, PRESETS, T
 from serengeti_tf.demo.capture_plan import plan_captures
 from serengeti_tf.demo.long_tail import DEMO_SPECIES, LongTail
 from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE, Canvas, encode_jpeg, render_capture, site_background
-from serengeti_tf.train.training import compile_model
+from serengeti_tf.train.fitting import compile_model
 
 PROBE_SIZES = (32, 48)
 
@@ -35,6 +35,7 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
     import keras
 
     from serengeti_tf.models.resnet import build_model, save_model
+
     rng = np.random.default_rng(0)
     ips, overhead, save_seconds, model = {}, {}, 0.0, None
     for size in sorted(sizes):

@@ -41,9 +41,9 @@ from serengeti_tf.demo.probe import measure_throughput
 from serengeti_tf.demo.verdict import read_verdict, verdict_lines
 from serengeti_tf.demo.writer import write_demo_dataset
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.evaluate.experiment import run_experiment, split_counts
 from serengeti_tf.io_utils import claim_folder_kind, read_json, write_json, write_text
 from serengeti_tf.locks import output_lock
+from serengeti_tf.workflows.experiment import run_experiment, split_counts
 
 DEFAULT_MINUTES = 10.0
 

@@ -1,2 +1,2 @@
 """Evaluation: metrics, bootstrap intervals, paired differences, per-run evaluation, prediction,
-comparison reports and the experiment grid."""
+and comparison reports."""

@@ -30,6 +30,7 @@ from serengeti_tf.evaluate import seed_aware
 from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, group_thresholds
 from serengeti_tf.evaluate.run_reader import eval_dir_name
 from serengeti_tf.metrics import confusion_counts, scores_from_confusion
+from serengeti_tf.train.recipes import references
 
 BASELINE = "baseline"
 METRIC_TITLES = {"accuracy": "accuracy", "macro_f1": "macro F1", "head_macro_f1": "head macro F1",
@@ -56,7 +57,8 @@ def comparisons(rows: pd.DataFrame) -> list[dict[str, Any]]:
     """{"comparison", "reference", "model", "phase", "matched": [(seed, ref run_dir, new run_dir)]}.
 
     - every (model, phase) other than the baseline against `baseline phase 1` of the same seed;
-    - every phase-2 run against the phase-1 run it was initialised from (lineage `init_run`).
+    - every phase-2 run against the phase-1 run it was initialised from (lineage `init_run`),
+    as the recipe of a run of that phase says (`recipes.references`).
     Seeds missing on one side are left out of that comparison.
     """
     out = []
@@ -73,17 +75,18 @@ def comparisons(rows: pd.DataFrame) -> list[dict[str, Any]]:
     for (model, phase), group in rows.groupby(["model", "phase"], sort=False):
         if model == BASELINE and phase == 1:
             continue
-        matched = [(int(s), base_by_seed[s], r) for s, r in zip(group["seed"], group["run_dir"])
-                   if s in base_by_seed and same_level(base_by_seed[s], r)]
-        if matched:
-            out.append({"comparison": f"{_group(model, phase)} vs baseline", "reference": _group(BASELINE, 1),
-                        "model": str(model), "phase": int(phase), "matched": matched})
-        if phase == 2:
-            own = [(int(s), by_dir[_resolved(i)], r)
-                   for s, i, r in zip(group["seed"], group["init_run"], group["run_dir"]) if _resolved(i) in by_dir]
-            if own:
-                out.append({"comparison": f"{_group(model, 2)} vs its phase 1", "reference": _group(model, 1),
-                            "model": str(model), "phase": 2, "matched": own})
+        for reference in references(int(phase)):
+            if reference == "baseline":
+                matched = [(int(s), base_by_seed[s], r) for s, r in zip(group["seed"], group["run_dir"])
+                           if s in base_by_seed and same_level(base_by_seed[s], r)]
+                name, reference_group = f"{_group(model, phase)} vs baseline", _group(BASELINE, 1)
+            else:  # "phase 1": the run it was initialised from
+                matched = [(int(s), by_dir[_resolved(i)], r) for s, i, r in
+                           zip(group["seed"], group["init_run"], group["run_dir"]) if _resolved(i) in by_dir]
+                name, reference_group = f"{_group(model, phase)} vs its phase 1", _group(model, 1)
+            if matched:
+                out.append({"comparison": name, "reference": reference_group,
+                            "model": str(model), "phase": int(phase), "matched": matched})
     return out
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.choices import SAMPLERS
+from serengeti_tf.choices import RECIPES, SAMPLERS
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate import paired
 from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, evaluate_run, group_thresholds
@@ -44,6 +44,7 @@ from serengeti_tf.evaluate.markdown import markdown_table
 from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage
 from serengeti_tf.locks import output_lock
 from serengeti_tf.plots import plot_f1_change, plot_f1_vs_frequency
+from serengeti_tf.train.recipes import references
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
 HEADLINE_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "top_k_accuracy",
@@ -75,6 +76,15 @@ def model_label(sampler: str, train: Optional[cfg.TrainConfig] = None) -> str:
     return label
 
 
+def _recipe_suffix(lineage: Mapping[str, Any]) -> str:
+    """The label suffix of the recipe lineage names (only a recipe with a `label_suffix` is named
+    there), so its runs form a report group of their own."""
+    name = lineage.get("recipe")
+    if not name:
+        return ""
+    return RECIPES.lookup(name).label_suffix if name in RECIPES else f"+{name}"
+
+
 def _eval_path(run_dir: Path, split: str, name: str) -> Path:
     return run_dir / eval_dir_name(split) / name
 
@@ -94,7 +104,8 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     train = cfg.load_saved(run_dir / "config.yaml").train if (run_dir / "config.yaml").is_file() else None
     sampler = str(lineage.get("sampler", "none"))
     row: dict[str, Any] = {
-        "run_dir": str(run_dir), "run_name": run_dir.name, "model": model_label(sampler, train),
+        "run_dir": str(run_dir), "run_name": run_dir.name,
+        "model": model_label(sampler, train) + _recipe_suffix(lineage),
         "sampler": sampler, "phase": int(lineage.get("phase", 1)), "seed": int(lineage.get("seed", 0) or 0),
         "init_run": str(lineage.get("init_run") or ""),
         "num_test_images": metrics.get("num_examples"),
@@ -336,29 +347,39 @@ def f1_change(ref: pd.Series, new: pd.Series) -> pd.DataFrame:
 
 
 def comparisons(rows: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(name, reference group, new group) for each phase-2 model: vs the baseline, vs its phase 1.
+    """(name, reference group, new group) for each phase-2 model and each single-phase method, against
+    what its recipe is compared with (`recipes.references`): the baseline, and a phase-2 model's phase 1.
 
     The phase-1 reference of a phase-2 model is its own `model phase 1` group; `init_run` in the
     lineage names the exact run, so a phase-2 run evaluated without its phase-1 run gets no such plot.
+    A phase-1 run on a sampler gets no plot of its own: its phase-2 run's plots show the sampler.
     """
     groups = set(group_key(m, int(p)) for m, p in zip(rows["model"], rows["phase"]))
     baseline = group_key(BASELINE, 1)
     out = []
     for model in dict.fromkeys(rows.loc[rows["phase"] == 2, "model"]):
         new = group_key(model, 2)
-        if baseline in groups and model != BASELINE:
-            out.append((f"{model} phase 2 vs baseline", baseline, new))
-        phase1 = group_key(model, 1)
-        members = rows[(rows["model"] == model) & (rows["phase"] == 2)]
-        phase1_dirs = set(rows.loc[(rows["model"] == model) & (rows["phase"] == 1), "run_dir"].map(_resolved))
-        if phase1 in groups and all(_resolved(i) in phase1_dirs for i in members["init_run"] if i):
-            out.append((f"{model} phase 2 vs phase 1", phase1, new))
+        for reference in references(2):
+            if reference == "baseline" and baseline in groups and model != BASELINE:
+                out.append((f"{model} phase 2 vs baseline", baseline, new))
+            if reference == "phase 1" and _started_from_own_phase1(rows, model, groups):
+                out.append((f"{model} phase 2 vs phase 1", group_key(model, 1), new))
     # Single-phase imbalance methods (issue 6: a loss, weighting or head re-balancing on the
     # original distribution) against the baseline they modify.
     for model in dict.fromkeys(rows.loc[(rows["phase"] == 1) & (rows["sampler"] == "none"), "model"]):
-        if model != BASELINE and baseline in groups and group_key(model, 2) not in groups:
+        if model != BASELINE and "baseline" in references(1) and baseline in groups \
+                and group_key(model, 2) not in groups:
             out.append((f"{model} vs baseline", baseline, group_key(model, 1)))
     return out
+
+
+def _started_from_own_phase1(rows: pd.DataFrame, model: str, groups: set[str]) -> bool:
+    """True when the model's phase-1 group is there and holds every phase-2 run's `init_run`."""
+    if group_key(model, 1) not in groups:
+        return False
+    members = rows[(rows["model"] == model) & (rows["phase"] == 2)]
+    phase1_dirs = set(rows.loc[(rows["model"] == model) & (rows["phase"] == 1), "run_dir"].map(_resolved))
+    return all(_resolved(i) in phase1_dirs for i in members["init_run"] if i)
 
 
 def _resolved(path: str) -> str:

@@ -2,8 +2,8 @@
 
 The unit of work is one training image (forward + backward pass through the model). A
 forward-only image (validation after every epoch, a feature pass, the test evaluation) costs
-`FORWARD_COST` of that. `run_work` turns a planned run into these units from the dataset's counts
-and the run's config; `GridProgress` measures the seconds per unit on the work done in THIS
+`FORWARD_COST` of that (`work.py`). `run_work` asks a run's recipe for its units from the dataset's
+counts and the run's config; `GridProgress` measures the seconds per unit on the work done in THIS
 session (finished runs found on disk cost nothing and are not measured) and multiplies it by the
 units left, so the ETA follows the machine's real speed rather than the number of runs done.
 `demo` sizes itself with the same units (`demo.budget.choose_settings`).
@@ -12,40 +12,20 @@ units left, so the ETA follows the machine's real speed rather than the number o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from serengeti_tf import config as cfg
 from serengeti_tf.events import GridEta
-from serengeti_tf.train.head_choices import fits_on_train_features
+from serengeti_tf.train import recipes
+from serengeti_tf.train.work import FORWARD_COST, RunWork
 
-# A ResNet forward pass is about a third of forward + backward (the backward pass costs ~2 forwards).
-FORWARD_COST = 1 / 3
-
-
-@dataclass(frozen=True)
-class RunWork:
-    """One run's work: `epochs` epochs of `train_images` training and `val_images` validation images,
-    plus `once_forward` forward-only images done once (feature pass, test evaluation)."""
-
-    epochs: int
-    train_images: int
-    val_images: int
-    once_forward: int
-
-    @property
-    def epoch_units(self) -> float:
-        return self.train_images + FORWARD_COST * self.val_images
-
-    def units(self, epochs: Optional[int] = None) -> float:
-        """Units of the whole run (or of a run that trains only `epochs` epochs)."""
-        epochs = self.epochs if epochs is None else epochs
-        return epochs * self.epoch_units + FORWARD_COST * self.once_forward
+__all__ = ["FORWARD_COST", "GridProgress", "RunWork", "format_seconds", "run_work"]  # units are `work.py`'s
 
 
 def run_work(train_config: cfg.Config, split_counts: dict[str, int], epoch_images: int,
              branches_from_trained: bool = False) -> RunWork:
-    """The work of one run of `train_config` (phase and settings as it will train).
+    """The work of one run of `train_config` (phase and settings as it will train), as its recipe
+    (`recipes.recipe_for`) counts it.
 
     `split_counts`: images in the train, val and test splits; `epoch_images`: training images per
     epoch of a phase-1 run (its sampler's plan). A phase-2 run on the fast path and a run that
@@ -53,21 +33,8 @@ def run_work(train_config: cfg.Config, split_counts: dict[str, int], epoch_image
     backbone once (`train.feature_views` augmented views of each train image, when cached features
     are fitted with several); their head-only epochs are negligible next to that.
     """
-    train, val, test = (int(split_counts.get(k, 0)) for k in ("train", "val", "test"))
-    t = train_config.train
-    fits_cached_head = t.phase == 2 or fits_on_train_features(t.head_rebalancing)
-    train_views = train * (t.feature_views if fits_cached_head else 1)
-    if branches_from_trained:
-        return RunWork(0, 0, 0, train_views + val + test)
-    if t.phase == 2 and not t.phase2_augment:
-        return RunWork(0, 0, 0, train_views + val + test)
-    images = train if t.phase == 2 else epoch_images
-    if t.steps_per_epoch:
-        images = min(images, t.steps_per_epoch * t.batch_size)
-    if t.validation_steps:
-        val = min(val, t.validation_steps * train_config.eval.batch_size)
-    feature_pass = train_views + val if t.head_rebalancing != "none" else 0
-    return RunWork(t.epochs, images, val, feature_pass + test)
+    recipe = recipes.recipe_for(train_config.train, branched=branches_from_trained)
+    return recipe.work(train_config, split_counts, epoch_images)
 
 
 def format_seconds(seconds: float) -> str:

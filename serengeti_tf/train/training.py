@@ -14,7 +14,9 @@ model on un-augmented images in the same batch order (a test checks this), NOT t
 random augmented views per image instead (closer to Kang et al.'s augmented classifier retraining,
 still a fixed set of views). `lineage.json` says which (`head_trained_on`).
 
-Both phases share the run folder, logging, checkpointing, early stopping and resume logic
+How each way of producing a model checks its inputs, prepares its model and fits is its recipe's
+(`recipes.py`, through the one load-or-compile-then-fit path of `fitting.py`); this module is the job
+around a recipe. Both phases share the run folder, logging, checkpointing, early stopping and resume logic
 (`runs.py`, `callbacks.py`); see `runs.py` for the folder layout. After training, the configured
 head re-balancing (`train.head_rebalancing`, `rebalancing.py`) runs on cached features; this
 module drives it, also for a run branched from an already trained one (`rebalance_run`).
@@ -26,11 +28,10 @@ import contextlib
 import dataclasses
 import math
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -41,84 +42,32 @@ from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_csv, write_json
 from serengeti_tf.locks import output_lock
-from serengeti_tf.models.pretrained import describe_source, load_backbone_weights
-from serengeti_tf.train import distribution, optimizer_choices, runs
-from serengeti_tf.train.features import feature_batches, head_features_description, split_features
+from serengeti_tf.models.pretrained import load_backbone_weights
+from serengeti_tf.train import distribution, fitting, recipes, runs
+from serengeti_tf.train.features import head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
-
-# ---------------------------------------------------------------------------------------------
-# Optimizer, loss, compile
-# ---------------------------------------------------------------------------------------------
-
-def make_optimizer(train_config: cfg.TrainConfig):
-    """A fresh optimizer of `train.optimizer` (`optimizer_choices.make_optimizer`)."""
-    return optimizer_choices.make_optimizer(train_config)
-
-
-def make_loss(train_config: cfg.TrainConfig, loss_counts: list[int]):
-    """The registered loss of `train.loss` (`losses.make_loss`): by default sparse categorical
-    cross-entropy on logits (== categorical CE on one-hot labels)."""
-    from serengeti_tf.train import losses
-
-    return losses.make_loss(train_config, loss_counts)
-
-
-def compile_model(model, train_config: cfg.TrainConfig, loss_counts: list[int], optimizer=None):
-    """Compiles with the run's loss, accuracy metric, optimizer (fresh unless given) and XLA flag."""
-    import keras
-
-    model.compile(optimizer=optimizer or make_optimizer(train_config),
-                  loss=make_loss(train_config, loss_counts),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=bool(train_config.xla))
-    return model
-
 
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
 
-def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path]):
-    """Validates everything a run needs BEFORE any folder is claimed; returns the dataset's `ClassMap`."""
+def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path], recipe: recipes.Recipe):
+    """Validates everything a run needs BEFORE any folder is claimed (the recipe checks its own
+    inputs); returns the dataset's `ClassMap`."""
     if not dataset_dir.is_dir():
         raise UserError(f"prepared dataset folder not found: {dataset_dir} (run `serengeti-tf prepare` first)")
     class_map = ds_reader.class_map(dataset_dir)
     ds_reader.check_shards(dataset_dir)  # a missing val shard fails now, not after a whole epoch
     ds_reader.counts(dataset_dir)
-    if config.train.init_weights:
-        if config.train.phase != 1:
-            raise UserError(f"{setting('init_weights')} is only used by phase 1 (phase 2 starts from "
-                            f"{setting('init_run')}), got {config.train.init_weights} with phase 2")
-        describe_source(config.train.init_weights)
-    if config.train.phase == 2:
-        if init_run is None:
-            raise UserError(f"phase 2 needs {setting('init_run')} RUN_DIR (the phase-1 run whose model it "
-                            "fine-tunes), got none")
-        if not (init_run / "model.keras").is_file():
-            raise UserError(f"{setting('init_run')} {init_run} is not a finished phase-1 run: model.keras missing")
-        init_map = runs.read_class_map(init_run)
-        if not init_map.same_classes(class_map):
-            raise UserError(f"class map of {setting('init_run')} run {init_run} ({init_map.num_classes} classes) "
-                            f"differs from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
-        lineage = runs.read_run_json(init_run, "lineage.json")
-        if lineage.get("phase") != 1:
-            raise UserError(f"{setting('init_run')} {init_run} must be a phase-1 run, got a "
-                            f"phase-{lineage.get('phase')} run")
-    elif init_run is not None:
-        raise UserError(f"{setting('init_run')} is only used by phase 2, got {setting('init_run')} {init_run} "
-                        f"with phase 1")
+    recipe.check_inputs(config, dataset_dir, init_run, class_map)
     return class_map
-
-
-def _verbosity() -> int:
-    # Keras' per-epoch progress bar (with ETA) only on a terminal; the one-line summary always.
-    return 1 if sys.stdout.isatty() else 0
 
 
 def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
           init_run: str | Path | None = None, overwrite: bool = False,
-          on_event: events.EventSink = events.ignore) -> Path:
-    """Runs (or resumes, or finds finished) one training run; returns the run folder.
+          on_event: events.EventSink = events.ignore, recipe: Optional[recipes.Recipe] = None) -> Path:
+    """Runs (or resumes, or finds finished) one training run of `recipe` (default: the recipe the
+    config's `train.phase` selects, `recipes.recipe_for`); returns the run folder.
 
     Raises UserError on bad input, on a refused overwrite, and when the loss becomes NaN/inf
     (the last good epoch's checkpoint is kept, so the run can be inspected or resumed).
@@ -126,7 +75,8 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     config = cfg.from_dict(cfg.to_dict(config))  # a validated copy: the caller's object stays as it was
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     init_run = Path(init_run) if init_run else None
-    class_map = _check_inputs(config, dataset_dir, init_run)
+    recipe = recipe or recipes.recipe_for(config.train)
+    class_map = _check_inputs(config, dataset_dir, init_run, recipe)
     refuse_overlap(run_dir, {setting("dataset_dir"): dataset_dir, setting("init_run"): init_run,
                              setting("init_weights"): config.train.init_weights}, what="run folder")
     init_digest = None
@@ -161,18 +111,16 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
             if chief:
                 runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
-            runs.write_run_files(paths, config, _lineage(config, dataset_dir, init_run, None, strategy, {},
-                                                         init_digest), class_map)
+            runs.write_run_files(paths, config, _lineage(config, recipe, dataset_dir, init_run, None, strategy,
+                                                         {}, init_digest), class_map)
         import keras
 
         keras.utils.set_random_seed(config.train.seed)
         with distribution.precision(config.train.mixed_precision) as policy:
-            if config.train.phase == 1:
-                info = _phase1(config, dataset_dir, paths, state, strategy, on_event, pretrained)
-            else:
-                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, on_event, init_digest)
+            info = recipe.train(recipes.TrainContext(config, dataset_dir, init_run, paths, state, strategy,
+                                                     on_event, pretrained, init_digest))
         if chief:
-            lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest)
+            lineage = _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init_digest)
             runs.write_run_files(paths, config, lineage, class_map)
             _finish(paths, state, info, started, on_event)
             if rebalancing_pending(config, paths):
@@ -215,13 +163,13 @@ def _run_paths(run_dir: Path, chief: bool) -> tuple[runs.RunPaths, Optional[Path
     return runs.RunPaths(scratch / "run", resume_root=run_dir), scratch
 
 
-def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
+def _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init_digest=None) -> dict:
     lineage = {"phase": config.train.phase, "sampler": config.sampler.name,
-               "training_sampler": config.sampler.name if config.train.phase == 1 else "none",
+               "training_sampler": recipe.training_sampler(config),
                "dataset_dir": str(dataset_dir.resolve()),
                "init_run": str(init_run.resolve()) if init_run else None,
                "init_model_sha256": init_digest,
-               "seed": config.train.seed, "data_seed": _data_seed(config), "model": config.model.name,
+               "seed": config.train.seed, "data_seed": fitting.data_seed(config), "model": config.model.name,
                "input_size": config.model.input_size, "dtype_policy": policy,
                "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "global_batch_size": config.train.batch_size}
@@ -230,13 +178,9 @@ def _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest=
         lineage["sampler"] = parent.get("sampler", config.sampler.name)
         lineage["init_run_lineage"] = parent
     lineage.update(info.get("lineage", {}))
+    if recipe.label_suffix:  # a recipe whose runs are a report group of their own is named (reports label it)
+        lineage["recipe"] = recipe.name
     return lineage
-
-
-def _data_seed(config: cfg.Config) -> int:
-    from serengeti_tf.data import pipeline
-
-    return pipeline.data_seed(config)
 
 
 def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, on_event) -> None:
@@ -258,201 +202,6 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
     runs.write_state(paths, state)
     on_event(events.Step(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
                          f"model at {paths.model}"))
-
-
-def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
-         state: runs.RunState, save_best: Callable, save_last: Callable, on_event, strategy) -> None:
-    """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
-    from serengeti_tf.train.callbacks import EpochRecorder
-
-    distribution.patch_for_multi_worker(model, strategy)
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
-                             config.train.early_stopping_patience, save_best, save_last, on_event)
-    if state.stopped_early or state.epochs_done >= config.train.epochs:
-        return  # killed after the last epoch's state was written: nothing left to train
-    model.fit(train_data, epochs=config.train.epochs, initial_epoch=state.epochs_done,
-              steps_per_epoch=steps, callbacks=[recorder], verbose=_verbosity(), shuffle=False)
-    if recorder.failed_epoch is not None:
-        kept = (f"the last good checkpoint (epoch {state.epochs_done}) is kept in {paths.checkpoints}"
-                if state.epochs_done else "no epoch finished, so no checkpoint was kept")
-        raise UserError(f"training stopped: loss became {recorder.failed_value} in epoch {recorder.failed_epoch}; "
-                        f"{kept}; try a lower {setting('learning_rate')} or {setting('overrides')} "
-                        "train.mixed_precision=false")
-
-
-def _steps(steps: int, config: cfg.Config) -> int:
-    cap = config.train.steps_per_epoch
-    return max(1, min(steps, cap) if cap else steps)
-
-
-def _val_data(dataset_dir: Path, config: cfg.Config):
-    from serengeti_tf.data import pipeline
-
-    data = pipeline.make_eval_dataset(dataset_dir, "val", config, batch_size=config.eval.batch_size)
-    return data.take(config.train.validation_steps) if config.train.validation_steps else data
-
-
-def _save_full(model, path: Path) -> None:
-    from serengeti_tf.models.resnet import save_model
-
-    save_model(model, path)
-
-
-def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
-    source = (paths.resume_root or paths.root) / "checkpoints" / state.checkpoint
-    return _load_compiled(source)
-
-
-def _load_compiled(path: Path):
-    """A compiled checkpoint: its loss and optimizer are this package's Keras classes, registered
-    when `losses` and `optimizers` are imported, so both are imported before Keras reads it."""
-    from serengeti_tf.models.resnet import load_model
-    from serengeti_tf.train import losses, optimizers  # noqa: F401  (register their Keras classes)
-
-    return load_model(path, compile=True)
-
-
-def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-            strategy, on_event, pretrained: Optional[tuple] = None) -> dict:
-    """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
-    from serengeti_tf.data import pipeline
-    from serengeti_tf.models.resnet import build_model, freeze_stages
-
-    names = ds_reader.class_names(dataset_dir)
-    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), config.sampler)
-    sampling.check_plan_matches(plan, names)
-    same_order = distribution.needs_same_order(config)
-    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config, augment=config.train.augment,
-                                                    seed=pipeline.data_seed(config),
-                                                    same_order_on_every_worker=same_order)
-    steps = _steps(steps, config)
-    # repeat(): Keras then draws exactly `steps` batches per epoch from one continuing stream.
-    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
-    loss_counts = [int(n) for n in plan["target"]]
-    with strategy.scope():
-        if state.checkpoint:
-            model = _load_checkpoint(paths, state)
-            freeze_stages(model, config.train.freeze_stages)
-            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
-        else:
-            if pretrained is not None:
-                model = pretrained[0]
-                on_event(events.Step(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
-                                     f"({pretrained[1]['layers']} layers; head new)"))
-            else:
-                # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
-                model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
-            freeze_stages(model, config.train.freeze_stages)
-            compile_model(model, config.train, loss_counts)
-    on_event(events.Step(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
-                         f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
-                         f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))"))
-    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, on_event=on_event, strategy=strategy)
-    fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
-                   "freeze_stages": config.train.freeze_stages,
-                   "backbone_learning_rate": config.train.backbone_learning_rate}
-    return {"images_per_epoch": int(plan["target"].sum()),
-            "lineage": {"images_per_epoch": int(plan["target"].sum()), **fine_tuning}}
-
-
-def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
-            state: runs.RunState, strategy, on_event, init_digest: str) -> dict:
-    from serengeti_tf.models.resnet import count_weights, freeze_backbone, load_model
-
-    counts = ds_reader.train_counts(dataset_dir)
-    loss_counts = [int(n) for n in counts.values()]
-    with strategy.scope():
-        model = load_model(init_run / "model.keras", compile=False)
-    if int(model.input_shape[1]) != config.model.input_size:
-        raise UserError(f"model of {setting('init_run')} {init_run} takes {model.input_shape[1]}px images but its "
-                        "lineage.json "
-                        f"says {config.model.input_size}px")
-    freeze_backbone(model)
-    trainable, frozen = count_weights(model, True), count_weights(model, False)
-    on_event(events.Step(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
-                         f"original train distribution ({sum(loss_counts)} images/epoch)"))
-    info = {"images_per_epoch": sum(loss_counts),
-            "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
-                        "fast_path": not config.train.phase2_augment,
-                        "head_trained_on": (head_features_description(config.train.feature_views)
-                                            if not config.train.phase2_augment else
-                                            "images through the frozen backbone with fresh train-time "
-                                            "augmentation every epoch (slow path)"),
-                        "images_per_epoch": sum(loss_counts)}}
-    if config.train.phase2_augment:
-        _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event)
-    else:
-        info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
-                                               strategy, on_event, init_digest)
-    return info
-
-
-def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event) -> None:
-    """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
-    from serengeti_tf.data import pipeline
-    from serengeti_tf.models.resnet import freeze_backbone
-
-    original = cfg.SamplerConfig(**{**cfg.to_dict(config)["sampler"], "name": "none"})
-    plan = sampling.sampling_plan(ds_reader.train_counts(dataset_dir), original)
-    same_order = distribution.needs_same_order(config)
-    train_data, steps = pipeline.make_train_dataset(dataset_dir, plan, config,
-                                                    augment=config.train.phase2_augment,
-                                                    seed=pipeline.data_seed(config),
-                                                    same_order_on_every_worker=same_order)
-    steps = _steps(steps, config)
-    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
-    with strategy.scope():
-        if state.checkpoint:
-            model = _load_checkpoint(paths, state)
-            freeze_backbone(model)
-            compile_model(model, config.train, loss_counts, optimizer=model.optimizer)
-        else:
-            compile_model(model, config.train, loss_counts)
-    _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, on_event=on_event, strategy=strategy)
-
-
-def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event,
-                 init_digest: str) -> float:
-    """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
-    from serengeti_tf.models.resnet import head_layer, head_model, save_model, set_head_weights
-
-    paths.checkpoints.mkdir(parents=True, exist_ok=True)
-    batch = config.eval.batch_size
-
-    cache_root = (paths.resume_root or paths.root) / "checkpoints"
-
-    def cache_file(split: str) -> Path:
-        cached = cache_root / f"features-{split}.npz"
-        return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
-
-    views = config.train.feature_views
-    splits, seconds = split_features(model, dataset_dir, config, cache_file, on_event, init_digest, views)
-    train_feats, train_labels = splits["train"]
-    # An epoch is one image's worth of rows per image, whatever the number of cached views.
-    steps = _steps(math.ceil(len(train_labels) / views / config.train.batch_size), config)
-    train_data = feature_batches(train_feats, train_labels, config.train.batch_size, seed=_data_seed(config))
-    train_data = distribution.shard_by_data(train_data.repeat(), strategy)
-    val_data = feature_batches(*splits["val"], batch_size=batch, seed=None)
-    if config.train.validation_steps:
-        val_data = val_data.take(config.train.validation_steps)
-    with strategy.scope():
-        if state.checkpoint:
-            head = _load_compiled(cache_root / state.checkpoint)
-            compile_model(head, config.train, loss_counts, optimizer=head.optimizer)
-        else:
-            head = compile_model(head_model(model), config.train, loss_counts)
-
-    def save_best(fitted_head, path: Path) -> None:
-        # The best checkpoint is always a full model, whichever path trained the head.
-        set_head_weights(model, head_layer(fitted_head).get_weights())
-        save_model(model, path)
-
-    _fit(head, train_data, steps, val_data, config, paths, state,
-         save_best=save_best, save_last=lambda m, p: save_model(m, p), on_event=on_event, strategy=strategy)
-    return seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,13 +228,15 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
     (frozen backbone), the best checkpoint's for phase 1, or the given `source` (a run branched
     from another run's model.keras: that file's sha256).
     """
+    frozen_from_init = recipes.recipe_for(config.train).backbone_frozen_from_init
+
     def cache_file(split: str) -> Path:
         phase2_cache = paths.checkpoints / f"features-{split}.npz"
-        if config.train.phase == 2 and phase2_cache.is_file():
+        if frozen_from_init and phase2_cache.is_file():
             return phase2_cache
         return paths.checkpoints / f"rebalance-features-{split}.npz"
 
-    if source is None and config.train.phase == 2:
+    if source is None and frozen_from_init:
         source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
     elif source is None:
         source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
@@ -507,7 +258,7 @@ def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int],
     the phase's loss (`loss_counts`), so losses and post-hoc adjustment agree on the prior.
     """
     counts = ds_reader.train_counts(dataset_dir)
-    if config.train.phase == 1 and config.sampler.name != "none":
+    if recipes.recipe_for(config.train).training_sampler(config) != "none":
         plan = sampling.sampling_plan(counts, config.sampler)
         return [int(n) for n in plan["target"]], f"phase-1 plan targets (sampler {config.sampler.name})"
     return [int(n) for n in counts.values()], "original train counts"
@@ -591,7 +342,7 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
     if config.train.head_rebalancing == "none":
         raise UserError("rebalance_run needs train.head_rebalancing (posthoc_logit_adjustment, tau_norm or crt), "
                         "got none")
-    class_map = _check_inputs(config, dataset_dir, None)
+    class_map = _check_inputs(config, dataset_dir, None, recipes.recipe_for(config.train))
     if not (trained_run / "model.keras").is_file():
         raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
     if (trained_run / REBALANCING_JSON).is_file():

@@ -6,6 +6,8 @@ re-balancing methods (`posthoc_la`, `tau_norm`, `crt`, see `head_only`) change o
 a trained model, so in `experiment` they branch from the same seed's baseline run
 (`training.rebalance_run`): no extra training, and the comparison with the baseline is paired
 (same backbone). Each still gets a complete run folder whose `lineage.json` names that baseline.
+Which recipe produces a method's runs is the recipes' choice (`recipes.method_recipe`: `method` for
+a loss or weighting, `rebalance` for a head-only method).
 
 Each method is one `ImbalanceMethod` registered in `choices.IMBALANCE_METHODS` below (the names
 `experiment.methods` takes); `config.validate` checks the names.

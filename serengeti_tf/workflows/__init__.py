@@ -1,0 +1,1 @@
+"""Workflows: jobs that drive several runs end to end (the `experiment` grid), above `evaluate/`."""
