@@ -181,7 +181,8 @@ def claim_folder_kind(path: str | os.PathLike, kind: str) -> None:
 # The kinds of output folder, by the command that writes them.
 KINDS = {"dataset": "prepare", "run": "train", "evaluation": "evaluate", "report": "compare",
          "export": "export", "demo dataset": "demo-data", "plan": "plan", "experiment": "experiment",
-         "demo": "demo", "camtrap dp package": "predict --camtrap-dp-out", "detection scores": "score-detections"}
+         "demo": "demo", "camtrap dp package": "predict --camtrap-dp-out", "detection scores": "score-detections",
+         "predictions": "predict"}
 # The kind line in OWNED_LOG (file names serengeti-tf writes never start with "#").
 KIND_PREFIX = "#kind "
 

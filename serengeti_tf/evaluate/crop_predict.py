@@ -46,6 +46,7 @@ from serengeti_tf.evaluate.predict import (
     refuse_foreign_outputs,
     resolve_model,
 )
+from serengeti_tf.run_folder import PredictOutputs
 
 EMPTY = "empty"
 
@@ -271,9 +272,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
         io_utils.refuse_overlap(md_out, reads, what="--md-out")
     crop_config = crop_config or run_crop_config(model_or_run) or cfg.CropConfig()
     paths = output_paths(out_csv)
-    stem = paths["predictions"].with_suffix("")
-    paths["crops"] = Path(f"{stem}.crops.csv")
-    paths["partial_crops"] = paths["predictions"].parent / f".{paths['predictions'].name}.crops.partial"
+    outputs = PredictOutputs(Path(out_csv))
+    paths.update(crops=outputs.crops, partial_crops=outputs.partial_crops)
     refuse_foreign_outputs(paths)
     with output_csv_lock(paths):
         resolved = resolve_model(model_or_run, classes, image_size)

@@ -30,8 +30,8 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import claim_folder_kind, refuse_overlap, write_csv
-from serengeti_tf.locks import output_lock
+from serengeti_tf.io_utils import write_csv
+from serengeti_tf.run_folder import DatasetFolder, ExperimentFolder, OutputJob
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
     if head_methods and "none" not in samplers:
         samplers.insert(0, "none")
     for seed in range(config.experiment.seeds):
-        seed_dir = Path(out_dir) / "runs" / f"seed{seed}"
+        seed_dir = ExperimentFolder(Path(out_dir)).seed_dir(seed)
         for sampler in samplers:
             phase1 = seed_dir / f"{sampler}-phase1"
             runs.append(PlannedRun(seed, sampler, 1, phase1))
@@ -128,13 +128,13 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
     """
     # Absolute, so runs.csv and lineage stay valid from any working folder.
     dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
-    if not (dataset_dir / "class_map.json").is_file():
+    if not DatasetFolder(dataset_dir).class_map.is_file():
         raise UserError(f"experiment: {dataset_dir} is not a prepared dataset (class_map.json missing); "
                         f"run `serengeti-tf prepare` first")
-    refuse_overlap(out_dir, {"--data": dataset_dir, "--init-weights": config.train.init_weights},
-                   what="experiment folder")
-    with output_lock(out_dir):  # one process per experiment folder
-        claim_folder_kind(out_dir, "experiment")
+    job = OutputJob(out_dir, "experiment", inputs={"--data": dataset_dir, "--init-weights": config.train.init_weights},
+                    what="experiment folder")
+    with job:  # one process per experiment folder
+        job.claim_kind()
         return _run_grid(config, dataset_dir, out_dir, print_fn)
 
 
@@ -185,8 +185,8 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Ca
         print_fn(f"{label}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
                  + ("(finished earlier)" if done else f"({time.time() - run_started:.0f}s; {grid.describe()})"))
     table = pd.DataFrame(rows)
-    write_csv(out_dir / "runs.csv", table)
-    report = reporting.experiment_report(table, out_dir / "report", dataset_dir=dataset_dir,
+    write_csv(ExperimentFolder(out_dir).runs_csv, table)
+    report = reporting.experiment_report(table, ExperimentFolder(out_dir).report, dataset_dir=dataset_dir,
                                          split=config.eval.split, eval_config=config.eval)
     print_fn(f"report: {report['markdown']}")
     return {"runs": table, **report}
