@@ -71,6 +71,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 PREDICTIONS = "predictions.csv"
 CAPTURES = "captures.csv"
 GROUPS = "groups.csv"
+LEVELS = "levels.csv"  # crop / image / capture scores (`evaluate/levels.py`)
+IMAGE_PREDICTIONS = "image_predictions.csv"  # crop runs: the crops' scores pooled per image
 
 # Export folder
 SAVED_MODEL = "saved_model"
@@ -176,6 +178,8 @@ class EvalFolder:
     predictions = property(lambda self: self.root / PREDICTIONS)
     captures = property(lambda self: self.root / CAPTURES)
     groups = property(lambda self: self.root / GROUPS)
+    levels = property(lambda self: self.root / LEVELS)
+    image_predictions = property(lambda self: self.root / IMAGE_PREDICTIONS)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from serengeti_tf import run_folder
 from serengeti_tf.errors import UserError
 
-FILE_NAME = "class_map.json"
+FILE_NAME = run_folder.CLASS_MAP
 
 
 def check_entries(path, pairs: list, num_classes: Any) -> None:

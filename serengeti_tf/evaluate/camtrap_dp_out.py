@@ -36,8 +36,9 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from serengeti_tf import io_utils
+from serengeti_tf import io_utils, run_folder
 from serengeti_tf.errors import UserError
+from serengeti_tf.run_folder import DatasetFolder
 
 SCHEMA_BASE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/"
 PROFILE_URL = SCHEMA_BASE + "camtrap-dp-profile.json"
@@ -85,7 +86,7 @@ def classified_by(model_path: str | Path, model_sha256: str) -> str:
     from serengeti_tf import __version__
 
     model = Path(model_path)
-    name = model.parent.name if model.name == "model.keras" else model.name
+    name = model.parent.name if model.name == run_folder.MODEL else model.name
     return f"serengeti-tf {__version__} model {name} (sha256 {model_sha256[:12]})"
 
 
@@ -192,10 +193,11 @@ def dataset_taxa(model_path: str | Path) -> dict[str, Any]:
 
     model = Path(model_path)
     try:
-        dataset = Path(read_lineage(model.parent).get("dataset_dir") or "") if model.name == "model.keras" else None
-        if dataset is None or not (dataset / "config.yaml").is_file():
+        dataset = DatasetFolder(Path(read_lineage(model.parent).dataset_dir or "")) \
+            if model.name == run_folder.MODEL else None
+        if dataset is None or not dataset.config.is_file():
             return {}
-        data = cfg.load_saved(dataset / "config.yaml").data
+        data = cfg.load_saved(dataset.config).data
         if data.source_format not in ("auto", "camtrap_dp") or len(data.metadata) != 1 or \
                 not is_package(data.metadata[0]) or not Path(data.metadata[0]).is_file():
             return {}

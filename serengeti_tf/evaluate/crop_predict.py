@@ -46,7 +46,7 @@ from serengeti_tf.evaluate.predict import (
     refuse_foreign_outputs,
     resolve_model,
 )
-from serengeti_tf.run_folder import PredictOutputs
+from serengeti_tf.run_folder import DatasetFolder, PredictOutputs
 
 EMPTY = "empty"
 
@@ -59,10 +59,10 @@ def run_crop_config(model_or_run: str | Path) -> Optional[cfg.CropConfig]:
     if not source.is_dir():
         return None
     try:
-        dataset_dir = read_lineage(source).get("dataset_dir")
+        dataset_dir = read_lineage(source).dataset_dir
     except UserError:
         return None
-    config_path = Path(dataset_dir or "") / "config.yaml"
+    config_path = DatasetFolder(Path(dataset_dir or "")).config
     return cfg.load_saved(config_path).data.crops if dataset_dir and config_path.is_file() else None
 
 

@@ -1,4 +1,4 @@
-"""The run folder of `serengeti-tf train`: what it holds, how it is claimed, and its resume state.
+"""The run folder of `serengeti-tf train`: its fingerprint and claim, and its resume state (names: `run_folder`).
 
     RUN_DIR/
       fingerprint.json     what this folder holds (config, dataset, init run): guards against overwrites
