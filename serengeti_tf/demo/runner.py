@@ -132,11 +132,10 @@ def seeds_note(settings: DemoSettings) -> str:
 def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] = (),
              seed: int = 0, minutes: float = DEFAULT_MINUTES, print_fn: Callable[[str], None] = print) -> dict:
     """(measure + size ->) demo-data -> prepare -> experiment (baseline and two-phase) -> report."""
-    from serengeti_tf.io_utils import claim_folder_kind
-    from serengeti_tf.locks import output_lock
+    from serengeti_tf.run_folder import OutputJob
 
-    with output_lock(out_dir):  # one process per demo folder
-        claim_folder_kind(out_dir, "demo")  # a user's folder or other output is not written into
+    with OutputJob(out_dir, "demo") as job:  # one process per demo folder
+        job.claim_kind()  # a user's folder or other output is not written into
         return _run_demo(Path(out_dir), smoke, overrides, seed, minutes, print_fn)
 
 

@@ -41,7 +41,7 @@ from serengeti_tf.evaluate.predict import (
     check_request,
     input_frame,
     input_paths,
-    output_csv_lock,
+    output_job,
     output_paths,
     refuse_foreign_outputs,
     resolve_model,
@@ -266,7 +266,8 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
 
     check_request(top_k, batch_size, image_size)
     reads = input_paths(model_or_run, inputs, classes, capture_ids, **{"--detections": detections_path})
-    io_utils.refuse_overlap(out_csv, reads, what="output")
+    job = output_job(out_csv, reads)
+    job.check_inputs()
     if md_out is not None:
         md_out = md_output.output_path(md_out)
         io_utils.refuse_overlap(md_out, reads, what="--md-out")
@@ -275,7 +276,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     outputs = PredictOutputs(Path(out_csv))
     paths.update(crops=outputs.crops, partial_crops=outputs.partial_crops)
     refuse_foreign_outputs(paths)
-    with output_csv_lock(paths):
+    with job.lock():
         resolved = resolve_model(model_or_run, classes, image_size)
         frame, exif_counts = input_frame(inputs, capture_ids, group_by_time, allow_outside_root)
         root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \

@@ -411,15 +411,15 @@ def refuse_foreign_outputs(paths: dict[str, Path]) -> None:
                                   [paths["meta"], paths["partial_meta"]], PREDICT_KINDS, "serengeti-tf predict")
 
 
-def output_job(paths: dict, inputs: dict) -> OutputJob:
+def output_job(out_csv: str | Path, inputs: dict) -> OutputJob:
     """The output job of an output CSV: `inputs` may not overlap it; its lock sits beside it, as a
     hidden file of its own."""
-    return OutputJob(paths["predictions"], "predictions", inputs=inputs, what="output", lock_beside=True)
+    return OutputJob(out_csv, "predictions", inputs=inputs, what="output", lock_beside=True)
 
 
 def output_csv_lock(paths: dict):
     """One process per output CSV: the lock sits beside it, as a hidden file of its own."""
-    return output_job(paths, {}).lock()
+    return output_job(paths["predictions"], {}).lock()
 
 
 def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str | Path], out_csv: str | Path,
@@ -435,7 +435,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     """
     check_request(top_k, batch_size, image_size)
     paths = output_paths(out_csv)
-    job = output_job(paths, input_paths(model_or_run, inputs, classes, capture_ids))
+    job = output_job(out_csv, input_paths(model_or_run, inputs, classes, capture_ids))
     job.check_inputs()
     refuse_foreign_outputs(paths)
     resolved = resolve_model(model_or_run, classes, image_size)

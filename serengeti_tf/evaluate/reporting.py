@@ -37,8 +37,7 @@ from serengeti_tf import io_utils, run_folder
 from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
-from serengeti_tf.locks import output_lock
-from serengeti_tf.run_folder import RunFolder
+from serengeti_tf.run_folder import OutputJob, RunFolder
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
 HEADLINE_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "top_k_accuracy",
@@ -513,14 +512,15 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     """
     if not run_dirs:
         raise UserError("compare: no run folders given")
-    io_utils.refuse_overlap(out_dir, {"RUN_DIR": list(run_dirs)}, what="report folder")
+    job = OutputJob(out_dir, "report", inputs={"RUN_DIR": list(run_dirs)}, what="report folder")
+    job.check_inputs()
     io_utils.refuse_other_kind(out_dir, "report")
     rows = collect_runs(run_dirs, split, evaluate_missing, config)
     _check_one_run_per_seed(rows)
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}
-    with output_lock(out_dir):  # one process per report folder
-        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite, kind="report")
+    with job.lock():  # one process per report folder
+        job.claim(fingerprint, overwrite=overwrite)
         if config is not None:
             cfg.save_config(config, out_dir)
         result = write_report(rows, out_dir, split, title="Comparison of runs",
