@@ -43,7 +43,14 @@ CLASSES = [f"species{i:02d}" for i in range(10)]
 TRAIN_PER_CLASS, TEST_PER_CLASS = 24, 20
 
 
-def train_run(root: Path, steps: int, print_fn) -> tuple[Path, dict]:
+def show(event) -> None:
+    """Progress events as the CLI prints them, flushed (the benchmark's log is read while it runs)."""
+    from serengeti_tf_cli.progress import event_line
+
+    print(event_line(event), flush=True)
+
+
+def train_run(root: Path, steps: int, on_event) -> tuple[Path, dict]:
     """The generated dataset and a ResNet-18 run trained on it; the run's decisiveness on the test split."""
     import tensorflow as tf
 
@@ -64,7 +71,7 @@ def train_run(root: Path, steps: int, print_fn) -> tuple[Path, dict]:
     config.eval.batch_size = 16
     config.sampler.shuffle_buffer = 64
     start = time.perf_counter()
-    run = training.train(config, dataset, root / "run", print_fn=print_fn)
+    run = training.train(config, dataset, root / "run", on_event=on_event)
     seconds = time.perf_counter() - start
     model = load_model(run / "model.keras")
     views, labels = [], []
@@ -113,7 +120,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="export-bench-") as scratch:
         root = Path(scratch)
-        run, trained = train_run(root, args.train_steps, print_fn=lambda line: print(line, flush=True))
+        run, trained = train_run(root, args.train_steps, on_event=show)
         print(f"trained: {trained}", flush=True)
         sizes, export_seconds, agreements, io, calibration = {}, {}, {}, {}, None
         for fmt in ("saved_model", "tflite"):
@@ -122,7 +129,7 @@ def main() -> None:
             config.export.agreement_images = len(CLASSES) * TEST_PER_CLASS
             config.export.calibration_images = args.calibration_images
             start = time.perf_counter()
-            report = export.export_run(run, root / fmt, config, print_fn=lambda line: print(line, flush=True))
+            report = export.export_run(run, root / fmt, config, on_event=show)
             export_seconds[fmt] = round(time.perf_counter() - start, 1)
             for name, item in report["artifacts"].items():
                 sizes[name] = item["bytes"]

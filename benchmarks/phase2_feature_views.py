@@ -80,7 +80,7 @@ def main() -> None:
     data = write_tiny_dataset(work / "prepared", TRAIN_COUNTS, val_per_class=6, test_per_class=10, image_size=40)
     phase1 = work / "phase1"
     started = time.perf_counter()
-    training.train(base_config(PHASE1_EPOCHS), data, phase1, print_fn=lambda *_: None)
+    training.train(base_config(PHASE1_EPOCHS), data, phase1, on_event=lambda *_: None)
     phase1_seconds = time.perf_counter() - started
     variants = {"views1": {"feature_views": 1}, f"views{args.views}": {"feature_views": args.views},
                 "slow_augmented": {"phase2_augment": True}}
@@ -93,7 +93,7 @@ def main() -> None:
                 setattr(config.train, key, value)
             run = work / f"{name}-seed{seed}"
             t0 = time.perf_counter()
-            training.train(config, data, run, init_run=phase1, print_fn=lambda *_: None)
+            training.train(config, data, run, init_run=phase1, on_event=lambda *_: None)
             wall = time.perf_counter() - t0
             timings = json.loads((run / "timings.json").read_text())
             rows.append({"variant": name, "seed": seed, **test_scores(run, data, config),

@@ -28,5 +28,6 @@ def demo(out_dir, minutes, smoke, seed, overrides) -> None:
     continue an interrupted demo; it keeps the settings it chose first.
     """
     from serengeti_tf.demo.runner import run_demo
+    from serengeti_tf_cli import progress
 
-    run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, print_fn=click.echo)
+    run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, on_event=progress.echo)

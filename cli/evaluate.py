@@ -26,7 +26,7 @@ from serengeti_tf_cli.common import config_options, resolve_config
 def evaluate(run_dir, split, per_class, top_k, bootstrap, batch_size, dataset_dir, overwrite,
              config_files, overrides) -> None:
     """Evaluate a training run on the test (or val) split; settings start from the run's config.yaml."""
-    from serengeti_tf.evaluate.evaluation import evaluate_run
+    from serengeti_tf.evaluate.evaluation import evaluate_run, per_class_text
     from serengeti_tf.run_folder import RunFolder
 
     run_config = RunFolder(Path(run_dir)).config
@@ -34,10 +34,21 @@ def evaluate(run_dir, split, per_class, top_k, bootstrap, batch_size, dataset_di
         "eval.split": split, "eval.top_k": top_k, "eval.bootstrap_samples": bootstrap,
         "eval.batch_size": batch_size})
     result = evaluate_run(run_dir, config=config, dataset_dir=dataset_dir, overwrite=overwrite)
-    if result["skipped"]:
-        click.echo(f"{result['out_dir']} already holds this evaluation (same model and settings); showing it.")
-    click.echo(result["table"])
+    if result.skipped:
+        click.echo(f"{result.out_dir} already holds this evaluation (same model and settings); showing it.")
+    click.echo(summary(result))
     if per_class:
         click.echo("")
-        click.echo(result["per_class_table"])
-    click.echo(f"\nwritten to {result['out_dir']}")
+        click.echo(per_class_text(result.per_class))
+    click.echo(f"\nwritten to {result.out_dir}")
+
+
+def summary(result) -> str:
+    """The headline metrics of an `EvaluationResult` and, for crops or captures, its levels."""
+    from serengeti_tf.evaluate.evaluation import summary_text
+    from serengeti_tf.evaluate.levels import levels_text
+
+    metrics = result.metrics
+    unit = "crops" if metrics.get("level") == "crop" else "images"
+    title = f"{result.out_dir.parent.name}: {metrics.get('split', '')} split, {metrics['num_examples']} {unit}"
+    return "\n".join(filter(None, [summary_text(metrics, title), levels_text(metrics)]))

@@ -32,10 +32,11 @@ def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, e
     only the runs that are new.
     """
     from serengeti_tf.evaluate.experiment import run_experiment
+    from serengeti_tf_cli import progress
 
     config = resolve_config(((experiment_config,) if experiment_config else ()) + config_files, overrides, {
         "experiment.seeds": seeds, "train.epochs": epochs,
         # '' is an empty list (refused by validation), not "use the default grid".
         "experiment.samplers": [s.strip() for s in samplers.split(",") if s.strip()] if samplers is not None else None,
         "experiment.methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None})
-    run_experiment(config, data_dir, out_dir, print_fn=click.echo)
+    run_experiment(config, data_dir, out_dir, on_event=progress.echo)

@@ -26,8 +26,9 @@ def export_command(run_dir, out_dir, export_format, agreement_images, calibratio
     """Export a training run's model with its eval preprocessing inside: uint8 images of any size in,
     class probabilities out; class names in its assets/metadata. Writes export_report.json/.md."""
     from serengeti_tf.models.export import export_run
+    from serengeti_tf_cli import progress
 
     config = resolve_config(config_files, overrides, {"export.format": export_format,
                                                       "export.agreement_images": agreement_images,
                                                       "export.calibration_images": calibration_images})
-    export_run(run_dir, out_dir, config, overwrite=overwrite, print_fn=click.echo)
+    export_run(run_dir, out_dir, config, overwrite=overwrite, on_event=progress.echo)

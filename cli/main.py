@@ -18,7 +18,8 @@ class CommandError(click.ClickException):
 
 
 class ToolGroup(click.Group):
-    """The command group; turns the library's one-line errors into `Error: ...` + exit 2.
+    """The command group; turns the library's one-line errors into `Error: ...` + exit 2, with the
+    settings they name shown as the running command's flags.
 
     Done here rather than only in `main` so Click's own test runner (and any embedding) sees the
     same message and exit code as the console script.
@@ -26,12 +27,14 @@ class ToolGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from serengeti_tf.io_utils import disk_full_message
+        from serengeti_tf_cli.flags import error_text
 
         try:
             return super().invoke(ctx)
         except UserError as err:
             end_progress_bars()
-            raise CommandError(str(err)) from None
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            raise CommandError(error_text(err, command)) from None
         except Exception as err:  # a full disk: OSError(ENOSPC), or TensorFlow's own error types
             message = disk_full_message(err)
             if message is None:
@@ -96,9 +99,11 @@ def main(argv=None) -> None:
 
             quiet_start()
         cli.main(args=args, prog_name="serengeti-tf", standalone_mode=False)
-    except UserError as err:
+    except UserError as err:  # raised before any command ran (e.g. TensorFlow's start-up)
+        from serengeti_tf_cli.flags import error_text
+
         end_progress_bars()
-        click.echo(f"Error: {err}", err=True)
+        click.echo(f"Error: {error_text(err, None)}", err=True)
         sys.exit(2)
     except ImportError as err:
         if not _missing_tensorflow(err):

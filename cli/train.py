@@ -67,6 +67,7 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
     rebalancing.json (chosen tau, val scores before/after) and rebalancing_sweep.csv (tau sweeps).
     """
     from serengeti_tf.train import runs, training
+    from serengeti_tf_cli import progress
 
     config = resolve_config(config_files, overrides, {
         "train.phase": phase, "sampler.name": sampler, "train.epochs": epochs,
@@ -77,4 +78,5 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
         "train.head_rebalancing": head_rebalancing, "train.init_weights": init_weights,
         "train.freeze_stages": freeze_stages, "train.backbone_learning_rate": backbone_learning_rate})
     run_dir = run_dir or runs.default_run_dir(config, init_run)
-    training.train(config, dataset_dir, run_dir, init_run=init_run, overwrite=overwrite, print_fn=click.echo)
+    training.train(config, dataset_dir, run_dir, init_run=init_run, overwrite=overwrite,
+                   on_event=progress.echo)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 # Marks a folder as a serengeti-tf output and says what it holds (`claim_output_dir`).
 MARKER = "fingerprint.json"
@@ -103,7 +103,7 @@ def check_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool
     marker_path = path / marker
     if not marker_path.is_file():
         raise UserError(f"{path} is not empty and was not written by serengeti-tf; choose a new or "
-                        f"empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
+                        f"empty folder ({setting('overwrite')} only ever deletes files serengeti-tf wrote)")
     existing = read_json(marker_path)
     if same_json(existing, fingerprint):
         return True
@@ -113,7 +113,7 @@ def check_output_dir(path: str | os.PathLike, fingerprint: dict, overwrite: bool
         changed = sorted(k for k in set(existing) | set(fingerprint)
                          if not same_json(existing.get(k), fingerprint.get(k)))
         raise UserError(f"{path} already holds different output (differs in: {', '.join(changed)}); "
-                        f"choose another folder or pass --overwrite")
+                        f"choose another folder or pass {setting('overwrite')}")
     return False
 
 
@@ -181,8 +181,8 @@ def claim_folder_kind(path: str | os.PathLike, kind: str) -> None:
 # The kinds of output folder, by the command that writes them.
 KINDS = {"dataset": "prepare", "run": "train", "evaluation": "evaluate", "report": "compare",
          "export": "export", "demo dataset": "demo-data", "plan": "plan", "experiment": "experiment",
-         "demo": "demo", "camtrap dp package": "predict --camtrap-dp-out", "detection scores": "score-detections",
-         "predictions": "predict"}
+         "demo": "demo", "camtrap dp package": f"predict {setting('camtrap_dp_out')}",
+         "detection scores": "score-detections", "predictions": "predict"}
 # The kind line in OWNED_LOG (file names serengeti-tf writes never start with "#").
 KIND_PREFIX = "#kind "
 
@@ -239,12 +239,12 @@ def check_kind(path: str | os.PathLike, kind: str) -> None:
     if existing is None:
         if not (path / MARKER).is_file():
             raise UserError(f"{path} is not empty and was not written by serengeti-tf; choose a new or empty "
-                            f"folder (--overwrite only ever deletes files serengeti-tf wrote)")
+                            f"folder ({setting('overwrite')} only ever deletes files serengeti-tf wrote)")
         raise UserError(f"{path} holds serengeti-tf output of a kind this version cannot tell (written before "
                         f"kinds were recorded); it is not replaced with {_a(kind)}: choose another folder or "
                         f"delete it yourself")
     raise UserError(f"{path} holds {_a(existing)} ({KINDS.get(existing, '?')} output), not {_a(kind)}; "
-                    f"--overwrite only replaces output of the same kind: choose another folder")
+                    f"{setting('overwrite')} only replaces output of the same kind: choose another folder")
 
 
 def refuse_foreign_files(outputs: Sequence[Path], records: Sequence[Path], kinds: Sequence[str],
@@ -265,7 +265,7 @@ def refuse_foreign_files(outputs: Sequence[Path], records: Sequence[Path], kinds
             fingerprint = content.get("fingerprint", content)
             if isinstance(fingerprint, dict) and fingerprint.get("kind") in kinds:
                 return
-    raise UserError(f"{existing[0]} exists and was not written by {what}; it is never replaced (--overwrite "
+    raise UserError(f"{existing[0]} exists and was not written by {what}; it is never replaced ({setting('overwrite')} "
                     f"only replaces {what} output): choose another output name")
 
 
@@ -364,7 +364,7 @@ def _entry_target(folder: Path, claimed: Path, entry: str) -> Optional[Path]:
     parts = text.split("/")
     where = f"{claimed / OWNED_LOG} lists {entry!r}"
     if not text or text.startswith("/") or "\\" in text or ".." in parts or (len(parts[0]) > 1 and parts[0][1] == ":"):
-        raise UserError(f"{where}, which lies outside {folder}; refusing --overwrite, nothing was deleted")
+        raise UserError(f"{where}, which lies outside {folder}; refusing {setting('overwrite')}, nothing was deleted")
     current = claimed
     for i, part in enumerate(parts):
         if part in ("", "."):
@@ -373,10 +373,11 @@ def _entry_target(folder: Path, claimed: Path, entry: str) -> Optional[Path]:
         if not os.path.lexists(current):
             return None
         if i < len(parts) - 1 and current.is_symlink():
-            raise UserError(f"{where}, which is reached through the symlink {current}; refusing --overwrite, "
+            raise UserError(f"{where}, which is reached through the symlink {current}; refusing "
+                            f"{setting('overwrite')}, "
                             f"nothing was deleted")
     if current == claimed:
-        raise UserError(f"{where}, which is the folder itself; refusing --overwrite, nothing was deleted")
+        raise UserError(f"{where}, which is the folder itself; refusing {setting('overwrite')}, nothing was deleted")
     return current
 
 
@@ -419,7 +420,8 @@ def remove_owned(folder: str | os.PathLike) -> list[Path]:
     if not (folder / OWNED_LOG).is_file():
         # Written by a version that did not list its files: what is ours is unknown, so nothing goes.
         raise UserError(f"{folder} was written by an older serengeti-tf that did not list the files it wrote, "
-                        f"so --overwrite cannot tell them from yours; choose a new folder or empty it yourself")
+                        f"so {setting('overwrite')} cannot tell them from yours; choose a new folder or empty it "
+                        "yourself")
     files, trees = _deletion_plan(folder)
     for tree in trees:
         shutil.rmtree(tree, ignore_errors=True)  # rmtree removes links inside, never follows them
@@ -504,7 +506,8 @@ def atomic_dir(path: str | os.PathLike, kind: Optional[str] = None) -> Iterator[
         foreign = sorted(p.name for p in path.iterdir() if p.name not in owned)
         if foreign:
             raise UserError(f"{path} holds files serengeti-tf did not write ({', '.join(foreign[:3])}); "
-                            f"choose a new or empty folder (--overwrite only ever deletes files serengeti-tf wrote)")
+                            f"choose a new or empty folder ({setting('overwrite')} only ever deletes files "
+                            "serengeti-tf wrote)")
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a killed earlier attempt
         shutil.rmtree(stale, ignore_errors=True)

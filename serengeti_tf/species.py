@@ -152,13 +152,13 @@ def shipped_taxa() -> dict[str, Optional[Taxon]]:
 
 def read_taxa(path: str | Path) -> dict[str, Optional[Taxon]]:
     """A user's CSV with columns label,scientificName (optional taxonRank, vernacularName, sex)."""
-    from serengeti_tf.errors import UserError
+    from serengeti_tf.errors import UserError, setting
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             return _table(_rows(f, str(path)))
     except FileNotFoundError:
-        raise UserError(f"scientific-names file not found (--scientific-names): {path}") from None
+        raise UserError(f"scientific-names file not found ({setting('scientific_names')}): {path}") from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"scientific-names file {path} is not a readable CSV: {err}") from None
 

@@ -8,6 +8,7 @@ Shard names and the TFDS metadata come from `shards`, so a tiny dataset also loa
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pandas as pd
 from PIL import Image
 
 from serengeti_tf import config as cfg
+from serengeti_tf.data import dataset as ds
+from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.data.records import encode_example
 from serengeti_tf.data.shards import shard_file_name, write_tfds_metadata
 from serengeti_tf.io_utils import write_csv, write_json
@@ -76,8 +79,7 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
             shards[split].append(entry)
     write_json(out / "shards.json", shards)
     write_tfds_metadata(out, shards, names, description="serengeti-tf tiny generated test dataset")
-    write_json(out / "class_map.json", {"num_classes": len(names), "classes": [
-        {"index": i, "name": n, "paper_name": n} for i, n in enumerate(names)]})
+    class_map_of(names).write(out / "class_map.json")
     write_csv(out / "counts.csv", pd.DataFrame([
         dict(species=n, paper_name=n, train=per_split["train"][n], val=per_split["val"][n],
              test=per_split["test"][n],
@@ -89,26 +91,52 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
     return out
 
 
-def write_tiny_run(run: str | Path, class_names: list[str], input_size: int = 32, stored_size: int = 40,
-                   conv: tuple[int, int, int] = (4, 3, 2)) -> Path:
-    """A run folder holding a tiny random model (one conv of `conv` = (filters, kernel, stride), no
-    training) for predict tests and benchmarks: model.keras, config.yaml (model.input_size,
-    data.image_size), lineage.json (dataset missing) and class_map.json."""
-    import keras
+def class_map_of(class_names: list[str]) -> ClassMap:
+    """The class map of classes named as listed, each its own paper name (a tiny dataset's)."""
+    return ClassMap({"num_classes": len(class_names), "classes": [
+        {"index": i, "name": n, "paper_name": n} for i, n in enumerate(class_names)]})
 
+
+def write_run(run: str | Path, model, class_map: ClassMap, lineage: dict, config: cfg.Config | None = None) -> Path:
+    """A run folder holding `model` as `train` leaves one for predict, evaluate and export:
+    model.keras, class_map.json, lineage.json and (when given) config.yaml."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(0)
+    model.save(run / "model.keras")
+    if config is not None:
+        cfg.save_config(config, run)
+    write_json(run / "lineage.json", lineage)
+    class_map.write(run / "class_map.json")
+    return run
+
+
+def write_tiny_run(run: str | Path, class_names: list[str] | None = None, input_size: int = 32,
+                   stored_size: int = 40, conv: tuple[int, int, int] = (4, 3, 2), *,
+                   dataset_dir: str | Path | None = None, seed: int = 0, config: cfg.Config | None = None) -> Path:
+    """A run folder holding a tiny random model (one conv of `conv` = (filters, kernel, stride), no
+    training, weights from `seed`) for predict and evaluate tests and benchmarks: model.keras,
+    config.yaml (a copy of `config`, default the defaults, with model.input_size and data.image_size set),
+    lineage.json (phase 1 of `config.sampler.name`) and class_map.json.
+
+    With `dataset_dir` (a prepared dataset) the classes and class map are the dataset's and the
+    lineage points to it; otherwise the classes are `class_names` and the dataset is missing.
+    """
+    import keras
+
+    if (class_names is None) == (dataset_dir is None):
+        raise ValueError(f"give class_names or dataset_dir, got {class_names!r} and {dataset_dir!r}")
+    run = Path(run)
+    class_map = class_map_of(class_names) if dataset_dir is None else ds.class_map(dataset_dir)
+    keras.utils.set_random_seed(seed)
     inputs = keras.Input((input_size, input_size, 3))
     filters, kernel, stride = conv
     x = keras.layers.Conv2D(filters, kernel, strides=stride, activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(len(class_names))(x)).save(run / "model.keras")
-    config = cfg.Config()
+    model = keras.Model(inputs, keras.layers.Dense(len(class_map.names))(x))
+    config = copy.deepcopy(config) if config else cfg.Config()
     config.model.input_size = input_size
     config.data.image_size = stored_size
-    cfg.save_config(config, run)
-    write_json(run / "lineage.json", {"phase": 1, "sampler": "none", "dataset_dir": str(run / "missing"), "seed": 0})
-    write_json(run / "class_map.json", {"num_classes": len(class_names), "classes": [
-        {"index": i, "name": n, "paper_name": n} for i, n in enumerate(class_names)]})
-    return run
+    lineage = {"phase": 1, "sampler": config.sampler.name,
+               "dataset_dir": str(run / "missing" if dataset_dir is None else dataset_dir),
+               "init_run": None, "seed": seed}
+    return write_run(run, model, class_map, lineage, config)

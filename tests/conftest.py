@@ -1,5 +1,6 @@
 """Shared fixtures: the real sample data beside the repository (skipped when absent), a tiny generated
-dataset and a phase-1 run trained on it once per session, quiet TF. Plain helper functions shared by the
+dataset and a phase-1 run trained on it once per session, the plain-CSV image source of the prepare
+tests, quiet TF. Plain helper functions shared by the
 test files (tiny configs, shard hashes, the interrupt hook...) are in helpers.py."""
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def csv_source(tmp_path_factory) -> tuple[Path, Path]:
+    """(image root, labels.csv) of `helpers.make_csv_source`, made once per test module. Read-only:
+    a test that changes the source makes its own."""
+    from helpers import make_csv_source
+
+    root = tmp_path_factory.mktemp("source")
+    return root, make_csv_source(root)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small generated prepared dataset: 4 imbalanced classes (one with a single image)."""
@@ -49,5 +60,5 @@ def phase1_run(tiny_dataset, tmp_path_factory) -> Path:
     from serengeti_tf.train import training
 
     run = tmp_path_factory.mktemp("runs") / "p1"
-    assert training.train(tiny_config(), tiny_dataset, run, print_fn=quiet) == run
+    assert training.train(tiny_config(), tiny_dataset, run, on_event=quiet) == run
     return run

@@ -5,17 +5,26 @@ Imported by test files as `from helpers import ...` (pytest puts tests/ on the p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
 
 from serengeti_tf import config as cfg
+from serengeti_tf.errors import UserError
 
 NUM_CLASSES = 4  # the tiny_dataset fixture
+# The plain-CSV image source of the prepare tests (`make_csv_source`): species -> number of 2-frame captures.
+CSV_CAPTURES = {"zebra": 8, "wildebeest": 5, "aardvark": 3}
+TRUNCATED = "zebra/zebra_c0_f1.jpg"  # the source's truncated image
 
 
 def tiny_config(phase: int = 1, epochs: int = 2, **train) -> cfg.Config:
@@ -34,8 +43,48 @@ def tiny_config(phase: int = 1, epochs: int = 2, **train) -> cfg.Config:
     return config
 
 
-def quiet(_line: str) -> None:
-    """A print_fn that drops the progress lines."""
+def make_csv_source(root: Path, captures: dict[str, int] = CSV_CAPTURES) -> Path:
+    """Small JPEGs + labels.csv (path, label, capture, site), with a human, a blank and a truncated file;
+    returns the labels.csv path."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, count in captures.items():
+        for c in range(count):
+            for frame in (1, 2):
+                path = f"{name}/{name}_c{c}_f{frame}.jpg"
+                (root / name).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(root / path, quality=90)
+                rows.append(dict(path=path, label=name, capture=f"{name}-{c}", site=f"site{c % 2}"))
+    for label in ("human", "blank"):
+        (root / "other").mkdir(exist_ok=True)
+        path = f"other/{label}.jpg"
+        Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(root / path)
+        rows.append(dict(path=path, label=label, capture=f"{label}-0", site="site0"))
+    data = (root / TRUNCATED).read_bytes()
+    (root / TRUNCATED).write_bytes(data[: len(data) // 2])
+    metadata = root / "labels.csv"
+    pd.DataFrame(rows).to_csv(metadata, index=False)
+    return metadata
+
+
+def prepare_config(root: Path | str, labels: Path | str, **data) -> cfg.Config:
+    """The config preparing a `make_csv_source` source (24 px, shards of 2, one worker); keyword
+    arguments set `data.*` fields."""
+    settings = {"metadata": [str(labels)], "image_root": str(root), "image_size": 24, "shard_size": 2,
+                "workers": 1, **data}
+    return cfg.resolve(updates=[{"data": settings}])
+
+
+def prepare_locally(root: Path, labels: Path, out: Path) -> Path:
+    """`out` prepared from a `make_csv_source` source by the local runner with `prepare_config`."""
+    from serengeti_tf.data.prepare import prepare_dataset
+
+    prepare_dataset(prepare_config(root, labels), out, progress=False)
+    return out
+
+
+def quiet(_event) -> None:
+    """An `on_event` sink that drops the progress events."""
 
 
 def weights_of(model) -> dict[str, np.ndarray]:
@@ -108,3 +157,24 @@ class InterruptAfter:
         self.done.append(spec.file)
         if len(self.done) == self.count:
             raise KeyboardInterrupt
+
+
+class Printed(list):
+    """An `on_event` sink that keeps each event's terminal line (as the CLI prints it)."""
+
+    def __call__(self, event) -> None:
+        from serengeti_tf_cli.progress import event_line
+
+        self.append(event_line(event))
+
+
+@contextlib.contextmanager
+def raises_as_cli(match: str, command=None):
+    """`pytest.raises(UserError, match=...)` on the message as the CLI shows it: the settings the
+    library names (`errors.setting`) shown as flags (those of click `command`, if given)."""
+    from serengeti_tf_cli.flags import error_text
+
+    with pytest.raises(UserError) as info:
+        yield info
+    text = error_text(info.value, command)
+    assert re.search(match, text), f"{match!r} does not match {text!r}"

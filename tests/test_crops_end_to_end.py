@@ -12,6 +12,7 @@ import pytest
 
 from serengeti_tf import config as cfg
 from serengeti_tf.evaluate import levels
+from serengeti_tf_cli.evaluate import summary as evaluation_summary
 
 
 def test_image_level_is_the_confidence_weighted_mean_and_capture_the_mean_of_images():
@@ -91,14 +92,14 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     def quiet(_line: str) -> None:
         pass
 
-    phase1 = training.train(config, crops_dir, root / "runs" / "ros-phase1", print_fn=quiet)
+    phase1 = training.train(config, crops_dir, root / "runs" / "ros-phase1", on_event=quiet)
     phase2_config = cfg.from_dict({**cfg.to_dict(config), "train": {**cfg.to_dict(config)["train"], "phase": 2}})
-    phase2 = training.train(phase2_config, crops_dir, root / "runs" / "ros-phase2", init_run=phase1, print_fn=quiet)
+    phase2 = training.train(phase2_config, crops_dir, root / "runs" / "ros-phase2", init_run=phase1, on_event=quiet)
     whole_config = cfg.from_dict({**cfg.to_dict(config), "sampler": {**cfg.to_dict(config)["sampler"], "name": "none"}})
-    whole = training.train(whole_config, frames, root / "runs" / "frames-phase1", print_fn=quiet)
+    whole = training.train(whole_config, frames, root / "runs" / "frames-phase1", on_event=quiet)
 
     result = evaluate_run(phase2)
-    metrics, out = result["metrics"], result["out_dir"]
+    metrics, out = result.metrics, result.out_dir
     assert metrics["level"] == "crop" and set(metrics["levels"]) == {"crop", "image", "capture"}
     level_table = pd.read_csv(out / "levels.csv")
     assert level_table["level"].tolist() == ["crop", "image", "capture"]
@@ -112,12 +113,12 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     assert set(pd.read_csv(out / "per_class_image.csv", keep_default_na=False)["level"]) == {"image"}
     captures = pd.read_csv(out / "captures.csv", keep_default_na=False)
     assert len(captures) == images["capture_id"].nunique() == metrics["levels"]["capture"]["num_examples"]
-    assert "image = detector-confidence-weighted mean" in result["table"]
+    assert "image = detector-confidence-weighted mean" in evaluation_summary(result)
 
     whole_result = evaluate_run(whole)
-    assert whole_result["metrics"]["level"] == "image"
-    assert set(whole_result["metrics"]["levels"]) == {"image", "capture"}
-    assert set(pd.read_csv(whole_result["out_dir"] / "per_class.csv", keep_default_na=False)["level"]) == {"image"}
+    assert whole_result.metrics["level"] == "image"
+    assert set(whole_result.metrics["levels"]) == {"image", "capture"}
+    assert set(pd.read_csv(whole_result.out_dir / "per_class.csv", keep_default_na=False)["level"]) == {"image"}
 
     report = compare_runs([whole, phase1, phase2], root / "compare", evaluate_missing=True)
     table = pd.read_csv(root / "compare" / "levels_comparison.csv")
@@ -125,7 +126,7 @@ def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(
     # Every crop test image is a whole-frame test image (same split), so the shared set is the crop run's.
     assert (image_rows["shared"] == len(images)).all()
     frame_row = image_rows[~image_rows["run"].str.contains("crops")].iloc[0]
-    assert frame_row["run_total"] == whole_result["metrics"]["num_examples"] and frame_row["coverage"] <= 1
+    assert frame_row["run_total"] == whole_result.metrics["num_examples"] and frame_row["coverage"] <= 1
     assert "Whole frames and crops on the same test images" in report["markdown"].read_text()
     runs = pd.read_csv(root / "compare" / "runs.csv")
     assert set(runs["level"]) == {"crop", "image"}
@@ -149,6 +150,6 @@ def test_methods_and_rejection_sampling_run_unchanged_on_crops(demo):
     config = cfg.resolve(updates=[{"model": {"input_size": 32}, "train": train, "eval": {"batch_size": 64},
                                    "sampler": {"name": "rus", "realisation": "rejection", "shuffle_buffer": 64,
                                                "rus_cap": 10}}])
-    run = training.train(config, crops_dir, root / "runs" / "methods", print_fn=lambda _line: None)
+    run = training.train(config, crops_dir, root / "runs" / "methods", on_event=lambda _line: None)
     assert (run / "model.keras").is_file()
     assert json.loads((run / "rebalancing.json").read_text())

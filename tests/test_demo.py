@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import run_together
+from helpers import raises_as_cli, run_together
 
 from serengeti_tf.demo.runner import demo_config
 from serengeti_tf.errors import UserError
@@ -176,7 +176,7 @@ def test_a_demo_folder_sized_for_another_budget_is_refused(tmp_path):
     from serengeti_tf.demo.runner import _write_record, plan_demo
 
     _write_record(tmp_path, 10, choose_settings(600, _stub(150)), None)
-    with pytest.raises(UserError, match="sized for a 10-minute budget, got --minutes 5"):
+    with raises_as_cli(match="sized for a 10-minute budget, got --minutes 5"):
         plan_demo(tmp_path, 5, print)
     reused, throughput, _ = plan_demo(tmp_path, 10, print)
     assert throughput is None and reused == choose_settings(600, _stub(150))

@@ -16,6 +16,8 @@ from serengeti_tf.evaluate import evaluation as ev
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.evaluate.plots import plot_confusion
 from serengeti_tf.io_utils import write_json
+from serengeti_tf.testing import write_tiny_run
+from serengeti_tf_cli.evaluate import summary as evaluation_summary
 
 NAMES = ["aardvark", "buffalo", "cheetah", "dikdik"]
 # cheetah (2) is in the test split but never predicted; dikdik (3) is absent from the test split
@@ -220,39 +222,22 @@ def test_summary_text_shows_headline_and_ci():
 
 # ---------------------------------------------------------------- evaluate_run on a tiny run folder
 
-def write_tiny_run(run_dir: Path, dataset_dir: Path, input_size: int = 32, seed: int = 0,
-                   sampler: str = "none", rus_cap: int | None = None) -> Path:
-    """A run folder as `train` leaves it, with a tiny random Keras model instead of a ResNet-18."""
-    import keras
-
-    from serengeti_tf.data import dataset as ds
-
-    keras.utils.set_random_seed(seed)
-    num_classes = len(ds.class_names(dataset_dir))
-    inputs = keras.Input((input_size, input_size, 3))
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(num_classes)(x))
-    run_dir.mkdir(parents=True)
-    model.save(run_dir / "model.keras")
+def evaluable_run(run_dir: Path, dataset_dir: Path, sampler: str = "none", rus_cap: int | None = None) -> Path:
+    """A run of `dataset_dir` as `train` leaves it, with a tiny random Keras model instead of a ResNet-18
+    (`testing.write_tiny_run`) and 50 bootstrap resamples."""
     config = cfg.Config()
-    config.model.input_size = input_size
     config.eval.bootstrap_samples = 50
     config.sampler.name = sampler
     config.sampler.rus_cap = rus_cap
-    cfg.save_config(config, run_dir)
-    write_json(run_dir / "lineage.json", {"phase": 1, "sampler": sampler, "dataset_dir": str(dataset_dir),
-                                          "init_run": None, "seed": seed})
-    ds.class_map(dataset_dir).write(run_dir / "class_map.json")
-    return run_dir
+    return write_tiny_run(run_dir, dataset_dir=dataset_dir, config=config)
 
 
 def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     pytest.importorskip("serengeti_tf.data.pipeline")
-    run = write_tiny_run(tmp_path / "run", tiny_dataset)
+    run = evaluable_run(tmp_path / "run", tiny_dataset)
     result = ev.evaluate_run(run)
     out = run / "eval"
-    assert result["out_dir"] == out and not result["skipped"]
+    assert result.out_dir == out and not result.skipped
     for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png",
                  "predictions.csv", "captures.csv", "groups.csv", "config.yaml"):
         assert (out / name).is_file(), name
@@ -274,29 +259,29 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     assert len(pd.read_csv(out / "captures.csv")) == metrics["capture_level"]["num_examples"] == 4
     assert metrics["sampler"] == "none" and metrics["bootstrap"]["unit"] == "capture"
     assert cfg.load_saved(out / "config.yaml").model.input_size == 32
-    assert "macro F1" in result["table"] and "antelope" in result["per_class_table"]
+    assert "macro F1" in evaluation_summary(result) and "antelope" in ev.per_class_text(result.per_class)
 
     again = ev.evaluate_run(run)  # same model and settings: read back, not recomputed
-    assert again["skipped"] and again["metrics"] == metrics
+    assert again.skipped and again.metrics == metrics
     other = cfg.Config()
     other.eval.bootstrap_samples = 10
     with pytest.raises(UserError, match="different output"):
         ev.evaluate_run(run, other)
-    assert ev.evaluate_run(run, other, overwrite=True)["metrics"]["bootstrap"]["samples"] == 10
+    assert ev.evaluate_run(run, other, overwrite=True).metrics["bootstrap"]["samples"] == 10
     val = ev.evaluate_run(run, split="val")
-    assert val["out_dir"] == run / "eval_val" and val["metrics"]["split"] == "val"
+    assert val.out_dir == run / "eval_val" and val.metrics["split"] == "val"
 
 
 def test_per_class_table_phase1_counts_of_a_phase2_run(tmp_path, tiny_dataset):
     """A phase-2 run's table carries its phase-1 sampler's counts (the paper's Tables 5 and 6)."""
     pytest.importorskip("serengeti_tf.data.pipeline")
-    phase1 = write_tiny_run(tmp_path / "rus1", tiny_dataset, sampler="rus", rus_cap=10)
-    phase2 = write_tiny_run(tmp_path / "rus2", tiny_dataset)
+    phase1 = evaluable_run(tmp_path / "rus1", tiny_dataset, sampler="rus", rus_cap=10)
+    phase2 = evaluable_run(tmp_path / "rus2", tiny_dataset)
     write_json(phase2 / "lineage.json", {"phase": 2, "sampler": "rus", "dataset_dir": str(tiny_dataset),
                                          "init_run": str(phase1), "seed": 0})
     config = cfg.Config()
     config.eval.bootstrap_samples = 0
-    table = ev.evaluate_run(phase2, config)["per_class"]
+    table = ev.evaluate_run(phase2, config).per_class
     assert table["count_train_phase1"].tolist() == [10, 10, 5, 1, 26]
     assert table["count_train"].tolist() == [30, 12, 5, 1, 48]
     assert config.eval.split == "test"  # the caller's config is not modified
@@ -310,7 +295,7 @@ def test_evaluate_run_refuses_bad_folders(tmp_path, tiny_dataset):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="model.keras missing"):
         ev.evaluate_run(tmp_path / "empty")
-    run = write_tiny_run(tmp_path / "run", tiny_dataset)
+    run = evaluable_run(tmp_path / "run", tiny_dataset)
     with pytest.raises(UserError, match="prepared dataset not found"):
         ev.evaluate_run(run, dataset_dir=tmp_path / "missing")
 
@@ -319,7 +304,7 @@ def test_evaluate_cli_prints_tables_and_reports_errors(tmp_path, tiny_dataset, c
     pytest.importorskip("serengeti_tf.data.pipeline")
     from serengeti_tf_cli.main import main
 
-    run = write_tiny_run(tmp_path / "run", tiny_dataset)
+    run = evaluable_run(tmp_path / "run", tiny_dataset)
     main(["evaluate", str(run), "--per-class", "--bootstrap", "20", "--top-k", "2"])
     out = capsys.readouterr().out
     assert "top-2 accuracy" in out and "count_train" in out and "Macro" in out

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke_cli
+from helpers import invoke_cli, raises_as_cli
 from PIL import Image
 
-from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import exif_captures
 from serengeti_tf.testing import write_tiny_run
 
@@ -52,7 +51,7 @@ def test_grouping_is_per_folder_and_chains_consecutive_gaps():
     # Input order does not matter: captures follow time.
     shuffled = exif_captures.group_by_time(paths[::-1].reset_index(drop=True), times[::-1].reset_index(drop=True), 5)
     assert shuffled.tolist() == ids[::-1]
-    with pytest.raises(UserError, match="--group-by-time must be a number of seconds"):
+    with raises_as_cli(match="--group-by-time must be a number of seconds"):
         exif_captures.group_by_time(paths, times, -1)
 
 

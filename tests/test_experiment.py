@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import Printed
 
 from serengeti_tf import config as cfg
 from serengeti_tf.evaluate.experiment import plan_runs, run_config, run_experiment
@@ -47,8 +48,8 @@ def test_run_config_sets_phase_sampler_and_seed(tmp_path):
 def test_experiment_runs_grid_then_rerun_skips_finished_runs(tiny_dataset, tmp_path):
     config = _grid_config(samplers=["none", "rus"], seeds=1)
     out = tmp_path / "exp"
-    lines: list[str] = []
-    result = run_experiment(config, tiny_dataset, out, print_fn=lines.append)
+    lines = Printed()
+    result = run_experiment(config, tiny_dataset, out, on_event=lines)
     runs = pd.read_csv(out / "runs.csv")
     assert list(zip(runs["sampler"], runs["phase"])) == [("none", 1), ("rus", 1), ("rus", 2)]
     assert runs["macro_f1"].between(0, 1).all()
@@ -59,8 +60,8 @@ def test_experiment_runs_grid_then_rerun_skips_finished_runs(tiny_dataset, tmp_p
 
     models = sorted(out.glob("runs/seed0/*/model.keras"))
     stamps = {p: p.stat().st_mtime_ns for p in models}
-    rerun_lines: list[str] = []
-    run_experiment(config, tiny_dataset, out, print_fn=rerun_lines.append)
+    rerun_lines = Printed()
+    run_experiment(config, tiny_dataset, out, on_event=rerun_lines)
     assert {p: p.stat().st_mtime_ns for p in models} == stamps  # nothing retrained
     assert pd.read_csv(out / "runs.csv").equals(runs)
 
@@ -99,14 +100,14 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, {n: 10 for n in names}))
         paths = [f"img{i}.jpg" for i in range(len(y_true))]
         write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
-        return {"metrics": metrics}
+        return evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
     data = tiny_dataset  # read for class names and counts only: training is faked
     config = _grid_config(samplers=["none", "rus"], seeds=1)
     config.eval.split = "val"
-    result = run_experiment(config, data, tmp_path / "exp", print_fn=lambda *_: None)
+    result = run_experiment(config, data, tmp_path / "exp", on_event=lambda *_: None)
     assert set(splits_evaluated) == {"val"}
     assert "evaluated on the val split" in Path(result["markdown"]).read_text()
     assert "rus phase 2 vs baseline" in set(result["paired"]["seeds"]["comparison"])
@@ -184,14 +185,14 @@ def test_growing_a_finished_grid_by_one_sampler_trains_only_the_new_runs(tiny_da
 
     monkeypatch.setattr(training, "train", counting_train)
     out = tmp_path / "exp"
-    run_experiment(_grid_config(samplers=["none"]), tiny_dataset, out, print_fn=lambda _: None)
+    run_experiment(_grid_config(samplers=["none"]), tiny_dataset, out, on_event=lambda _: None)
     assert trained == [(1, "none")]
     baseline_model = out / "runs" / "seed0" / "none-phase1" / "model.keras"
     stamp = baseline_model.stat().st_mtime_ns
 
     trained.clear()
-    lines: list[str] = []
-    result = run_experiment(_grid_config(samplers=["none", "rus"]), tiny_dataset, out, print_fn=lines.append)
+    lines = Printed()
+    result = run_experiment(_grid_config(samplers=["none", "rus"]), tiny_dataset, out, on_event=lines)
     assert trained == [(1, "rus"), (2, "none")]  # rus phase 1, then its phase 2 (original distribution)
     assert baseline_model.stat().st_mtime_ns == stamp
     assert any("seed 0 none phase 1" in line and "finished earlier" in line for line in lines)
@@ -238,7 +239,7 @@ def _fake_grid(monkeypatch, tail_recall_of_rus: float) -> None:
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, train))
         paths = [f"img{i}.jpg" for i in range(len(y_true))]
         write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
-        return {"metrics": metrics}
+        return evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
@@ -266,7 +267,7 @@ def test_experiment_three_seeds_a_a_method_gets_no_verdict_and_sentences_follow_
 
     _fake_grid(monkeypatch, tail_recall_of_rus=0.98)
     config = _grid_config(samplers=["none", "rus"], seeds=3, methods=[twin_method])
-    result = run_experiment(config, tiny_dataset, tmp_path / "exp", print_fn=lambda *_: None)
+    result = run_experiment(config, tiny_dataset, tmp_path / "exp", on_event=lambda *_: None)
     verdict = json.loads((tmp_path / "exp" / "report" / "verdict.json").read_text())
     assert verdict["n_seeds"] == 3 and verdict["seed_aware"] is True
     assert verdict["groups"]["rule"].startswith("given")  # the grid config sets head_min / tail_max

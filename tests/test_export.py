@@ -23,7 +23,7 @@ from serengeti_tf.data import pipeline
 from serengeti_tf.errors import UserError
 from serengeti_tf.models import export
 from serengeti_tf.models.resnet import load_model
-from serengeti_tf.testing import write_tiny_dataset, write_tiny_run
+from serengeti_tf.testing import write_run, write_tiny_dataset, write_tiny_run
 from serengeti_tf.train import training
 
 CLASSES = {"antelope": 30, "buffalo": 12, "cheetah": 8, "dikdik": 4}
@@ -45,7 +45,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     dataset = write_tiny_dataset(root / "ds", CLASSES, val_per_class=2, test_per_class=6, image_size=STORED)
     run = root / "run"
-    training.train(tiny_config(epochs=2, steps_per_epoch=4), dataset, run, print_fn=quiet)
+    training.train(tiny_config(epochs=2, steps_per_epoch=4), dataset, run, on_event=quiet)
     images = root / "images"
     images.mkdir()
     files = tf.data.TFRecordDataset([str(f) for f in sorted(dataset.glob("camera_traps-test.tfrecord*"))])
@@ -259,7 +259,7 @@ def test_keras_format_round_trip(exported, tmp_path):
     config = cfg.Config()
     config.export.format = "keras"
     config.export.agreement_images = 8
-    report = export.export_run(exported["run"], tmp_path / "k", config, print_fn=quiet)
+    report = export.export_run(exported["run"], tmp_path / "k", config, on_event=quiet)
     assert report["artifacts"]["keras"]["max_abs_diff"] <= 1e-5
     model = load_model(tmp_path / "k" / "model.keras")
     pixels = np.asarray(Image.open(exported["images"] / "000_wide.jpg").convert("RGB"))[None]
@@ -276,7 +276,7 @@ def test_antialiased_resize_equals_tensorflow():
 
 def test_bad_run_dir(tmp_path):
     with pytest.raises(UserError, match="finished training run folder with model.keras"):
-        export.export_run(tmp_path, tmp_path / "out", cfg.Config(), print_fn=quiet)
+        export.export_run(tmp_path, tmp_path / "out", cfg.Config(), on_event=quiet)
 
 
 def test_crop_runs_export_says_it_expects_crops(tmp_path):
@@ -320,7 +320,7 @@ def decisive_export(tmp_path_factory):
     dataset and exported as TFLite in-process. 30 test images a class: one flip is 0.8%."""
     import keras
 
-    from serengeti_tf.io_utils import write_json
+    from serengeti_tf.data import dataset as ds
 
     root = tmp_path_factory.mktemp("decisive")
     dataset = write_tiny_dataset(root / "ds", {name: 40 for name in CLASSES}, val_per_class=1, test_per_class=30,
@@ -334,15 +334,12 @@ def decisive_export(tmp_path_factory):
     model = keras.Model(inputs, keras.layers.Dense(len(CLASSES))(keras.layers.GlobalAveragePooling2D()(x)))
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(images, labels, epochs=30, batch_size=32, verbose=0)
-    run = root / "run"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "class_map.json").write_text((dataset / "class_map.json").read_text())
-    write_json(run / "lineage.json", {"phase": 1, "sampler": "none", "seed": 0, "dataset_dir": str(dataset)})
+    run = write_run(root / "run", model, ds.class_map(dataset),
+                    {"phase": 1, "sampler": "none", "seed": 0, "dataset_dir": str(dataset)})
     config = cfg.Config()
     config.export.format = "tflite"
     config.export.agreement_images = 1000  # the whole test split
-    report = export.export_run(run, root / "tflite", config, print_fn=quiet)
+    report = export.export_run(run, root / "tflite", config, on_event=quiet)
     test_views, test_labels = _eval_views(dataset, "test", 32)
     probabilities = tf.nn.softmax(model.predict(test_views, verbose=0)).numpy()
     return report, probabilities, test_labels
@@ -405,7 +402,7 @@ def test_int8_is_skipped_with_the_reason_without_training_data(tmp_path, monkeyp
     run = write_tiny_run(tmp_path / "run", sorted(CLASSES))
     config = cfg.Config()
     config.export.format = "tflite"
-    report = export.export_run(run, tmp_path / "out", config, print_fn=quiet)
+    report = export.export_run(run, tmp_path / "out", config, on_event=quiet)
     assert set(report["artifacts"]) == {"tflite_float32", "tflite_dynamic_range", "tflite_fixed_float32"}
     assert "no training data to calibrate on" in report["skipped"]["tflite_int8"]
     assert report["interpreter"].startswith("tf.lite.Interpreter")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fuzz_readers import hostile_tree, opens_recorded
+from helpers import Printed
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data import sources
@@ -89,10 +90,10 @@ def test_unreadable_feature_cache_is_computed_again(tmp_path, content):
         np.savez(path, features=np.array([{"x": 1}], dtype=object), labels=np.zeros(1), source_sha256=np.asarray("a"))
     else:
         path.write_bytes(b"PK\x03\x04 not a zip")
-    lines: list[str] = []
-    features, labels, _ = cached_features(path, lambda: (np.ones((2, 3)), np.array([0, 1])), lines.append, source="a")
+    lines = Printed()
+    features, labels, _ = cached_features(path, lambda: (np.ones((2, 3)), np.array([0, 1])), lines, source="a")
     assert features.shape == (2, 3) and "computing it again" in lines[0]
-    again, _, seconds = cached_features(path, lambda: pytest.fail("recomputed"), lines.append, source="a")
+    again, _, seconds = cached_features(path, lambda: pytest.fail("recomputed"), lines, source="a")
     assert seconds == 0.0 and np.array_equal(again, features)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import raises_as_cli
 
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import (
@@ -62,7 +63,7 @@ def test_claim_output_dir_refuses_a_foreign_folder(tmp_path):
     ("src", "is"), (".", "contains"), ("src/sub/out", "lies inside"), ("src/../src", "is")])
 def test_output_that_is_contains_or_lies_inside_an_input_is_refused(tmp_path, output, relation):
     (tmp_path / "src" / "sub").mkdir(parents=True)
-    with pytest.raises(UserError, match=f"{relation} the input --image-root") as info:
+    with raises_as_cli(match=f"{relation} the input --image-root") as info:
         refuse_overlap(tmp_path / output, {"--image-root": tmp_path / "src", "--metadata": []})
     assert "\n" not in str(info.value)
 
@@ -70,7 +71,7 @@ def test_output_that_is_contains_or_lies_inside_an_input_is_refused(tmp_path, ou
 def test_output_containing_an_input_file_is_refused_and_siblings_are_fine(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "labels.csv").write_text("x")
-    with pytest.raises(UserError, match="contains the input --metadata"):
+    with raises_as_cli(match="contains the input --metadata"):
         refuse_overlap(tmp_path / "data", {"--metadata": [str(tmp_path / "data" / "labels.csv")]})
     refuse_overlap(tmp_path / "out", {"--metadata": [str(tmp_path / "data" / "labels.csv")], "--init": None})
     refuse_overlap(tmp_path / "data2", {"--image-root": tmp_path / "data"})  # a name prefix is not a parent
@@ -230,7 +231,7 @@ def test_tampered_owned_list_deletes_nothing_anywhere(tmp_path, entries):
         claim_output_dir(out, {"a": 2}, overwrite=True, kind="plan")
         assert not os.path.lexists(out / "link") and (victim / "precious.txt").read_text() == "the user's"
         return
-    with pytest.raises(UserError, match="refusing --overwrite, nothing was deleted") as info:
+    with raises_as_cli(match="refusing --overwrite, nothing was deleted") as info:
         claim_output_dir(out, {"a": 2}, overwrite=True, kind="plan")
     assert "\n" not in str(info.value)
     # Nothing deleted outside the folder, and nothing at all inside it (no partial overwrite).

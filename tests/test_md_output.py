@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke_cli, tree_hashes
+from helpers import invoke_cli, raises_as_cli, tree_hashes
 from PIL import Image
 
 from serengeti_tf.data import detections
@@ -166,7 +166,7 @@ def test_an_existing_md_out_is_replaced_only_by_the_same_predictions_or_overwrit
     out = tmp_path / "theirs.json"
     out.write_text('{"info": {}}')
     before = out.read_text()
-    with pytest.raises(crop_predict.UserError, match="already exists .*--md-out"):
+    with raises_as_cli(match="already exists .*--md-out"):
         crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out)
     assert out.read_text() == before and not (tmp_path / "pred.csv").exists()
     crop_predict.predict_detections(tiny_run, images, md, tmp_path / "pred.csv", md_out=out, overwrite=True)

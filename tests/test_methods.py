@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import quiet, tiny_config, weights_of
+from helpers import Printed, quiet, tiny_config, weights_of
 
 from serengeti_tf import config as cfg
 from serengeti_tf.choices import IMBALANCE_METHODS
@@ -94,10 +94,10 @@ def test_plan_adds_one_single_phase_run_per_method_and_seed(tmp_path):
 @pytest.mark.parametrize("method", ["posthoc_logit_adjustment", "tau_norm", "crt"])
 def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_dataset, tmp_path):
     run = tmp_path / method
-    lines: list[str] = []
+    lines = Printed()
     # One non-zero tau each, so the head must change (a sweep may rightly keep tau = 0 on tiny data).
     config = method_config(head_rebalancing=method, posthoc_taus=[1.0], tau_norm_taus=[1.0])
-    training.train(config, tiny_dataset, run, print_fn=lines.append)
+    training.train(config, tiny_dataset, run, on_event=lines)
     summary = pd.read_json(run / "rebalancing.json", typ="series")
     assert summary["method"] == method
     assert any(line.startswith(f"head re-balancing {method}") for line in lines)
@@ -121,8 +121,8 @@ def test_train_rebalances_only_the_head_and_a_rerun_does_nothing(method, tiny_da
     assert any(not np.array_equal(final[p], trained[p]) for p in head), f"{method} left the head unchanged"
 
     stamp = (run / "model.keras").stat().st_mtime_ns
-    again: list[str] = []
-    training.train(config, tiny_dataset, run, print_fn=again.append)
+    again = Printed()
+    training.train(config, tiny_dataset, run, on_event=again)
     assert "already holds this finished run" in again[0]
     assert (run / "model.keras").stat().st_mtime_ns == stamp
 
@@ -136,7 +136,7 @@ def test_posthoc_adjustment_after_a_sampler_run_removes_the_plan_prior(tiny_data
     config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
     config.sampler.name, config.sampler.ros_thresholds, config.sampler.ros_cap = "ros", [2, 6, 13, 40], 40
     run = tmp_path / "ros"
-    training.train(config, tiny_dataset, run, print_fn=quiet)
+    training.train(config, tiny_dataset, run, on_event=quiet)
     counts = ds_reader.train_counts(tiny_dataset)
     targets = [int(n) for n in sampling.sampling_plan(counts, config.sampler)["target"]]
     assert targets != list(counts.values())  # ROS changed the distribution
@@ -186,7 +186,7 @@ def test_posthoc_adjustment_after_balanced_softmax_does_not_remove_the_prior_twi
     trained_config.train.loss = "balanced_softmax"
     cfg.save_config(trained_config, trained)
     config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
-    training.rebalance_run(config, tiny_dataset, branch, trained, print_fn=quiet)
+    training.rebalance_run(config, tiny_dataset, branch, trained, on_event=quiet)
     summary = runs.read_run_json(branch, "rebalancing.json")
     classes = len(summary["prior_counts"])
     np.testing.assert_allclose(summary["prior_left"], np.full(classes, 1 / classes))
@@ -209,10 +209,10 @@ def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, 
     with monkeypatch.context() as patch:
         patch.setattr(training, "_rebalance", killed)
         with pytest.raises(KeyboardInterrupt):
-            training.train(config, tiny_dataset, run, print_fn=quiet)
+            training.train(config, tiny_dataset, run, on_event=quiet)
     assert runs.read_state(runs.RunPaths(run)).finished and not (run / "rebalancing.json").exists()
-    lines: list[str] = []
-    training.train(config, tiny_dataset, run, print_fn=lines.append)
+    lines = Printed()
+    training.train(config, tiny_dataset, run, on_event=lines)
     assert "re-balancing the head (tau_norm)" in lines[0]
     assert (run / "rebalancing.json").is_file()
     assert sum("head re-balancing tau_norm" in line for line in lines) == 1
@@ -222,7 +222,7 @@ def test_rebalancing_interrupted_after_training_finishes_on_rerun(tiny_dataset, 
 def test_phase2_crt_reuses_the_cached_phase2_features(phase1_run, tiny_dataset, tmp_path):
     run = tmp_path / "p2"
     training.train(method_config(phase=2, head_rebalancing="crt"), tiny_dataset, run, init_run=phase1_run,
-                   print_fn=quiet)
+                   on_event=quiet)
     summary = pd.read_json(run / "rebalancing.json", typ="series")
     assert summary["features_cached"] == ["features-train.npz", "features-val.npz"]
     assert not list((run / "checkpoints").glob("rebalance-features-*"))
@@ -232,7 +232,7 @@ def test_phase2_crt_reuses_the_cached_phase2_features(phase1_run, tiny_dataset, 
 def test_a_focal_loss_run_reloads_compiled_in_a_fresh_process(tiny_dataset, tmp_path):
     run = tmp_path / "focal"
     training.train(method_config(loss="focal", class_weighting="effective_number"), tiny_dataset, run,
-                   print_fn=quiet)
+                   on_event=quiet)
     state = runs.read_state(runs.RunPaths(run))
     code = ("import sys; from serengeti_tf.models.resnet import load_model; "
             "m = load_model(sys.argv[1], compile=True); print(type(m.loss).__name__)")
@@ -255,7 +255,7 @@ def test_experiment_with_methods_reports_them_and_a_rerun_skips_finished_runs(ti
         "experiment": {"samplers": ["none"], "seeds": 1, "methods": ["focal", "crt"]},
     }])
     out = tmp_path / "exp"
-    result = run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    result = run_experiment(config, tiny_dataset, out, on_event=quiet)
     table = pd.read_csv(out / "runs.csv")
     assert list(table["method"]) == ["-", "focal", "crt"]
     assert list(table["model"]) == ["baseline", "baseline+focal", "baseline+crt"]
@@ -268,7 +268,7 @@ def test_experiment_with_methods_reports_them_and_a_rerun_skips_finished_runs(ti
 
     models = sorted(out.glob("runs/seed0/*/model.keras"))
     stamps = {p: p.stat().st_mtime_ns for p in models}
-    run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    run_experiment(config, tiny_dataset, out, on_event=quiet)
     assert {p: p.stat().st_mtime_ns for p in models} == stamps
     assert pd.read_csv(out / "runs.csv").equals(table)
 
@@ -292,7 +292,7 @@ def test_experiment_head_methods_branch_from_the_baseline_without_training_it_ag
         "experiment": {"samplers": ["none"], "seeds": 1, "methods": ["posthoc_la", "tau_norm", "crt"]},
     }])
     out = tmp_path / "exp"
-    run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    run_experiment(config, tiny_dataset, out, on_event=quiet)
     assert phase1_trainings == ["none"]  # one training: the baseline; the three methods reuse it
     table = pd.read_csv(out / "runs.csv")
     assert list(table["method"]) == ["-", "posthoc_la", "tau_norm", "crt"]
@@ -310,7 +310,7 @@ def test_experiment_head_methods_branch_from_the_baseline_without_training_it_ag
         assert all(np.array_equal(v, baseline[p]) for p, v in final.items() if p not in head)
         assert any(not np.array_equal(final[p], baseline[p]) for p in head), method
     stamps = {p: p.stat().st_mtime_ns for p in sorted(out.glob("runs/seed0/*/model.keras"))}
-    run_experiment(config, tiny_dataset, out, print_fn=quiet)
+    run_experiment(config, tiny_dataset, out, on_event=quiet)
     assert phase1_trainings == ["none"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
@@ -320,11 +320,11 @@ def test_a_branched_run_refuses_a_baseline_retrained_since(phase1_run, tiny_data
     base, branch = tmp_path / "base", tmp_path / "crt"
     shutil.copytree(phase1_run, base)  # retrained in place below
     config = method_config(head_rebalancing="posthoc_logit_adjustment", posthoc_taus=[1.0])
-    training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
+    training.rebalance_run(config, tiny_dataset, branch, base, on_event=quiet)
     assert (branch / "rebalancing.json").is_file() and not (branch / "checkpoints" / "state.json").exists()
-    training.train(method_config(), tiny_dataset, base, overwrite=True, print_fn=quiet)
+    training.train(method_config(), tiny_dataset, base, overwrite=True, on_event=quiet)
     with pytest.raises(UserError, match="changed since"):
-        training.rebalance_run(config, tiny_dataset, branch, base, print_fn=quiet)
+        training.rebalance_run(config, tiny_dataset, branch, base, on_event=quiet)
 
 
 def test_cli_train_and_experiment_have_the_issue6_options(tiny_dataset, tmp_path):

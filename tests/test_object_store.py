@@ -11,8 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import shard_bytes
-from test_prepare import make_config, make_csv_source
+from helpers import make_csv_source, prepare_config, prepare_locally, raises_as_cli, shard_bytes
 
 from serengeti_tf.data import storage
 from serengeti_tf.data.prepare import prepare_dataset
@@ -36,10 +35,7 @@ def local_source(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_prepared(local_source, tmp_path_factory):
-    root, metadata = local_source
-    out = tmp_path_factory.mktemp("local") / "ds"
-    prepare_dataset(make_config(root, metadata), out, progress=False)
-    return out
+    return prepare_locally(*local_source, tmp_path_factory.mktemp("local") / "ds")
 
 
 @pytest.fixture
@@ -61,7 +57,7 @@ def upload_source(local_root: Path, url: str) -> str:
 
 
 def remote_config(src: str, **data):
-    return make_config(src, f"{src}/labels.csv", **data)
+    return prepare_config(src, f"{src}/labels.csv", **data)
 
 
 def objects(url: str) -> dict[str, str]:
@@ -127,7 +123,7 @@ def test_remote_output_refusals_and_overwrite(local_source, bucket):
     storage.write_bytes(f"{foreign}/data.bin", b"x")
     with pytest.raises(UserError, match="not written by serengeti-tf"):
         prepare_dataset(remote_config(src), foreign, overwrite=True, progress=False)
-    with pytest.raises(UserError, match="overlaps the input --image-root"):
+    with raises_as_cli(match="overlaps the input --image-root"):
         prepare_dataset(remote_config(src), f"{src}/prepared", progress=False)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import raises_as_cli
 
 from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
@@ -140,7 +141,7 @@ def test_interrupted_run_resumes_from_its_work_file(tiny_run, tmp_path, monkeypa
 def test_bare_keras_file_needs_classes(tiny_run, tmp_path):
     _write_images(tmp_path / "imgs", ["a.jpg"])
     model = tiny_run / "model.keras"
-    with pytest.raises(UserError, match="pass --classes class_map.json"):
+    with raises_as_cli(match="pass --classes class_map.json"):
         pr.predict_images(model, tmp_path / "imgs", tmp_path / "p.csv")
     result = pr.predict_images(model, tmp_path / "imgs", tmp_path / "p.csv", classes=tiny_run / "class_map.json")
     assert result["classified"] == 1

@@ -15,40 +15,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
+from helpers import (
+    CSV_CAPTURES,
+    TRUNCATED,
+    InterruptAfter,
+    invoke_cli,
+    make_csv_source,
+    prepare_config,
+    raises_as_cli,
+    shard_bytes,
+    tree_hashes,
+)
 from PIL import Image
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data import dataset
 from serengeti_tf.data.prepare import format_summary, prepare_dataset
 from serengeti_tf.errors import UserError
-
-# Plain-CSV source: species -> number of 2-frame captures.
-CAPTURES = {"zebra": 8, "wildebeest": 5, "aardvark": 3}
-TRUNCATED = "zebra/zebra_c0_f1.jpg"
-
-
-def make_csv_source(root: Path, captures: dict[str, int] = CAPTURES) -> Path:
-    """Small JPEGs + labels.csv (path, label, capture, site), with a human, a blank and a truncated file."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for name, count in captures.items():
-        for c in range(count):
-            for frame in (1, 2):
-                path = f"{name}/{name}_c{c}_f{frame}.jpg"
-                (root / name).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(root / path, quality=90)
-                rows.append(dict(path=path, label=name, capture=f"{name}-{c}", site=f"site{c % 2}"))
-    for label in ("human", "blank"):
-        (root / "other").mkdir(exist_ok=True)
-        path = f"other/{label}.jpg"
-        Image.fromarray(rng.integers(0, 255, (36, 48, 3), np.uint8)).save(root / path)
-        rows.append(dict(path=path, label=label, capture=f"{label}-0", site="site0"))
-    data = (root / TRUNCATED).read_bytes()
-    (root / TRUNCATED).write_bytes(data[: len(data) // 2])
-    metadata = root / "labels.csv"
-    pd.DataFrame(rows).to_csv(metadata, index=False)
-    return metadata
 
 
 def make_class_folders(root: Path, species: tuple[str, ...], per_class: int) -> Path:
@@ -61,24 +44,12 @@ def make_class_folders(root: Path, species: tuple[str, ...], per_class: int) -> 
     return root
 
 
-def make_config(root: Path, labels: Path, **data) -> cfg.Config:
-    settings = {"metadata": [str(labels)], "image_root": str(root), "image_size": 24, "shard_size": 2,
-                "workers": 1, **data}
-    return cfg.resolve(updates=[{"data": settings}])
-
-
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("source")
-    return root, make_csv_source(root)
-
-
-@pytest.fixture(scope="module")
-def prepared(source, tmp_path_factory):
-    root, metadata = source
+def prepared(csv_source, tmp_path_factory):
+    root, metadata = csv_source
     before = tree_hashes(root)
     out = tmp_path_factory.mktemp("prepared") / "ds"
-    summary = prepare_dataset(make_config(root, metadata, workers=2, shard_size=2), out, progress=False)
+    summary = prepare_dataset(prepare_config(root, metadata, workers=2, shard_size=2), out, progress=False)
     return out, summary, before
 
 
@@ -93,10 +64,10 @@ def test_prepare_writes_every_documented_output(prepared):
     assert summary["up_to_date"] is False and summary["num_classes"] == 3
 
 
-def test_manifest_keeps_every_row_with_its_drop_reason(prepared, source):
+def test_manifest_keeps_every_row_with_its_drop_reason(prepared, csv_source):
     out, summary, _ = prepared
     manifest = dataset.manifest(out)
-    assert len(manifest) == 2 * sum(CAPTURES.values()) + 2
+    assert len(manifest) == 2 * sum(CSV_CAPTURES.values()) + 2
     reasons = manifest.set_index("path")["drop_reason"]
     assert reasons[TRUNCATED] == "corrupt_image"
     assert reasons["other/human.jpg"] == "human" and reasons["other/blank.jpg"] == "empty"
@@ -144,44 +115,44 @@ def test_tfds_loads_every_split(prepared):
             assert all(min(e["image"].shape[:2]) == 24 and e["image"].shape[2] == 3 for e in examples)
 
 
-def test_source_images_are_never_modified(prepared, source):
-    root, _ = source
+def test_source_images_are_never_modified(prepared, csv_source):
+    root, _ = csv_source
     _, _, before = prepared
     assert tree_hashes(root) == before
 
 
-def test_rerun_of_a_finished_prepare_is_a_no_op(prepared, source):
-    root, metadata = source
+def test_rerun_of_a_finished_prepare_is_a_no_op(prepared, csv_source):
+    root, metadata = csv_source
     out, _, _ = prepared
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
-    summary = prepare_dataset(make_config(root, metadata, workers=1, shard_size=2), out, progress=False)
+    summary = prepare_dataset(prepare_config(root, metadata, workers=1, shard_size=2), out, progress=False)
     assert summary["up_to_date"] is True
     assert "up to date" in format_summary(summary)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == stamps
 
 
-def test_interrupted_prepare_resumes_to_byte_identical_shards(prepared, source, tmp_path):
-    root, metadata = source
+def test_interrupted_prepare_resumes_to_byte_identical_shards(prepared, csv_source, tmp_path):
+    root, metadata = csv_source
     clean, _, _ = prepared
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False,
+        prepare_dataset(prepare_config(root, metadata, shard_size=2), out, progress=False,
                         after_shard=InterruptAfter(2))
     assert not (out / "summary.json").exists()
-    summary = prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    summary = prepare_dataset(prepare_config(root, metadata, shard_size=2), out, progress=False)
     assert summary["resumed"] is True
     assert shard_bytes(out) == shard_bytes(clean)
     assert dataset.manifest(out).equals(dataset.manifest(clean))
     # A shard deleted after the fact is noticed and rewritten, not reported as up to date.
     victim = sorted(out.glob("camera_traps-val.*"))[0]
     victim.unlink()
-    assert prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)["up_to_date"] is False
+    assert prepare_dataset(prepare_config(root, metadata, shard_size=2), out, progress=False)["up_to_date"] is False
     assert shard_bytes(out) == shard_bytes(clean)
 
 
-def test_killed_cli_prepare_resumes_to_byte_identical_shards(prepared, source, tmp_path):
+def test_killed_cli_prepare_resumes_to_byte_identical_shards(prepared, csv_source, tmp_path):
     """SIGKILL a real `serengeti-tf prepare` mid-way, rerun it, compare with the clean run."""
-    root, metadata = source
+    root, metadata = csv_source
     clean, _, _ = prepared
     out = tmp_path / "ds"
     command = [sys.executable, "-c", "from serengeti_tf_cli.main import main; main()", "prepare", str(out),
@@ -196,42 +167,42 @@ def test_killed_cli_prepare_resumes_to_byte_identical_shards(prepared, source, t
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "summary.json").exists(), "prepare finished before it could be killed"
-    prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    prepare_dataset(prepare_config(root, metadata, shard_size=2), out, progress=False)
     # The clean run used 2 worker processes, the killed one 1: neither changes a byte.
     assert shard_bytes(out) == shard_bytes(clean) and len(shard_bytes(out)) > 3
 
 
-def test_folder_holding_a_different_dataset_is_refused_unless_overwrite(prepared, source, tmp_path):
-    root, metadata = source
+def test_folder_holding_a_different_dataset_is_refused_unless_overwrite(prepared, csv_source, tmp_path):
+    root, metadata = csv_source
     out = tmp_path / "ds"
-    prepare_dataset(make_config(root, metadata), out, progress=False)
-    with pytest.raises(UserError, match="different output.*image_size.*--overwrite"):
-        prepare_dataset(make_config(root, metadata, image_size=20), out, progress=False)
-    summary = prepare_dataset(make_config(root, metadata, image_size=20), out, overwrite=True, progress=False)
+    prepare_dataset(prepare_config(root, metadata), out, progress=False)
+    with raises_as_cli(match="different output.*image_size.*--overwrite"):
+        prepare_dataset(prepare_config(root, metadata, image_size=20), out, progress=False)
+    summary = prepare_dataset(prepare_config(root, metadata, image_size=20), out, overwrite=True, progress=False)
     assert summary["up_to_date"] is False and cfg.load_saved(out / "config.yaml").data.image_size == 20
 
 
-def test_unrelated_non_empty_folder_is_refused(source, tmp_path):
-    root, metadata = source
+def test_unrelated_non_empty_folder_is_refused(csv_source, tmp_path):
+    root, metadata = csv_source
     out = tmp_path / "ds"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
-        prepare_dataset(make_config(root, metadata), out, progress=False)
+        prepare_dataset(prepare_config(root, metadata), out, progress=False)
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_class_map_disagreeing_with_existing_shards_is_refused(source, tmp_path):
-    root, metadata = source
+def test_class_map_disagreeing_with_existing_shards_is_refused(csv_source, tmp_path):
+    root, metadata = csv_source
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(make_config(root, metadata), out, progress=False,
+        prepare_dataset(prepare_config(root, metadata), out, progress=False,
                         after_shard=InterruptAfter(1))
     class_map = json.loads((out / "class_map.json").read_text())
     class_map["classes"][0]["name"] = "lionfemale"
     (out / "class_map.json").write_text(json.dumps(class_map))
     with pytest.raises(UserError, match="class map disagrees"):
-        prepare_dataset(make_config(root, metadata), out, progress=False)
+        prepare_dataset(prepare_config(root, metadata), out, progress=False)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -239,11 +210,11 @@ def test_class_map_disagreeing_with_existing_shards_is_refused(source, tmp_path)
     ({"metadata": ["/nonexistent/labels.csv"]}, "metadata file not found"),
     ({"seasons": [12]}, "unknown season"),
 ])
-def test_bad_input_is_a_one_line_user_error_and_writes_nothing(source, tmp_path, change, message):
-    root, metadata = source
+def test_bad_input_is_a_one_line_user_error_and_writes_nothing(csv_source, tmp_path, change, message):
+    root, metadata = csv_source
     out = tmp_path / "ds"
     with pytest.raises(UserError, match=message) as info:
-        prepare_dataset(make_config(root, metadata, **change), out, progress=False)
+        prepare_dataset(prepare_config(root, metadata, **change), out, progress=False)
     assert "\n" not in str(info.value)
     assert not out.exists()
 
@@ -255,14 +226,14 @@ def test_no_image_left_after_filtering_is_a_user_error(tmp_path):
     metadata = root / "labels.csv"
     pd.DataFrame([{"path": "x/a.jpg", "label": "human"}]).to_csv(metadata, index=False)
     with pytest.raises(UserError, match="no image left after filtering"):
-        prepare_dataset(make_config(root, metadata), tmp_path / "ds", progress=False)
+        prepare_dataset(prepare_config(root, metadata), tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds").exists()
 
 
-def test_cli_prepare_prints_a_summary_and_errors_in_one_line(source, tmp_path, capsys):
+def test_cli_prepare_prints_a_summary_and_errors_in_one_line(csv_source, tmp_path, capsys):
     from serengeti_tf_cli.main import main
 
-    root, metadata = source
+    root, metadata = csv_source
     out = tmp_path / "ds"
     args = ["prepare", str(out), "--metadata", str(metadata), "--image-root", str(root), "--image-size", "24",
             "--workers", "1", "--seed", "3", "--group-by", "capture"]
@@ -400,26 +371,26 @@ def test_all_images_corrupt_is_the_no_image_left_error(tmp_path):
         rows.append({"path": f"x/{i}.jpg", "label": "zebra", "capture": f"c{i}"})
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
     with pytest.raises(UserError, match=r"no image left after decoding the images: 3 rows .*corrupt_image 3"):
-        prepare_dataset(make_config(root, root / "labels.csv"), tmp_path / "ds", progress=False)
+        prepare_dataset(prepare_config(root, root / "labels.csv"), tmp_path / "ds", progress=False)
     assert not (tmp_path / "ds" / "summary.json").exists()
 
 
-def test_truncated_finished_shard_is_noticed_and_rewritten(prepared, source, tmp_path):
-    root, metadata = source
+def test_truncated_finished_shard_is_noticed_and_rewritten(prepared, csv_source, tmp_path):
+    root, metadata = csv_source
     clean, _, _ = prepared
     out = shutil.copytree(clean, tmp_path / "ds")
     shard = sorted(out.glob("camera_traps-train.*"))[0]
     shard.write_bytes(shard.read_bytes()[:10])
     assert dataset.damaged_shards(out) == [shard.name]
-    summary = prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    summary = prepare_dataset(prepare_config(root, metadata, shard_size=2), out, progress=False)
     assert summary["up_to_date"] is False and summary["resumed"] is True
     assert shard_bytes(out) == shard_bytes(clean) and dataset.damaged_shards(out) == []
 
 
-def test_disk_full_is_one_line_and_a_rerun_continues(prepared, source, tmp_path, monkeypatch):
+def test_disk_full_is_one_line_and_a_rerun_continues(prepared, csv_source, tmp_path, monkeypatch):
     from serengeti_tf import io_utils
 
-    root, metadata = source
+    root, metadata = csv_source
     clean, _, _ = prepared
     out = tmp_path / "ds"
     real_write_csv = io_utils.write_csv
@@ -441,10 +412,10 @@ def test_disk_full_is_one_line_and_a_rerun_continues(prepared, source, tmp_path,
     assert shard_bytes(out) == shard_bytes(clean)
 
 
-def test_tensorflow_disk_full_while_writing_a_shard_is_one_line(source, tmp_path, monkeypatch):
+def test_tensorflow_disk_full_while_writing_a_shard_is_one_line(csv_source, tmp_path, monkeypatch):
     import tensorflow as tf
 
-    root, metadata = source
+    root, metadata = csv_source
 
     class FullDiskWriter:
         def __init__(self, path):
@@ -477,7 +448,7 @@ def test_coco_category_ids_missing_from_categories_are_counted(tmp_path, caplog)
         annotations.append({"id": f"a{i}", "image_id": f"i{i}", "category_id": 1 if i < 4 else 99})
     coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "zebra"}]}
     (root / "coco.json").write_text(json.dumps(coco))
-    config = make_config(root, root / "coco.json")
+    config = prepare_config(root, root / "coco.json")
     with caplog.at_level("WARNING"):
         summary = prepare_dataset(config, tmp_path / "ds", progress=False)
     assert summary["drops"]["unlabelled"] == 2
@@ -523,8 +494,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_second_prepare_is_refused_and_workers_die_with_a_killed_prepare(prepared, source, tmp_path):
-    root, metadata = source
+def test_second_prepare_is_refused_and_workers_die_with_a_killed_prepare(prepared, csv_source, tmp_path):
+    root, metadata = csv_source
     clean, _, _ = prepared
     out = tmp_path / "ds"
     script = tmp_path / "hold.py"
@@ -550,5 +521,5 @@ def test_second_prepare_is_refused_and_workers_die_with_a_killed_prepare(prepare
         if first.poll() is None:
             first.kill()
     # The kernel dropped the dead process's lock: a rerun takes the folder and finishes it.
-    prepare_dataset(make_config(root, metadata, shard_size=2), out, progress=False)
+    prepare_dataset(prepare_config(root, metadata, shard_size=2), out, progress=False)
     assert shard_bytes(out) == shard_bytes(clean)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-from helpers import InterruptAfter, invoke_cli, shard_bytes, tree_hashes
-from test_prepare import make_config, make_csv_source
+from helpers import InterruptAfter, invoke_cli, prepare_config, prepare_locally, raises_as_cli, shard_bytes, tree_hashes
 
 from serengeti_tf.data.prepare import prepare_dataset
-from serengeti_tf.errors import UserError
 
 pytestmark = pytest.mark.beam
 IN_MEMORY = "--direct_running_mode=in_memory"
@@ -25,17 +23,8 @@ SAME_FILES = ("manifest.csv", "counts.csv", "splits.csv", "shards.json", "class_
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("source")
-    return root, make_csv_source(root)
-
-
-@pytest.fixture(scope="module")
-def local_prepared(source, tmp_path_factory):
-    root, metadata = source
-    out = tmp_path_factory.mktemp("local") / "ds"
-    prepare_dataset(make_config(root, metadata), out, progress=False)
-    return out
+def local_prepared(csv_source, tmp_path_factory):
+    return prepare_locally(*csv_source, tmp_path_factory.mktemp("local") / "ds")
 
 
 def assert_same_dataset(local, other) -> None:
@@ -44,58 +33,59 @@ def assert_same_dataset(local, other) -> None:
         assert (other / name).read_bytes() == (local / name).read_bytes(), name
 
 
-def test_beam_in_memory_writes_the_local_dataset(source, local_prepared, tmp_path):
+def test_beam_in_memory_writes_the_local_dataset(csv_source, local_prepared, tmp_path):
     pytest.importorskip("apache_beam")
-    root, metadata = source
+    root, metadata = csv_source
     before = tree_hashes(root)
     out = tmp_path / "beam"
-    summary = prepare_dataset(make_config(root, metadata, runner="beam", beam_options=IN_MEMORY), out, progress=False)
+    summary = prepare_dataset(prepare_config(root, metadata, runner="beam", beam_options=IN_MEMORY), out,
+                              progress=False)
     assert summary["runner"] == "beam" and summary["drops"]["corrupt_image"] == 1
     assert_same_dataset(local_prepared, out)
     assert tree_hashes(root) == before  # no source touched
     assert not list((out / ".prepare_state").glob("beam-plan/*"))  # plans are removed once written
-    again = prepare_dataset(make_config(root, metadata, runner="beam", beam_options=IN_MEMORY), out, progress=False)
+    again = prepare_dataset(prepare_config(root, metadata, runner="beam", beam_options=IN_MEMORY), out, progress=False)
     assert again["up_to_date"] is True
 
 
 @pytest.mark.slow
-def test_beam_multi_process_default_writes_the_local_dataset(source, local_prepared, tmp_path):
+def test_beam_multi_process_default_writes_the_local_dataset(csv_source, local_prepared, tmp_path):
     """The default DirectRunner mode: two worker processes."""
     pytest.importorskip("apache_beam")
-    root, metadata = source
+    root, metadata = csv_source
     out = tmp_path / "beam2"
-    prepare_dataset(make_config(root, metadata, runner="beam", workers=2), out, progress=False)
+    prepare_dataset(prepare_config(root, metadata, runner="beam", workers=2), out, progress=False)
     assert_same_dataset(local_prepared, out)
 
 
-def test_beam_resumes_a_run_the_local_runner_interrupted(source, local_prepared, tmp_path):
+def test_beam_resumes_a_run_the_local_runner_interrupted(csv_source, local_prepared, tmp_path):
     """Finished shards are kept (not rewritten); the rest is written by Beam; the result is the clean one."""
     pytest.importorskip("apache_beam")
-    root, metadata = source
+    root, metadata = csv_source
     out = tmp_path / "resumed"
     stop = InterruptAfter(3)
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(make_config(root, metadata), out, progress=False, after_shard=stop)
+        prepare_dataset(prepare_config(root, metadata), out, progress=False, after_shard=stop)
     kept = {name: (out / name).stat().st_mtime_ns for name in stop.done}
-    summary = prepare_dataset(make_config(root, metadata, runner="beam", beam_options=IN_MEMORY), out,
+    summary = prepare_dataset(prepare_config(root, metadata, runner="beam", beam_options=IN_MEMORY), out,
                               progress=False)
     assert summary["resumed"] is True
     assert {name: (out / name).stat().st_mtime_ns for name in stop.done} == kept
     assert_same_dataset(local_prepared, out)
 
 
-def test_unknown_beam_option_is_refused_by_name(source, tmp_path):
+def test_unknown_beam_option_is_refused_by_name(csv_source, tmp_path):
     pytest.importorskip("apache_beam")
-    root, metadata = source
-    with pytest.raises(UserError, match="--no_such_option"):
-        prepare_dataset(make_config(root, metadata, runner="beam", beam_options="--no_such_option=1"),
+    root, metadata = csv_source
+    with raises_as_cli(match="--no_such_option"):
+        prepare_dataset(prepare_config(root, metadata, runner="beam", beam_options="--no_such_option=1"),
                         tmp_path / "x", progress=False)
 
 
-def test_beam_options_without_the_beam_runner_are_refused(source, tmp_path):
-    root, metadata = source
-    with pytest.raises(UserError, match="add --runner beam"):
-        prepare_dataset(make_config(root, metadata, beam_options="--direct_num_workers=2"), tmp_path / "x",
+def test_beam_options_without_the_beam_runner_are_refused(csv_source, tmp_path):
+    root, metadata = csv_source
+    with raises_as_cli(match="add --runner beam"):
+        prepare_dataset(prepare_config(root, metadata, beam_options="--direct_num_workers=2"), tmp_path / "x",
                         progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -115,9 +105,9 @@ def test_option_args_add_direct_runner_defaults_the_user_did_not_set(given, expe
 
 
 @pytest.mark.parametrize("flag", ["--runner", "--set"])
-def test_runner_beam_without_beam_names_the_extra(source, tmp_path, monkeypatch, flag):
+def test_runner_beam_without_beam_names_the_extra(csv_source, tmp_path, monkeypatch, flag):
     """Runs with or without Apache Beam installed: an import that fails is what the user sees."""
-    root, metadata = source
+    root, metadata = csv_source
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # `import apache_beam` now raises ImportError
     runner = ["--runner", "beam"] if flag == "--runner" else ["--set", "data.runner=beam"]
     result = invoke_cli(["prepare", str(tmp_path / "out"), "--metadata", str(metadata), "--image-root", str(root),

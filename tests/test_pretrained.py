@@ -165,7 +165,7 @@ def test_train_from_preset_with_frozen_backbone_then_phase2(hub_preset, tiny_dat
     assert f"init_weights: {preset}" in (run / "config.yaml").read_text()
     # Phase 2 works unchanged on top of a fine-tuned phase-1 run.
     phase2 = tmp_path / "ft-p2"
-    training.train(tiny_config(phase=2, epochs=1), tiny_dataset, phase2, init_run=run, print_fn=quiet)
+    training.train(tiny_config(phase=2, epochs=1), tiny_dataset, phase2, init_run=run, on_event=quiet)
     assert json.loads((phase2 / "lineage.json").read_text())["init_run_lineage"]["init_weights"]["kind"] \
         == "keras_hub_preset"
 
@@ -175,7 +175,7 @@ def test_freeze_stages_and_backbone_learning_rate(project_source, tiny_dataset, 
     config = tiny_config(epochs=1, init_weights=str(folder / "other.keras"), freeze_stages=2,
                          backbone_learning_rate=1e-4)
     run = tmp_path / "disc"
-    training.train(config, tiny_dataset, run, print_fn=quiet)
+    training.train(config, tiny_dataset, run, on_event=quiet)
     trained = M.load_model(run / "model.keras", compile=True)
     assert isinstance(trained.optimizer, DiscriminativeAdam)
     expected = backbone_weights(source)

@@ -6,10 +6,10 @@ and then `--help`, config validation and the comparison report know it.
 
 from __future__ import annotations
 
-import click
 import numpy as np
 import pandas as pd
 import pytest
+from harness import RegistryChoiceTests, check_choice, every_choice
 from helpers import invoke_cli
 
 from serengeti_tf import choices
@@ -17,43 +17,11 @@ from serengeti_tf import config as cfg
 from serengeti_tf.errors import UserError
 from serengeti_tf.registry import Registry
 
-# kind -> (its registry, config keys that take its names (a list of them for `experiment.*`),
-#          names those keys accept besides the registry's, the CLI (verb, option)s that offer them).
-KINDS = {
-    "sampler": (choices.SAMPLERS, ["sampler.name", "experiment.samplers"], (),
-                [("train", "--sampler"), ("plan", "--sampler")]),
-    "loss": (choices.LOSSES, ["train.loss"], (), [("train", "--loss")]),
-    "class weighting": (choices.CLASS_WEIGHTINGS, ["train.class_weighting"], (), [("train", "--class-weighting")]),
-    "head re-balancing": (choices.HEAD_REBALANCINGS, ["train.head_rebalancing"], (),
-                          [("train", "--head-rebalancing")]),
-    "source format": (choices.SOURCE_FORMATS, ["data.source_format"], ("auto",), [("prepare", "--format")]),
-    "model": (choices.MODELS, ["model.name"], (), []),
-    "strategy": (choices.STRATEGIES, ["train.strategy"], (), [("train", "--strategy")]),
-    "imbalance method": (choices.IMBALANCE_METHODS, ["experiment.methods"], (), [("experiment", "--methods")]),
-}
-
-
-def _cli_group():
-    from serengeti_tf_cli.main import _register, cli
-
-    _register()
-    return cli
-
-
-def _option(verb: str, flag: str) -> click.Option:
-    command = _cli_group().commands[verb]
-    return next(p for p in command.params if flag in p.opts)
-
 
 def _help(verb: str) -> str:
     result = invoke_cli([verb, "--help"])
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def _config_with(key: str, value) -> cfg.Config:
-    section, name = key.split(".")
-    return cfg.resolve(updates=[{section: {name: value}}])
 
 
 # ---- the Registry itself ----------------------------------------------------------------------
@@ -101,30 +69,11 @@ def test_registry_imports_its_owner_on_first_use_only(monkeypatch):
     assert imported == ["some.owner"]
 
 
-# ---- every kind: CLI choices, config rules and owners agree -----------------------------------
+# ---- every name of every kind: the standard checks of tests/harness.py -------------------------
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cli_config_and_owner_agree(kind):
-    registry, keys, extra, options = KINDS[kind]
-    names = registry.names()
-    assert names, f"no {kind} registered"
-    # The owner: every name has something to build.
-    for name in names:
-        assert registry.lookup(name) is not None
-    # The config: every name is accepted, anything else refused with the full list of names.
-    for key in keys:
-        as_value = (lambda name: [name]) if key.startswith("experiment.") else (lambda name: name)
-        for name in (*extra, *names):
-            _config_with(key, as_value(name))
-        with pytest.raises(UserError, match=f"config: {key} must be .*" + ", ".join((*extra, *names))):
-            _config_with(key, as_value("not_a_name"))
-    # The CLI: a choice lists exactly the names; a free-text option lists them in its help.
-    for verb, flag in options:
-        option = _option(verb, flag)
-        if isinstance(option.type, click.Choice):
-            assert tuple(option.type.choices) == (*extra, *names)
-        else:
-            assert ", ".join(names) in option.get_help_record(click.Context(_cli_group()))[1]
+class TestEveryRegisteredChoice(RegistryChoiceTests):
+    """--help, config validation, the misspelling error, the builder and the design notes, for every
+    name of every registry in `choices.ALL` (ids `kind:name`)."""
 
 
 def test_every_registry_has_an_owner_that_imports_without_tensorflow():
@@ -139,10 +88,6 @@ def test_every_registry_has_an_owner_that_imports_without_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-
-
-def test_kinds_table_covers_every_registry():
-    assert {id(registry) for registry, *_ in KINDS.values()} == {id(r) for r in choices.ALL}
 
 
 # ---- a new sampler and a new loss: one registration each ----------------------------------------
@@ -170,6 +115,11 @@ def test_a_registered_toy_sampler_and_loss_show_up_everywhere(toy_sampler_and_lo
     from serengeti_tf.data.sampling import sampling_plan
     from serengeti_tf.evaluate import reporting as rp
 
+    # The harness's standard checks cover them, with no table to edit.
+    ids = {param.id for param in every_choice()}
+    assert {"sampler:zz_toy", "loss:toy_loss"} <= ids
+    check_choice(choices.SAMPLERS, "zz_toy")
+    check_choice(choices.LOSSES, "toy_loss")
     # --help of train lists both; plan's help lists the sampler.
     train_help = _help("train")
     assert "|zz_toy]" in train_help and "|toy_loss]" in train_help

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import NUM_CLASSES, quiet, subprocess_env, tiny_config, train_cli, weights_of
+from helpers import NUM_CLASSES, Printed, quiet, raises_as_cli, subprocess_env, tiny_config, train_cli, weights_of
 from sklearn.metrics import f1_score
 
 from serengeti_tf import config as cfg
@@ -130,9 +130,9 @@ def _check_phase2(run: Path, phase1_run: Path, expect_head_change: bool = True) 
 
 def test_phase2_fast_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_path):
     run = tmp_path / "p2"
-    lines: list[str] = []
+    lines = Printed()
     training.train(tiny_config(phase=2, epochs=3, early_stopping_patience=0), tiny_dataset, run,
-                   init_run=phase1_run, print_fn=lines.append)
+                   init_run=phase1_run, on_event=lines)
     assert any(f"{512 * NUM_CLASSES + NUM_CLASSES:,} trainable weights" in line for line in lines)
     _check_phase2(run, phase1_run)
     lineage = json.loads((run / "lineage.json").read_text())
@@ -144,7 +144,7 @@ def test_phase2_fast_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_pat
 def test_phase2_slow_path_trains_only_the_head(phase1_run, tiny_dataset, tmp_path):
     run = tmp_path / "p2slow"
     training.train(tiny_config(phase=2, epochs=1, phase2_augment=True), tiny_dataset, run,
-                   init_run=phase1_run, print_fn=quiet)
+                   init_run=phase1_run, on_event=quiet)
     _check_phase2(run, phase1_run)
     assert json.loads((run / "lineage.json").read_text())["fast_path"] is False
 
@@ -153,7 +153,7 @@ def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_
     parent = tmp_path / "p1"
     shutil.copytree(phase1_run, parent)
     run, config = tmp_path / "p2", tiny_config(phase=2, epochs=1)
-    training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
+    training.train(config, tiny_dataset, run, init_run=parent, on_event=quiet)
     old_digest = file_digest(parent / "model.keras")
     assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == old_digest
     with np.load(run / "checkpoints" / "features-train.npz") as cached:
@@ -166,12 +166,12 @@ def test_phase2_records_the_phase1_digest_and_refuses_a_retrained_phase1(phase1_
     M.save_model(model, parent / "model.keras")
     new_digest = file_digest(parent / "model.keras")
     stamp = (run / "model.keras").stat().st_mtime_ns
-    with pytest.raises(UserError, match=f"sha256 {old_digest[:12]}.*now has sha256 {new_digest[:12]}.*--overwrite"):
-        training.train(config, tiny_dataset, run, init_run=parent, print_fn=quiet)
+    with raises_as_cli(match=f"sha256 {old_digest[:12]}.*now has sha256 {new_digest[:12]}.*--overwrite"):
+        training.train(config, tiny_dataset, run, init_run=parent, on_event=quiet)
     assert (run / "model.keras").stat().st_mtime_ns == stamp  # nothing kept silently, nothing replaced
 
-    lines: list[str] = []
-    training.train(config, tiny_dataset, run, init_run=parent, overwrite=True, print_fn=lines.append)
+    lines = Printed()
+    training.train(config, tiny_dataset, run, init_run=parent, overwrite=True, on_event=lines)
     assert json.loads((run / "lineage.json").read_text())["init_model_sha256"] == new_digest
     assert any(line.startswith("cached") and "features-train.npz" in line for line in lines)  # recomputed
 
@@ -187,8 +187,8 @@ def test_feature_cache_of_another_model_is_computed_again(tmp_path):
     first = feature_cache.cached_features(path, compute, quiet, source="aaa")
     again = feature_cache.cached_features(path, compute, quiet, source="aaa")
     assert len(calls) == 1 and np.array_equal(first[0], again[0])
-    lines: list[str] = []
-    other = feature_cache.cached_features(path, compute, lines.append, source="bbb")
+    lines = Printed()
+    other = feature_cache.cached_features(path, compute, lines, source="bbb")
     assert len(calls) == 2 and other[0][0, 0] == 2 and "computed by another model" in lines[0]
 
 
@@ -213,8 +213,8 @@ def test_phase2_fast_path_with_augmented_feature_views(phase1_run, tiny_dataset,
     run = tmp_path / "p2views"
     config = tiny_config(phase=2, epochs=2, feature_views=3)
     config.train.steps_per_epoch = None
-    lines: list[str] = []
-    training.train(config, tiny_dataset, run, init_run=phase1_run, print_fn=lines.append)
+    lines = Printed()
+    training.train(config, tiny_dataset, run, init_run=phase1_run, on_event=lines)
     with np.load(run / "checkpoints" / "features-train-views3.npz") as cached:
         assert cached["features"].shape == (3 * 48, 512)
     assert not (run / "checkpoints" / "features-train.npz").exists()
@@ -229,7 +229,7 @@ def test_phase2_fast_path_with_augmented_feature_views(phase1_run, tiny_dataset,
 
 def test_mixed_precision_run_keeps_float32_logits(tiny_dataset, tmp_path):
     run = tmp_path / "mixed"
-    training.train(tiny_config(epochs=1, mixed_precision=True), tiny_dataset, run, print_fn=quiet)
+    training.train(tiny_config(epochs=1, mixed_precision=True), tiny_dataset, run, on_event=quiet)
     assert json.loads((run / "lineage.json").read_text())["dtype_policy"] == "mixed_bfloat16"  # CPU
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     model = M.load_model(run / "model.keras")
@@ -283,7 +283,7 @@ def test_nan_loss_stops_names_the_epoch_and_keeps_the_last_good_checkpoint(tiny_
     monkeypatch.setattr(pipeline, "make_train_dataset", poisoned)
     run = tmp_path / "nan"
     with pytest.raises(UserError, match=r"loss became nan in epoch 2; the last good checkpoint \(epoch 1\)"):
-        training.train(tiny_config(epochs=3), tiny_dataset, run, print_fn=quiet)
+        training.train(tiny_config(epochs=3), tiny_dataset, run, on_event=quiet)
     state = runs.read_state(runs.RunPaths(run))
     assert state.epochs_done == 1 and not state.finished
     assert (run / "checkpoints" / "epoch-001.keras").is_file()
@@ -295,36 +295,35 @@ def test_nan_loss_stops_names_the_epoch_and_keeps_the_last_good_checkpoint(tiny_
 
 def test_finished_run_is_not_retrained_and_other_folders_are_refused(phase1_run, tiny_dataset, tmp_path):
     stamp = (phase1_run / "model.keras").stat().st_mtime_ns
-    lines: list[str] = []
-    training.train(tiny_config(), tiny_dataset, phase1_run, print_fn=lines.append)
+    lines = Printed()
+    training.train(tiny_config(), tiny_dataset, phase1_run, on_event=lines)
     assert "already holds this finished run" in lines[0]
     assert (phase1_run / "model.keras").stat().st_mtime_ns == stamp
     with pytest.raises(UserError, match="already holds different output"):
-        training.train(tiny_config(epochs=3), tiny_dataset, phase1_run, print_fn=quiet)
+        training.train(tiny_config(epochs=3), tiny_dataset, phase1_run, on_event=quiet)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty and was not written by serengeti-tf"):
-        training.train(tiny_config(), tiny_dataset, foreign, print_fn=quiet)
+        training.train(tiny_config(), tiny_dataset, foreign, on_event=quiet)
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
 def test_bad_input(phase1_run, tiny_dataset, tmp_path):
     with pytest.raises(UserError, match="prepared dataset folder not found"):
-        training.train(tiny_config(), tmp_path / "nowhere", tmp_path / "r1", print_fn=quiet)
+        training.train(tiny_config(), tmp_path / "nowhere", tmp_path / "r1", on_event=quiet)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="class_map.json missing"):
-        training.train(tiny_config(), tmp_path / "empty", tmp_path / "r2", print_fn=quiet)
-    with pytest.raises(UserError, match="phase 2 needs --init RUN_DIR"):
-        training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r3", print_fn=quiet)
-    with pytest.raises(UserError, match="--init is only used by phase 2"):
-        training.train(tiny_config(), tiny_dataset, tmp_path / "r4", init_run=phase1_run, print_fn=quiet)
+        training.train(tiny_config(), tmp_path / "empty", tmp_path / "r2", on_event=quiet)
+    with raises_as_cli(match="phase 2 needs --init RUN_DIR"):
+        training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r3", on_event=quiet)
+    with raises_as_cli(match="--init is only used by phase 2"):
+        training.train(tiny_config(), tiny_dataset, tmp_path / "r4", init_run=phase1_run, on_event=quiet)
     with pytest.raises(UserError, match="model.keras missing"):
-        training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r5", init_run=tmp_path, print_fn=quiet)
+        training.train(tiny_config(phase=2), tiny_dataset, tmp_path / "r5", init_run=tmp_path, on_event=quiet)
     other = write_tiny_dataset(tmp_path / "other", {"antelope": 4, "zebra": 4, "buffalo": 4})
-    with pytest.raises(UserError,
-                       match=r"class map of --init run .* \(4 classes\) differs from the dataset's .* \(3 classes\)"):
-        training.train(tiny_config(phase=2), other, tmp_path / "r6", init_run=phase1_run, print_fn=quiet)
+    with raises_as_cli(match=r"class map of --init run .* \(4 classes\) differs from the dataset's .* \(3 classes\)"):
+        training.train(tiny_config(phase=2), other, tmp_path / "r6", init_run=phase1_run, on_event=quiet)
     # Nothing was claimed for any refused run.
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))
 
@@ -351,8 +350,8 @@ def test_corrupt_state_without_a_back_up_is_one_line(tmp_path):
     paths = runs.RunPaths(tmp_path)
     paths.checkpoints.mkdir()
     (paths.checkpoints / "state.json").write_text('{"epochs_done": 2, "checkpo')
-    with pytest.raises(UserError, match=r"state.json is corrupt .* no earlier complete checkpoint is kept; "
-                                        r"rerun with --overwrite") as info:
+    with raises_as_cli(match=r"state.json is corrupt .* no earlier complete checkpoint is kept; "
+                             r"rerun with --overwrite") as info:
         runs.resume_state(paths, quiet)
     assert "\n" not in str(info.value)
 
@@ -369,13 +368,13 @@ def test_truncated_latest_checkpoint_resumes_from_the_back_up(tiny_dataset, tmp_
     monkeypatch.setattr(runs, "write_metrics", stop_after_epoch_two)
     config = tiny_config(epochs=3, early_stopping_patience=0)
     with pytest.raises(KeyboardInterrupt):
-        training.train(config, tiny_dataset, run, print_fn=quiet)
+        training.train(config, tiny_dataset, run, on_event=quiet)
     monkeypatch.setattr(runs, "write_metrics", real_write_metrics)
     latest = run / "checkpoints" / "epoch-002.keras"
     assert runs.read_state(runs.RunPaths(run)).checkpoint == latest.name
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # a crash or full disk mid-write
-    lines: list[str] = []
-    training.train(config, tiny_dataset, run, print_fn=lines.append)
+    lines = Printed()
+    training.train(config, tiny_dataset, run, on_event=lines)
     assert any(f"checkpoint {latest} is corrupt" in line and "epoch-001.keras (epoch 1)" in line for line in lines)
     assert "resuming" in "\n".join(lines) and [line.split()[1] for line in lines if line.startswith("epoch ")] \
         == ["2/3", "3/3"]
@@ -386,7 +385,7 @@ def test_truncated_latest_checkpoint_resumes_from_the_back_up(tiny_dataset, tmp_
 def test_overwrite_keeps_files_the_user_put_in_the_run_folder(phase1_run, tiny_dataset, tmp_path):
     run = shutil.copytree(phase1_run, tmp_path / "run")  # a finished run of tiny_config()
     (run / "notes.txt").write_text("the user's")
-    training.train(tiny_config(), tiny_dataset, run, overwrite=True, print_fn=quiet)
+    training.train(tiny_config(), tiny_dataset, run, overwrite=True, on_event=quiet)
     assert (run / "notes.txt").read_text() == "the user's" and (run / "model.keras").is_file()
     assert runs.read_state(runs.RunPaths(run)).finished
 
@@ -415,7 +414,7 @@ def test_sampler_seed_seeds_the_training_data(tiny_dataset, tmp_path, monkeypatc
         config = tiny_config(seed=train_seed)
         config.sampler.seed = sampler_seed
         with pytest.raises(_StopBeforeTraining):
-            training.train(config, tiny_dataset, tmp_path / f"run{i}", print_fn=quiet)
+            training.train(config, tiny_dataset, tmp_path / f"run{i}", on_event=quiet)
         assert json.loads((tmp_path / f"run{i}" / "lineage.json").read_text())["data_seed"] == seen[-1]
     assert seen == [5, 5, 3]
     assert pipeline.data_seed(cfg.Config()) == 0  # default: train.seed 0, reproducible
@@ -464,7 +463,7 @@ def test_resume_after_sigkill_continues_with_optimizer_state(tiny_dataset, tmp_p
         time.sleep(0.3)  # into the next epoch
         # A second train into the same run folder (this test's process) is refused while it runs.
         with pytest.raises(UserError, match=f"{run} is in use by process {first.pid}"):
-            training.train(tiny_config(epochs=epochs), tiny_dataset, run, print_fn=quiet)
+            training.train(tiny_config(epochs=epochs), tiny_dataset, run, on_event=quiet)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from serengeti_tf.config import DataConfig
 from serengeti_tf.data import shards, storage
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 PLAN_DIR = "beam-plan"
 INSTALL_HINT = "pip install 'serengeti-tf[beam]'"
@@ -37,7 +37,7 @@ def require_beam():
     try:
         import apache_beam
     except ImportError:
-        raise UserError(f"--runner beam needs Apache Beam, which is not installed: {INSTALL_HINT}") from None
+        raise UserError(f"{setting('runner')} beam needs Apache Beam, which is not installed: {INSTALL_HINT}") from None
     return apache_beam
 
 
@@ -47,7 +47,7 @@ def option_args(beam_options: str, workers: int) -> list[str]:
     try:
         args = shlex.split(beam_options or "")
     except ValueError as err:
-        raise UserError(f"--beam-options {beam_options!r} is not a valid argument string: {err}") from None
+        raise UserError(f"{setting('beam_options')} {beam_options!r} is not a valid argument string: {err}") from None
     given = {a.split("=", 1)[0].lstrip("-") for a in args if a.startswith("--")}
     in_memory = any(a.replace(" ", "=") == "--direct_running_mode=in_memory" for a in args)
     defaults = {"runner": "DirectRunner", "direct_running_mode": "multi_processing",
@@ -68,7 +68,7 @@ def pipeline_options(beam_options: str, workers: int):
     known = options.get_all_options(retain_unknown_options=False)
     unknown = [a for a in args if a.startswith("--") and a.split("=", 1)[0][2:] not in known]
     if unknown:
-        raise UserError(f"unknown Beam pipeline option(s) in --beam-options: {', '.join(unknown)} "
+        raise UserError(f"unknown Beam pipeline option(s) in {setting('beam_options')}: {', '.join(unknown)} "
                         f"(apache-beam {beam.__version__})")
     return options
 

@@ -50,7 +50,7 @@ from typing import Iterator, Optional
 import numpy as np
 import pandas as pd
 
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
 
     path = str(path)
     if not Path(path).is_file():
-        raise UserError(f"detections file not found (--detections / data.detections): {path}")
+        raise UserError(f"detections file not found ({setting('detections')} / data.detections): {path}")
     if Path(path).name.lower() == "datapackage.json":  # a Camtrap DP package: its observations' boxes
         from serengeti_tf.data.sources.camtrap_dp import package_detections
 
@@ -352,6 +352,7 @@ def file_paths(files: pd.Series, image_root: str | os.PathLike, strip_prefix: st
     if prefix:
         starts = _starts(text, prefix)
         text = text.where(~starts, text.str.slice(len(prefix)))
+        # Notes are written into the crop report and predict's summary JSON: their text is on-disk output.
         notes.append(f"--strip-prefix {strip_prefix!r} removed from {int(starts.sum())} of {len(text)} MD paths")
     absolute = text.str.match(_ABSOLUTE.pattern)
     if absolute.any():

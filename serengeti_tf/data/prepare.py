@@ -29,7 +29,7 @@ from serengeti_tf import io_utils, run_folder
 from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.data import shards, storage
 from serengeti_tf.data.dataset import SPLITS
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.run_folder import DatasetFolder, OutputJob
 
 # Bump when the prepared layout or image processing changes, so old folders are not taken as current.
@@ -46,21 +46,23 @@ def check_inputs(data: DataConfig) -> None:
 
     `image_root` and the metadata files may be object-store URLs (`storage`)."""
     if not data.image_root:
-        raise UserError("data.image_root is not set: give --image-root, the folder image paths are relative to")
+        raise UserError(f"data.image_root is not set: give {setting('image_root')}, the folder image paths are "
+                        "relative to")
     if not storage.is_dir(data.image_root):
-        raise UserError(f"image root not found (--image-root / data.image_root): {data.image_root}")
+        raise UserError(f"image root not found ({setting('image_root')} / data.image_root): {data.image_root}")
     for path in data.metadata:
         if not storage.is_file(path):
-            raise UserError(f"metadata file not found (--metadata / data.metadata): {path}")
+            raise UserError(f"metadata file not found ({setting('metadata')} / data.metadata): {path}")
     if data.detections and not Path(data.detections).is_file():
-        raise UserError(f"detections file not found (--detections / data.detections): {data.detections}")
+        raise UserError(f"detections file not found ({setting('detections')} / data.detections): {data.detections}")
     remote = [p for p in (data.image_root, data.detections) if storage.is_url(p)]
     if remote and (data.detections or not data.metadata):
         raise UserError(f"object-store paths ({remote[0]}) work with metadata files and whole frames; "
-                        f"class-folder sources and --detections need a local --image-root")
+                        f"class-folder sources and {setting('detections')} need a local {setting('image_root')}")
     if data.beam_options and data.runner != "beam":
-        raise UserError(f"--beam-options / data.beam_options is set ({data.beam_options!r}) but the runner is "
-                        f"{data.runner!r}; add --runner beam")
+        raise UserError(f"{setting('beam_options')} / data.beam_options is set ({data.beam_options!r}) but the runner "
+                        "is "
+                        f"{data.runner!r}; add {setting('runner')} beam")
     if data.runner == "beam":
         from serengeti_tf.data.beam_runner import require_beam
 
@@ -187,7 +189,7 @@ def require_kept(manifest: pd.DataFrame, data: DataConfig, stage: str) -> None:
         return
     counts = filters.drop_counts(manifest)
     drops = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-    hint = ("; paths outside the image root are read only with --allow-outside-root"
+    hint = (f"; paths outside the image root are read only with {setting('allow_outside_root')}"
             if counts.get("outside_root") else "")
     raise UserError(f"no image left {stage}: {len(manifest)} rows read from "
                     f"{', '.join(data.metadata) or data.image_root} and all dropped ({drops or 'no reason recorded'})"
@@ -219,7 +221,7 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
             removed = sorted(set(existing) - set(names))
             raise UserError(f"class map disagrees with the existing shards in {out} (existing {len(existing)} "
                             f"classes, now {len(names)}; added {added[:5]}, removed {removed[:5]}); "
-                            f"pass --overwrite to rebuild the dataset")
+                            f"pass {setting('overwrite')} to rebuild the dataset")
         return
     ClassMap.from_names(names).write(path)
 
@@ -284,7 +286,8 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
 
 def input_paths(data: DataConfig) -> dict:
     """The inputs of a prepare run, as `io_utils.refuse_overlap` takes them."""
-    return {"--image-root": data.image_root, "--metadata": list(data.metadata), "--detections": data.detections}
+    return {setting("image_root"): data.image_root, setting("metadata"): list(data.metadata),
+            setting("detections"): data.detections}
 
 
 def dataset_job(out: str | os.PathLike, inputs: Optional[dict] = None) -> OutputJob:

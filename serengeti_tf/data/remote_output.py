@@ -26,7 +26,7 @@ from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.data import storage
 from serengeti_tf.data.dataset import TFDS_NAME
 from serengeti_tf.data.shards import STATE_DIR
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.locks import output_lock
 
 
@@ -55,7 +55,7 @@ def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool) ->
 def refuse_overlap(url: str, data: DataConfig) -> None:
     """Refuses an output URL that is, contains or lies inside the image root or a metadata file."""
     out = url.rstrip("/") + "/"
-    for name, values in (("--image-root", [data.image_root]), ("--metadata", list(data.metadata))):
+    for name, values in ((setting("image_root"), [data.image_root]), (setting("metadata"), list(data.metadata))):
         for value in values:
             source = str(value).rstrip("/") + "/"
             if storage.is_url(value) and (out.startswith(source) or source.startswith(out)):
@@ -70,14 +70,14 @@ def claim(url: str, fp: dict, overwrite: bool) -> bool:
     if storage.is_dir(url):
         if not storage.is_file(marker):
             raise UserError(f"{url} is not empty and was not written by serengeti-tf; choose a new or empty "
-                            f"location (--overwrite only ever deletes files serengeti-tf wrote)")
+                            f"location ({setting('overwrite')} only ever deletes files serengeti-tf wrote)")
         existing = storage.read_json(marker)
         if io_utils.same_json(existing, fp):
             return True
         if not overwrite:
             changed = sorted(k for k in set(existing) | set(fp) if not io_utils.same_json(existing.get(k), fp.get(k)))
             raise UserError(f"{url} already holds different output (differs in: {', '.join(changed)}); "
-                            f"choose another location or pass --overwrite")
+                            f"choose another location or pass {setting('overwrite')}")
         remove_owned(url)
     storage.write_json(marker, fp)
     return False

@@ -37,7 +37,7 @@ import pandas as pd
 
 from serengeti_tf.choices import SAMPLERS
 from serengeti_tf.config import SamplerConfig
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 PLAN_COLUMNS = ["species", "original", "target", "ratio"]
 
@@ -231,9 +231,10 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
     from serengeti_tf.locks import output_lock
 
     if (data_dir is None) == (counts_csv is None):
-        raise UserError(f"plan: give exactly one of a prepared dataset (--data) or a counts CSV (--counts); "
+        raise UserError(f"plan: give exactly one of a prepared dataset ({setting('dataset_dir')}) or a counts CSV "
+                        f"({setting('counts')}); "
                         f"got data={data_dir!r}, counts={counts_csv!r}")
-    refuse_overlap(out_dir, {"--data": data_dir, "--counts": counts_csv})
+    refuse_overlap(out_dir, {setting("dataset_dir"): data_dir, setting("counts"): counts_csv})
     counts = dataset.train_counts(data_dir) if data_dir is not None else read_counts_csv(counts_csv)
     plan = sampling_plan(counts, config.sampler)
     source = str(Path(data_dir if data_dir is not None else counts_csv).resolve())

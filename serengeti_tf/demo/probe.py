@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from serengeti_tf import config as cfg
+from serengeti_tf import events
 from serengeti_tf.demo.budget import DEMO_BATCH_SIZE, LARGEST_IMAGES, PRESETS, Throughput, choose_settings
 from serengeti_tf.demo.capture_plan import plan_captures
 from serengeti_tf.demo.long_tail import DEMO_SPECIES, LongTail
@@ -19,7 +20,7 @@ PROBE_SIZES = (32, 48)
 
 def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES, batch_size: int = DEMO_BATCH_SIZE,
                        steps: int = 3, num_classes: int = len(DEMO_SPECIES),
-                       print_fn: Callable[[str], None] = print) -> Throughput:
+                       on_event: events.EventSink = events.ignore) -> Throughput:
     """Times a few real training steps of ResNet-18 at each input size (smallest first, on random
     images, the demo's batch size), one checkpoint save and the demo image renderer. The first step
     (tracing) gives the per-run overhead; one more step warms up before the timed ones (the second
@@ -38,7 +39,8 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
     ips, overhead, save_seconds, model = {}, {}, 0.0, None
     for size in sorted(sizes):
         if ips and not _worth_probing(size, budget_seconds, ips, overhead, time.perf_counter() - started):
-            print_fn(f"    probe: skipping {size}px (even an optimistic rate would not fit the budget)")
+            on_event(events.Step(f"probe: skipping {size}px (even an optimistic rate would not fit the budget)",
+                                 level=1))
             continue
         keras.backend.clear_session()
         model = compile_model(build_model(cfg.ModelConfig(input_size=size), num_classes), cfg.TrainConfig(),
@@ -54,8 +56,8 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
             model.train_on_batch(x, y)
         step = (time.perf_counter() - t0) / steps
         ips[size], overhead[size] = batch_size / step, max(0.0, first - step)
-        print_fn(f"    probe: {size}px ResNet-18 trains at {ips[size]:.1f} img/s "
-                 f"(first step {first:.1f}s incl. tracing)")
+        on_event(events.Step(f"probe: {size}px ResNet-18 trains at {ips[size]:.1f} img/s "
+                             f"(first step {first:.1f}s incl. tracing)", level=1))
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +66,8 @@ def measure_throughput(budget_seconds: float, sizes: Sequence[int] = PROBE_SIZES
         save_seconds = time.perf_counter() - t0
     keras.backend.clear_session()
     render = rendering_rate()
-    print_fn(f"    probe: checkpoint save {save_seconds:.1f}s, demo images drawn at {render:.0f} img/s")
+    on_event(events.Step(f"probe: checkpoint save {save_seconds:.1f}s, demo images drawn at {render:.0f} img/s",
+                         level=1))
     return Throughput(ips, overhead, save_seconds, render)
 
 

@@ -29,13 +29,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from serengeti_tf import config as cfg
-from serengeti_tf import presets
+from serengeti_tf import events, presets
 from serengeti_tf.demo.budget import DemoSettings, Throughput, choose_settings, refit_epochs
 from serengeti_tf.demo.long_tail import SPLIT_FRACTIONS, LongTail, paper_rules_on_long_tail
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 DEFAULT_MINUTES = 10.0
 
@@ -71,7 +71,7 @@ def _settings_record(out: Path) -> Optional[dict]:
     return read_json(path) if path.is_file() else None
 
 
-def plan_demo(out: Path, minutes: float, print_fn) -> tuple[DemoSettings, Optional[Throughput], float]:
+def plan_demo(out: Path, minutes: float, on_event) -> tuple[DemoSettings, Optional[Throughput], float]:
     """The settings of this demo folder: recorded by an earlier (maybe interrupted) run, else measured
     and chosen now. Returns them, the throughput (None when reused) and the seconds spent."""
     started = time.perf_counter()
@@ -79,20 +79,21 @@ def plan_demo(out: Path, minutes: float, print_fn) -> tuple[DemoSettings, Option
     if record is not None:
         if "species" not in record.get("settings", {}):
             raise UserError(f"demo: {out} was made by an older serengeti-tf demo (52 scaled classes); choose "
-                            f"another --out")
+                            f"another {setting('out_dir')}")
         if float(record["minutes"]) != float(minutes):
-            raise UserError(f"demo: {out} was sized for a {record['minutes']:g}-minute budget, got --minutes "
-                            f"{minutes:g}; rerun with --minutes {record['minutes']:g} to continue it or choose "
-                            f"another --out")
+            raise UserError(f"demo: {out} was sized for a {record['minutes']:g}-minute budget, got "
+                            f"{setting('minutes')} {minutes:g}; rerun with {setting('minutes')} {record['minutes']:g} "
+                            f"to continue it or choose another {setting('out_dir')}")
         settings = DemoSettings(**{**record["settings"], "samplers": tuple(record["settings"]["samplers"]),
                                    "per_run_seconds": tuple(record["settings"]["per_run_seconds"])})
-        print_fn(f"    reusing the settings chosen on the first run ({out / 'demo.json'})")
+        on_event(events.Step(f"reusing the settings chosen on the first run ({out / 'demo.json'})", level=1))
         return settings, None, 0.0
     from serengeti_tf.demo.probe import measure_throughput
 
     budget = minutes * 60
-    print_fn(f"    measuring this machine (a few timed training steps) to fit {minutes:g} minutes")
-    throughput = measure_throughput(budget, print_fn=print_fn)
+    on_event(events.Step(f"measuring this machine (a few timed training steps) to fit {minutes:g} minutes",
+                         level=1))
+    throughput = measure_throughput(budget, on_event=on_event)
     settings = choose_settings(budget, throughput, elapsed_seconds=time.perf_counter() - started)
     return settings, throughput, time.perf_counter() - started
 
@@ -130,17 +131,17 @@ def seeds_note(settings: DemoSettings) -> str:
 
 
 def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] = (),
-             seed: int = 0, minutes: float = DEFAULT_MINUTES, print_fn: Callable[[str], None] = print) -> dict:
+             seed: int = 0, minutes: float = DEFAULT_MINUTES, on_event: events.EventSink = events.ignore) -> dict:
     """(measure + size ->) demo-data -> prepare -> experiment (baseline and two-phase) -> report."""
     from serengeti_tf.run_folder import OutputJob
 
     with OutputJob(out_dir, "demo") as job:  # one process per demo folder
         job.claim_kind()  # a user's folder or other output is not written into
-        return _run_demo(Path(out_dir), smoke, overrides, seed, minutes, print_fn)
+        return _run_demo(Path(out_dir), smoke, overrides, seed, minutes, on_event)
 
 
 def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minutes: float,
-              print_fn: Callable[[str], None]) -> dict:
+              on_event: events.EventSink) -> dict:
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.data.prepare import format_summary, prepare_dataset
     from serengeti_tf.demo.verdict import read_verdict, verdict_lines
@@ -152,22 +153,23 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     if smoke:
         config, long_tail = demo_config(True, overrides), SMOKE_LONG_TAIL
     else:
-        print_fn(f"0/3 sizing the demo for {minutes:g} minutes")
-        settings, throughput, _ = plan_demo(out, minutes, print_fn)
-        print_fn(f"    chose: {describe(settings)}")
-        print_fn(f"    why: {settings.reason}")
-        print_fn(f"    {seeds_note(settings)}")
+        on_event(events.Step(f"0/3 sizing the demo for {minutes:g} minutes"))
+        settings, throughput, _ = plan_demo(out, minutes, on_event)
+        on_event(events.Step(f"chose: {describe(settings)}", level=1))
+        on_event(events.Step(f"why: {settings.reason}", level=1))
+        on_event(events.Step(f"{seeds_note(settings)}", level=1))
         if not settings.fits:
-            print_fn(f"    warning: this machine is too slow for {minutes:g} minutes; expect about "
-                     f"{settings.estimated_seconds / 60:.0f} min")
+            on_event(events.Warning(f"this machine is too slow for {minutes:g} minutes; expect about "
+                                    f"{settings.estimated_seconds / 60:.0f} min", level=1))
         _write_record(out, minutes, settings, throughput)
         config, long_tail = demo_config(False, overrides, settings), settings.long_tail()
         if overrides:
-            print_fn(f"    --set {' '.join(overrides)} applied on top (not part of the time estimate)")
+            on_event(events.Step(f"{setting('overrides')} {' '.join(overrides)} applied on top "
+                                 f"(not part of the time estimate)", level=1))
     data_dir, prepared_dir = out / "data", out / "prepared"
-    print_fn(f"1/3 SYNTHETIC LILA-format data (drawn by a program, not camera-trap images) -> {data_dir}")
+    on_event(events.Step(f"1/3 SYNTHETIC LILA-format data (drawn by a program, not camera-trap images) -> {data_dir}"))
     if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
-        print_fn("    already written; reusing it")
+        on_event(events.Step("already written; reusing it", level=1))
     else:
         write_demo_dataset(data_dir, seed=seed, long_tail=long_tail)
     config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
@@ -176,29 +178,29 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     config.data.source_format = "lila_csv"
     config = cfg.validate(config)
 
-    print_fn(f"2/3 prepare -> {prepared_dir}")
+    on_event(events.Step(f"2/3 prepare -> {prepared_dir}"))
     summary = prepare_dataset(config, prepared_dir)
-    print_fn(format_summary(summary))
+    on_event(events.Step(format_summary(summary)))
 
     if throughput is not None and not any(o.startswith("train.epochs") for o in overrides):
         refitted = refit_epochs(settings, throughput, time.perf_counter() - started,
                                 ds_reader.train_counts(prepared_dir), split_counts(prepared_dir))
         if refitted.epochs != settings.epochs or refitted.fits != settings.fits:
-            print_fn(f"    re-sized: {describe(refitted)}")
+            on_event(events.Step(f"re-sized: {describe(refitted)}", level=1))
             if not refitted.fits:
-                print_fn(f"    warning: {refitted.reason.rsplit('; ', 1)[-1]}; expect about "
-                         f"{refitted.estimated_seconds / 60:.0f} min")
+                on_event(events.Warning(f"{refitted.reason.rsplit('; ', 1)[-1]}; expect about "
+                                        f"{refitted.estimated_seconds / 60:.0f} min", level=1))
             settings = refitted
             config.train.epochs = settings.epochs
             _write_record(out, minutes, settings, throughput)
 
-    print_fn(f"3/3 experiment ({', '.join(config.experiment.samplers)}) -> {out / 'experiment'}")
-    result = run_experiment(config, prepared_dir, out / "experiment", print_fn=print_fn)
+    on_event(events.Step(f"3/3 experiment ({', '.join(config.experiment.samplers)}) -> {out / 'experiment'}"))
+    result = run_experiment(config, prepared_dir, out / "experiment", on_event=on_event)
     report_dir = Path(result["markdown"]).parent
     verdict = verdict_lines(read_verdict(report_dir), report_dir)
     for line in verdict:
-        print_fn(line)
-    print_fn(f"report: {result['markdown']}")
+        on_event(events.Step(line))
+    on_event(events.Step(f"report: {result['markdown']}"))
     if settings is not None:
         seconds = time.perf_counter() - started
         record = _settings_record(out) or {}
@@ -209,7 +211,7 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
                             "within_budget_plus_20_percent": seconds <= 1.2 * minutes * 60}
             _write_record(out, minutes, settings, None, record_extra)
         _add_report_section(Path(result["markdown"]), settings, _settings_record(out), verdict)
-        print_fn(f"demo finished in {seconds / 60:.1f} min (budget {minutes:g} min)")
+        on_event(events.Step(f"demo finished in {seconds / 60:.1f} min (budget {minutes:g} min)"))
     return result
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import io_utils, run_folder
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.run_folder import DatasetFolder
 
 SCHEMA_BASE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/"
@@ -66,19 +66,21 @@ def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], 
         read_taxa(scientific_names)
 
     if isinstance(inputs, (list, tuple)) or not is_package(inputs) or not Path(inputs).is_file():
-        raise UserError(f"--camtrap-dp-out needs INPUT to be a Camtrap DP package's datapackage.json (its media "
+        raise UserError(f"{setting('camtrap_dp_out')} needs INPUT to be a Camtrap DP package's datapackage.json (its "
+                        "media "
                         f"give deploymentID, mediaID and timestamps), got {inputs}")
     package, out = Path(inputs), Path(out_dir)
     io_utils.check_output_path(out)
     io_utils.refuse_overlap(out, {"INPUT package folder": package.parent, **other_inputs},
-                            what="--camtrap-dp-out folder")
+                            what=f"{setting('camtrap_dp_out')} folder")
     if overwrite or not io_utils.has_content(out):
         return package
     marker = out / MARKER
     stored = io_utils.read_json(marker) if marker.is_file() else {}
     if not isinstance(stored, dict) or stored.get("package") != str(package.resolve()):
-        raise UserError(f"--camtrap-dp-out folder {out} already holds other files (not this input's package); "
-                        f"choose another folder or pass --overwrite")
+        raise UserError(f"{setting('camtrap_dp_out')} folder {out} already holds other files (not this input's "
+                        "package); "
+                        f"choose another folder or pass {setting('overwrite')}")
     return package
 
 
@@ -261,5 +263,5 @@ def summary_text(result: Mapping[str, Any]) -> str:
     missing = result["without_scientific_name"]
     if missing:
         line += (f"\n  no scientific name for {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}: "
-                 f"give --scientific-names label,scientificName CSV")
+                 f"give {setting('scientific_names')} label,scientificName CSV")
     return line

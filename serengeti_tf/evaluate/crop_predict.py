@@ -32,7 +32,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils, species
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.predict import (
     DECODE_THREADS,
     _append,
@@ -265,12 +265,12 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     from serengeti_tf.models.resnet import load_model
 
     check_request(top_k, batch_size, image_size)
-    reads = input_paths(model_or_run, inputs, classes, capture_ids, **{"--detections": detections_path})
+    reads = input_paths(model_or_run, inputs, classes, capture_ids, **{setting("detections"): detections_path})
     job = output_job(out_csv, reads)
     job.check_inputs()
     if md_out is not None:
         md_out = md_output.output_path(md_out)
-        io_utils.refuse_overlap(md_out, reads, what="--md-out")
+        io_utils.refuse_overlap(md_out, reads, what=setting("md_out"))
     crop_config = crop_config or run_crop_config(model_or_run) or cfg.CropConfig()
     paths = output_paths(out_csv)
     outputs = PredictOutputs(Path(out_csv))
@@ -314,7 +314,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                 return finish({**meta, **extra, "already_done": True})
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs, detections or settings); "
-                                f"choose another output or pass --overwrite")
+                                f"choose another output or pass {setting('overwrite')}")
         model = load_model(resolved["model_path"])
         input_size = int(model.input_shape[1])
         if int(model.output_shape[-1]) != len(resolved["class_names"]):

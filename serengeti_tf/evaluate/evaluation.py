@@ -42,7 +42,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf.data.class_map import require_same_classes
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.bootstrap import SINGLE_SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
 from serengeti_tf.evaluate.metrics import (
@@ -120,7 +120,7 @@ def check_top_k(top_k: int, num_classes: int) -> None:
     """Refuses a k above the number of classes: top-k accuracy would be 1.0 by construction. The
     default k is the exception: on a dataset with fewer classes it is shown as k = classes."""
     if top_k > num_classes and top_k != cfg.EvalConfig().top_k:
-        raise UserError(f"--top-k / eval.top_k is {top_k} but the model has {num_classes} classes; top-k "
+        raise UserError(f"{setting('top_k')} / eval.top_k is {top_k} but the model has {num_classes} classes; top-k "
                         f"accuracy would be 1.0 by construction: choose k <= {num_classes}")
 
 
@@ -480,9 +480,20 @@ def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
 # evaluate_run
 # ----------------------------------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class EvaluationResult:
+    """What `evaluate_run` produced: the evaluation folder, its metrics.json and per_class.csv, and
+    whether it was read back from a finished evaluation with the same model and settings."""
+
+    out_dir: Path
+    metrics: dict[str, Any]
+    per_class: pd.DataFrame
+    skipped: bool
+
+
 def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split: Optional[str] = None,
                  dataset_dir: Optional[str | Path] = None, overwrite: bool = False,
-                 replace_stale: bool = False) -> dict[str, Any]:
+                 replace_stale: bool = False) -> EvaluationResult:
     """Evaluates a run's `model.keras` on a prepared split and writes `RUN_DIR/eval[_<split>]/`.
 
     `replace_stale`: an evaluation folder that serengeti-tf wrote for another model or other eval
@@ -498,7 +509,7 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     Writes metrics.json (last, so its presence means complete), per_class.csv (Table 4 layout,
     plus count_train_phase1 = the phase-1 sampler's images per class, as in Tables 5 and 6),
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
-    Returns {"out_dir", "metrics", "per_class" (DataFrame), "table", "per_class_table", "skipped"}.
+    Returns an `EvaluationResult` (`summary_text`, `levels_text` and `per_class_text` render it).
     """
     from serengeti_tf import io_utils
     from serengeti_tf.data import dataset as ds
@@ -530,19 +541,19 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
                    "split": split, "input_size": run_config.model.input_size,
                    "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split", "scientific_names")}}
-    job = OutputJob(out.root, "evaluation", inputs={"--dataset-dir": data_dir, "model": run.model},
+    job = OutputJob(out.root, "evaluation", inputs={setting("dataset_dir"): data_dir, "model": run.model},
                     what="evaluation folder", done=out.metrics.name)
     with job:  # one process per evaluation folder
         done = job.claim(fingerprint, overwrite=overwrite or replace_stale)
         if done and not overwrite and job.finished:
             log.info("%s already evaluated with the same model and settings; reading it", out.root)
-            return _result(out.root, io_utils.read_json(out.metrics),
-                           pd.read_csv(out.per_class, keep_default_na=False), skipped=True)
+            return EvaluationResult(out.root, io_utils.read_json(out.metrics),
+                                    pd.read_csv(out.per_class, keep_default_na=False), skipped=True)
         return _evaluate(run, out, run_config, lineage, data_dir, names, fingerprint["model_sha256"])
 
 
 def _evaluate(run: RunFolder, out: EvalFolder, run_config: cfg.Config, lineage: Lineage, data_dir: Path,
-              names: list[str], model_sha256: str) -> dict[str, Any]:
+              names: list[str], model_sha256: str) -> "EvaluationResult":
     """The evaluation itself, into the claimed and locked `out`; metrics.json is written last."""
     from serengeti_tf import io_utils
     from serengeti_tf.data import dataset as ds
@@ -582,7 +593,7 @@ def _evaluate(run: RunFolder, out: EvalFolder, run_config: cfg.Config, lineage: 
     # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
     metrics.update(levels.evaluate_levels(out.root, meta, labels, probs, names, train_counts, run_config.eval))
     io_utils.write_json(out.metrics, metrics)  # last: marks the evaluation finished
-    return _result(out.root, metrics, table, skipped=False)
+    return EvaluationResult(out.root, metrics, table, skipped=False)
 
 
 def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, Any],
@@ -606,12 +617,3 @@ def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, A
         return None
     return dict(zip(plan["species"], plan["target"].astype(int)))
 
-
-def _result(out_dir: Path, metrics: dict, table: pd.DataFrame, skipped: bool) -> dict[str, Any]:
-    from serengeti_tf.evaluate.levels import levels_text
-
-    unit = "crops" if metrics.get("level") == "crop" else "images"
-    title = f"{out_dir.parent.name}: {metrics.get('split', '')} split, {metrics['num_examples']} {unit}"
-    return {"out_dir": out_dir, "metrics": metrics, "per_class": table, "skipped": skipped,
-            "table": "\n".join(filter(None, [summary_text(metrics, title), levels_text(metrics)])),
-            "per_class_table": per_class_text(table)}

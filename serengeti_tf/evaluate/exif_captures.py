@@ -17,7 +17,7 @@ from typing import Optional
 
 import pandas as pd
 
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 EXIF_IFD = 0x8769
 DATETIME_ORIGINAL = 36867
@@ -44,7 +44,7 @@ def exif_time(file: str | Path) -> Optional[datetime]:
 
 def check_seconds(seconds: float) -> float:
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= 86_400:
-        raise UserError(f"--group-by-time must be a number of seconds in [0, 86400], got {seconds!r}")
+        raise UserError(f"{setting('group_by_time')} must be a number of seconds in [0, 86400], got {seconds!r}")
     return float(seconds)
 
 

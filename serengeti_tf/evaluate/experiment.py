@@ -24,12 +24,13 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf.errors import UserError
+from serengeti_tf import events
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import write_csv
 from serengeti_tf.run_folder import DatasetFolder, ExperimentFolder, OutputJob
 
@@ -121,29 +122,28 @@ def _finished(run: PlannedRun, train_config: cfg.Config) -> tuple[bool, int]:
 
 
 def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | Path,
-                   print_fn: Callable[[str], None] = print) -> dict:
+                   on_event: events.EventSink = events.ignore) -> dict:
     """Trains and evaluates every run of the grid (skipping finished ones), then writes the report.
 
-    Every epoch prints its line (indented) with the grid-wide ETA from the measured time per image.
+    Every epoch's event comes with the grid-wide ETA from the measured time per image.
     """
     # Absolute, so runs.csv and lineage stay valid from any working folder.
     dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
     if not DatasetFolder(dataset_dir).class_map.is_file():
         raise UserError(f"experiment: {dataset_dir} is not a prepared dataset (class_map.json missing); "
                         f"run `serengeti-tf prepare` first")
-    job = OutputJob(out_dir, "experiment", inputs={"--data": dataset_dir, "--init-weights": config.train.init_weights},
-                    what="experiment folder")
+    job = OutputJob(out_dir, "experiment", what="experiment folder",
+                    inputs={setting("dataset_dir"): dataset_dir, setting("init_weights"): config.train.init_weights})
     with job:  # one process per experiment folder
         job.claim_kind()
-        return _run_grid(config, dataset_dir, out_dir, print_fn)
+        return _run_grid(config, dataset_dir, out_dir, on_event)
 
 
-def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Callable[[str], None]) -> dict:
+def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, on_event: events.EventSink) -> dict:
     from serengeti_tf.data import dataset as ds_reader
     from serengeti_tf.evaluate import evaluation, reporting
     from serengeti_tf.train import runs as run_files
     from serengeti_tf.train import training
-    from serengeti_tf.train.callbacks import EpochLine
     from serengeti_tf.train.progress import GridProgress
 
     cfg.save_config(config, out_dir)
@@ -160,33 +160,33 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, print_fn: Ca
             grid.skip(index)
         else:
             grid.start(index, epochs_done)
-            print_fn(f"{label} -> {run.run_dir}")
+            on_event(events.Step(f"{label} -> {run.run_dir}"))
 
-        def run_print(line: str, index=index, done=done) -> None:
-            if isinstance(line, EpochLine):
-                grid.epoch(index, line.epoch)
-                print_fn(f"    {line}  | {grid.describe()}")
+        def run_event(event: events.Event, index=index, done=done) -> None:
+            if isinstance(event, events.EpochEnd):
+                grid.epoch(index, event.epoch)
+                on_event(events.InRun(event, grid.eta()))
             elif not done:
-                print_fn(f"    {line}")
+                on_event(events.InRun(event))
 
         if run.trained_run is not None:
-            training.rebalance_run(train_config, dataset_dir, run.run_dir, run.trained_run, print_fn=run_print)
+            training.rebalance_run(train_config, dataset_dir, run.run_dir, run.trained_run, on_event=run_event)
         else:
-            training.train(train_config, dataset_dir, run.run_dir, init_run=run.init_run, print_fn=run_print)
+            training.train(train_config, dataset_dir, run.run_dir, init_run=run.init_run, on_event=run_event)
         result = evaluation.evaluate_run(run.run_dir, config=config, split=config.eval.split,
                                          dataset_dir=dataset_dir, replace_stale=True)
         if not done:
             grid.finish(index, run_files.read_state(run_files.RunPaths(run.run_dir)).epochs_done
                         if run.trained_run is None and train_config.train.phase == 1 else None)
-        metrics = result["metrics"]
+        metrics = result.metrics
         rows.append({"seed": run.seed, "sampler": run.sampler, "phase": run.phase,
                      "method": run.method or "-", "model": reporting.model_label(run.sampler, train_config.train),
                      "run_dir": str(run.run_dir), **{k: metrics[k] for k in reporting.HEADLINE_METRICS}})
-        print_fn(f"{label}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
-                 + ("(finished earlier)" if done else f"({time.time() - run_started:.0f}s; {grid.describe()})"))
+        took = "(finished earlier)" if done else f"({time.time() - run_started:.0f}s; {grid.describe()})"
+        on_event(events.Step(f"{label}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} {took}"))
     table = pd.DataFrame(rows)
     write_csv(ExperimentFolder(out_dir).runs_csv, table)
     report = reporting.experiment_report(table, ExperimentFolder(out_dir).report, dataset_dir=dataset_dir,
                                          split=config.eval.split, eval_config=config.eval)
-    print_fn(f"report: {report['markdown']}")
+    on_event(events.Step(f"report: {report['markdown']}"))
     return {"runs": table, **report}

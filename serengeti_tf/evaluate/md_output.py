@@ -27,6 +27,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from serengeti_tf import io_utils
+from serengeti_tf.errors import setting
 
 MD_OUTPUT_VERSION = "1.6"
 # In info.classifier_metadata: which predictions wrote the file, so a rerun may replace it.
@@ -134,8 +135,8 @@ def check_replaceable(path: Path, digest: str) -> None:
         info = None
     metadata = info.get("classifier_metadata") if isinstance(info, dict) else None
     if not (isinstance(metadata, dict) and metadata.get(DIGEST_KEY) == digest):
-        raise UserError(f"{path} already exists (not written by these predictions); choose another --md-out "
-                        f"or pass --overwrite")
+        raise UserError(f"{path} already exists (not written by these predictions); choose another {setting('md_out')} "
+                        f"or pass {setting('overwrite')}")
 
 
 def output_path(md_out: str | os.PathLike) -> Path:
@@ -144,5 +145,5 @@ def output_path(md_out: str | os.PathLike) -> Path:
 
     path = Path(md_out)
     if path.suffix.lower() != ".json":
-        raise UserError(f"--md-out must be a .json file (MegaDetector batch output), got {path}")
+        raise UserError(f"{setting('md_out')} must be a .json file (MegaDetector batch output), got {path}")
     return path

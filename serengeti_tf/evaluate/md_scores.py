@@ -30,7 +30,7 @@ import pandas as pd
 
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.run_folder import EvalFolder, OutputJob
 
 NOT_CLASSIFIED = "empty"
@@ -46,11 +46,12 @@ def read_labels(labels: str | Path, split: str, image_root: Optional[str | Path]
     if source.is_dir():
         manifest, config_path = source / "manifest.csv", source / "config.yaml"
         if not manifest.is_file() or not config_path.is_file():
-            raise UserError(f"--labels {source} is a folder but not a prepared dataset (no manifest.csv / config.yaml)")
+            raise UserError(f"{setting('labels')} {source} is a folder but not a prepared dataset (no manifest.csv / "
+                            "config.yaml)")
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
         rows = table[(table["drop_reason"] == "") & (table["split"] == split)]
         if rows.empty:
-            raise UserError(f"{manifest} has no kept image in split '{split}' (--split)")
+            raise UserError(f"{manifest} has no kept image in split '{split}' ({setting('split')})")
         data = cfg.load_saved(config_path).data
         settings = {"image_root": Path(image_root or data.image_root), "strip_prefix": data.detections_strip_prefix,
                     "crops": data.crops, "labels": f"{manifest} (split {split})"}
@@ -59,14 +60,15 @@ def read_labels(labels: str | Path, split: str, image_root: Optional[str | Path]
         table = pd.read_csv(source, dtype=str, keep_default_na=False)
         path_column, label_column = _pick_column(table, PATH_COLUMNS), _pick_column(table, LABEL_COLUMNS)
         if path_column is None or label_column is None:
-            raise UserError(f"--labels {source} needs a path column ({', '.join(PATH_COLUMNS)}) and a label column "
+            raise UserError(f"{setting('labels')} {source} needs a path column ({', '.join(PATH_COLUMNS)}) and a "
+                            "label column "
                             f"({', '.join(LABEL_COLUMNS)}), got columns {', '.join(table.columns)}")
         settings = {"image_root": Path(image_root or source.parent), "strip_prefix": "", "crops": None,
                     "labels": str(source)}
         frame = pd.DataFrame({"path": table[path_column].to_numpy(), "label": table[label_column].to_numpy()})
         frame = frame[frame["label"].str.strip() != ""]
     else:
-        raise UserError(f"--labels not found: {source} (a prepared dataset folder or a CSV of path, label)")
+        raise UserError(f"{setting('labels')} not found: {source} (a prepared dataset folder or a CSV of path, label)")
     from serengeti_tf.data.sources import relative_posix
 
     frame["path"] = relative_posix(frame["path"], settings["image_root"])
@@ -131,7 +133,7 @@ def score_md_classifications(md_path: str | Path, labels: str | Path, out_dir: s
     frame, settings = read_labels(labels, split, image_root)
     crop_config = crop_config or settings["crops"] or cfg.CropConfig()
     strip = settings["strip_prefix"] if strip_prefix is None else strip_prefix
-    job = OutputJob(out_dir, "detection scores", inputs={"MD": md_path, "--labels": labels})
+    job = OutputJob(out_dir, "detection scores", inputs={"MD": md_path, setting("labels"): labels})
     job.check_inputs()
     fingerprint = {"kind": "serengeti-tf score-detections", "md_sha256": io_utils.file_digest(md_path),
                    "labels": io_utils.text_digest("\n".join(frame["path"] + "\t" + frame["label"])),

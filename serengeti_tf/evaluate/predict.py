@@ -36,7 +36,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils
 from serengeti_tf.data.class_map import ClassMap, require_same_classes
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
 from serengeti_tf.io_utils import file_digest
 from serengeti_tf.run_folder import CLASS_MAP, MODEL, DatasetFolder, OutputJob, PredictOutputs, RunFolder
@@ -68,20 +68,20 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
             raise UserError(f"{source} is a folder without {MODEL}; give a training run folder or a .keras file")
         class_map = Path(classes) if classes else RunFolder(source).class_map
         if not class_map.is_file():
-            raise UserError(f"{source}: {CLASS_MAP} missing; pass --classes {CLASS_MAP}")
+            raise UserError(f"{source}: {CLASS_MAP} missing; pass {setting('classes')} {CLASS_MAP}")
         if classes:  # a run's own map is the truth: another one would name every prediction wrongly
             require_same_classes(ClassMap.read(source).names, f"the run {source}", ClassMap.read(classes).names,
-                                 f"--classes {classes}")
+                                 f"{setting('classes')} {classes}")
         size = image_size or _run_stored_size(source)
     elif source.is_file():
         if source.suffix != ".keras":
             raise UserError(f"model must be a training run folder or a .keras file, got {source}")
         if classes is None:
-            raise UserError(f"{source} is a bare .keras file: pass --classes class_map.json "
+            raise UserError(f"{source} is a bare .keras file: pass {setting('classes')} class_map.json "
                             f"(from its run or prepared dataset) so predictions have species names")
         model_path, class_map, size = source, Path(classes), image_size
         if not class_map.is_file():
-            raise UserError(f"--classes file not found: {class_map}")
+            raise UserError(f"{setting('classes')} file not found: {class_map}")
     else:
         raise UserError(f"model not found: {source} (expected a training run folder or a .keras file)")
     if size is not None and size < 1:
@@ -198,7 +198,7 @@ def refuse_outside(frame: pd.DataFrame, root: Path) -> None:
     outside = [p for p, f in zip(frame["path"], frame["file"]) if not is_inside(f, root)]
     if outside:
         raise UserError(f"{len(outside)} listed image(s) lie outside {root} (first: {outside[0]}); predict reads "
-                        f"only images inside the input's folder unless --allow-outside-root")
+                        f"only images inside the input's folder unless {setting('allow_outside_root')}")
 
 
 def attach_capture_ids(frame: pd.DataFrame, capture_ids: Mapping[str, str] | str | Path | None) -> pd.DataFrame:
@@ -237,7 +237,7 @@ def input_frame(inputs, capture_ids, group_by_time: Optional[float],
     """`list_inputs` with capture ids from `capture_ids` or from EXIF times (`group_by_time` seconds);
     the second item counts the EXIF grouping (None without it)."""
     if group_by_time is not None and capture_ids is not None:
-        raise UserError("--group-by-time and --captures both give capture ids: use one of them")
+        raise UserError(f"{setting('group_by_time')} and {setting('captures')} both give capture ids: use one of them")
     if group_by_time is None:
         return attach_capture_ids(list_inputs(inputs, allow_outside_root), capture_ids), None
     from serengeti_tf.evaluate.exif_captures import attach_time_captures, check_seconds
@@ -386,18 +386,18 @@ def _finish(paths: dict[str, Path], class_names: Sequence[str], top_k: int, has_
 def check_request(top_k: int, batch_size: int, image_size: Optional[int]) -> None:
     """The numeric options of both predict paths, checked before any work."""
     if top_k < 1:
-        raise UserError(f"--top-k must be >= 1, got {top_k}")
+        raise UserError(f"{setting('top_k')} must be >= 1, got {top_k}")
     if not 1 <= batch_size <= cfg.BATCH_SIZE_LIMIT:
-        raise UserError(f"--batch-size must be an int in [1, {cfg.BATCH_SIZE_LIMIT}], got {batch_size}")
+        raise UserError(f"{setting('batch_size')} must be an int in [1, {cfg.BATCH_SIZE_LIMIT}], got {batch_size}")
     low, high = cfg.IMAGE_SIZE_RANGE
     if image_size is not None and not low <= image_size <= high:
-        raise UserError(f"--image-size must be an int in [{low}, {high}] (as for prepare), got {image_size}")
+        raise UserError(f"{setting('image_size')} must be an int in [{low}, {high}] (as for prepare), got {image_size}")
 
 
 def input_paths(model_or_run, inputs, classes, capture_ids, **extra) -> dict:
     """What predict reads, as `io_utils.refuse_overlap` takes it: the output may be none of these."""
-    return {"MODEL_OR_RUN": model_or_run, "INPUT": inputs, "--classes": classes,
-            "--captures": capture_ids if isinstance(capture_ids, (str, Path)) else None, **extra}
+    return {"MODEL_OR_RUN": model_or_run, "INPUT": inputs, setting("classes"): classes,
+            setting("captures"): capture_ids if isinstance(capture_ids, (str, Path)) else None, **extra}
 
 
 # Fingerprint kinds of the two predict paths (plain and --detections): either may replace the other's files.
@@ -452,7 +452,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
                 return _summary(paths, meta, already_done=True, resumed=False) | {"exif_captures": exif_counts}
             if not overwrite:
                 raise UserError(f"{paths['predictions']} already exists (other model, inputs or settings); "
-                                f"choose another output or pass --overwrite")
+                                f"choose another output or pass {setting('overwrite')}")
         from serengeti_tf.models.resnet import load_model
 
         model = load_model(resolved["model_path"])

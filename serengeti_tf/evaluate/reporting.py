@@ -35,7 +35,7 @@ import pandas as pd
 from serengeti_tf import config as cfg
 from serengeti_tf import io_utils, run_folder
 from serengeti_tf.choices import SAMPLERS
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.evaluation import MACRO_ROW
 from serengeti_tf.run_folder import OutputJob, RunFolder
 
@@ -77,9 +77,10 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     run_dir = Path(run_dir)
     metrics_path = RunFolder(run_dir).eval_dir(split).metrics
     if not metrics_path.is_file():
+        split_flag = "" if split == "test" else f" {setting('split')} {split}"
         raise UserError(f"{run_dir} has no {split} evaluation ({metrics_path} missing); run "
-                        f"`serengeti-tf evaluate {run_dir}{'' if split == 'test' else ' --split ' + split}` "
-                        f"first or pass --evaluate-missing")
+                        f"`serengeti-tf evaluate {run_dir}{split_flag}` "
+                        f"first or pass {setting('evaluate_missing')}")
     metrics = io_utils.read_json(metrics_path)
     lineage = read_lineage(run_dir)
     run = RunFolder(run_dir)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 from serengeti_tf import run_folder
 from serengeti_tf.data.class_map import ClassMap
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.run_folder import Lineage, eval_dir_name
 
 __all__ = ["eval_dir_name", "read_lineage", "resolve_dataset_dir", "run_class_names"]
@@ -36,10 +36,10 @@ def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
     else:
         recorded = lineage.get(Lineage.DATASET_DIR)
         if not recorded:
-            raise UserError(f"{run_dir}/{run_folder.LINEAGE} names no dataset_dir; pass --dataset-dir")
+            raise UserError(f"{run_dir}/{run_folder.LINEAGE} names no dataset_dir; pass {setting('dataset_dir')}")
         candidates = [Path(recorded), Path(run_dir) / recorded]
     for candidate in candidates:
         if (candidate / run_folder.CLASS_MAP).is_file():
             return candidate
-    raise UserError(f"prepared dataset not found at {candidates[0]} (from "
-                    f"{'--dataset-dir' if dataset_dir is not None else run_folder.LINEAGE}); pass --dataset-dir")
+    source = setting("dataset_dir") if dataset_dir is not None else run_folder.LINEAGE
+    raise UserError(f"prepared dataset not found at {candidates[0]} (from {source}); pass {setting('dataset_dir')}")

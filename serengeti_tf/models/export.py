@@ -52,10 +52,10 @@ import numpy as np
 import tensorflow as tf
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils
+from serengeti_tf import events, io_utils
 from serengeti_tf.data import pipeline
 from serengeti_tf.data.class_map import ClassMap
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.run_folder import (
     CLASS_MAP,
     MODEL,
@@ -407,7 +407,7 @@ def detector_crop_settings(dataset_dir: Optional[Path]) -> Optional[dict]:
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, overwrite: bool = False,
-               print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+               on_event: events.EventSink = events.ignore) -> dict[str, Any]:
     """Exports a run's model.keras in `config.export.format` into `out_dir`; returns the report."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model_path, class_map, dataset_dir = _run_files(run_dir)
@@ -415,11 +415,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, ove
     job = OutputJob(out_dir, "export", inputs={"RUN_DIR": run_dir, "the run's dataset": dataset_dir},
                     what="export folder", lock_beside=True)
     with job:
-        return _export(run_dir, job, model_path, class_map, dataset_dir, config, overwrite, print_fn)
+        return _export(run_dir, job, model_path, class_map, dataset_dir, config, overwrite, on_event)
 
 
 def _export(run_dir: Path, job: OutputJob, model_path: Path, class_map: ClassMap, dataset_dir: Optional[Path],
-            config: cfg.Config, overwrite: bool, print_fn: Callable[[str], None]) -> dict[str, Any]:
+            config: cfg.Config, overwrite: bool, on_event: events.EventSink) -> dict[str, Any]:
     from serengeti_tf.io_utils import file_digest
     from serengeti_tf.models.resnet import load_model
 
@@ -432,13 +432,14 @@ def _export(run_dir: Path, job: OutputJob, model_path: Path, class_map: ClassMap
         fingerprint.update({key: getattr(config.export, key)
                             for key in ("fixed_shape", "calibration_images", "calibration_seed")})
     if job.holds(fingerprint, overwrite) and not overwrite:
-        print_fn(f"{out_dir} already holds this export; nothing to do (pass --overwrite to export again)")
+        on_event(events.Step(f"{out_dir} already holds this export; nothing to do "
+                             f"(pass {setting('overwrite')} to export again)"))
         return io_utils.read_json(ExportFolder(out_dir).report)
     model = load_model(model_path)
     size = int(model.input_shape[1])
     images, images_note = held_out_images(dataset_dir, config.export.agreement_images)
-    print_fn(f"exporting {model_path} ({size}px, {len(class_map.classes)} classes) as {fmt}; "
-             f"agreement on {images_note}")
+    on_event(events.Step(f"exporting {model_path} ({size}px, {len(class_map.classes)} classes) as {fmt}; "
+                         f"agreement on {images_note}"))
     reference = _each(keras_runner(model), images)
     report: dict[str, Any] = {"run": str(run_dir.resolve()), "model_sha256": fingerprint["model_sha256"],
                               "format": fmt, "input_size": size, "input": "uint8 RGB [B, H, W, 3], any H and W",
@@ -449,8 +450,9 @@ def _export(run_dir: Path, job: OutputJob, model_path: Path, class_map: ClassMap
         # The model was trained on detector crops: it must be fed crops cut the same way, not frames.
         report.update({"level": "crop", "crops": crops,
                        "input": report["input"] + "; each image one MegaDetector crop cut as `crops` says"})
-        print_fn("warning: this run was trained on detector crops; the export expects crops cut with the "
-                 "settings in export_report.json (`serengeti-tf predict --detections` cuts them), not whole frames")
+        on_event(events.Warning(f"this run was trained on detector crops; the export expects crops cut with the "
+                                f"settings in export_report.json (`serengeti-tf predict {setting('detections')}` "
+                                f"cuts them), not whole frames"))
     with job.stage() as tmp:
         staged = ExportFolder(tmp)
         started = time.perf_counter()
@@ -461,7 +463,7 @@ def _export(run_dir: Path, job: OutputJob, model_path: Path, class_map: ClassMap
                 "signatures": [SERVING_SIGNATURE, BYTES_SIGNATURE, NAMES_SIGNATURE],
                 **agreement(reference, _each(saved_model_runner(saved), images))}
         elif fmt == "tflite":
-            _export_tflite(model, tmp, class_map, dataset_dir, images, reference, config.export, report, print_fn)
+            _export_tflite(model, tmp, class_map, dataset_dir, images, reference, config.export, report, on_event)
         else:
             file = staged.model
             deployable_model(model).save(file)
@@ -479,21 +481,21 @@ def _export(run_dir: Path, job: OutputJob, model_path: Path, class_map: ClassMap
     for name, item in report["artifacts"].items():
         agree = "" if item["max_abs_diff"] is None else \
             f"; max |diff| {item['max_abs_diff']:.2e}, top-1 agreement {item['top1_agreement']:.1%}"
-        print_fn(f"{name}: {out_dir / item['path']} ({item['bytes'] / 1e6:.1f} MB{agree})")
+        on_event(events.Step(f"{name}: {out_dir / item['path']} ({item['bytes'] / 1e6:.1f} MB{agree})"))
     return report
 
 
 def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
                    images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig, report: dict,
-                   print_fn: Callable[[str], None]) -> None:
+                   on_event: events.EventSink) -> None:
     """Writes every TFLite variant into `out` and its entry (settings, input/output types, agreement)
     into `report`; int8 is skipped, with the reason reported, when there is no training data."""
     size = int(model.input_shape[1])
     fixed_shape = tuple(settings.fixed_shape) or (size, size)
     fitted = [fit_to(image, *fixed_shape) for image in images]
     fixed_reference = _each(keras_runner(model), fitted)
-    print_fn(f"int8 calibration: sampling {settings.calibration_images} train-split images "
-             f"(seed {settings.calibration_seed})")
+    on_event(events.Step(f"int8 calibration: sampling {settings.calibration_images} train-split images "
+                         f"(seed {settings.calibration_seed})"))
     calibration, calibration_note = train_sample(dataset_dir, settings.calibration_images, settings.calibration_seed)
     calibration = [fit_to(image, *fixed_shape) for image in calibration]
     report.update({"interpreter": interpreter_name(), "labels": "labels.txt", "fixed_shape": list(fixed_shape),
@@ -506,12 +508,12 @@ def _export_tflite(model: keras.Model, out: Path, class_map: ClassMap, dataset_d
         if variant == "int8":
             if not calibration:
                 report["skipped"][name] = f"no training data to calibrate on: {calibration_note}"
-                print_fn(f"warning: {name} skipped: {report['skipped'][name]}")
+                on_event(events.Warning(f"{name} skipped: {report['skipped'][name]}"))
                 continue
             entry["calibration"] = {"images": len(calibration), "requested": settings.calibration_images,
                                     "seed": settings.calibration_seed, "split": "train", "from": calibration_note,
                                     "view": f"each fitted to {fixed_shape[0]}x{fixed_shape[1]} (`export.fit_to`)"}
-        print_fn(f"converting to TFLite ({variant})")
+        on_event(events.Step(f"converting to TFLite ({variant})"))
         file = out / f"model_{variant}.tflite"
         file.write_bytes(convert_tflite(model, variant, class_map, fixed_shape,
                                         calibration if variant == "int8" else None))

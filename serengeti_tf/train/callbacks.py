@@ -22,11 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from serengeti_tf import events
 from serengeti_tf.evaluate import metrics
 from serengeti_tf.io_utils import record_owned
 from serengeti_tf.models.inference import inference_function, predict_dataset
 from serengeti_tf.train import runs
-from serengeti_tf.train.progress import format_seconds
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -70,20 +70,6 @@ def _finite(value) -> bool:
         return True
 
 
-class EpochLine(str):
-    """The per-epoch summary line, carrying its epoch number so a caller's `print_fn` (the
-    experiment's grid-wide ETA) can follow progress without parsing text."""
-
-    epoch: int = 0
-    total_epochs: int = 0
-
-    @classmethod
-    def make(cls, text: str, epoch: int, total_epochs: int) -> "EpochLine":
-        line = cls(text)
-        line.epoch, line.total_epochs = epoch, total_epochs
-        return line
-
-
 class EpochRecorder(keras.callbacks.Callback):
     """Validation metrics, best/last checkpoints, resume state, metrics.csv, early stopping, NaN stop.
 
@@ -93,7 +79,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def __init__(self, paths: runs.RunPaths, state: runs.RunState, val_data: tf.data.Dataset,
                  total_epochs: int, patience: int, save_best: Callable, save_last: Callable,
-                 print_fn: Callable[[str], None] = print, write_summaries: bool = True):
+                 on_event: events.EventSink = events.ignore, write_summaries: bool = True):
         super().__init__()
         self.paths = paths
         self.state = state
@@ -102,7 +88,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.patience = patience
         self.save_best = save_best
         self.save_last = save_last
-        self.print_fn = print_fn
+        self.on_event = on_event
         self.failed_epoch: Optional[int] = None
         self.failed_value: Optional[float] = None
         self._epoch_start = 0.0
@@ -165,7 +151,7 @@ class EpochRecorder(keras.callbacks.Callback):
         runs.tidy_checkpoints(self.paths, state)
         runs.write_metrics(self.paths, state.history)
         self._summaries(row)
-        self.print_fn(EpochLine.make(self._summary_line(row, stop), row["epoch"], self.total_epochs))
+        self.on_event(self._epoch_end(row, stop))
         if stop:
             self.model.stop_training = True
 
@@ -177,11 +163,8 @@ class EpochRecorder(keras.callbacks.Callback):
                 tf.summary.scalar(key, float(row[key]))
         self._writer.flush()
 
-    def _summary_line(self, row: dict, stop: bool) -> str:
+    def _epoch_end(self, row: dict, stop: bool) -> events.EpochEnd:
         done = [r["seconds"] for r in self.state.history]
         remaining = (self.total_epochs - row["epoch"]) * (sum(done) / len(done))
-        best = f"best {self.state.best_score:.4f} @ {self.state.best_epoch}"
-        tail = "early stop" if stop else (f"ETA {format_seconds(remaining)}" if remaining > 0 else "done")
-        return (f"epoch {row['epoch']}/{self.total_epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-                f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  "
-                f"val_macro_f1 {row['val_macro_f1']:.4f}  ({best})  {row['seconds']:.1f}s  {tail}")
+        return events.EpochEnd(row["epoch"], self.total_epochs, dict(row), self.state.best_score,
+                               self.state.best_epoch, remaining, stopped_early=stop)

@@ -20,7 +20,7 @@ import os
 from typing import Iterator, Optional
 
 from serengeti_tf.choices import STRATEGIES
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 
 CPU_REPLICAS_ENV = "SERENGETI_TF_CPU_REPLICAS"
 
@@ -93,7 +93,7 @@ def multi_worker_strategy():
     import tensorflow as tf
 
     if tf_config() is None:
-        raise UserError("--strategy multi_worker needs the TF_CONFIG environment variable "
+        raise UserError(f"{setting('strategy')} multi_worker needs the TF_CONFIG environment variable "
                         "(cluster addresses and this process's task), got none")
     return tf.distribute.MultiWorkerMirroredStrategy()
 

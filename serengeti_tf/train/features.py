@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from serengeti_tf import config as cfg
+from serengeti_tf import events
 from serengeti_tf.io_utils import atomic_path
 
 
@@ -42,7 +43,7 @@ def extract_features(model, dataset, forward: Optional[Callable] = None) -> tupl
 
 
 def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
-                    print_fn: Callable[[str], None], source: str = "") -> tuple[np.ndarray, np.ndarray, float]:
+                    on_event: events.EventSink, source: str = "") -> tuple[np.ndarray, np.ndarray, float]:
     """Features from `path` when a previous (interrupted) session saved them, else computed + saved.
 
     `source` (the sha256 of the model file whose backbone computes them) is stored with the
@@ -54,18 +55,18 @@ def cached_features(path: Path, compute: Callable[[], tuple[np.ndarray, np.ndarr
                 stored = str(data["source_sha256"]) if "source_sha256" in data.files else ""
                 if stored == source:
                     return data["features"], data["labels"], 0.0
-            print_fn(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
-                     f"expected {source[:12]}); computing it again")
+            on_event(events.Step(f"{path.name} was computed by another model (sha256 {stored[:12] or 'unrecorded'}, "
+                                 f"expected {source[:12]}); computing it again"))
         except (ValueError, OSError, KeyError, zipfile.BadZipFile) as err:
-            print_fn(f"{path.name} is not a feature cache this version reads ({type(err).__name__}: pickled "
-                     f"objects or a damaged file); computing it again")
+            on_event(events.Step(f"{path.name} is not a feature cache this version reads "
+                                 f"({type(err).__name__}: pickled objects or a damaged file); computing it again"))
     start = time.perf_counter()
     features, labels = compute()
     seconds = time.perf_counter() - start
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, features=features, labels=labels, source_sha256=np.asarray(source))
-    print_fn(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)")
+    on_event(events.Step(f"cached {len(labels)} feature vectors in {path.name} ({seconds:.1f}s)"))
     return features, labels, seconds
 
 
@@ -85,7 +86,7 @@ def feature_cache_key(views: int) -> str:
 
 
 def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Callable[[str], Path],
-                   print_fn, source: str, train_views: int = 1
+                   on_event, source: str, train_views: int = 1
                    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
     """Pooled features of the train and val splits, each computed once and cached at
     `cache_file(key)`; returns them (as "train" and "val") and the seconds the feature passes took.
@@ -109,7 +110,7 @@ def split_features(model, dataset_dir: Path, config: cfg.Config, cache_file: Cal
             return extract_features(model, data, forward)
 
         key = feature_cache_key(views) if split == "train" else split
-        feats, labels, took = cached_features(cache_file(key), compute, print_fn, source)
+        feats, labels, took = cached_features(cache_file(key), compute, on_event, source)
         out[split], seconds = (feats, labels), seconds + took
     return out, seconds
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from serengeti_tf import config as cfg
+from serengeti_tf.events import GridEta
 from serengeti_tf.train.head_choices import fits_on_train_features
 
 # A ResNet forward pass is about a third of forward + backward (the backward pass costs ~2 forwards).
@@ -126,9 +127,15 @@ class GridProgress:
             return None
         return max(0.0, sum(self._left) - self._run_units) * per_unit
 
+    def eta(self) -> GridEta:
+        return GridEta(self.eta_seconds(), self.seconds_per_unit())
+
     def describe(self) -> str:
-        """`grid ETA 4m10s (0.052 s/img)`, or `grid ETA ? (measuring)` before any work is measured."""
-        eta = self.eta_seconds()
-        if eta is None:
-            return "grid ETA ? (measuring)"
-        return f"grid ETA {format_seconds(eta)} ({self.seconds_per_unit():.3f} s/img)"
+        return describe_eta(self.eta())
+
+
+def describe_eta(eta: GridEta) -> str:
+    """`grid ETA 4m10s (0.052 s/img)`, or `grid ETA ? (measuring)` before any work is measured."""
+    if eta.seconds is None or eta.seconds_per_image is None:
+        return "grid ETA ? (measuring)"
+    return f"grid ETA {format_seconds(eta.seconds)} ({eta.seconds_per_image:.3f} s/img)"

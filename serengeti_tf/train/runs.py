@@ -31,8 +31,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf import run_folder
-from serengeti_tf.errors import UserError
+from serengeti_tf import events, run_folder
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import CorruptFileError, read_json, same_json, write_csv, write_json
 from serengeti_tf.run_folder import Lineage, OutputJob, RunFolder
 
@@ -122,7 +122,7 @@ def checkpoint_is_complete(path: Path) -> bool:
         return False
 
 
-def resume_state(paths: RunPaths, print_fn) -> RunState:
+def resume_state(paths: RunPaths, on_event) -> RunState:
     """The state to resume from: state.json, or the back-up state when state.json or the checkpoint it
     names is corrupt (truncated by a crash or a full disk). UserError when neither is usable."""
     root = paths.state_file.parent
@@ -136,10 +136,10 @@ def resume_state(paths: RunPaths, print_fn) -> RunState:
         problem = f"checkpoint {root / state.checkpoint} is corrupt (truncated or damaged)"
     previous = _previous_state(paths)
     if previous is None or not previous.checkpoint or not checkpoint_is_complete(root / previous.checkpoint):
-        raise UserError(f"{problem} and no earlier complete checkpoint is kept; rerun with --overwrite "
+        raise UserError(f"{problem} and no earlier complete checkpoint is kept; rerun with {setting('overwrite')} "
                         f"to train this run again")
-    print_fn(f"warning: {problem}; resuming from the previous complete checkpoint {previous.checkpoint} "
-             f"(epoch {previous.epochs_done})")
+    on_event(events.Warning(f"{problem}; resuming from the previous complete checkpoint {previous.checkpoint} "
+                            f"(epoch {previous.epochs_done})"))
     return previous
 
 
@@ -218,7 +218,7 @@ def _upgrade_fingerprint(run_dir: Path, fp: dict) -> None:
         write_json(marker, fp)
 
 
-def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir, init_run,
+def claim_run_dir(run_dir: str | Path, on_event, config: cfg.Config, dataset_dir, init_run,
                   overwrite: bool) -> bool:
     """Claims `run_dir` for this run; True when it already holds this run (resume or done).
 
@@ -233,7 +233,7 @@ def claim_run_dir(run_dir: str | Path, print_fn, config: cfg.Config, dataset_dir
     job = run_job(run_dir)
     same = job.claim(fp, overwrite=overwrite)
     if same and overwrite:
-        print_fn(f"--overwrite: discarding the existing run in {run_dir}")
+        on_event(events.Step(f"{setting('overwrite')}: discarding the existing run in {run_dir}"))
         job.restart(fp)
         same = False
     return same
@@ -303,8 +303,8 @@ def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest:
     if lineage.get(Lineage.INIT_RUN) != str(init_run.resolve()) or not recorded or recorded == init_digest:
         return
     raise UserError(f"{run_dir} is a phase-2 run of {init_run}/{run_folder.MODEL} with sha256 {recorded[:12]}..., "
-                    f"but that file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); "
-                    f"pass --overwrite to retrain phase 2 from the new model, or use another run folder")
+                    f"but that file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); pass "
+                    f"{setting('overwrite')} to retrain phase 2 from the new model, or use another run folder")
 
 
 # A run's JSON files are read by the one reader in `run_folder` (models/ and evaluate/ use it too).

@@ -35,8 +35,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from serengeti_tf import config as cfg
+from serengeti_tf import events
 from serengeti_tf.data import dataset as ds_reader
-from serengeti_tf.errors import UserError
+from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import atomic_path, file_digest, write_json
 from serengeti_tf.run_folder import MODEL, REBALANCING, Lineage, RunFolder
 from serengeti_tf.train import distribution, runs
@@ -94,25 +95,28 @@ def _check_inputs(config: cfg.Config, dataset_dir: Path, init_run: Optional[Path
     ds_reader.counts(dataset_dir)
     if config.train.init_weights:
         if config.train.phase != 1:
-            raise UserError(f"--init-weights is only used by phase 1 (phase 2 starts from --init), "
-                            f"got {config.train.init_weights} with phase 2")
+            raise UserError(f"{setting('init_weights')} is only used by phase 1 (phase 2 starts from "
+                            f"{setting('init_run')}), got {config.train.init_weights} with phase 2")
         from serengeti_tf.models.pretrained import describe_source
 
         describe_source(config.train.init_weights)
     if config.train.phase == 2:
         if init_run is None:
-            raise UserError("phase 2 needs --init RUN_DIR (the phase-1 run whose model it fine-tunes), got none")
+            raise UserError(f"phase 2 needs {setting('init_run')} RUN_DIR (the phase-1 run whose model it "
+                            "fine-tunes), got none")
         if not RunFolder(init_run).model.is_file():
-            raise UserError(f"--init {init_run} is not a finished phase-1 run: {MODEL} missing")
+            raise UserError(f"{setting('init_run')} {init_run} is not a finished phase-1 run: {MODEL} missing")
         init_map = runs.read_class_map(init_run)
         if not init_map.same_classes(class_map):
-            raise UserError(f"class map of --init run {init_run} ({init_map.num_classes} classes) differs "
-                            f"from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
+            raise UserError(f"class map of {setting('init_run')} run {init_run} ({init_map.num_classes} classes) "
+                            f"differs from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
         lineage = Lineage.read(init_run)
         if lineage.get(Lineage.PHASE) != 1:
-            raise UserError(f"--init {init_run} must be a phase-1 run, got a phase-{lineage.get('phase')} run")
+            raise UserError(f"{setting('init_run')} {init_run} must be a phase-1 run, got a "
+                            f"phase-{lineage.get('phase')} run")
     elif init_run is not None:
-        raise UserError(f"--init is only used by phase 2, got --init {init_run} with phase 1")
+        raise UserError(f"{setting('init_run')} is only used by phase 2, got {setting('init_run')} {init_run} "
+                        f"with phase 1")
     return class_map
 
 
@@ -123,7 +127,7 @@ def _verbosity() -> int:
 
 def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
           init_run: str | Path | None = None, overwrite: bool = False,
-          print_fn: Callable[[str], None] = print) -> Path:
+          on_event: events.EventSink = events.ignore) -> Path:
     """Runs (or resumes, or finds finished) one training run; returns the run folder.
 
     Raises UserError on bad input, on a refused overwrite, and when the loss becomes NaN/inf
@@ -133,11 +137,11 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     init_run = Path(init_run) if init_run else None
     class_map = _check_inputs(config, dataset_dir, init_run)
-    runs.run_job(run_dir, {"--data": dataset_dir, "--init": init_run,
-                           "--init-weights": config.train.init_weights}).check_inputs()
+    runs.run_job(run_dir, {setting("dataset_dir"): dataset_dir, setting("init_run"): init_run,
+                           setting("init_weights"): config.train.init_weights}).check_inputs()
     init_digest = None
     if init_run is not None:
-        _adopt_input_size(config, init_run, print_fn)
+        _adopt_input_size(config, init_run, on_event)
         init_digest = file_digest(RunFolder(init_run).model)
         runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
     started = time.perf_counter()
@@ -151,18 +155,19 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     held = contextlib.ExitStack()
     try:
         held.enter_context(runs.run_job(paths.root).lock())  # one process per run folder
-        runs.claim_run_dir(paths.root, print_fn, config, dataset_dir, init_run, overwrite)
-        state = runs.resume_state(paths, print_fn)
+        runs.claim_run_dir(paths.root, on_event, config, dataset_dir, init_run, overwrite)
+        state = runs.resume_state(paths, on_event)
         if state.finished:  # a worker reads the chief's state: it must not train alone
             if chief and rebalancing_pending(config, paths):  # killed between training and re-balancing
-                print_fn(f"{run_dir}: training finished; re-balancing the head ({config.train.head_rebalancing})")
-                _rebalance(config, dataset_dir, paths, state, print_fn)
+                on_event(events.Step(f"{run_dir}: training finished; re-balancing the head "
+                                     f"({config.train.head_rebalancing})"))
+                _rebalance(config, dataset_dir, paths, state, on_event)
                 return run_dir
-            print_fn(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
-                     f"nothing to do (pass --overwrite to train it again)")
+            on_event(events.Step(f"{run_dir} already holds this finished run ({state.epochs_done} epochs); "
+                                 f"nothing to do (pass {setting('overwrite')} to train it again)"))
             return run_dir
         if state.epochs_done:
-            print_fn(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}")
+            on_event(events.Step(f"resuming {run_dir} after epoch {state.epochs_done}/{config.train.epochs}"))
             if chief:
                 runs.tidy_checkpoints(paths, state)
         if chief:  # written first so an interrupted run is still described; rewritten at the end
@@ -173,15 +178,15 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
         keras.utils.set_random_seed(config.train.seed)
         with distribution.precision(config.train.mixed_precision) as policy:
             if config.train.phase == 1:
-                info = _phase1(config, dataset_dir, paths, state, strategy, print_fn, pretrained)
+                info = _phase1(config, dataset_dir, paths, state, strategy, on_event, pretrained)
             else:
-                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, print_fn, init_digest)
+                info = _phase2(config, dataset_dir, init_run, paths, state, strategy, on_event, init_digest)
         if chief:
             lineage = _lineage(config, dataset_dir, init_run, policy, strategy, info, init_digest)
             runs.write_run_files(paths, config, lineage, class_map)
-            _finish(paths, state, info, started, print_fn)
+            _finish(paths, state, info, started, on_event)
             if rebalancing_pending(config, paths):
-                _rebalance(config, dataset_dir, paths, state, print_fn)
+                _rebalance(config, dataset_dir, paths, state, on_event)
         return run_dir
     finally:
         held.close()
@@ -204,11 +209,12 @@ def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
     return model, info
 
 
-def _adopt_input_size(config: cfg.Config, init_run: Path, print_fn) -> None:
+def _adopt_input_size(config: cfg.Config, init_run: Path, on_event) -> None:
     """Phase 2 runs at the phase-1 model's input size, whatever the config's default says."""
     size = Lineage.read(init_run).input_size
     if isinstance(size, int) and size != config.model.input_size:
-        print_fn(f"phase 2 uses the phase-1 model's input size {size}px (config said {config.model.input_size})")
+        on_event(events.Step(f"phase 2 uses the phase-1 model's input size {size}px "
+                             f"(config said {config.model.input_size})"))
         config.model.input_size = size
 
 
@@ -244,7 +250,7 @@ def _data_seed(config: cfg.Config) -> int:
     return pipeline.data_seed(config)
 
 
-def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, print_fn) -> None:
+def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: float, on_event) -> None:
     """model.keras = best checkpoint; timings; the run is marked finished last."""
     best = paths.checkpoints / state.best_checkpoint
     if not state.best_checkpoint or not best.is_file():
@@ -261,19 +267,19 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
         "this_session_seconds": round(time.perf_counter() - started, 3)})
     state.finished = True
     runs.write_state(paths, state)
-    print_fn(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
-             f"model at {paths.model}")
+    on_event(events.Step(f"finished: best val macro F1 {state.best_score:.4f} at epoch {state.best_epoch}; "
+                         f"model at {paths.model}"))
 
 
 def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: runs.RunPaths,
-         state: runs.RunState, save_best: Callable, save_last: Callable, print_fn, strategy) -> None:
+         state: runs.RunState, save_best: Callable, save_last: Callable, on_event, strategy) -> None:
     """model.fit over the remaining epochs with the recorder; raises UserError on NaN/inf loss."""
     from serengeti_tf.train.callbacks import EpochRecorder
 
     distribution.patch_for_multi_worker(model, strategy)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     recorder = EpochRecorder(paths, state, val_data, config.train.epochs,
-                             config.train.early_stopping_patience, save_best, save_last, print_fn)
+                             config.train.early_stopping_patience, save_best, save_last, on_event)
     if state.stopped_early or state.epochs_done >= config.train.epochs:
         return  # killed after the last epoch's state was written: nothing left to train
     model.fit(train_data, epochs=config.train.epochs, initial_epoch=state.epochs_done,
@@ -282,7 +288,8 @@ def _fit(model, train_data, steps: int, val_data, config: cfg.Config, paths: run
         kept = (f"the last good checkpoint (epoch {state.epochs_done}) is kept in {paths.checkpoints}"
                 if state.epochs_done else "no epoch finished, so no checkpoint was kept")
         raise UserError(f"training stopped: loss became {recorder.failed_value} in epoch {recorder.failed_epoch}; "
-                        f"{kept}; try a lower --lr or --set train.mixed_precision=false")
+                        f"{kept}; try a lower {setting('learning_rate')} or {setting('overrides')} "
+                        "train.mixed_precision=false")
 
 
 def _steps(steps: int, config: cfg.Config) -> int:
@@ -311,7 +318,7 @@ def _load_checkpoint(paths: runs.RunPaths, state: runs.RunState):
 
 
 def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-            strategy, print_fn, pretrained: Optional[tuple] = None) -> dict:
+            strategy, on_event, pretrained: Optional[tuple] = None) -> dict:
     """`pretrained`: (model with loaded backbone, lineage info) from `_pretrained_model`, or None."""
     from serengeti_tf.data import pipeline, sampling
     from serengeti_tf.models.resnet import build_model, freeze_stages
@@ -333,18 +340,18 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
         else:
             if pretrained is not None:
                 model = pretrained[0]
-                print_fn(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
-                         f"({pretrained[1]['layers']} layers; head new)")
+                on_event(events.Step(f"backbone initialised from {pretrained[1]['kind']} {pretrained[1]['path']} "
+                                     f"({pretrained[1]['layers']} layers; head new)"))
             else:
                 # Multi-replica: global batch statistics keep BN moving statistics equal on every replica.
                 model = build_model(config.model, len(names), synchronized_bn=strategy.num_replicas_in_sync > 1)
             freeze_stages(model, config.train.freeze_stages)
             compile_model(model, config.train, loss_counts)
-    print_fn(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
-             f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
-             f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))")
+    on_event(events.Step(f"phase 1: {config.model.name} {config.model.input_size}px, {len(names)} classes, "
+                         f"sampler {config.sampler.name} ({int(plan['target'].sum())} images/epoch), {steps} steps of "
+                         f"{config.train.batch_size} (global batch, {strategy.num_replicas_in_sync} replica(s))"))
     _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
+         save_best=_save_full, save_last=_save_full, on_event=on_event, strategy=strategy)
     fine_tuning = {"init_weights": pretrained[1] if pretrained else None,
                    "freeze_stages": config.train.freeze_stages,
                    "backbone_learning_rate": config.train.backbone_learning_rate}
@@ -353,7 +360,7 @@ def _phase1(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: 
 
 
 def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.RunPaths,
-            state: runs.RunState, strategy, print_fn, init_digest: str) -> dict:
+            state: runs.RunState, strategy, on_event, init_digest: str) -> dict:
     from serengeti_tf.models.resnet import count_weights, freeze_backbone, load_model
 
     counts = ds_reader.train_counts(dataset_dir)
@@ -361,12 +368,13 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
     with strategy.scope():
         model = load_model(RunFolder(init_run).model, compile=False)
     if int(model.input_shape[1]) != config.model.input_size:
-        raise UserError(f"model of --init {init_run} takes {model.input_shape[1]}px images but its lineage.json "
+        raise UserError(f"model of {setting('init_run')} {init_run} takes {model.input_shape[1]}px images but its "
+                        "lineage.json "
                         f"says {config.model.input_size}px")
     freeze_backbone(model)
     trainable, frozen = count_weights(model, True), count_weights(model, False)
-    print_fn(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
-             f"original train distribution ({sum(loss_counts)} images/epoch)")
+    on_event(events.Step(f"phase 2: {trainable:,} trainable weights (head only), {frozen:,} frozen; "
+                         f"original train distribution ({sum(loss_counts)} images/epoch)"))
     info = {"images_per_epoch": sum(loss_counts),
             "lineage": {"trainable_weights": trainable, "frozen_weights": frozen,
                         "fast_path": not config.train.phase2_augment,
@@ -376,14 +384,14 @@ def _phase2(config: cfg.Config, dataset_dir: Path, init_run: Path, paths: runs.R
                                             "augmentation every epoch (slow path)"),
                         "images_per_epoch": sum(loss_counts)}}
     if config.train.phase2_augment:
-        _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn)
+        _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event)
     else:
         info["feature_seconds"] = _phase2_fast(config, dataset_dir, model, loss_counts, paths, state,
-                                               strategy, print_fn, init_digest)
+                                               strategy, on_event, init_digest)
     return info
 
 
-def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn) -> None:
+def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event) -> None:
     """Frozen backbone, full forward pass every step (needed when phase 2 augments its images)."""
     from serengeti_tf.data import pipeline, sampling
     from serengeti_tf.models.resnet import freeze_backbone
@@ -403,10 +411,10 @@ def _phase2_slow(config, dataset_dir, model, loss_counts, paths, state, strategy
         else:
             compile_model(model, config.train, loss_counts)
     _fit(model, train_data, steps, _val_data(dataset_dir, config), config, paths, state,
-         save_best=_save_full, save_last=_save_full, print_fn=print_fn, strategy=strategy)
+         save_best=_save_full, save_last=_save_full, on_event=on_event, strategy=strategy)
 
 
-def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, print_fn,
+def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy, on_event,
                  init_digest: str) -> float:
     """Head fitted on cached pooled features; returns the seconds spent on the feature pass."""
     from serengeti_tf.models.resnet import head_layer, head_model, load_model, save_model, set_head_weights
@@ -421,7 +429,7 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         return cached if cached.exists() else paths.checkpoints / f"features-{split}.npz"
 
     views = config.train.feature_views
-    splits, seconds = split_features(model, dataset_dir, config, cache_file, print_fn, init_digest, views)
+    splits, seconds = split_features(model, dataset_dir, config, cache_file, on_event, init_digest, views)
     train_feats, train_labels = splits["train"]
     # An epoch is one image's worth of rows per image, whatever the number of cached views.
     steps = _steps(math.ceil(len(train_labels) / views / config.train.batch_size), config)
@@ -443,7 +451,7 @@ def _phase2_fast(config, dataset_dir, model, loss_counts, paths, state, strategy
         save_model(model, path)
 
     _fit(head, train_data, steps, val_data, config, paths, state,
-         save_best=save_best, save_last=lambda m, p: save_model(m, p), print_fn=print_fn, strategy=strategy)
+         save_best=save_best, save_last=lambda m, p: save_model(m, p), on_event=on_event, strategy=strategy)
     return seconds
 
 
@@ -461,7 +469,7 @@ def rebalancing_pending(config: cfg.Config, paths: runs.RunPaths) -> bool:
 
 
 def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: runs.RunPaths,
-                         print_fn, source: Optional[str] = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                         on_event, source: Optional[str] = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled features of the train split (stored order, no augmentation) and the val split.
 
     Phase 2's fast path already cached exactly these (its backbone is frozen, so the final model's
@@ -481,7 +489,7 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
         source = Lineage.read(paths.root).get(Lineage.INIT_MODEL_SHA256) or ""
     elif source is None:
         source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
-    return split_features(model, dataset_dir, config, cache_file, print_fn, source, rebalancing_views(config))[0]
+    return split_features(model, dataset_dir, config, cache_file, on_event, source, rebalancing_views(config))[0]
 
 
 def rebalancing_views(config: cfg.Config) -> int:
@@ -508,7 +516,7 @@ def head_prior_counts(config: cfg.Config, dataset_dir: Path) -> tuple[list[int],
 
 
 def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, state: runs.RunState,
-               print_fn) -> dict:
+               on_event) -> dict:
     """Re-balances the head of the best model; writes the sweep CSV, model.keras, rebalancing.json.
 
     Always starts from the best CHECKPOINT (never model.keras), so a rerun after a kill anywhere
@@ -518,13 +526,13 @@ def _rebalance(config: cfg.Config, dataset_dir: Path, paths: runs.RunPaths, stat
     best = paths.checkpoints / state.best_checkpoint
     if not state.best_checkpoint or not best.is_file():
         raise UserError(f"head re-balancing needs the best checkpoint, but {best} is missing; "
-                        f"rerun with --overwrite to train again")
+                        f"rerun with {setting('overwrite')} to train again")
     return _rebalance_model(config, dataset_dir, best, paths, {"source_checkpoint": state.best_checkpoint},
-                            print_fn)
+                            on_event)
 
 
 def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths: runs.RunPaths,
-                     provenance: dict, print_fn, trained_config: Optional[cfg.Config] = None) -> dict:
+                     provenance: dict, on_event, trained_config: Optional[cfg.Config] = None) -> dict:
     """Loads the trained model at `source`, re-balances its head into `paths.model`; writes the sweep
     CSV and, last, rebalancing.json (`provenance` says where the trained model came from).
 
@@ -537,7 +545,7 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
 
     start = time.perf_counter()
     model = load_model(source, compile=False)
-    feats = rebalancing_features(config, dataset_dir, model, paths, print_fn,
+    feats = rebalancing_features(config, dataset_dir, model, paths, on_event,
                                  source=provenance.get("source_model_sha256"))
     train_counts = [int(n) for n in ds_reader.train_counts(dataset_dir).values()]
     trained_config = trained_config or config
@@ -564,14 +572,14 @@ def _rebalance_model(config: cfg.Config, dataset_dir: Path, source: Path, paths:
                     "seconds": round(time.perf_counter() - start, 3)})
     write_json(paths.root / REBALANCING_JSON, summary)  # last: marks the re-balancing done
     before, after = summary["val_before"].get("macro_f1"), summary["val_after"].get("macro_f1")
-    print_fn(f"head re-balancing {summary['method']}"
-             + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
-             + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}")
+    on_event(events.Step(f"head re-balancing {summary['method']}"
+                         + (f" (tau {summary['tau']})" if summary.get("tau") is not None else "")
+                         + f": val macro F1 {before:.4f} -> {after:.4f}; model at {paths.model}"))
     return summary
 
 
 def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path, trained_run: str | Path,
-                  print_fn: Callable[[str], None] = print) -> Path:
+                  on_event: events.EventSink = events.ignore) -> Path:
     """A head re-balancing run that branches from an already trained run instead of training its own.
 
     `config.train.head_rebalancing` is applied to `trained_run/model.keras` (a finished run without
@@ -594,17 +602,18 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
         raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
     if not runs.read_class_map(trained_run).same_classes(class_map):
         raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
-    _adopt_input_size(config, trained_run, print_fn)
-    with runs.run_job(run_dir, {"--data": dataset_dir, "trained run": trained_run}):  # one process per run folder
+    _adopt_input_size(config, trained_run, on_event)
+    # One process per run folder.
+    with runs.run_job(run_dir, {setting("dataset_dir"): dataset_dir, "trained run": trained_run}):
         paths = runs.RunPaths(run_dir)
-        runs.claim_run_dir(run_dir, print_fn, config, dataset_dir, trained_run, overwrite=False)
+        runs.claim_run_dir(run_dir, on_event, config, dataset_dir, trained_run, overwrite=False)
         digest = file_digest(trained.model)
         if (run_dir / REBALANCING_JSON).is_file():
             done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
             if done_from != digest:
                 raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its {MODEL} changed "
                                 f"since); delete {run_dir} to re-balance the new one")
-            print_fn(f"{run_dir} already holds this re-balanced run; nothing to do")
+            on_event(events.Step(f"{run_dir} already holds this re-balanced run; nothing to do"))
             return run_dir
         parent = Lineage.read(trained_run)
         lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
@@ -612,8 +621,8 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
                    "trained_epochs": 0}
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         runs.write_run_files(paths, config, lineage, class_map)
-        print_fn(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)")
+        on_event(events.Step(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)"))
         _rebalance_model(config, dataset_dir, trained.model, paths,
-                         {"source_model": str(trained.model), "source_model_sha256": digest}, print_fn,
+                         {"source_model": str(trained.model), "source_model_sha256": digest}, on_event,
                          trained_config=(cfg.load_saved(trained.config) if trained.config.is_file() else None))
         return run_dir
