@@ -27,8 +27,9 @@ def evaluate(run_dir, split, per_class, top_k, bootstrap, batch_size, dataset_di
              config_files, overrides) -> None:
     """Evaluate a training run on the test (or val) split; settings start from the run's config.yaml."""
     from serengeti_tf.evaluate.evaluation import evaluate_run, per_class_text
+    from serengeti_tf.run_folder import RunFolder
 
-    run_config = Path(run_dir) / "config.yaml"
+    run_config = RunFolder(Path(run_dir)).config
     config = resolve_config(((run_config,) if run_config.is_file() else ()) + tuple(config_files), overrides, {
         "eval.split": split, "eval.top_k": top_k, "eval.bootstrap_samples": bootstrap,
         "eval.batch_size": batch_size})

@@ -182,7 +182,7 @@ def claim_folder_kind(path: str | os.PathLike, kind: str) -> None:
 KINDS = {"dataset": "prepare", "run": "train", "evaluation": "evaluate", "report": "compare",
          "export": "export", "demo dataset": "demo-data", "plan": "plan", "experiment": "experiment",
          "demo": "demo", "camtrap dp package": f"predict {setting('camtrap_dp_out')}",
-         "detection scores": "score-detections"}
+         "detection scores": "score-detections", "predictions": "predict"}
 # The kind line in OWNED_LOG (file names serengeti-tf writes never start with "#").
 KIND_PREFIX = "#kind "
 

@@ -48,8 +48,6 @@ HELP_LOADS = {"click", "yaml", "serengeti_tf", "serengeti_tf_cli", "serengeti_tf
 # In-function imports kept for another reason than weight: each breaks a cycle that goes away with
 # a change in flight, and is listed in setup.cfg's `ignore_imports` too.
 CYCLE_BREAKERS = {
-    ("serengeti_tf.models.export", "serengeti_tf.train.runs"):
-        "export reads run folders through train/runs.py until run_folder.py owns them",
     ("serengeti_tf.evaluate.levels", "serengeti_tf.evaluate.evaluation"):
         "evaluation.py holds both the per-run scores levels.py uses and the evaluate_run job calling levels.py",
     ("serengeti_tf.evaluate.evaluation", "serengeti_tf.evaluate.levels"):

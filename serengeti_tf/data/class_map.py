@@ -14,11 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from serengeti_tf import run_folder
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import read_json, write_text
 from serengeti_tf.species import paper_name
 
-FILE_NAME = "class_map.json"
+FILE_NAME = run_folder.CLASS_MAP
 
 
 def check_entries(path, pairs: list, num_classes: Any) -> None:

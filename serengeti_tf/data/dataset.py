@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from serengeti_tf import config as cfg
+from serengeti_tf import run_folder
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import read_json
@@ -32,7 +33,9 @@ SPLITS = ("train", "val", "test")
 TFDS_NAME = "camera_traps"
 
 
-def _require(path: Path, what: str) -> Path:
+def _require(dataset_dir: str | Path, what: str) -> Path:
+    """`dataset_dir/what` (a `run_folder` artefact name); UserError when it is missing."""
+    path = Path(dataset_dir) / what
     if not path.exists():
         raise UserError(f"prepared dataset: {what} missing at {path} (run `serengeti-tf prepare` first)")
     return path
@@ -44,12 +47,12 @@ def class_names(dataset_dir: str | Path) -> list[str]:
 
 
 def class_map(dataset_dir: str | Path) -> ClassMap:
-    return ClassMap.read(_require(Path(dataset_dir) / "class_map.json", "class_map.json"))
+    return ClassMap.read(_require(dataset_dir, run_folder.CLASS_MAP))
 
 
 def counts(dataset_dir: str | Path) -> pd.DataFrame:
     """Per-class image counts per split, in label-index order."""
-    frame = pd.read_csv(_require(Path(dataset_dir) / "counts.csv", "counts.csv"), keep_default_na=False)
+    frame = pd.read_csv(_require(dataset_dir, run_folder.COUNTS), keep_default_na=False)
     order = {name: i for i, name in enumerate(class_names(dataset_dir))}
     return frame.sort_values("species", key=lambda s: s.map(order)).reset_index(drop=True)
 
@@ -60,7 +63,7 @@ def train_counts(dataset_dir: str | Path) -> dict[str, int]:
 
 
 def shard_index(dataset_dir: str | Path) -> dict:
-    return read_json(_require(Path(dataset_dir) / "shards.json", "shards.json"))
+    return read_json(_require(dataset_dir, run_folder.SHARD_INDEX))
 
 
 def damaged_shards(dataset_dir: str | Path, index: dict | None = None) -> list[str]:
@@ -104,16 +107,16 @@ def train_class_files(dataset_dir: str | Path) -> dict[str, list[str]]:
 
 
 def manifest(dataset_dir: str | Path) -> pd.DataFrame:
-    return pd.read_csv(_require(Path(dataset_dir) / "manifest.csv", "manifest.csv"),
+    return pd.read_csv(_require(dataset_dir, run_folder.MANIFEST),
                        keep_default_na=False, dtype={"capture_id": str, "site": str, "season": str})
 
 
 def example_unit(dataset_dir: str | Path) -> str:
     """What one example of the dataset is: `crops` (prepared with --detections) or `images`."""
-    frame = pd.read_csv(_require(Path(dataset_dir) / "counts.csv", "counts.csv"), nrows=1, keep_default_na=False)
+    frame = pd.read_csv(_require(dataset_dir, run_folder.COUNTS), nrows=1, keep_default_na=False)
     return "crops" if "unit" in frame.columns and (frame["unit"] == "crops").all() else "images"
 
 
 def stored_image_size(dataset_dir: str | Path) -> int:
     """Shorter side of the stored images (data.image_size of the prepare run)."""
-    return cfg.load_saved(_require(Path(dataset_dir) / "config.yaml", "config.yaml")).data.image_size
+    return cfg.load_saved(_require(dataset_dir, run_folder.CONFIG)).data.image_size

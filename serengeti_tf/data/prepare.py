@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils
+from serengeti_tf import io_utils, run_folder
 from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.data import beam_runner, crops, detections, filters, remote_output, shards, sources, split, storage
 from serengeti_tf.data.beam_runner import require_beam
@@ -36,8 +36,8 @@ from serengeti_tf.data.crops import describe, mark_crop_failures, no_detection_p
 from serengeti_tf.data.dataset import SPLITS
 from serengeti_tf.data.sources.camtrap_dp import table_files
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.locks import output_lock
 from serengeti_tf.plots import class_distribution_figure
+from serengeti_tf.run_folder import DatasetFolder, OutputJob
 from serengeti_tf.species import paper_name
 
 # Bump when the prepared layout or image processing changes, so old folders are not taken as current.
@@ -122,8 +122,8 @@ def _listing_digest(root: Path) -> str:
 
 def is_finished(location: str, fp: dict) -> bool:
     """True when `location` (a local folder or a URL) holds this finished dataset with every shard intact."""
-    marker, summary, index = (storage.join(location, name) for name in ("fingerprint.json", "summary.json",
-                                                                          "shards.json"))
+    marker, summary, index = (storage.join(location, name) for name in (run_folder.FINGERPRINT, run_folder.SUMMARY,
+                                                                          run_folder.SHARD_INDEX))
     if not (storage.is_file(marker) and storage.is_file(summary) and storage.is_file(index)):
         return False
     if not io_utils.same_json(storage.read_json(marker), fp):
@@ -141,9 +141,9 @@ def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
     """Refuses a folder holding other work before the (possibly long) metadata read, not after it."""
     if overwrite or not io_utils.has_content(out):
         return
-    marker = out / "fingerprint.json"
+    marker = DatasetFolder(out).fingerprint
     if not marker.is_file() or not io_utils.same_json(io_utils.read_json(marker), fp):
-        io_utils.claim_output_dir(out, fp, overwrite=False, kind="dataset")  # raises the standard refusal message
+        dataset_job(out).claim(fp, overwrite=False)  # raises the standard refusal message
 
 
 def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
@@ -202,11 +202,11 @@ def _claim_class_map(out: Path, names: list[str], fp: dict, overwrite: bool) -> 
 
     With `overwrite` the folder is emptied and rebuilt instead (its shards carry the old labels).
     """
-    path = out / "class_map.json"
+    path = DatasetFolder(out).class_map
     if path.is_file() and overwrite:
         existing = ClassMap.read(path).names
         if existing != names:
-            io_utils.reclaim_output_dir(out, fp, kind="dataset")
+            dataset_job(out).restart(fp)
     if path.is_file():
         existing = ClassMap.read(path).names
         if existing != names:
@@ -270,8 +270,7 @@ def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool 
     if storage.is_url(out_dir):
         steps = remote_output.PrepareSteps(fingerprint, is_finished, prepare_locked)
         return remote_output.prepare_remote(config, str(out_dir), overwrite, progress, steps)
-    io_utils.refuse_overlap(out_dir, input_paths(config.data))
-    with output_lock(out_dir):
+    with dataset_job(out_dir, input_paths(config.data)):
         return prepare_locked(config, Path(out_dir), str(out_dir), overwrite, progress, after_shard)
 
 
@@ -279,6 +278,11 @@ def input_paths(data: DataConfig) -> dict:
     """The inputs of a prepare run, as `io_utils.refuse_overlap` takes them."""
     return {setting("image_root"): data.image_root, setting("metadata"): list(data.metadata),
             setting("detections"): data.detections}
+
+
+def dataset_job(out: str | os.PathLike, inputs: Optional[dict] = None) -> OutputJob:
+    """The output job of a local prepared dataset folder (`summary.json` marks it finished)."""
+    return OutputJob(out, "dataset", inputs=inputs or {}, done=run_folder.SUMMARY)
 
 
 def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, progress: bool,
@@ -289,7 +293,7 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     started = time.perf_counter()
     fp = fingerprint(data)
     if shard_dir == str(out) and is_finished(str(out), fp):
-        summary = io_utils.read_json(out / "summary.json")
+        summary = io_utils.read_json(DatasetFolder(out).summary)
         return {**summary, "up_to_date": True}
     _refuse_other_dataset_early(out, fp, overwrite)
 
@@ -299,7 +303,7 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     manifest, examples, detections_report = crop_examples(manifest, data)
     timings["read_filter_split_s"] = time.perf_counter() - tick
 
-    resumed = io_utils.claim_output_dir(out, fp, overwrite=overwrite, kind="dataset")
+    resumed = dataset_job(out).claim(fp, overwrite=overwrite)
     names = class_names_of(examples)
     _claim_class_map(out, names, fp, overwrite)
     cfg.save_config(config, out)
@@ -328,7 +332,7 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     timings["outputs_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
     summary.update(dataset_dir=shard_dir, runner=data.runner, resumed=resumed, timings=timings, up_to_date=False)
-    io_utils.write_json(out / "summary.json", summary)  # last: its presence marks a finished prepare
+    io_utils.write_json(DatasetFolder(out).summary, summary)  # last: its presence marks a finished prepare
     return summary
 
 
@@ -341,15 +345,16 @@ def _write_outputs(out: Path, manifest: pd.DataFrame, names: list[str], plans, r
     warnings = warnings + _empty_class_warnings(counts)
     columns = [c for c in MANIFEST_COLUMNS if c in manifest.columns]
     columns += [c for c in manifest.columns if c not in columns]
-    io_utils.write_csv(out / "manifest.csv", manifest[columns])
-    io_utils.write_csv(out / "counts.csv", counts)
+    folder = DatasetFolder(out)
+    io_utils.write_csv(folder.manifest, manifest[columns])
+    io_utils.write_csv(folder.counts, counts)
     if detections_report is not None:
-        io_utils.write_csv(out / "crops.csv", examples)
-    io_utils.write_csv(out / "splits.csv", split.split_table(manifest))
+        io_utils.write_csv(folder.crops, examples)
+    io_utils.write_csv(folder.splits, split.split_table(manifest))
     unit = "crops" if detections_report is not None else "images"
-    io_utils.save_figure(out / "class_distribution.png", class_distribution_figure(counts, unit))
+    io_utils.save_figure(folder.class_distribution, class_distribution_figure(counts, unit))
     index = shards.shard_index(plans, records)
-    io_utils.write_json(out / "shards.json", index)
+    io_utils.write_json(folder.shard_index, index)
     shards.write_tfds_metadata(out, index, names,
                                description=f"Camera-trap images prepared by serengeti-tf from "
                                            f"{', '.join(data.metadata) or data.image_root}"
@@ -410,5 +415,5 @@ def format_summary(summary: dict) -> str:
     lines += [f"  warning: {w}" for w in warnings[:MAX_PRINTED_WARNINGS]]
     if len(warnings) > MAX_PRINTED_WARNINGS:
         lines.append(f"  ... and {len(warnings) - MAX_PRINTED_WARNINGS} more warnings "
-                     f"(all in {storage.join(summary['dataset_dir'], 'summary.json')})")
+                     f"(all in {storage.join(summary['dataset_dir'], run_folder.SUMMARY)})")
     return "\n".join(lines)

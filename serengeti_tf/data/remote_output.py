@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from serengeti_tf import io_utils
+from serengeti_tf import io_utils, run_folder
 from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.data import storage
 from serengeti_tf.data.dataset import TFDS_NAME
@@ -49,14 +49,14 @@ def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool, st
     staging = storage.staging_dir(url)
     with output_lock(staging):
         if steps.is_finished(url, fp):
-            return {**storage.read_json(storage.join(url, "summary.json")), "up_to_date": True}
+            return {**storage.read_json(storage.join(url, run_folder.SUMMARY)), "up_to_date": True}
         resumed = claim(url, fp, overwrite)
         _reset_staging(staging, fp)
         summary = steps.prepare_locked(config, staging, url, overwrite=False, progress=progress)
         if resumed and not summary["resumed"]:  # the URL held this dataset's shards; staging was new
             summary["resumed"] = True
-            io_utils.write_json(staging / "summary.json", summary)
-        storage.upload_tree(staging, url, skip=(io_utils.LOCK_FILE,), last=("summary.json",))
+            io_utils.write_json(staging / run_folder.SUMMARY, summary)
+        storage.upload_tree(staging, url, skip=(io_utils.LOCK_FILE,), last=(run_folder.SUMMARY,))
         _clear(staging)  # all of it is at the URL now (a 7.1M-row manifest is ~1 GB of local disk)
     return summary
 

@@ -41,8 +41,8 @@ from serengeti_tf.demo.probe import measure_throughput
 from serengeti_tf.demo.verdict import read_verdict, verdict_lines
 from serengeti_tf.demo.writer import write_demo_dataset
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.io_utils import claim_folder_kind, read_json, write_json, write_text
-from serengeti_tf.locks import output_lock
+from serengeti_tf.io_utils import read_json, write_json, write_text
+from serengeti_tf.run_folder import OutputJob
 from serengeti_tf.workflows.experiment import run_experiment, split_counts
 
 DEFAULT_MINUTES = 10.0
@@ -135,8 +135,8 @@ def seeds_note(settings: DemoSettings) -> str:
 def run_demo(out_dir: str | Path, smoke: bool = False, overrides: Sequence[str] = (),
              seed: int = 0, minutes: float = DEFAULT_MINUTES, on_event: events.EventSink = events.ignore) -> dict:
     """(measure + size ->) demo-data -> prepare -> experiment (baseline and two-phase) -> report."""
-    with output_lock(out_dir):  # one process per demo folder
-        claim_folder_kind(out_dir, "demo")  # a user's folder or other output is not written into
+    with OutputJob(out_dir, "demo") as job:  # one process per demo folder
+        job.claim_kind()  # a user's folder or other output is not written into
         return _run_demo(Path(out_dir), smoke, overrides, seed, minutes, on_event)
 
 

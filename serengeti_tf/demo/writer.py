@@ -59,8 +59,8 @@ from serengeti_tf.demo.lila_metadata import (
 from serengeti_tf.demo.long_tail import LongTail, check_long_tail
 from serengeti_tf.demo.render import DEFAULT_IMAGE_SIZE, Canvas, encode_jpeg, render_capture, site_background
 from serengeti_tf.errors import UserError
-from serengeti_tf.io_utils import claim_output_dir, write_bytes, write_json, write_text
-from serengeti_tf.locks import output_lock
+from serengeti_tf.io_utils import write_bytes, write_json, write_text
+from serengeti_tf.run_folder import OutputJob
 
 GENERATOR_VERSION = 1
 SUMMARY_JSON = "demo_summary.json"
@@ -134,8 +134,8 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
     if long_tail is not None:
         check_long_tail(long_tail)
         fingerprint["long_tail"] = asdict(long_tail)
-    with output_lock(out):  # one process per output folder
-        resumed = claim_output_dir(out, fingerprint, overwrite=overwrite, kind="demo dataset")
+    with OutputJob(out, "demo dataset") as job:  # one process per output folder
+        resumed = job.claim(fingerprint, overwrite=overwrite)
         started = time.monotonic()
         plan = plan_captures(scale, seed, min_captures_per_class, long_tail)
         canvas = Canvas.of(width, height)

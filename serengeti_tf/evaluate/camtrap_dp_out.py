@@ -36,11 +36,12 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from serengeti_tf import __version__, io_utils, species
+from serengeti_tf import __version__, io_utils, run_folder, species
 from serengeti_tf import config as cfg
 from serengeti_tf.data.sources.camtrap_dp import is_package, media_table, read_package, resource_file
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.run_reader import read_lineage
+from serengeti_tf.run_folder import DatasetFolder
 from serengeti_tf.species import Taxon, canonical_species, read_taxa
 
 SCHEMA_BASE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/"
@@ -86,7 +87,7 @@ def check_request(inputs, out_dir: str | Path, other_inputs: Mapping[str, Any], 
 
 def classified_by(model_path: str | Path, model_sha256: str) -> str:
     model = Path(model_path)
-    name = model.parent.name if model.name == "model.keras" else model.name
+    name = model.parent.name if model.name == run_folder.MODEL else model.name
     return f"serengeti-tf {__version__} model {name} (sha256 {model_sha256[:12]})"
 
 
@@ -188,10 +189,11 @@ def dataset_taxa(model_path: str | Path) -> dict[str, Any]:
     not prepared from one or the package is no longer where it was."""
     model = Path(model_path)
     try:
-        dataset = Path(read_lineage(model.parent).get("dataset_dir") or "") if model.name == "model.keras" else None
-        if dataset is None or not (dataset / "config.yaml").is_file():
+        dataset = DatasetFolder(Path(read_lineage(model.parent).dataset_dir or "")) \
+            if model.name == run_folder.MODEL else None
+        if dataset is None or not dataset.config.is_file():
             return {}
-        data = cfg.load_saved(dataset / "config.yaml").data
+        data = cfg.load_saved(dataset.config).data
         if data.source_format not in ("auto", "camtrap_dp") or len(data.metadata) != 1 or \
                 not is_package(data.metadata[0]) or not Path(data.metadata[0]).is_file():
             return {}

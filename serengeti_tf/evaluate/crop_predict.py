@@ -50,12 +50,13 @@ from serengeti_tf.evaluate.predict import (
     input_frame,
     input_paths,
     load_classifier,
-    output_csv_lock,
+    output_job,
     output_paths,
     refuse_foreign_outputs,
     resolve_model,
 )
 from serengeti_tf.evaluate.run_reader import read_lineage
+from serengeti_tf.run_folder import DatasetFolder, PredictOutputs
 
 EMPTY = "empty"
 
@@ -66,10 +67,10 @@ def run_crop_config(model_or_run: str | Path) -> Optional[cfg.CropConfig]:
     if not source.is_dir():
         return None
     try:
-        dataset_dir = read_lineage(source).get("dataset_dir")
+        dataset_dir = read_lineage(source).dataset_dir
     except UserError:
         return None
-    config_path = Path(dataset_dir or "") / "config.yaml"
+    config_path = DatasetFolder(Path(dataset_dir or "")).config
     return cfg.load_saved(config_path).data.crops if dataset_dir and config_path.is_file() else None
 
 
@@ -254,17 +255,17 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
     times (`exif_captures`)."""
     check_request(top_k, batch_size, image_size)
     reads = input_paths(model_or_run, inputs, classes, capture_ids, **{setting("detections"): detections_path})
-    io_utils.refuse_overlap(out_csv, reads, what="output")
+    job = output_job(out_csv, reads)
+    job.check_inputs()
     if md_out is not None:
         md_out = md_output.output_path(md_out)
         io_utils.refuse_overlap(md_out, reads, what=setting("md_out"))
     crop_config = crop_config or run_crop_config(model_or_run) or cfg.CropConfig()
     paths = output_paths(out_csv)
-    stem = paths["predictions"].with_suffix("")
-    paths["crops"] = Path(f"{stem}.crops.csv")
-    paths["partial_crops"] = paths["predictions"].parent / f".{paths['predictions'].name}.crops.partial"
+    outputs = PredictOutputs(Path(out_csv))
+    paths.update(crops=outputs.crops, partial_crops=outputs.partial_crops)
     refuse_foreign_outputs(paths)
-    with output_csv_lock(paths):
+    with job.lock():
         resolved = resolve_model(model_or_run, classes, image_size)
         frame, exif_counts = input_frame(inputs, capture_ids, group_by_time, allow_outside_root)
         root = Path(inputs).parent if not isinstance(inputs, (list, tuple)) and Path(inputs).is_file() else \

@@ -49,8 +49,7 @@ from serengeti_tf.data.sampling import sampling_plan
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.bootstrap import SINGLE_SCHEME as BOOTSTRAP_SCHEME
 from serengeti_tf.evaluate.bootstrap import bootstrap_ci
-from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage, resolve_dataset_dir, run_class_names
-from serengeti_tf.locks import output_lock
+from serengeti_tf.evaluate.run_reader import read_lineage, resolve_dataset_dir, run_class_names
 from serengeti_tf.metrics import (
     SELECTION_DESCRIPTION,
     classification_scores,
@@ -59,6 +58,7 @@ from serengeti_tf.metrics import (
 )
 from serengeti_tf.models.inference import predict_dataset
 from serengeti_tf.plots import plot_confusion
+from serengeti_tf.run_folder import CONFIG, MODEL, EvalFolder, Lineage, OutputJob, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -513,18 +513,15 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
     Returns an `EvaluationResult` (`summary_text`, `levels_text` and `per_class_text` render it).
     """
-    from serengeti_tf.data import pipeline
-    from serengeti_tf.evaluate import levels
-    from serengeti_tf.models.resnet import load_model
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
-    model_path = run_dir / "model.keras"
-    if not model_path.is_file():
-        raise UserError(f"{run_dir}: model.keras missing (training not finished?)")
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir}: config.yaml missing (not a training run folder?)")
-    run_config = cfg.load_saved(run_dir / "config.yaml")
+    run = RunFolder(run_dir)
+    if not run.model.is_file():
+        raise UserError(f"{run_dir}: {MODEL} missing (training not finished?)")
+    if not run.config.is_file():
+        raise UserError(f"{run_dir}: {CONFIG} missing (not a training run folder?)")
+    run_config = cfg.load_saved(run.config)
     if config is not None:
         run_config.eval = dataclasses.replace(config.eval)  # a copy: the caller's config stays as it is
     if split is not None:
@@ -537,55 +534,62 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     require_same_classes(names, f"the run {run_dir}", ds.class_names(data_dir), f"the dataset {data_dir}")
     check_top_k(run_config.eval.top_k, len(names))
     ds.check_shards(data_dir)
-    out_dir = run_dir / eval_dir_name(split)
+    out = run.eval_dir(split)
     eval_settings = cfg.to_dict(run_config)["eval"]
-    fingerprint = {"model_sha256": io_utils.file_digest(model_path), "dataset_dir": str(data_dir.resolve()),
+    fingerprint = {"model_sha256": io_utils.file_digest(run.model), "dataset_dir": str(data_dir.resolve()),
                    "split": split, "input_size": run_config.model.input_size,
                    "bootstrap_method": BOOTSTRAP_SCHEME,  # an evaluation with the old interval is not reused
                    **{k: v for k, v in eval_settings.items() if k not in ("batch_size", "split", "scientific_names")}}
-    io_utils.refuse_overlap(out_dir, {setting("dataset_dir"): data_dir, "model": model_path}, what="evaluation folder")
-    with output_lock(out_dir):  # one process per evaluation folder
-        done = io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite or replace_stale,
-                                         kind="evaluation")
-        if done and not overwrite and (out_dir / "metrics.json").is_file():
-            log.info("%s already evaluated with the same model and settings; reading it", out_dir)
-            return EvaluationResult(out_dir, io_utils.read_json(out_dir / "metrics.json"),
-                           pd.read_csv(out_dir / "per_class.csv", keep_default_na=False), skipped=True)
+    job = OutputJob(out.root, "evaluation", inputs={setting("dataset_dir"): data_dir, "model": run.model},
+                    what="evaluation folder", done=out.metrics.name)
+    with job:  # one process per evaluation folder
+        done = job.claim(fingerprint, overwrite=overwrite or replace_stale)
+        if done and not overwrite and job.finished:
+            log.info("%s already evaluated with the same model and settings; reading it", out.root)
+            return EvaluationResult(out.root, io_utils.read_json(out.metrics),
+                                    pd.read_csv(out.per_class, keep_default_na=False), skipped=True)
+        return _evaluate(run, out, run_config, lineage, data_dir, names, fingerprint["model_sha256"])
 
-        cfg.save_config(run_config, out_dir)
-        train_counts = ds.train_counts(data_dir)
-        model = load_model(model_path)
-        meta = pipeline.split_metadata(data_dir, split)
-        labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
-        if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
-            raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
-                            f"images read ({len(labels)}); the prepared dataset may be incomplete")
-        captures = meta["capture_id"].astype(str).to_numpy()
-        top_k = run_config.eval.top_k
-        metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
-        metrics.update({"run_dir": str(run_dir), "split": split, "dataset_dir": str(data_dir),
-                        "model_sha256": fingerprint["model_sha256"],
-                        **{k: lineage.get(k) for k in ("phase", "sampler", "seed", "init_run")}})
-        table = per_class_table(labels, probs, names, train_counts,
-                                phase1_counts=phase1_counts(run_dir, run_config, lineage, train_counts))
-        table = with_recall_intervals(table, metrics["bootstrap"])
-        table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
-        order = class_order(names, train_counts)
-        confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
-        io_utils.write_csv(out_dir / "per_class.csv", table)
-        io_utils.write_csv(out_dir / "confusion_matrix.csv", confusion.reset_index())
-        io_utils.save_figure(out_dir / "confusion_matrix.png",
-                             plot_confusion(confusion, f"{run_dir.name} ({split}), row-normalised"))
-        io_utils.write_csv(out_dir / "predictions.csv", levels.with_crop_columns(
-            predictions_frame(meta["path"], captures, labels, probs, names, top_k), meta))
-        io_utils.write_csv(out_dir / "captures.csv", captures_frame(labels, probs, captures, names, top_k))
-        io_utils.write_csv(out_dir / "groups.csv",
-                           group_table(labels, probs.argmax(axis=1), names, train_counts,
-                                       run_config.eval.head_min, run_config.eval.tail_max))
-        # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
-        metrics.update(levels.evaluate_levels(out_dir, meta, labels, probs, names, train_counts, run_config.eval))
-        io_utils.write_json(out_dir / "metrics.json", metrics)
-        return EvaluationResult(out_dir, metrics, table, skipped=False)
+
+def _evaluate(run: RunFolder, out: EvalFolder, run_config: cfg.Config, lineage: Lineage, data_dir: Path,
+              names: list[str], model_sha256: str) -> "EvaluationResult":
+    """The evaluation itself, into the claimed and locked `out`; metrics.json is written last."""
+    from serengeti_tf.data import pipeline
+    from serengeti_tf.evaluate import levels
+    from serengeti_tf.models.resnet import load_model
+
+    split = run_config.eval.split
+    cfg.save_config(run_config, out.root)
+    train_counts = ds.train_counts(data_dir)
+    model = load_model(run.model)
+    meta = pipeline.split_metadata(data_dir, split)
+    labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
+    if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
+        raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
+                        f"images read ({len(labels)}); the prepared dataset may be incomplete")
+    captures = meta["capture_id"].astype(str).to_numpy()
+    top_k = run_config.eval.top_k
+    metrics = compute_metrics(labels, probs, names, train_counts, run_config.eval, capture_ids=captures)
+    metrics.update({"run_dir": str(run.root), "split": split, "dataset_dir": str(data_dir),
+                    "model_sha256": model_sha256, **{k: lineage.get(k) for k in Lineage.EVALUATION_KEYS}})
+    table = per_class_table(labels, probs, names, train_counts,
+                            phase1_counts=phase1_counts(run.root, run_config, lineage, train_counts))
+    table = with_recall_intervals(table, metrics["bootstrap"])
+    table["level"] = "crop" if levels.is_crop_split(meta) else "image"  # what one counted example is
+    order = class_order(names, train_counts)
+    confusion = confusion_frame(labels, probs.argmax(axis=1), names, order)
+    io_utils.write_csv(out.per_class, table)
+    io_utils.write_csv(out.confusion_csv, confusion.reset_index())
+    io_utils.save_figure(out.confusion_png, plot_confusion(confusion, f"{run.root.name} ({split}), row-normalised"))
+    io_utils.write_csv(out.predictions, levels.with_crop_columns(
+        predictions_frame(meta["path"], captures, labels, probs, names, top_k), meta))
+    io_utils.write_csv(out.captures, captures_frame(labels, probs, captures, names, top_k))
+    io_utils.write_csv(out.groups, group_table(labels, probs.argmax(axis=1), names, train_counts,
+                                              run_config.eval.head_min, run_config.eval.tail_max))
+    # Crop / image / capture levels (levels.py); for crops it rewrites captures.csv from image level.
+    metrics.update(levels.evaluate_levels(out.root, meta, labels, probs, names, train_counts, run_config.eval))
+    io_utils.write_json(out.metrics, metrics)  # last: marks the evaluation finished
+    return EvaluationResult(out.root, metrics, table, skipped=False)
 
 
 def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, Any],
@@ -593,11 +597,11 @@ def phase1_counts(run_dir: Path, run_config: cfg.Config, lineage: Mapping[str, A
     """Images per class per epoch of the run's phase-1 sampler (its own, or its init run's for a
     phase-2 run), recomputed from the sampling plan; None when that sampler is unknown."""
     sampler = run_config.sampler
-    if int(lineage.get("phase", 1)) == 2:
-        init = Path(str(lineage.get("init_run") or ""))
-        if lineage.get("init_run") and (init / "config.yaml").is_file():
-            sampler = cfg.load_saved(init / "config.yaml").sampler
-        elif lineage.get("sampler") == "none":
+    if int(lineage.get(Lineage.PHASE, 1)) == 2:
+        init = RunFolder(Path(str(lineage.get(Lineage.INIT_RUN) or "")))
+        if lineage.get(Lineage.INIT_RUN) and init.config.is_file():
+            sampler = cfg.load_saved(init.config).sampler
+        elif lineage.get(Lineage.SAMPLER) == "none":
             sampler = dataclasses.replace(sampler, name="none")
         else:
             return None

@@ -30,16 +30,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from serengeti_tf import io_utils
+from serengeti_tf import io_utils, run_folder
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES, bootstrap_ci
 from serengeti_tf.evaluate.markdown import markdown_table
-from serengeti_tf.evaluate.run_reader import eval_dir_name, run_class_names
+from serengeti_tf.evaluate.run_reader import run_class_names
 from serengeti_tf.metrics import confusion_counts, scores_from_confusion
+from serengeti_tf.run_folder import EvalFolder, RunFolder
 
 IMAGE_COMBINATION = "detector-confidence-weighted mean of the crops' class probabilities"
 CAPTURE_COMBINATION = "mean of the image-level class probabilities over the capture's images"
-LEVEL_FILES = {"image": "image_predictions.csv", "capture": "captures.csv"}
+LEVEL_FILES = {"image": run_folder.IMAGE_PREDICTIONS, "capture": run_folder.CAPTURES}
 
 
 def is_crop_split(meta: pd.DataFrame) -> bool:
@@ -191,7 +192,7 @@ def evaluate_levels(out_dir: str | Path, meta: pd.DataFrame, labels: np.ndarray,
              "macro_precision": s["macro_precision"], "macro_recall": s["macro_recall"],
              "top_k_accuracy": s["top_k_accuracy"], **interval_columns(s.get("bootstrap"))}
             for level, s in scores.items()]
-    io_utils.write_csv(out / "levels.csv", pd.DataFrame(rows).round(4))
+    io_utils.write_csv(EvalFolder(out).levels, pd.DataFrame(rows).round(4))
     result["levels"] = scores
     return result
 
@@ -223,12 +224,12 @@ def levels_text(metrics: Mapping[str, Any]) -> str:
 
 def _level_predictions(eval_dir: Path, level: str) -> pd.DataFrame:
     """A run's image- or capture-level predictions: key, capture_id, true, predicted."""
-    metrics = io_utils.read_json(eval_dir / "metrics.json")
+    metrics = io_utils.read_json(EvalFolder(eval_dir).metrics)
     crop_run = metrics.get("level") == "crop"
     if level == "image":
-        name, key = (LEVEL_FILES["image"] if crop_run else "predictions.csv"), "path"
+        name, key = (LEVEL_FILES["image"] if crop_run else run_folder.PREDICTIONS), "path"
     else:
-        name, key = "captures.csv", "capture_id"
+        name, key = LEVEL_FILES["capture"], "capture_id"
     frame = pd.read_csv(eval_dir / name, keep_default_na=False, dtype={key: str, "capture_id": str})
     return frame[[key, "true", "predicted"]].rename(columns={key: "key"}).assign(capture_id=frame["capture_id"])
 
@@ -281,7 +282,7 @@ def run_levels_table(rows: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """One row per (run, level) from each run's metrics.json `levels`: examples, accuracy, macro F1."""
     out = []
     for model, phase, seed, run in zip(rows["model"], rows["phase"], rows["seed"], rows["run_dir"]):
-        metrics = io_utils.read_json(Path(run) / eval_dir_name(split) / "metrics.json")
+        metrics = io_utils.read_json(RunFolder(Path(run)).eval_dir(split).metrics)
         for level, s in (metrics.get("levels") or {}).items():
             out.append({"model": model, "phase": phase, "seed": seed, "level": level,
                         "examples": s["num_examples"], "accuracy": round(s["accuracy"], 4),
@@ -295,7 +296,7 @@ def _bootstrap_settings(eval_dirs) -> tuple[int, int]:
     """Resamples and seed of the runs' own intervals (metrics.json `bootstrap`): the most resamples any
     run used, and its seed; (0, 0) when none has intervals."""
     settings = [(int(b.get("samples") or 0), int(b.get("seed") or 0))
-                for b in ((io_utils.read_json(Path(d) / "metrics.json").get("bootstrap") or {}) for d in eval_dirs)]
+                for b in ((io_utils.read_json(EvalFolder(Path(d)).metrics).get("bootstrap") or {}) for d in eval_dirs)]
     return max(settings, default=(0, 0))
 
 
@@ -316,7 +317,7 @@ def append_level_comparison(rows: pd.DataFrame, out_dir: str | Path, split: str 
     table = None
     if len(rows) > 1:
         labels = [f"{m} phase {p} seed {s}" for m, p, s in zip(rows["model"], rows["phase"], rows["seed"])]
-        eval_dirs = {label: Path(run) / eval_dir_name(split) for label, run in zip(labels, rows["run_dir"])}
+        eval_dirs = {label: RunFolder(Path(run)).eval_dir(split).root for label, run in zip(labels, rows["run_dir"])}
         names = sorted(set().union(*(run_class_names(run) for run in rows["run_dir"])))
         samples, seed = _bootstrap_settings(eval_dirs.values())
         table = compare_levels(eval_dirs, names, samples, seed)

@@ -35,8 +35,8 @@ from serengeti_tf.data.crops import select_boxes
 from serengeti_tf.data.sources import relative_posix
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate.predict import PATH_COLUMNS, _pick_column
-from serengeti_tf.locks import output_lock
 from serengeti_tf.metrics import confusion_counts, scores_from_confusion, scores_from_counts
+from serengeti_tf.run_folder import EvalFolder, OutputJob
 from serengeti_tf.species import canonical_species
 
 NOT_CLASSIFIED = "empty"
@@ -127,17 +127,18 @@ def score_md_classifications(md_path: str | Path, labels: str | Path, out_dir: s
     frame, settings = read_labels(labels, split, image_root)
     crop_config = crop_config or settings["crops"] or cfg.CropConfig()
     strip = settings["strip_prefix"] if strip_prefix is None else strip_prefix
-    io_utils.refuse_overlap(out_dir, {"MD": md_path, setting("labels"): labels}, what="output folder")
+    job = OutputJob(out_dir, "detection scores", inputs={"MD": md_path, setting("labels"): labels})
+    job.check_inputs()
     fingerprint = {"kind": "serengeti-tf score-detections", "md_sha256": io_utils.file_digest(md_path),
                    "labels": io_utils.text_digest("\n".join(frame["path"] + "\t" + frame["label"])),
                    "crops": cfg.to_dict(cfg.Config(data=cfg.DataConfig(crops=crop_config)))["data"]["crops"],
                    "strip_prefix": strip}
-    with output_lock(out_dir):
+    with job.lock():
         found = detections.read_detections(md_path, settings["image_root"], strip_prefix=strip)
         if not found.classification_categories:
             raise UserError(f"{md_path} holds no classifications (no classification_categories): nothing to score")
         # same work: recomputed (cheap)
-        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite, kind="detection scores")
+        job.claim(fingerprint, overwrite=overwrite)
         predictions = image_predictions(found, crop_config)
         md = found.images
         first = ~md["file"].duplicated(keep="first")
@@ -154,9 +155,10 @@ def score_md_classifications(md_path: str | Path, labels: str | Path, out_dir: s
                         "combination": "detector-confidence-weighted mean of the boxes' classification scores"})
         if config is not None:
             cfg.save_config(config, out_dir)
-        io_utils.write_csv(out_dir / "predictions.csv", frame.drop(columns=["image"]))
-        io_utils.write_csv(out_dir / "per_class.csv", table)
-        io_utils.write_json(out_dir / "metrics.json", metrics)
+        scores = EvalFolder(out_dir)  # the layout of an evaluation folder
+        io_utils.write_csv(scores.predictions, frame.drop(columns=["image"]))
+        io_utils.write_csv(scores.per_class, table)
+        io_utils.write_json(scores.metrics, metrics)
     return {"metrics": metrics, "per_class": table, "out_dir": str(out_dir)}
 
 

@@ -28,8 +28,8 @@ import pandas as pd
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import seed_aware
 from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, group_thresholds
-from serengeti_tf.evaluate.run_reader import eval_dir_name
 from serengeti_tf.metrics import confusion_counts, scores_from_confusion
+from serengeti_tf.run_folder import RunFolder
 from serengeti_tf.train.recipes import references
 
 BASELINE = "baseline"
@@ -92,7 +92,7 @@ def comparisons(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 def read_predictions(run_dir: str | Path, split: str) -> pd.DataFrame:
     """A run's predictions.csv (path, capture_id, true, predicted; and crop for detector-crop runs)."""
-    path = Path(run_dir) / eval_dir_name(split) / "predictions.csv"
+    path = RunFolder(Path(run_dir)).eval_dir(split).predictions
     if not path.is_file():
         raise UserError(f"{path} missing: paired differences need each run's predictions; "
                         f"run `serengeti-tf evaluate {run_dir}` again")
@@ -103,7 +103,7 @@ def read_predictions(run_dir: str | Path, split: str) -> pd.DataFrame:
 
 def _class_table(run_dir: str | Path, split: str) -> pd.DataFrame:
     """species and count_train of a run's per_class.csv, in class-map order (sorted names)."""
-    path = Path(run_dir) / eval_dir_name(split) / "per_class.csv"
+    path = RunFolder(Path(run_dir)).eval_dir(split).per_class
     if not path.is_file():
         raise UserError(f"{path} missing; run `serengeti-tf evaluate {run_dir}` first")
     table = pd.read_csv(path, keep_default_na=False)

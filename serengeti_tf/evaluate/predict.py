@@ -47,7 +47,7 @@ from serengeti_tf.evaluate.evaluation import softmax, top_k_frame
 from serengeti_tf.evaluate.exif_captures import attach_time_captures, check_seconds, describe
 from serengeti_tf.evaluate.run_reader import read_lineage
 from serengeti_tf.io_utils import file_digest
-from serengeti_tf.locks import output_lock
+from serengeti_tf.run_folder import CLASS_MAP, MODEL, DatasetFolder, OutputJob, PredictOutputs, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,12 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
     """
     source = Path(model_or_run)
     if source.is_dir():
-        model_path = source / "model.keras"
+        model_path = RunFolder(source).model
         if not model_path.is_file():
-            raise UserError(f"{source} is a folder without model.keras; give a training run folder or a .keras file")
-        class_map = Path(classes) if classes else source / "class_map.json"
+            raise UserError(f"{source} is a folder without {MODEL}; give a training run folder or a .keras file")
+        class_map = Path(classes) if classes else RunFolder(source).class_map
         if not class_map.is_file():
-            raise UserError(f"{source}: class_map.json missing; pass {setting('classes')} class_map.json")
+            raise UserError(f"{source}: {CLASS_MAP} missing; pass {setting('classes')} {CLASS_MAP}")
         if classes:  # a run's own map is the truth: another one would name every prediction wrongly
             require_same_classes(ClassMap.read(source).names, f"the run {source}", ClassMap.read(classes).names,
                                  f"{setting('classes')} {classes}")
@@ -109,13 +109,13 @@ def resolve_model(model_or_run: str | Path, classes: Optional[str | Path] = None
 def _run_stored_size(run_dir: Path) -> Optional[int]:
     """Shorter side of the images the run was trained on (its prepared dataset's data.image_size)."""
     try:
-        dataset_dir = read_lineage(run_dir).get("dataset_dir")
+        dataset_dir = read_lineage(run_dir).dataset_dir
     except UserError:
         dataset_dir = None
-    if dataset_dir and (Path(dataset_dir) / "config.yaml").is_file():
+    if dataset_dir and DatasetFolder(Path(dataset_dir)).config.is_file():
         return ds.stored_image_size(dataset_dir)
-    if (run_dir / "config.yaml").is_file():
-        return cfg.load_saved(run_dir / "config.yaml").data.image_size
+    if RunFolder(run_dir).config.is_file():
+        return cfg.load_saved(RunFolder(run_dir).config).data.image_size
     return None
 
 
@@ -282,16 +282,8 @@ def _input_digest(frame: pd.DataFrame) -> str:
 
 
 def output_paths(out_csv: str | Path) -> dict[str, Path]:
-    """The files `predict_images` writes for `out_csv`, and its hidden work files."""
-    out = Path(out_csv)
-    if out.suffix.lower() != ".csv":
-        raise UserError(f"output must be a .csv file, got {out}")
-    stem = out.with_suffix("")
-    return {"predictions": out, "skipped": Path(f"{stem}.skipped.csv"), "captures": Path(f"{stem}.captures.csv"),
-            "config": Path(f"{stem}.config.yaml"), "meta": Path(f"{stem}.meta.json"),
-            "partial": out.parent / f".{out.name}.partial",
-            "partial_skipped": out.parent / f".{out.name}.skipped.partial",
-            "partial_meta": out.parent / f".{out.name}.partial.json"}
+    """The files `predict_images` writes for `out_csv`, and its hidden work files (`PredictOutputs`)."""
+    return PredictOutputs(Path(out_csv)).as_dict()
 
 
 def _start_or_resume(paths: dict[str, Path], fingerprint: dict, overwrite: bool) -> set[str]:
@@ -422,9 +414,15 @@ def refuse_foreign_outputs(paths: dict[str, Path]) -> None:
                                   [paths["meta"], paths["partial_meta"]], PREDICT_KINDS, "serengeti-tf predict")
 
 
+def output_job(out_csv: str | Path, inputs: dict) -> OutputJob:
+    """The output job of an output CSV: `inputs` may not overlap it; its lock sits beside it, as a
+    hidden file of its own."""
+    return OutputJob(out_csv, "predictions", inputs=inputs, what="output", lock_beside=True)
+
+
 def output_csv_lock(paths: dict):
     """One process per output CSV: the lock sits beside it, as a hidden file of its own."""
-    return output_lock(paths["predictions"].parent, lock_name=f".{paths['predictions'].name}.lock")
+    return output_job(paths["predictions"], {}).lock()
 
 
 def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str | Path], out_csv: str | Path,
@@ -440,7 +438,8 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     """
     check_request(top_k, batch_size, image_size)
     paths = output_paths(out_csv)
-    io_utils.refuse_overlap(out_csv, input_paths(model_or_run, inputs, classes, capture_ids), what="output")
+    job = output_job(out_csv, input_paths(model_or_run, inputs, classes, capture_ids))
+    job.check_inputs()
     refuse_foreign_outputs(paths)
     resolved = resolve_model(model_or_run, classes, image_size)
     frame, exif_counts = input_frame(inputs, capture_ids, group_by_time, allow_outside_root)
@@ -448,7 +447,7 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
     fingerprint = {"kind": "serengeti-tf predict", "model_sha256": file_digest(resolved["model_path"]),
                    "classes": resolved["class_names"], "stored_size": resolved["stored_size"], "top_k": top_k,
                    "inputs": _input_digest(frame), "num_inputs": len(frame)}
-    with output_csv_lock(paths):
+    with job.lock():
         if paths["predictions"].exists():
             meta = io_utils.read_json(paths["meta"]) if paths["meta"].is_file() else {}
             if io_utils.same_json(meta.get("fingerprint"), fingerprint) and not overwrite:

@@ -34,16 +34,16 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils
+from serengeti_tf import io_utils, run_folder
 from serengeti_tf.choices import RECIPES, SAMPLERS
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate import paired
 from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, evaluate_run, group_thresholds
 from serengeti_tf.evaluate.levels import append_level_comparison
 from serengeti_tf.evaluate.markdown import markdown_table
-from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage
-from serengeti_tf.locks import output_lock
+from serengeti_tf.evaluate.run_reader import read_lineage
 from serengeti_tf.plots import plot_f1_change, plot_f1_vs_frequency
+from serengeti_tf.run_folder import OutputJob, RunFolder
 from serengeti_tf.train.recipes import references
 
 # Metrics carried from each run's metrics.json into runs.csv and the seed aggregates.
@@ -84,16 +84,11 @@ def _recipe_suffix(lineage: Mapping[str, Any]) -> str:
         return ""
     return RECIPES.lookup(name).label_suffix if name in RECIPES else f"+{name}"
 
-
-def _eval_path(run_dir: Path, split: str, name: str) -> Path:
-    return run_dir / eval_dir_name(split) / name
-
-
 def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """One evaluated run as a flat row: run_dir, run_name, model, sampler, phase, seed, init_run,
     the HEADLINE_METRICS, and the bootstrap CI bounds when present."""
     run_dir = Path(run_dir)
-    metrics_path = _eval_path(run_dir, split, "metrics.json")
+    metrics_path = RunFolder(run_dir).eval_dir(split).metrics
     if not metrics_path.is_file():
         split_flag = "" if split == "test" else f" {setting('split')} {split}"
         raise UserError(f"{run_dir} has no {split} evaluation ({metrics_path} missing); run "
@@ -101,13 +96,13 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
                         f"first or pass {setting('evaluate_missing')}")
     metrics = io_utils.read_json(metrics_path)
     lineage = read_lineage(run_dir)
-    train = cfg.load_saved(run_dir / "config.yaml").train if (run_dir / "config.yaml").is_file() else None
-    sampler = str(lineage.get("sampler", "none"))
+    run = RunFolder(run_dir)
+    train = cfg.load_saved(run.config).train if run.config.is_file() else None
+    sampler = lineage.sampler
     row: dict[str, Any] = {
         "run_dir": str(run_dir), "run_name": run_dir.name,
         "model": model_label(sampler, train) + _recipe_suffix(lineage),
-        "sampler": sampler, "phase": int(lineage.get("phase", 1)), "seed": int(lineage.get("seed", 0) or 0),
-        "init_run": str(lineage.get("init_run") or ""),
+        "sampler": sampler, "phase": lineage.phase, "seed": lineage.seed, "init_run": str(lineage.init_run or ""),
         "num_test_images": metrics.get("num_examples"),
         # crop: one example per detector crop (headline numbers at crop level), image: whole frames.
         "level": metrics.get("level", "image")}
@@ -134,7 +129,7 @@ def collect_runs(run_dirs: Iterable[str | Path], split: str = "test", evaluate_m
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise UserError(f"run folder not found: {run_dir}")
-        if evaluate_missing and not _eval_path(run_dir, split, "metrics.json").is_file():
+        if evaluate_missing and not RunFolder(run_dir).eval_dir(split).metrics.is_file():
             evaluate_run(run_dir, config=config, split=split)
         rows.append(run_row(run_dir, split))
     if not rows:
@@ -157,7 +152,7 @@ def sort_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def read_per_class(run_dir: str | Path, split: str = "test") -> pd.DataFrame:
     """A run's per_class.csv without the `Macro` row."""
-    path = _eval_path(Path(run_dir), split, "per_class.csv")
+    path = RunFolder(Path(run_dir)).eval_dir(split).per_class
     if not path.is_file():
         raise UserError(f"{path} missing; run `serengeti-tf evaluate {run_dir}` first")
     table = pd.read_csv(path, keep_default_na=False)
@@ -503,13 +498,13 @@ def _report_markdown(title: str, rows: pd.DataFrame, tables_md: str, groups_md: 
 def _run_links(rows: pd.DataFrame, out_dir: Path, split: str) -> pd.DataFrame:
     """model, phase, seed, run folder, and relative links to its per-class CSV and confusion PNG."""
     def link(run_dir: str, name: str) -> str:
-        target = Path(run_dir) / eval_dir_name(split) / name
+        target = RunFolder(Path(run_dir)).eval_dir(split).root / name
         return f"[{name}]({Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()})"
 
     return pd.DataFrame({"model": rows["model"], "phase": rows["phase"], "seed": rows["seed"],
                          "run": rows["run_dir"],
-                         "per-class": [link(r, "per_class.csv") for r in rows["run_dir"]],
-                         "confusion": [link(r, "confusion_matrix.png") for r in rows["run_dir"]]})
+                         "per-class": [link(r, run_folder.PER_CLASS) for r in rows["run_dir"]],
+                         "confusion": [link(r, run_folder.CONFUSION_PNG) for r in rows["run_dir"]]})
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str = "test",
@@ -523,14 +518,15 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     """
     if not run_dirs:
         raise UserError("compare: no run folders given")
-    io_utils.refuse_overlap(out_dir, {"RUN_DIR": list(run_dirs)}, what="report folder")
+    job = OutputJob(out_dir, "report", inputs={"RUN_DIR": list(run_dirs)}, what="report folder")
+    job.check_inputs()
     io_utils.refuse_other_kind(out_dir, "report")
     rows = collect_runs(run_dirs, split, evaluate_missing, config)
     _check_one_run_per_seed(rows)
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}
-    with output_lock(out_dir):  # one process per report folder
-        io_utils.claim_output_dir(out_dir, fingerprint, overwrite=overwrite, kind="report")
+    with job.lock():  # one process per report folder
+        job.claim(fingerprint, overwrite=overwrite)
         if config is not None:
             cfg.save_config(config, out_dir)
         result = write_report(rows, out_dir, split, title="Comparison of runs",

@@ -9,23 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from serengeti_tf import run_folder
+from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.train.runs import read_class_map, read_run_json
+from serengeti_tf.run_folder import Lineage, eval_dir_name
+
+__all__ = ["eval_dir_name", "read_lineage", "resolve_dataset_dir", "run_class_names"]
 
 
-def eval_dir_name(split: str) -> str:
-    """`eval` for the test split (the paper's numbers), `eval_<split>` otherwise."""
-    return "eval" if split == "test" else f"eval_{split}"
-
-
-def read_lineage(run_dir: str | Path) -> dict:
-    """lineage.json of a run ({"phase", "sampler", "dataset_dir", "init_run", "seed", ...})."""
-    return read_run_json(run_dir, "lineage.json")
+def read_lineage(run_dir: str | Path) -> Lineage:
+    """lineage.json of a run (a `run_folder.Lineage`: a read-only mapping with typed properties)."""
+    return Lineage.read(run_dir)
 
 
 def run_class_names(run_dir: str | Path) -> list[str]:
     """Class names of a run (its class_map.json), in label-index order."""
-    return read_class_map(run_dir).names
+    return ClassMap.read(run_folder.require_run_file(run_dir, run_folder.CLASS_MAP)).names
 
 
 def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
@@ -35,12 +34,12 @@ def resolve_dataset_dir(run_dir: str | Path, lineage: Mapping[str, Any],
     if dataset_dir is not None:
         candidates = [Path(dataset_dir)]
     else:
-        recorded = lineage.get("dataset_dir")
+        recorded = lineage.get(Lineage.DATASET_DIR)
         if not recorded:
-            raise UserError(f"{run_dir}/lineage.json names no dataset_dir; pass {setting('dataset_dir')}")
+            raise UserError(f"{run_dir}/{run_folder.LINEAGE} names no dataset_dir; pass {setting('dataset_dir')}")
         candidates = [Path(recorded), Path(run_dir) / recorded]
     for candidate in candidates:
-        if (candidate / "class_map.json").is_file():
+        if (candidate / run_folder.CLASS_MAP).is_file():
             return candidate
-    source = setting("dataset_dir") if dataset_dir is not None else "lineage.json"
+    source = setting("dataset_dir") if dataset_dir is not None else run_folder.LINEAGE
     raise UserError(f"prepared dataset not found at {candidates[0]} (from {source}); pass {setting('dataset_dir')}")

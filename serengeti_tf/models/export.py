@@ -61,7 +61,16 @@ from serengeti_tf.data import pipeline
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.io_utils import file_digest
-from serengeti_tf.locks import output_lock
+from serengeti_tf.run_folder import (
+    CLASS_MAP,
+    MODEL,
+    DatasetFolder,
+    ExportFolder,
+    Lineage,
+    OutputJob,
+    RunFolder,
+    require_run_file,
+)
 
 TFLITE_VARIANTS = ("float32", "dynamic_range", "fixed_float32", "int8")
 FIXED_SHAPE_VARIANTS = ("fixed_float32", "int8")
@@ -329,7 +338,7 @@ def train_sample(dataset_dir: Optional[Path], count: int, seed: int) -> tuple[li
     """A seeded uniform sample of `count` train-split images (all of them if fewer), decoded uint8 at
     the stored size, in shard order; and where they came from. Reads only the shards sampled from,
     each up to its last sampled record."""
-    if dataset_dir is None or not (Path(dataset_dir) / "shards.json").is_file():
+    if dataset_dir is None or not DatasetFolder(Path(dataset_dir)).shard_index.is_file():
         return [], f"run's dataset not found ({dataset_dir})"
     shards = ds_reader.shard_index(dataset_dir)["train"]
     sizes = np.array([int(s["num_examples"]) for s in shards], dtype=np.int64)
@@ -376,22 +385,20 @@ def _each(runner: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray]) 
 # ---------------------------------------------------------------------------------------------
 
 def _run_files(run_dir: Path) -> tuple[Path, ClassMap, Optional[Path]]:
-    from serengeti_tf.train.runs import read_class_map, read_run_json
-
-    model_path = run_dir / "model.keras"
-    if not run_dir.is_dir() or not model_path.is_file():
-        raise UserError(f"export needs a finished training run folder with model.keras, got {run_dir}")
-    class_map = read_class_map(run_dir)
+    run = RunFolder(run_dir)
+    if not run_dir.is_dir() or not run.model.is_file():
+        raise UserError(f"export needs a finished training run folder with {MODEL}, got {run_dir}")
+    class_map = ClassMap.read(require_run_file(run_dir, CLASS_MAP))
     if not class_map.classes:
-        raise UserError(f"{run_dir}/class_map.json lists no classes")
-    lineage = read_run_json(run_dir, "lineage.json") if (run_dir / "lineage.json").is_file() else {}
-    dataset_dir = Path(lineage["dataset_dir"]) if lineage.get("dataset_dir") else None
-    return model_path, class_map, dataset_dir
+        raise UserError(f"{run.class_map} lists no classes")
+    lineage = Lineage.read(run_dir) if run.lineage.is_file() else Lineage({})
+    dataset_dir = Path(lineage.dataset_dir) if lineage.dataset_dir else None
+    return run.model, class_map, dataset_dir
 
 
 def detector_crop_settings(dataset_dir: Optional[Path]) -> Optional[dict]:
     """The `data.crops` settings of a crop dataset (prepared with --detections), else None."""
-    config_path = Path(dataset_dir) / "config.yaml" if dataset_dir else None
+    config_path = DatasetFolder(Path(dataset_dir)).config if dataset_dir else None
     if config_path is None or not config_path.is_file():
         return None
     data = cfg.to_dict(cfg.load_saved(config_path))["data"]
@@ -403,16 +410,18 @@ def export_run(run_dir: str | Path, out_dir: str | Path, config: cfg.Config, ove
     """Exports a run's model.keras in `config.export.format` into `out_dir`; returns the report."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model_path, class_map, dataset_dir = _run_files(run_dir)
-    io_utils.refuse_overlap(out_dir, {"RUN_DIR": run_dir, "the run's dataset": dataset_dir}, what="export folder")
     # The export folder is replaced whole on success, so the lock lives beside it.
-    with output_lock(out_dir.parent, lock_name=f".{out_dir.name}.lock"):
-        return _export(run_dir, out_dir, model_path, class_map, dataset_dir, config, overwrite, on_event)
+    job = OutputJob(out_dir, "export", inputs={"RUN_DIR": run_dir, "the run's dataset": dataset_dir},
+                    what="export folder", lock_beside=True)
+    with job:
+        return _export(run_dir, job, model_path, class_map, dataset_dir, config, overwrite, on_event)
 
 
-def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap, dataset_dir: Optional[Path],
+def _export(run_dir: Path, job: OutputJob, model_path: Path, class_map: ClassMap, dataset_dir: Optional[Path],
             config: cfg.Config, overwrite: bool, on_event: events.EventSink) -> dict[str, Any]:
     from serengeti_tf.models.resnet import load_model
 
+    out_dir = job.path
     fmt = config.export.format
     fingerprint = {"kind": "serengeti-tf export", "run": str(run_dir.resolve()),
                    "model_sha256": file_digest(model_path),
@@ -420,10 +429,10 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
     settings = EXPORT_FORMATS.settings_for(fmt, config.export)  # only tflite has any (`export_formats.py`)
     if settings is not None:
         fingerprint.update(dataclasses.asdict(settings))
-    if io_utils.check_output_dir(out_dir, fingerprint, overwrite, kind="export") and not overwrite:
+    if job.holds(fingerprint, overwrite) and not overwrite:
         on_event(events.Step(f"{out_dir} already holds this export; nothing to do "
                              f"(pass {setting('overwrite')} to export again)"))
-        return io_utils.read_json(out_dir / "export_report.json")
+        return io_utils.read_json(ExportFolder(out_dir).report)
     model = load_model(model_path)
     size = int(model.input_shape[1])
     images, images_note = held_out_images(dataset_dir, config.export.agreement_images)
@@ -442,17 +451,18 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
         on_event(events.Warning(f"this run was trained on detector crops; the export expects crops cut with the "
                                 f"settings in export_report.json (`serengeti-tf predict {setting('detections')}` "
                                 f"cuts them), not whole frames"))
-    with io_utils.atomic_dir(out_dir, kind="export") as tmp:
+    with job.stage() as tmp:
+        staged = ExportFolder(tmp)
         started = time.perf_counter()
         EXPORT_FORMATS.lookup(fmt)(model, tmp, class_map, dataset_dir, images, reference, config.export, report,
                                    on_event)
         report["seconds"] = round(time.perf_counter() - started, 3)
-        class_map.write(tmp / "class_map.json")
-        io_utils.write_text(tmp / "labels.txt", class_map.labels_text())
-        io_utils.write_json(tmp / "export_report.json", report)
-        io_utils.write_text(tmp / "export_report.md", report_markdown(report))
+        class_map.write(staged.class_map)
+        io_utils.write_text(staged.labels, class_map.labels_text())
+        io_utils.write_json(staged.report, report)
+        io_utils.write_text(staged.report_markdown, report_markdown(report))
         cfg.save_config(config, tmp)
-        io_utils.write_json(tmp / "fingerprint.json", fingerprint)  # last: marks the export complete
+        io_utils.write_json(staged.fingerprint, fingerprint)  # last: marks the export complete
     for name, item in report["artifacts"].items():
         agree = "" if item["max_abs_diff"] is None else \
             f"; max |diff| {item['max_abs_diff']:.2e}, top-1 agreement {item['top1_agreement']:.1%}"
@@ -465,9 +475,9 @@ def _export(run_dir: Path, out_dir: Path, model_path: Path, class_map: ClassMap,
 def write_saved_model_artifact(model: keras.Model, out: Path, class_map: ClassMap, dataset_dir: Optional[Path],
                                images: list[np.ndarray], reference: np.ndarray, settings: cfg.ExportConfig,
                                report: dict, on_event: events.EventSink) -> None:
-    saved = write_saved_model(model, out / "saved_model", class_map)
+    saved = write_saved_model(model, ExportFolder(out).saved_model, class_map)
     report["artifacts"]["saved_model"] = {
-        "path": "saved_model", "bytes": _folder_bytes(saved),
+        "path": saved.name, "bytes": _folder_bytes(saved),
         "signatures": [SERVING_SIGNATURE, BYTES_SIGNATURE, NAMES_SIGNATURE],
         **agreement(reference, _each(saved_model_runner(saved), images))}
 
@@ -477,7 +487,7 @@ def write_keras_artifact(model: keras.Model, out: Path, class_map: ClassMap, dat
                          report: dict, on_event: events.EventSink) -> None:
     from serengeti_tf.models.resnet import load_model
 
-    file = out / "model.keras"
+    file = ExportFolder(out).model
     deployable_model(model).save(file)
     reloaded = load_model(file)
     report["artifacts"]["keras"] = {"path": file.name, "bytes": file.stat().st_size,

@@ -32,6 +32,7 @@ import numpy as np
 
 from serengeti_tf.errors import UserError
 from serengeti_tf.io_utils import update_digest
+from serengeti_tf.run_folder import MODEL, RunFolder
 
 KERAS_HUB_CLASS = "ResNetBackbone"
 # The keras-hub ResNetBackbone settings of ResNet-18 v1 (its `resnet_18_imagenet` preset).
@@ -74,10 +75,10 @@ def describe_source(source: str | Path) -> dict[str, Any]:
                 raise UserError(f"init weights: {path} has config.json but no model.weights.h5; "
                                 f"not a complete keras-hub preset folder")
             return {"path": str(path), "kind": "keras_hub_preset", "files": [path / "config.json", *weights]}
-        if (path / "model.keras").is_file():
-            return {"path": str(path), "kind": "keras_model", "files": [path / "model.keras"]}
+        if RunFolder(path).model.is_file():
+            return {"path": str(path), "kind": "keras_model", "files": [RunFolder(path).model]}
         raise UserError(f"init weights: folder {path} is neither a keras-hub preset (config.json) nor a "
-                        f"training run (model.keras)")
+                        f"training run ({MODEL})")
     if path.name.endswith(".weights.h5"):
         return {"path": str(path), "kind": "weights_h5", "files": [path]}
     if path.suffix == ".keras":
@@ -126,7 +127,7 @@ def _project_layers(model) -> dict[str, Any]:
 def _load_project_model(path: Path):
     from serengeti_tf.models.resnet import load_model
 
-    return load_model(path / "model.keras" if path.is_dir() else path)
+    return load_model(RunFolder(path).model if path.is_dir() else path)
 
 
 def _load_project_weights(path: Path):

@@ -37,6 +37,7 @@ from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.models.pretrained import describe_source
+from serengeti_tf.run_folder import MODEL, ExperimentFolder, Lineage, RunFolder
 from serengeti_tf.train import distribution, fitting, methods, runs
 from serengeti_tf.train.features import feature_batches, head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
@@ -279,14 +280,14 @@ class Phase2(Recipe):
         if init_run is None:
             raise UserError(f"phase 2 needs {setting('init_run')} RUN_DIR (the phase-1 run whose model it "
                             "fine-tunes), got none")
-        if not (init_run / "model.keras").is_file():
-            raise UserError(f"{setting('init_run')} {init_run} is not a finished phase-1 run: model.keras missing")
+        if not RunFolder(init_run).model.is_file():
+            raise UserError(f"{setting('init_run')} {init_run} is not a finished phase-1 run: {MODEL} missing")
         init_map = runs.read_class_map(init_run)
         if not init_map.same_classes(class_map):
             raise UserError(f"class map of {setting('init_run')} run {init_run} ({init_map.num_classes} classes) "
                             f"differs from the dataset's at {dataset_dir} ({class_map.num_classes} classes)")
-        lineage = runs.read_run_json(init_run, "lineage.json")
-        if lineage.get("phase") != 1:
+        lineage = Lineage.read(init_run)
+        if lineage.get(Lineage.PHASE) != 1:
             raise UserError(f"{setting('init_run')} {init_run} must be a phase-1 run, got a "
                             f"phase-{lineage.get('phase')} run")
 
@@ -301,7 +302,7 @@ class Phase2(Recipe):
         counts = ds_reader.train_counts(ctx.dataset_dir)
         loss_counts = [int(n) for n in counts.values()]
         with ctx.strategy.scope():
-            model = load_model(ctx.init_run / "model.keras", compile=False)
+            model = load_model(RunFolder(ctx.init_run).model, compile=False)
         if int(model.input_shape[1]) != config.model.input_size:
             raise UserError(f"model of {setting('init_run')} {ctx.init_run} takes {model.input_shape[1]}px images "
                             f"but its lineage.json says {config.model.input_size}px")
@@ -498,7 +499,7 @@ def plan_runs(config: cfg.Config, out_dir: str | Path) -> list[PlannedRun]:
         samplers.insert(0, "none")
     planned = []
     for seed in range(config.experiment.seeds):
-        seed_dir = Path(out_dir) / "runs" / f"seed{seed}"
+        seed_dir = ExperimentFolder(Path(out_dir)).seed_dir(seed)
         seed_runs: list[PlannedRun] = []
         for sampler in samplers:
             sampler_runs: list[PlannedRun] = []

@@ -1,4 +1,4 @@
-"""The run folder of `serengeti-tf train`: what it holds, how it is claimed, and its resume state.
+"""The run folder of `serengeti-tf train`: its fingerprint and claim, and its resume state (names: `run_folder`).
 
     RUN_DIR/
       fingerprint.json     what this folder holds (config, dataset, init run): guards against overwrites
@@ -34,19 +34,12 @@ import sklearn
 
 import serengeti_tf
 from serengeti_tf import config as cfg
-from serengeti_tf import events
+from serengeti_tf import events, run_folder
 from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.io_utils import (
-    CorruptFileError,
-    claim_output_dir,
-    read_json,
-    reclaim_output_dir,
-    same_json,
-    write_csv,
-    write_json,
-)
+from serengeti_tf.io_utils import CorruptFileError, read_json, same_json, write_csv, write_json
 from serengeti_tf.models.pretrained import describe_source, source_digest
+from serengeti_tf.run_folder import Lineage, OutputJob, RunFolder
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                   "learning_rate", "seconds")
@@ -66,24 +59,28 @@ class RunPaths:
     resume_root: Optional[Path] = None
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.root)
+
+    @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.folder.checkpoints
 
     @property
     def state_file(self) -> Path:
-        return (self.resume_root or self.root) / "checkpoints" / "state.json"
+        return RunFolder(self.resume_root or self.root).state
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.csv"
+        return self.folder.metrics
 
     @property
     def model(self) -> Path:
-        return self.root / "model.keras"
+        return self.folder.model
 
     @property
     def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
+        return self.folder.tensorboard
 
 
 @dataclass
@@ -104,7 +101,7 @@ class RunState:
         return dict(self.__dict__)
 
 
-PREVIOUS_STATE = "state.previous.json"
+PREVIOUS_STATE = run_folder.PREVIOUS_STATE
 
 
 def read_state(paths: RunPaths) -> RunState:
@@ -153,7 +150,7 @@ def resume_state(paths: RunPaths, on_event) -> RunState:
 
 def write_state(paths: RunPaths, state: RunState) -> None:
     """Writes state.json; the state it replaces becomes the back-up (state.previous.json)."""
-    current = paths.checkpoints / "state.json"
+    current = paths.checkpoints / run_folder.STATE
     if current.is_file():
         try:
             previous = read_json(current)
@@ -208,7 +205,7 @@ def _run_settings(settings: dict) -> dict:
 def _upgrade_fingerprint(run_dir: Path, fp: dict) -> None:
     """A run written before `experiment`/`eval` left the fingerprint holds them; when it matches
     otherwise, its fingerprint.json is rewritten so the finished run is recognised, not refused."""
-    marker = run_dir / "fingerprint.json"
+    marker = RunFolder(run_dir).fingerprint
     if not marker.is_file():
         return
     try:
@@ -236,20 +233,27 @@ def claim_run_dir(run_dir: str | Path, on_event, config: cfg.Config, dataset_dir
         raise UserError(f"run dir {run_dir} exists and is not a folder")
     fp = fingerprint(config, dataset_dir, init_run)
     _upgrade_fingerprint(run_dir, fp)
-    same = claim_output_dir(run_dir, fp, overwrite=overwrite, kind="run")
+    job = run_job(run_dir)
+    same = job.claim(fp, overwrite=overwrite)
     if same and overwrite:
         on_event(events.Step(f"{setting('overwrite')}: discarding the existing run in {run_dir}"))
-        same = reclaim_output_dir(run_dir, fp, kind="run")
+        job.restart(fp)
+        same = False
     return same
+
+
+def run_job(run_dir: str | Path, inputs: Optional[dict] = None) -> OutputJob:
+    """The output job of a training run folder; `inputs` (name -> path) may not overlap it."""
+    return OutputJob(Path(run_dir), "run", inputs=inputs or {}, what="run folder")
 
 
 def default_run_dir(config: cfg.Config, init_run: str | Path | None = None, root: str | Path = "runs") -> Path:
     """`runs/<sampler>-phase<k>-seed<s>`; a phase-2 run is named after its phase-1 run's sampler."""
     sampler = config.sampler.name
     if config.train.phase == 2 and init_run:
-        lineage = Path(init_run) / "lineage.json"
+        lineage = RunFolder(init_run).lineage
         if lineage.exists():
-            sampler = read_json(lineage).get("sampler", sampler)
+            sampler = read_json(lineage).get(Lineage.SAMPLER, sampler)
     return Path(root) / f"{sampler}-phase{config.train.phase}-seed{config.train.seed}"
 
 
@@ -274,9 +278,9 @@ def versions() -> dict[str, Any]:
 def write_run_files(paths: RunPaths, config: cfg.Config, lineage: dict, class_map) -> None:
     """The descriptive files of a run: config, lineage, class map (a `ClassMap`), versions."""
     cfg.save_config(config, paths.root)
-    write_json(paths.root / "lineage.json", lineage)
-    class_map.write(paths.root / "class_map.json")
-    write_json(paths.root / "versions.json", versions())
+    Lineage(lineage).write(paths.root)
+    class_map.write(paths.folder.class_map)
+    write_json(paths.folder.versions, versions())
 
 
 def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest: str, overwrite: bool) -> None:
@@ -287,33 +291,25 @@ def check_init_model_unchanged(run_dir: str | Path, init_run: Path, init_digest:
     both digests; `--overwrite` retrains phase 2 from the new phase-1 model. A run folder written
     before digests were recorded is not checked.
     """
-    lineage_path = Path(run_dir) / "lineage.json"
+    lineage_path = RunFolder(run_dir).lineage
     if overwrite or not lineage_path.is_file():
         return
     try:
-        lineage = read_json(lineage_path)
+        lineage = Lineage(read_json(lineage_path))
     except CorruptFileError:
         return  # claim_run_dir / the fingerprint decide what to do with a damaged folder
-    recorded = lineage.get("init_model_sha256")
-    if lineage.get("init_run") != str(init_run.resolve()) or not recorded or recorded == init_digest:
+    recorded = lineage.init_model_sha256
+    if lineage.get(Lineage.INIT_RUN) != str(init_run.resolve()) or not recorded or recorded == init_digest:
         return
-    raise UserError(f"{run_dir} is a phase-2 run of {init_run}/model.keras with sha256 {recorded[:12]}..., but that "
-                    f"file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); pass "
-                    f"{setting('overwrite')} "
-                    f"to retrain phase 2 from the new model, or use another run folder")
+    raise UserError(f"{run_dir} is a phase-2 run of {init_run}/{run_folder.MODEL} with sha256 {recorded[:12]}..., "
+                    f"but that file now has sha256 {init_digest[:12]}... (phase 1 was retrained in place); pass "
+                    f"{setting('overwrite')} to retrain phase 2 from the new model, or use another run folder")
 
 
-def _run_file(run_dir: str | Path, name: str) -> Path:
-    path = Path(run_dir) / name
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a finished training run: {name} missing")
-    return path
-
-
-def read_run_json(run_dir: str | Path, name: str) -> dict:
-    return read_json(_run_file(run_dir, name))  # a corrupt file is a one-line CorruptFileError
+# A run's JSON files are read by the one reader in `run_folder` (models/ and evaluate/ use it too).
+read_run_json = run_folder.read_run_json
 
 
 def read_class_map(run_dir: str | Path):
     """The run's class_map.json as a `ClassMap`."""
-    return ClassMap.read(_run_file(run_dir, "class_map.json"))
+    return ClassMap.read(run_folder.require_run_file(run_dir, run_folder.CLASS_MAP))

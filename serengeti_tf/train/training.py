@@ -40,9 +40,9 @@ from serengeti_tf import events
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.data import sampling
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.io_utils import atomic_path, file_digest, refuse_overlap, write_csv, write_json
-from serengeti_tf.locks import output_lock
+from serengeti_tf.io_utils import atomic_path, file_digest, write_csv, write_json
 from serengeti_tf.models.pretrained import load_backbone_weights
+from serengeti_tf.run_folder import MODEL, REBALANCING, Lineage, RunFolder
 from serengeti_tf.train import distribution, fitting, recipes, runs
 from serengeti_tf.train.features import head_features_description, split_features
 from serengeti_tf.train.head_choices import fits_on_train_features
@@ -77,12 +77,12 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     init_run = Path(init_run) if init_run else None
     recipe = recipe or recipes.recipe_for(config.train)
     class_map = _check_inputs(config, dataset_dir, init_run, recipe)
-    refuse_overlap(run_dir, {setting("dataset_dir"): dataset_dir, setting("init_run"): init_run,
-                             setting("init_weights"): config.train.init_weights}, what="run folder")
+    runs.run_job(run_dir, {setting("dataset_dir"): dataset_dir, setting("init_run"): init_run,
+                           setting("init_weights"): config.train.init_weights}).check_inputs()
     init_digest = None
     if init_run is not None:
         _adopt_input_size(config, init_run, on_event)
-        init_digest = file_digest(init_run / "model.keras")
+        init_digest = file_digest(RunFolder(init_run).model)
         runs.check_init_model_unchanged(run_dir, init_run, init_digest, overwrite)
     started = time.perf_counter()
 
@@ -94,7 +94,7 @@ def train(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Path,
     pretrained = _pretrained_model(config, int(class_map.num_classes), strategy) if config.train.init_weights else None
     held = contextlib.ExitStack()
     try:
-        held.enter_context(output_lock(paths.root))  # one process per run folder
+        held.enter_context(runs.run_job(paths.root).lock())  # one process per run folder
         runs.claim_run_dir(paths.root, on_event, config, dataset_dir, init_run, overwrite)
         state = runs.resume_state(paths, on_event)
         if state.finished:  # a worker reads the chief's state: it must not train alone
@@ -148,7 +148,7 @@ def _pretrained_model(config: cfg.Config, num_classes: int, strategy) -> tuple:
 
 def _adopt_input_size(config: cfg.Config, init_run: Path, on_event) -> None:
     """Phase 2 runs at the phase-1 model's input size, whatever the config's default says."""
-    size = runs.read_run_json(init_run, "lineage.json").get("input_size")
+    size = Lineage.read(init_run).input_size
     if isinstance(size, int) and size != config.model.input_size:
         on_event(events.Step(f"phase 2 uses the phase-1 model's input size {size}px "
                              f"(config said {config.model.input_size})"))
@@ -174,9 +174,9 @@ def _lineage(config, recipe, dataset_dir, init_run, policy, strategy, info, init
                "strategy": config.train.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "global_batch_size": config.train.batch_size}
     if init_run:
-        parent = runs.read_run_json(init_run, "lineage.json")
-        lineage["sampler"] = parent.get("sampler", config.sampler.name)
-        lineage["init_run_lineage"] = parent
+        parent = Lineage.read(init_run)
+        lineage["sampler"] = parent.get(Lineage.SAMPLER, config.sampler.name)
+        lineage["init_run_lineage"] = parent.as_dict()
     lineage.update(info.get("lineage", {}))
     if recipe.label_suffix:  # a recipe whose runs are a report group of their own is named (reports label it)
         lineage["recipe"] = recipe.name
@@ -191,7 +191,7 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
     with atomic_path(paths.model) as tmp:
         shutil.copyfile(best, tmp)
     epoch_seconds = [r["seconds"] for r in state.history]
-    write_json(paths.root / "timings.json", {
+    write_json(paths.folder.timings, {
         "epochs_run": state.epochs_done, "stopped_early": state.stopped_early,
         "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
         "epoch_seconds": epoch_seconds, "train_seconds": round(sum(epoch_seconds), 3),
@@ -208,7 +208,7 @@ def _finish(paths: runs.RunPaths, state: runs.RunState, info: dict, started: flo
 # Head re-balancing after training (`train.head_rebalancing`, `rebalancing.py`)
 # ---------------------------------------------------------------------------------------------
 
-REBALANCING_JSON = "rebalancing.json"
+REBALANCING_JSON = REBALANCING
 REBALANCING_SWEEP = "rebalancing_sweep.csv"
 
 
@@ -237,7 +237,7 @@ def rebalancing_features(config: cfg.Config, dataset_dir: Path, model, paths: ru
         return paths.checkpoints / f"rebalance-features-{split}.npz"
 
     if source is None and frozen_from_init:
-        source = runs.read_run_json(paths.root, "lineage.json").get("init_model_sha256") or ""
+        source = Lineage.read(paths.root).get(Lineage.INIT_MODEL_SHA256) or ""
     elif source is None:
         source = file_digest(paths.checkpoints / runs.read_state(paths).best_checkpoint)
     return split_features(model, dataset_dir, config, cache_file, on_event, source, rebalancing_views(config))[0]
@@ -343,34 +343,34 @@ def rebalance_run(config: cfg.Config, dataset_dir: str | Path, run_dir: str | Pa
         raise UserError("rebalance_run needs train.head_rebalancing (posthoc_logit_adjustment, tau_norm or crt), "
                         "got none")
     class_map = _check_inputs(config, dataset_dir, None, recipes.recipe_for(config.train))
-    if not (trained_run / "model.keras").is_file():
-        raise UserError(f"{trained_run} is not a finished training run: model.keras missing")
+    trained = RunFolder(trained_run)
+    if not trained.model.is_file():
+        raise UserError(f"{trained_run} is not a finished training run: {MODEL} missing")
     if (trained_run / REBALANCING_JSON).is_file():
         raise UserError(f"{trained_run} already re-balanced its head; branch from a run without head re-balancing")
     if not runs.read_class_map(trained_run).same_classes(class_map):
         raise UserError(f"class map of {trained_run} differs from the dataset's at {dataset_dir}")
     _adopt_input_size(config, trained_run, on_event)
-    refuse_overlap(run_dir, {setting("dataset_dir"): dataset_dir, "trained run": trained_run}, what="run folder")
-    with output_lock(run_dir):  # one process per run folder
+    # One process per run folder.
+    with runs.run_job(run_dir, {setting("dataset_dir"): dataset_dir, "trained run": trained_run}):
         paths = runs.RunPaths(run_dir)
         runs.claim_run_dir(run_dir, on_event, config, dataset_dir, trained_run, overwrite=False)
-        digest = file_digest(trained_run / "model.keras")
+        digest = file_digest(trained.model)
         if (run_dir / REBALANCING_JSON).is_file():
             done_from = runs.read_run_json(run_dir, REBALANCING_JSON).get("source_model_sha256")
             if done_from != digest:
-                raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its model.keras changed "
+                raise UserError(f"{run_dir} re-balanced an earlier model of {trained_run} (its {MODEL} changed "
                                 f"since); delete {run_dir} to re-balance the new one")
             on_event(events.Step(f"{run_dir} already holds this re-balanced run; nothing to do"))
             return run_dir
-        parent = runs.read_run_json(trained_run, "lineage.json")
+        parent = Lineage.read(trained_run)
         lineage = {**parent, "init_run": None, "rebalanced_run": str(trained_run.resolve()),
                    "rebalanced_model_sha256": digest, "head_rebalancing": config.train.head_rebalancing,
                    "trained_epochs": 0}
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         runs.write_run_files(paths, config, lineage, class_map)
         on_event(events.Step(f"{config.train.head_rebalancing}: re-balancing the head of {trained_run} (no training)"))
-        _rebalance_model(config, dataset_dir, trained_run / "model.keras", paths,
-                         {"source_model": str(trained_run / "model.keras"), "source_model_sha256": digest}, on_event,
-                         trained_config=(cfg.load_saved(trained_run / "config.yaml")
-                                         if (trained_run / "config.yaml").is_file() else None))
+        _rebalance_model(config, dataset_dir, trained.model, paths,
+                         {"source_model": str(trained.model), "source_model_sha256": digest}, on_event,
+                         trained_config=(cfg.load_saved(trained.config) if trained.config.is_file() else None))
         return run_dir

@@ -34,8 +34,8 @@ from serengeti_tf.choices import RECIPES
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate import evaluation, reporting
-from serengeti_tf.io_utils import claim_folder_kind, refuse_overlap, write_csv
-from serengeti_tf.locks import output_lock
+from serengeti_tf.io_utils import write_csv
+from serengeti_tf.run_folder import DatasetFolder, ExperimentFolder, OutputJob
 from serengeti_tf.train import runs as run_files
 from serengeti_tf.train import training
 from serengeti_tf.train.progress import GridProgress
@@ -66,13 +66,13 @@ def run_experiment(config: cfg.Config, dataset_dir: str | Path, out_dir: str | P
     """
     # Absolute, so runs.csv and lineage stay valid from any working folder.
     dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
-    if not (dataset_dir / "class_map.json").is_file():
+    if not DatasetFolder(dataset_dir).class_map.is_file():
         raise UserError(f"experiment: {dataset_dir} is not a prepared dataset (class_map.json missing); "
                         f"run `serengeti-tf prepare` first")
-    refuse_overlap(out_dir, {setting("dataset_dir"): dataset_dir, setting("init_weights"): config.train.init_weights},
-                   what="experiment folder")
-    with output_lock(out_dir):  # one process per experiment folder
-        claim_folder_kind(out_dir, "experiment")
+    job = OutputJob(out_dir, "experiment", what="experiment folder",
+                    inputs={setting("dataset_dir"): dataset_dir, setting("init_weights"): config.train.init_weights})
+    with job:  # one process per experiment folder
+        job.claim_kind()
         return _run_grid(config, dataset_dir, out_dir, on_event)
 
 
@@ -118,8 +118,8 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, on_event: ev
         took = "(finished earlier)" if done else f"({time.time() - run_started:.0f}s; {grid.describe()})"
         on_event(events.Step(f"{label}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} {took}"))
     table = pd.DataFrame(rows)
-    write_csv(out_dir / "runs.csv", table)
-    report = reporting.experiment_report(table, out_dir / "report", dataset_dir=dataset_dir,
+    write_csv(ExperimentFolder(out_dir).runs_csv, table)
+    report = reporting.experiment_report(table, ExperimentFolder(out_dir).report, dataset_dir=dataset_dir,
                                          split=config.eval.split, eval_config=config.eval)
     on_event(events.Step(f"report: {report['markdown']}"))
     return {"runs": table, **report}
