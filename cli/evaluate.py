@@ -26,7 +26,8 @@ from serengeti_tf_cli.common import config_options, resolve_config
 def evaluate(run_dir, split, per_class, top_k, bootstrap, batch_size, dataset_dir, overwrite,
              config_files, overrides) -> None:
     """Evaluate a training run on the test (or val) split; settings start from the run's config.yaml."""
-    from serengeti_tf.evaluate.evaluation import evaluate_run, per_class_text
+    from serengeti_tf.evaluate.evaluation import per_class_text
+    from serengeti_tf.evaluate.run_evaluation import evaluate_run
     from serengeti_tf.run_folder import RunFolder
 
     run_config = RunFolder(Path(run_dir)).config

@@ -77,8 +77,8 @@ def test_crop_splits_follow_the_whole_frame_splits(demo):
 @pytest.mark.slow
 def test_crop_path_trains_evaluates_three_levels_and_compares_with_whole_frames(demo):
     from serengeti_tf.data.sampling import write_plan
-    from serengeti_tf.evaluate.evaluation import evaluate_run
     from serengeti_tf.evaluate.reporting import compare_runs
+    from serengeti_tf.evaluate.run_evaluation import evaluate_run
     from serengeti_tf.train import training
 
     root, _, frames, crops_dir, _ = demo

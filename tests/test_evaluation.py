@@ -14,6 +14,7 @@ from serengeti_tf import config as cfg
 from serengeti_tf import metrics
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate import evaluation as ev
+from serengeti_tf.evaluate import run_evaluation
 from serengeti_tf.io_utils import write_json
 from serengeti_tf.plots import plot_confusion
 from serengeti_tf.testing import write_tiny_run
@@ -235,7 +236,7 @@ def evaluable_run(run_dir: Path, dataset_dir: Path, sampler: str = "none", rus_c
 def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     pytest.importorskip("serengeti_tf.data.pipeline")
     run = evaluable_run(tmp_path / "run", tiny_dataset)
-    result = ev.evaluate_run(run)
+    result = run_evaluation.evaluate_run(run)
     out = run / "eval"
     assert result.out_dir == out and not result.skipped
     for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png",
@@ -261,14 +262,14 @@ def test_evaluate_run_writes_every_output(tmp_path, tiny_dataset):
     assert cfg.load_saved(out / "config.yaml").model.input_size == 32
     assert "macro F1" in evaluation_summary(result) and "antelope" in ev.per_class_text(result.per_class)
 
-    again = ev.evaluate_run(run)  # same model and settings: read back, not recomputed
+    again = run_evaluation.evaluate_run(run)  # same model and settings: read back, not recomputed
     assert again.skipped and again.metrics == metrics
     other = cfg.Config()
     other.eval.bootstrap_samples = 10
     with pytest.raises(UserError, match="different output"):
-        ev.evaluate_run(run, other)
-    assert ev.evaluate_run(run, other, overwrite=True).metrics["bootstrap"]["samples"] == 10
-    val = ev.evaluate_run(run, split="val")
+        run_evaluation.evaluate_run(run, other)
+    assert run_evaluation.evaluate_run(run, other, overwrite=True).metrics["bootstrap"]["samples"] == 10
+    val = run_evaluation.evaluate_run(run, split="val")
     assert val.out_dir == run / "eval_val" and val.metrics["split"] == "val"
 
 
@@ -281,23 +282,23 @@ def test_per_class_table_phase1_counts_of_a_phase2_run(tmp_path, tiny_dataset):
                                          "init_run": str(phase1), "seed": 0})
     config = cfg.Config()
     config.eval.bootstrap_samples = 0
-    table = ev.evaluate_run(phase2, config).per_class
+    table = run_evaluation.evaluate_run(phase2, config).per_class
     assert table["count_train_phase1"].tolist() == [10, 10, 5, 1, 26]
     assert table["count_train"].tolist() == [30, 12, 5, 1, 48]
     assert config.eval.split == "test"  # the caller's config is not modified
-    ev.evaluate_run(phase2, config, split="val")
+    run_evaluation.evaluate_run(phase2, config, split="val")
     assert config.eval.split == "test"
 
 
 def test_evaluate_run_refuses_bad_folders(tmp_path, tiny_dataset):
     with pytest.raises(UserError, match="run folder not found"):
-        ev.evaluate_run(tmp_path / "nope")
+        run_evaluation.evaluate_run(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="model.keras missing"):
-        ev.evaluate_run(tmp_path / "empty")
+        run_evaluation.evaluate_run(tmp_path / "empty")
     run = evaluable_run(tmp_path / "run", tiny_dataset)
     with pytest.raises(UserError, match="prepared dataset not found"):
-        ev.evaluate_run(run, dataset_dir=tmp_path / "missing")
+        run_evaluation.evaluate_run(run, dataset_dir=tmp_path / "missing")
 
 
 def test_evaluate_cli_prints_tables_and_reports_errors(tmp_path, tiny_dataset, capsys):

@@ -72,7 +72,7 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
     evaluations. Training and evaluation are replaced by fakes that write what the real ones write."""
     import numpy as np
 
-    from serengeti_tf.evaluate import evaluation
+    from serengeti_tf.evaluate import evaluation, run_evaluation
     from serengeti_tf.evaluate.run_reader import eval_dir_name
     from serengeti_tf.io_utils import write_csv, write_json
     from serengeti_tf.train import training
@@ -101,10 +101,10 @@ def test_experiment_on_the_val_split_reports_val_evaluations(tiny_dataset, tmp_p
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, {n: 10 for n in names}))
         paths = [f"img{i}.jpg" for i in range(len(y_true))]
         write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
-        return evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
+        return run_evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
 
     monkeypatch.setattr(training, "train", fake_train)
-    monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
+    monkeypatch.setattr(run_evaluation, "evaluate_run", fake_evaluate)
     data = tiny_dataset  # read for class names and counts only: training is faked
     config = _grid_config(samplers=["none", "rus"], seeds=1)
     config.eval.split = "val"
@@ -208,7 +208,7 @@ def _fake_grid(monkeypatch, tail_recall_of_rus: float) -> None:
 
     import numpy as np
 
-    from serengeti_tf.evaluate import evaluation
+    from serengeti_tf.evaluate import evaluation, run_evaluation
     from serengeti_tf.evaluate.run_reader import eval_dir_name, read_lineage
     from serengeti_tf.io_utils import write_csv, write_json
 
@@ -240,10 +240,10 @@ def _fake_grid(monkeypatch, tail_recall_of_rus: float) -> None:
         write_csv(out / "per_class.csv", evaluation.per_class_table(y_true, prob, names, train))
         paths = [f"img{i}.jpg" for i in range(len(y_true))]
         write_csv(out / "predictions.csv", evaluation.predictions_frame(paths, paths, y_true, prob, names, 2))
-        return evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
+        return run_evaluation.EvaluationResult(out, metrics, pd.read_csv(out / "per_class.csv"), skipped=False)
 
     monkeypatch.setattr(training, "train", fake_train)
-    monkeypatch.setattr(evaluation, "evaluate_run", fake_evaluate)
+    monkeypatch.setattr(run_evaluation, "evaluate_run", fake_evaluate)
 
 
 @pytest.fixture

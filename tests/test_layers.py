@@ -45,16 +45,6 @@ LIBRARY_LAZY = {
 # module is imported to list the commands, so a command's module-level imports must stay within these.
 HELP_LOADS = {"click", "yaml", "serengeti_tf", "serengeti_tf_cli", "serengeti_tf_configs"}
 
-# In-function imports kept for another reason than weight: each breaks a cycle that goes away with
-# a change in flight, and is listed in setup.cfg's `ignore_imports` too.
-CYCLE_BREAKERS = {
-    ("serengeti_tf.evaluate.levels", "serengeti_tf.evaluate.evaluation"):
-        "evaluation.py holds both the per-run scores levels.py uses and the evaluate_run job calling levels.py",
-    ("serengeti_tf.evaluate.evaluation", "serengeti_tf.evaluate.levels"):
-        "the other end of the levels <-> evaluation cycle",
-}
-
-
 @dataclass(frozen=True)
 class Import:
     module: str  # the importing module
@@ -138,8 +128,6 @@ class ImportGraph:
 
 def needless_reason(graph: ImportGraph, item: Import) -> str | None:
     """None when deferring the import is justified; else what makes it light enough for the top."""
-    if (item.module, item.target) in CYCLE_BREAKERS:
-        return None
     loaded = graph.loads(item.target)
     if item.module.startswith("serengeti_tf_cli"):
         heavy = sorted(m for m in loaded if m.split(".")[0] not in HELP_LOADS | sys.stdlib_module_names)

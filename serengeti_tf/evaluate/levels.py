@@ -33,6 +33,13 @@ import pandas as pd
 from serengeti_tf import io_utils, run_folder
 from serengeti_tf.errors import UserError
 from serengeti_tf.evaluate.bootstrap import MIN_CAPTURES, bootstrap_ci
+from serengeti_tf.evaluate.evaluation import (
+    interval_record,
+    per_class_table,
+    summary_scores,
+    top_k_frame,
+    with_recall_intervals,
+)
 from serengeti_tf.evaluate.markdown import markdown_table
 from serengeti_tf.evaluate.run_reader import run_class_names
 from serengeti_tf.metrics import confusion_counts, scores_from_confusion
@@ -105,8 +112,6 @@ def capture_level(images: pd.DataFrame, probs: np.ndarray) -> tuple[pd.DataFrame
 def level_intervals(labels: np.ndarray, pred: np.ndarray, capture_ids: Sequence[str], class_names: Sequence[str],
                     samples: int, seed: int) -> dict[str, Any]:
     """`bootstrap_ci` of one level's examples, resampling captures within each species (metrics.json form)."""
-    from serengeti_tf.evaluate.evaluation import interval_record
-
     return interval_record(bootstrap_ci(labels, pred, len(class_names), samples, seed,
                                         groups=np.asarray(capture_ids, dtype=str)), class_names)
 
@@ -124,8 +129,6 @@ def interval_columns(boot: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _table(head: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
            top_k: int) -> pd.DataFrame:
-    from serengeti_tf.evaluate.evaluation import top_k_frame
-
     names = np.asarray(class_names, dtype=object)
     pred = probs.argmax(axis=1)
     body = pd.DataFrame({"true": names[labels], "predicted": names[pred],
@@ -144,8 +147,6 @@ def evaluate_levels(out_dir: str | Path, meta: pd.DataFrame, labels: np.ndarray,
     the headline numbers and per_class.csv are: `crop` or `image`), `levels` (scores per level),
     `image_combination`, `capture_combination`, and for crops `capture_level` (image-based).
     """
-    from serengeti_tf.evaluate.evaluation import per_class_table, summary_scores, with_recall_intervals
-
     out = Path(out_dir)
     num_classes = len(class_names)
     top_k = eval_config.top_k

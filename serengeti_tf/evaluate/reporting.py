@@ -38,9 +38,10 @@ from serengeti_tf import io_utils, run_folder
 from serengeti_tf.choices import RECIPES, SAMPLERS
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate import paired
-from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, evaluate_run, group_thresholds
+from serengeti_tf.evaluate.evaluation import GROUPS, MACRO_ROW, class_groups, group_thresholds
 from serengeti_tf.evaluate.levels import append_level_comparison
 from serengeti_tf.evaluate.markdown import markdown_table
+from serengeti_tf.evaluate.run_evaluation import evaluate_run
 from serengeti_tf.evaluate.run_reader import read_lineage
 from serengeti_tf.plots import plot_f1_change, plot_f1_vs_frequency
 from serengeti_tf.run_folder import OutputJob, RunFolder

@@ -33,7 +33,7 @@ from serengeti_tf import events
 from serengeti_tf.choices import RECIPES
 from serengeti_tf.data import dataset as ds_reader
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.evaluate import evaluation, reporting
+from serengeti_tf.evaluate import reporting, run_evaluation
 from serengeti_tf.io_utils import write_csv
 from serengeti_tf.run_folder import DatasetFolder, ExperimentFolder, OutputJob
 from serengeti_tf.train import runs as run_files
@@ -105,7 +105,7 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, on_event: ev
         else:
             training.train(train_config, dataset_dir, run.run_dir, init_run=run.init_run, on_event=run_event,
                            recipe=recipe)
-        result = evaluation.evaluate_run(run.run_dir, config=config, split=config.eval.split,
+        result = run_evaluation.evaluate_run(run.run_dir, config=config, split=config.eval.split,
                                          dataset_dir=dataset_dir, replace_stale=True)
         if not done:
             grid.finish(index, run_files.read_state(run_files.RunPaths(run.run_dir)).epochs_done
