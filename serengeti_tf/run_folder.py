@@ -80,6 +80,11 @@ LABELS = "labels.txt"
 EXPORT_REPORT = "export_report.json"
 EXPORT_REPORT_MD = "export_report.md"
 
+# Plan folder
+PLAN_CSV = "plan.csv"
+PLAN_TOTALS = "totals.json"
+PLAN_PNG = "plan.png"
+
 # Experiment folder
 RUNS = "runs"
 RUNS_CSV = "runs.csv"
@@ -199,6 +204,21 @@ class ExportFolder:
     report_markdown = property(lambda self: self.root / EXPORT_REPORT_MD)
     config = property(lambda self: self.root / CONFIG)
     fingerprint = property(lambda self: self.root / FINGERPRINT)
+
+
+@dataclass(frozen=True)
+class PlanFolder:
+    """A sampling-plan folder (`serengeti-tf plan`): the per-class targets, their totals and the figure."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / CONFIG)
+    plan = property(lambda self: self.root / PLAN_CSV)
+    totals = property(lambda self: self.root / PLAN_TOTALS)
+    figure = property(lambda self: self.root / PLAN_PNG)
 
 
 @dataclass(frozen=True)

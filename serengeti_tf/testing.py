@@ -22,6 +22,7 @@ from serengeti_tf.data.class_map import ClassMap
 from serengeti_tf.data.records import encode_example
 from serengeti_tf.data.shards import shard_file_name, write_tfds_metadata
 from serengeti_tf.io_utils import write_csv, write_json
+from serengeti_tf.run_folder import DatasetFolder, RunFolder
 
 
 def class_image(label: int, num_classes: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -48,6 +49,7 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
     import tensorflow as tf
 
     out = Path(out_dir)
+    folder = DatasetFolder(out)
     out.mkdir(parents=True, exist_ok=True)
     names = sorted(train_counts)
     rng = np.random.default_rng(seed)
@@ -77,14 +79,14 @@ def write_tiny_dataset(out_dir: str | Path, train_counts: dict[str, int], val_pe
             if split == "train":
                 entry["class"] = group[0]
             shards[split].append(entry)
-    write_json(out / "shards.json", shards)
+    write_json(folder.shard_index, shards)
     write_tfds_metadata(out, shards, names, description="serengeti-tf tiny generated test dataset")
-    class_map_of(names).write(out / "class_map.json")
-    write_csv(out / "counts.csv", pd.DataFrame([
+    class_map_of(names).write(folder.class_map)
+    write_csv(folder.counts, pd.DataFrame([
         dict(species=n, paper_name=n, train=per_split["train"][n], val=per_split["val"][n],
              test=per_split["test"][n],
              total=per_split["train"][n] + per_split["val"][n] + per_split["test"][n]) for n in names]))
-    write_csv(out / "manifest.csv", pd.DataFrame(rows))
+    write_csv(folder.manifest, pd.DataFrame(rows))
     config = cfg.Config()
     config.data.image_size = image_size
     cfg.save_config(config, out)
@@ -100,14 +102,14 @@ def class_map_of(class_names: list[str]) -> ClassMap:
 def write_run(run: str | Path, model, class_map: ClassMap, lineage: dict, config: cfg.Config | None = None) -> Path:
     """A run folder holding `model` as `train` leaves one for predict, evaluate and export:
     model.keras, class_map.json, lineage.json and (when given) config.yaml."""
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    model.save(run / "model.keras")
+    folder = RunFolder(Path(run))
+    folder.root.mkdir(parents=True, exist_ok=True)
+    model.save(folder.model)
     if config is not None:
-        cfg.save_config(config, run)
-    write_json(run / "lineage.json", lineage)
-    class_map.write(run / "class_map.json")
-    return run
+        cfg.save_config(config, folder.root)
+    write_json(folder.lineage, lineage)
+    class_map.write(folder.class_map)
+    return folder.root
 
 
 def write_tiny_run(run: str | Path, class_names: list[str] | None = None, input_size: int = 32,

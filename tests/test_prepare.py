@@ -164,6 +164,8 @@ def test_killed_cli_prepare_resumes_to_byte_identical_shards(prepared, csv_sourc
     deadline = time.time() + 90
     while time.time() < deadline and len(list(state.glob("*.json"))) < 3 and process.poll() is None:
         time.sleep(0.02)
+    if process.poll() is not None:  # poll() reaped it: a kill now would name a process that is gone
+        pytest.fail(f"prepare ended on its own (exit {process.returncode}) before it could be killed")
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "summary.json").exists(), "prepare finished before it could be killed"

@@ -46,10 +46,10 @@ from serengeti_tf.choices import REALISATIONS, SAMPLERS
 from serengeti_tf.config import SamplerConfig
 from serengeti_tf.data import dataset
 from serengeti_tf.errors import UserError, setting
-from serengeti_tf.io_utils import claim_output_dir, refuse_overlap, save_figure, write_csv, write_json
-from serengeti_tf.locks import output_lock
+from serengeti_tf.io_utils import save_figure, write_csv, write_json
 from serengeti_tf.plots import plot_plan
 from serengeti_tf.registry import lazy_function, setting_field
+from serengeti_tf.run_folder import OutputJob, PlanFolder
 
 PLAN_COLUMNS = ["species", "original", "target", "ratio"]
 
@@ -273,21 +273,21 @@ def write_plan(config, out_dir: str | Path, data_dir: str | Path | None = None,
         raise UserError(f"plan: give exactly one of a prepared dataset ({setting('dataset_dir')}) or a counts CSV "
                         f"({setting('counts')}); "
                         f"got data={data_dir!r}, counts={counts_csv!r}")
-    refuse_overlap(out_dir, {setting("dataset_dir"): data_dir, setting("counts"): counts_csv})
+    job = OutputJob(out_dir, "plan", {setting("dataset_dir"): data_dir, setting("counts"): counts_csv})
+    job.check_inputs()
     counts = dataset.train_counts(data_dir) if data_dir is not None else read_counts_csv(counts_csv)
     plan = sampling_plan(counts, config.sampler)
     source = str(Path(data_dir if data_dir is not None else counts_csv).resolve())
-    with output_lock(out_dir):  # one process per output folder
-        claim_output_dir(out_dir, {"command": "plan", "source": source, "sampler": cfg.to_dict(config)["sampler"]},
-                         overwrite=overwrite, kind="plan")
-        out = Path(out_dir)
-        cfg.save_config(config, out)
-        write_csv(out / "plan.csv", plan)
+    with job.lock():  # one process per output folder
+        job.claim({"command": "plan", "source": source, "sampler": cfg.to_dict(config)["sampler"]}, overwrite)
+        out = PlanFolder(Path(out_dir))
+        cfg.save_config(config, out.root)
+        write_csv(out.plan, plan)
         totals = plan_totals(plan)
         # Detector-crop datasets count crops: every count here is crops, and the files say so.
         unit = dataset.example_unit(data_dir) if data_dir is not None else "images"
-        write_json(out / "totals.json", {"sampler": config.sampler.name, "unit": unit, **totals})
+        write_json(out.totals, {"sampler": config.sampler.name, "unit": unit, **totals})
         title = (f"{config.sampler.name}: {totals['original']:,} -> {totals['target']:,} training {unit}, "
                  f"{totals['classes']} classes")
-        save_figure(out / "plan.png", plot_plan(plan, title, unit))
+        save_figure(out.figure, plot_plan(plan, title, unit))
     return plan
