@@ -3,7 +3,7 @@
 Registered here, not in `export.py`, because that module imports TensorFlow at load and listing the
 names (`config.validate`, `serengeti-tf export --help`) must not; each writer lives in `export.py`
 and is imported when called. A writer takes `(model, staging folder, ClassMap, dataset folder or
-None, agreement images, the Keras model's probabilities on them, ExportConfig, report, print_fn)`
+None, agreement images, the Keras model's probabilities on them, ExportConfig, report, on_event)`
 and writes its files into the staging folder and their entries into `report["artifacts"]`.
 
 A format's settings (`TfliteSettings`) are part of the export's fingerprint, so changing one
