@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import config_options, resolve_config
 
 
@@ -29,6 +30,6 @@ def compare(run_dirs, out_dir, split, evaluate_missing, overwrite, head_min, tai
     config = resolve_config(config_files, overrides, {"eval.split": split, "eval.head_min": head_min,
                                                       "eval.tail_max": tail_max})
     result = compare_runs(run_dirs, out_dir, split=config.eval.split, evaluate_missing=evaluate_missing,
-                          config=config, overwrite=overwrite)
+                          config=config, overwrite=overwrite, on_event=progress.Terminal())
     click.echo(result["text"])
     click.echo(f"\nreport: {result['markdown']}")

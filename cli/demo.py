@@ -29,4 +29,4 @@ def demo(out_dir, minutes, smoke, seed, overrides) -> None:
     continue an interrupted demo; it keeps the settings it chose first.
     """
     from serengeti_tf.demo.runner import run_demo
-    run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, on_event=progress.echo)
+    run_demo(out_dir, smoke=smoke, overrides=overrides, seed=seed, minutes=minutes, on_event=progress.Terminal())

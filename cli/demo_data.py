@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.demo.class_counts import DEFAULT_MIN_CAPTURES, DEFAULT_SCALE
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import SEED, config_options, resolve_config
 
 
@@ -46,5 +47,5 @@ def demo_data(out_dir, scale, seed, min_captures, image_size, overwrite, config_
         out_dir, scale=DEFAULT_SCALE if scale is None else scale, seed=seed,
         image_size=image_size or DEFAULT_IMAGE_SIZE,
         min_captures_per_class=DEFAULT_MIN_CAPTURES if min_captures is None else min_captures,
-        overwrite=overwrite, config=config)
+        overwrite=overwrite, config=config, on_event=progress.Terminal())
     click.echo(format_summary(summary))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import config_options, resolve_config
 
 
@@ -34,7 +35,8 @@ def evaluate(run_dir, split, per_class, top_k, bootstrap, batch_size, dataset_di
     config = resolve_config(((run_config,) if run_config.is_file() else ()) + tuple(config_files), overrides, {
         "eval.split": split, "eval.top_k": top_k, "eval.bootstrap_samples": bootstrap,
         "eval.batch_size": batch_size})
-    result = evaluate_run(run_dir, config=config, dataset_dir=dataset_dir, overwrite=overwrite)
+    result = evaluate_run(run_dir, config=config, dataset_dir=dataset_dir, overwrite=overwrite,
+                          on_event=progress.Terminal())
     if result.skipped:
         click.echo(f"{result.out_dir} already holds this evaluation (same model and settings); showing it.")
     click.echo(summary(result))

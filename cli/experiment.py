@@ -39,4 +39,4 @@ def experiment(experiment_config, data_dir, out_dir, seeds, samplers, methods, e
         # '' is an empty list (refused by validation), not "use the default grid".
         "experiment.samplers": [s.strip() for s in samplers.split(",") if s.strip()] if samplers is not None else None,
         "experiment.methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None})
-    run_experiment(config, data_dir, out_dir, on_event=progress.echo)
+    run_experiment(config, data_dir, out_dir, on_event=progress.Terminal())

@@ -29,4 +29,4 @@ def export_command(run_dir, out_dir, export_format, agreement_images, calibratio
     config = resolve_config(config_files, overrides, {"export.format": export_format,
                                                       "export.agreement_images": agreement_images,
                                                       "export.calibration_images": calibration_images})
-    export_run(run_dir, out_dir, config, overwrite=overwrite, on_event=progress.echo)
+    export_run(run_dir, out_dir, config, overwrite=overwrite, on_event=progress.Terminal())

@@ -7,6 +7,7 @@ import logging
 import click
 
 from serengeti_tf.errors import UserError
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import OutputPath, config_options, crop_settings_given, resolve_config
 
 
@@ -78,13 +79,14 @@ def predict(model_or_run, inputs, out_csv, top_k, batch_size, classes, captures,
             model_or_run, inputs, detections, out_csv, crop_config=config.data.crops if given else None,
             top_k=config.eval.top_k, batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
             image_size=image_size, config=config, overwrite=overwrite, strip_prefix=strip_prefix, md_out=md_out,
-            group_by_time=group_by_time, allow_outside_root=allow_outside_root)
+            group_by_time=group_by_time, allow_outside_root=allow_outside_root, on_event=progress.Terminal())
         click.echo(crop_predict.summary_text(result))
     else:
         result = predict_images(model_or_run, inputs, out_csv, top_k=config.eval.top_k,
                                 batch_size=config.eval.batch_size, capture_ids=captures, classes=classes,
                                 image_size=image_size, config=config, overwrite=overwrite,
-                                group_by_time=group_by_time, allow_outside_root=allow_outside_root)
+                                group_by_time=group_by_time, allow_outside_root=allow_outside_root,
+                                on_event=progress.Terminal())
         click.echo(summary_text(result))
     if camtrap_dp_out:
         written = camtrap.write_camtrap_dp(camtrap_dp_out, inputs, result["outputs"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from serengeti_tf.choices import SOURCE_FORMATS, SPLIT_GROUPINGS
+from serengeti_tf_cli import progress
 from serengeti_tf_cli.common import ChoiceOption, RegistryChoice, config_options, resolve_config
 
 
@@ -70,5 +71,5 @@ def prepare(out_dir, metadata, image_root, source_format, seasons, image_size, g
         "data.detections": detections, "data.detections_strip_prefix": strip_prefix,
         "data.allow_outside_root": allow_outside_root or None, "data.runner": runner,
         "data.beam_options": beam_options})
-    summary = prepare_dataset(config, out_dir, overwrite=overwrite)
+    summary = prepare_dataset(config, out_dir, overwrite=overwrite, on_event=progress.Terminal())
     click.echo(format_summary(summary))

@@ -34,6 +34,8 @@ def event_line(event: events.Event, command: Optional[click.Command] = None) -> 
         return INDENT * event.level + "warning: " + message_text(event.message, command)
     if isinstance(event, events.EpochEnd):
         return epoch_line(event)
+    if isinstance(event, events.Progress):
+        raise TypeError("a Progress event is drawn as a bar (ProgressBars), not as a line")
     if isinstance(event, events.InRun):
         from serengeti_tf.train.progress import describe_eta
 
@@ -43,5 +45,45 @@ def event_line(event: events.Event, command: Optional[click.Command] = None) -> 
 
 
 def echo(event: events.Event) -> None:
-    """The CLI's event sink: each event as its line on stdout."""
-    click.echo(event_line(event))
+    """An event sink of lines only: each event as its line on stdout (Progress events are dropped;
+    `Terminal` draws them)."""
+    if not isinstance(event, events.Progress):
+        click.echo(event_line(event))
+
+
+class ProgressBars:
+    """Draws `events.Progress` as tqdm bars on stderr, one open bar per task: created by the task's
+    first event (starting at its `done`), moved on by later ones, closed by the finished one. A
+    transient task's bar is redrawn at most once a second and cleared when it closes; a task
+    counted in bytes ("B") shows kB/MB. `cli.main.end_progress_bars` closes bars an error left open."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, event: events.Progress) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(event.task)
+        if bar is None:
+            bar = tqdm(total=event.total, initial=event.done, desc=event.task, unit=event.unit,
+                       unit_scale=event.unit == "B", leave=not event.transient,
+                       mininterval=1.0 if event.transient else 0.1, dynamic_ncols=True)
+            self.bars[event.task] = bar
+        elif event.done != bar.n:
+            bar.update(event.done - bar.n)
+        if event.finished:
+            bar.close()
+            del self.bars[event.task]
+
+
+class Terminal:
+    """The CLI's event sink for one command: lines on stdout (`echo`), bars on stderr (`ProgressBars`)."""
+
+    def __init__(self) -> None:
+        self.bars = ProgressBars()
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.Progress):
+            self.bars(event)
+        else:
+            echo(event)

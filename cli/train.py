@@ -81,4 +81,4 @@ def train_command(dataset_dir, phase, sampler, run_dir, init_run, epochs, batch_
         "train.freeze_stages": freeze_stages, "train.backbone_learning_rate": backbone_learning_rate})
     run_dir = run_dir or runs.default_run_dir(config, init_run)
     training.train(config, dataset_dir, run_dir, init_run=init_run, overwrite=overwrite,
-                   on_event=progress.echo)
+                   on_event=progress.Terminal())

@@ -8,8 +8,11 @@ which the sink renders (the CLI as flags). Base module: imports nothing heavy.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, TypeVar, Union
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,77 @@ class InRun:
     grid_eta: Optional[GridEta] = field(default=None)
 
 
-Event = Union[Step, Warning, EpochEnd, InRun]
+@dataclass(frozen=True)
+class Progress:
+    """How far a long loop is: `done` of `total` (None when unknown) `unit`s of `task` (e.g. 120
+    of 5000 "img" of "predict"); `finished` on the last event of the task. A `transient` task is
+    a detail whose bar the CLI clears when it finishes."""
+
+    task: str
+    done: int
+    total: Optional[int]
+    unit: str
+    finished: bool = False
+    transient: bool = False
+
+
+Event = Union[Step, Warning, EpochEnd, InRun, Progress]
 EventSink = Callable[[Event], None]
 
 
 def ignore(event: Event) -> None:
     """The sink of a caller that wants no progress."""
+
+
+class Tracker:
+    """Counts the work of one task and reports it to `sink` as `Progress` events: the first one at
+    once, then at most one every `interval` seconds (a loop over millions of items sends a few
+    events a second, not millions), and always the final one from `finish()`. Usable as a context
+    manager, which finishes the task on the way out (also after an error)."""
+
+    def __init__(self, sink: EventSink, task: str, total: Optional[int] = None, unit: str = "it",
+                 initial: int = 0, transient: bool = False, interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic):
+        if total is not None and total < 0:
+            raise ValueError(f"total must be None or >= 0, got {total}")
+        self.sink, self.task, self.total, self.unit = sink, task, total, unit
+        self.transient, self.interval, self.clock = transient, interval, clock
+        self.done = initial
+        self.finished = False
+        self._last = clock()
+        self._emit(False)
+
+    def _emit(self, finished: bool) -> None:
+        self.sink(Progress(self.task, self.done, self.total, self.unit, finished, self.transient))
+
+    def advance(self, n: int = 1) -> None:
+        """Counts `n` more units done; reports them when `interval` has passed since the last report."""
+        self.done += n
+        now = self.clock()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._emit(False)
+
+    def finish(self) -> None:
+        """Sends the final event (once)."""
+        if not self.finished:
+            self.finished = True
+            self._emit(True)
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+
+
+def track(items: Iterable[T], sink: EventSink, task: str, total: Optional[int] = None, unit: str = "it",
+          transient: bool = False, **tracker_args) -> Iterator[T]:
+    """Yields `items`, reporting the count yielded so far to `sink` as `Progress` (see `Tracker`;
+    `total` defaults to `len(items)` when it has one)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with Tracker(sink, task, total, unit, transient=transient, **tracker_args) as tracker:
+        for item in items:
+            yield item
+            tracker.advance()

@@ -163,9 +163,11 @@ class Printed(list):
     """An `on_event` sink that keeps each event's terminal line (as the CLI prints it)."""
 
     def __call__(self, event) -> None:
+        from serengeti_tf import events
         from serengeti_tf_cli.progress import event_line
 
-        self.append(event_line(event))
+        if not isinstance(event, events.Progress):  # drawn as a bar on stderr, not a line
+            self.append(event_line(event))
 
 
 @contextlib.contextmanager

@@ -86,3 +86,51 @@ def test_events_render_as_the_terminal_lines():
     assert event_line(events.InRun(epoch, events.GridEta(None, None))).endswith("ETA 0m02s  | grid ETA ? (measuring)")
     assert event_line(events.Warning("slow", level=1)) == "    warning: slow"
     assert event_line(events.Step(f"{errors.setting('overwrite')}: discarding")) == "--overwrite: discarding"
+
+
+def _calls_print(tree: ast.AST) -> list[int]:
+    """Lines of `print(...)` calls, leaving out the body of an `if __name__ == "__main__":` block."""
+    main_blocks = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and "__main__" in ast.unparse(node.test) for n in ast.walk(node)}
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+            and n.func.id == "print" and id(n) not in main_blocks]
+
+
+def test_the_library_draws_no_bars_and_prints_nothing():
+    found = []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(LIBRARY.parent)}:{node.lineno}: imports {name}"
+                      for name in names if name.split(".")[0] == "tqdm"]
+        found += [f"{path.relative_to(LIBRARY.parent)}:{line}: print(" for line in _calls_print(tree)]
+    assert not found, "report progress as events (events.track / events.Tracker):\n" + "\n".join(found)
+
+
+def test_the_check_catches_a_print_outside_main_only():
+    tree = ast.parse('print("x")\nif __name__ == "__main__":\n    print("y")\n')
+    assert _calls_print(tree) == [1]
+
+
+def test_progress_events_draw_one_bar_per_task_on_stderr(capsys):
+    from serengeti_tf_cli.progress import Terminal
+
+    sink = Terminal()
+    with events.Tracker(sink, "predict", total=3, unit="img", clock=lambda: 0.0) as bar:
+        assert list(sink.bars.bars) == ["predict"]
+        bar.advance(3)
+    sink(events.Step("done"))
+    captured = capsys.readouterr()
+    assert "predict" in captured.err and "3/3" in captured.err
+    assert captured.out == "done\n" and sink.bars.bars == {}
+
+
+def test_a_command_shows_its_progress_as_a_bar_on_stderr(tmp_path, capsys):
+    from serengeti_tf_cli.main import main
+
+    main(["demo-data", str(tmp_path / "demo"), "--scale", "0.0005", "--size", "48x36"])
+    captured = capsys.readouterr()
+    assert "demo-data images" in captured.err and "img" in captured.err
+    assert "demo-data images" not in captured.out

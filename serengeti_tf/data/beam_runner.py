@@ -24,6 +24,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from serengeti_tf import events
 from serengeti_tf.config import DataConfig
 from serengeti_tf.data import shards, storage
 from serengeti_tf.errors import UserError, setting
@@ -113,8 +114,9 @@ def _write_grouped(grouped, out_dir: str, labels: dict[str, int]) -> dict:
 
 def write_shards(manifest: pd.DataFrame, plans: Sequence[shards.ShardSpec], class_names: Sequence[str],
                  data: DataConfig, out_dir: str | os.PathLike, beam_options: str = "",
-                 progress: bool = True) -> dict[str, dict]:
-    """`shards.write_shards` on Beam: the same done records, the same shard files."""
+                 progress: bool = True, on_event: events.EventSink = events.ignore) -> dict[str, dict]:
+    """`shards.write_shards` on Beam: the same done records, the same shard files. With `progress`,
+    what is sent to Beam is reported to `on_event` (Beam draws no per-image progress here)."""
     beam = require_beam()
     options = pipeline_options(beam_options, data.workers)
     out_dir = str(out_dir)
@@ -124,8 +126,8 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[shards.ShardSpec], clas
         job, job_args, _ = shards.worker_job(manifest, data)
         _write_plans(manifest, todo, data, out_dir)
         if progress:
-            print(f"preparing {sum(len(s.rows) for s, _ in todo)} images in {len(todo)} shards on Beam "
-                  f"({' '.join(option_args(beam_options, data.workers))})", flush=True)
+            on_event(events.Step(f"preparing {sum(len(s.rows) for s, _ in todo)} images in {len(todo)} shards "
+                                 f"on Beam ({' '.join(option_args(beam_options, data.workers))})"))
         with beam.Pipeline(options=options) as pipeline:
             keyed_plans = (pipeline
                            | "shard names" >> beam.Create([spec.file for spec, _ in todo])

@@ -51,8 +51,8 @@ from typing import Iterator, Optional
 import ijson
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from serengeti_tf import events
 from serengeti_tf.data.sources import relative_posix
 from serengeti_tf.data.sources.camtrap_dp import BOX_COLUMNS, _number, media_paths, read_package
 from serengeti_tf.data.sources.coco_camera_traps import NonFiniteAsNull
@@ -206,7 +206,8 @@ _BOX_COLUMNS = {"category": "category", "conf": "float32", "x": "float32", "y": 
 
 
 def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | None = None,
-                    progress: bool = False, strip_prefix: str = "") -> Detections:
+                    progress: bool = False, strip_prefix: str = "",
+                    on_event: events.EventSink = events.ignore) -> Detections:
     """Streams an MD batch-output file; `file` paths are made relative to `image_root` when given
     (after removing `strip_prefix`, and rebasing absolute paths from elsewhere: module doc).
 
@@ -214,7 +215,7 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
     a missing `detection_categories` or `images` list. Warnings (no or a newer version) are logged
     once and kept in `notes`.
     A `datapackage.json` is read as a Camtrap DP package (`package_detections`:
-    its media-level observation boxes).
+    its media-level observation boxes). With `progress`, the images read are reported to `on_event`.
     """
     path = str(path)
     if not Path(path).is_file():
@@ -264,9 +265,9 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
             files.clear()
             failures.clear()
 
-    bar = tqdm(desc=f"reading {Path(path).name}", unit="img", disable=not progress, mininterval=1.0, leave=False)
-    for item in _stream(path, "images.item"):
-        bar.update(1)
+    sink = on_event if progress else events.ignore
+    for item in events.track(_stream(path, "images.item"), sink, f"reading {Path(path).name}", unit="img",
+                             transient=True):
         if not isinstance(item, dict):
             continue
         files.append("" if item.get("file") is None else str(item.get("file")))
@@ -283,7 +284,6 @@ def read_detections(path: str | os.PathLike, image_root: str | os.PathLike | Non
             flush_boxes()
         if len(files) >= _BATCH:
             flush_images()
-    bar.close()
     flush_boxes()
     flush_images()
     if not count and not isinstance(_first(path, "images"), list):  # cheap: the list is empty or absent

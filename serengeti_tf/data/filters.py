@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
+from serengeti_tf import events
 from serengeti_tf.data import storage
 from serengeti_tf.species import EMPTY, HUMAN
 
@@ -25,16 +25,15 @@ def _mark(manifest: pd.DataFrame, condition: pd.Series, reason: str) -> None:
     manifest.loc[(manifest["drop_reason"] == "") & condition, "drop_reason"] = reason
 
 
-def missing_files(paths: pd.Series, image_root: str | Path) -> pd.Series:
+def missing_files(paths: pd.Series, image_root: str | Path, on_event: events.EventSink = events.ignore) -> pd.Series:
     """True for each path that is not a file under `image_root` (a local folder or an object-store URL).
 
     Lists each folder once (one `scandir` per folder instead of one `stat` per image), which is
-    what makes this fast on millions of images.
+    what makes this fast on millions of images. The folders checked are reported to `on_event`.
     """
     parents = paths.map(lambda p: p.rsplit("/", 1)[0] if "/" in p else "")
     present: set[str] = set()
-    for parent in tqdm(sorted(parents.unique()), desc="checking files", unit="folder",
-                       mininterval=1.0, leave=False, disable=None):
+    for parent in events.track(sorted(parents.unique()), on_event, "checking files", unit="folder", transient=True):
         folder = storage.join(image_root, parent) if parent else str(image_root)
         try:
             present.update(f"{parent}/{name}" if parent else name for name in storage.file_names(folder))
@@ -43,10 +42,10 @@ def missing_files(paths: pd.Series, image_root: str | Path) -> pd.Series:
     return ~paths.isin(present)
 
 
-def apply_filters(manifest: pd.DataFrame, data) -> pd.DataFrame:
+def apply_filters(manifest: pd.DataFrame, data, on_event: events.EventSink = events.ignore) -> pd.DataFrame:
     """Returns a copy of `manifest` with `drop_reason` set for empty, human, multi-species and
     missing images, honouring `data.drop_empty`, `data.drop_human`, `data.drop_multi_species`
-    (`data` is a `config.DataConfig`; `data.image_root` is where paths are checked).
+    (`data` is a `config.DataConfig`; `data.image_root` is where paths are checked, reported to `on_event`).
     """
     manifest = manifest.copy()
     species = manifest["species"]
@@ -59,7 +58,7 @@ def apply_filters(manifest: pd.DataFrame, data) -> pd.DataFrame:
     candidates = manifest["drop_reason"] == ""
     if candidates.any():
         missing = pd.Series(False, index=manifest.index)
-        missing[candidates] = missing_files(manifest.loc[candidates, "path"], data.image_root)
+        missing[candidates] = missing_files(manifest.loc[candidates, "path"], data.image_root, on_event)
         _mark(manifest, missing, "missing_file")
     return manifest
 

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils, run_folder
+from serengeti_tf import events, io_utils, run_folder
 from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.data import beam_runner, crops, detections, filters, remote_output, shards, sources, split, storage
 from serengeti_tf.data.beam_runner import require_beam
@@ -146,27 +146,29 @@ def _refuse_other_dataset_early(out: Path, fp: dict, overwrite: bool) -> None:
         dataset_job(out).claim(fp, overwrite=False)  # raises the standard refusal message
 
 
-def build_manifest(data: DataConfig) -> tuple[pd.DataFrame, list[str]]:
+def build_manifest(data: DataConfig, progress: events.EventSink = events.ignore) -> tuple[pd.DataFrame, list[str]]:
     """read_source -> apply_filters -> assign_splits; raises UserError when no image is left.
 
-    Metadata files in an object store are read from a temporary local copy (the readers are unchanged)."""
+    Metadata files in an object store are read from a temporary local copy (the readers are unchanged).
+    `progress` receives the readers' and the file check's `Progress` events."""
     with contextlib.ExitStack() as stack:
         local = [stack.enter_context(storage.local_copy(p)) for p in data.metadata]
-        manifest = sources.read_source(dataclasses.replace(data, metadata=local))
+        manifest = sources.read_source(dataclasses.replace(data, metadata=local), progress)
     # A fresh 0..n-1 index: shard plans refer to rows by index label.
-    manifest = filters.apply_filters(manifest, data).reset_index(drop=True)
+    manifest = filters.apply_filters(manifest, data, progress).reset_index(drop=True)
     require_kept(manifest, data, "after filtering")
     manifest, warnings = split.assign_splits(manifest, data)
     return manifest.reset_index(drop=True), list(warnings)
 
 
-def crop_examples(manifest: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, Optional[dict]]:
+def crop_examples(manifest: pd.DataFrame, data: DataConfig,
+                  progress: events.EventSink = events.ignore) -> tuple[pd.DataFrame, pd.DataFrame, Optional[dict]]:
     """(image manifest, example table, detections report): with `data.detections` the examples are
     detector crops (`crops.join_detections`), otherwise the manifest's own rows and no report."""
     if not data.detections:
         return manifest, manifest, None
     found = detections.read_detections(data.detections, data.image_root, progress=True,
-                                       strip_prefix=data.detections_strip_prefix)
+                                       strip_prefix=data.detections_strip_prefix, on_event=progress)
     manifest, table, report = crops.join_detections(manifest, found, data.crops)
     if table.empty:
         drops = manifest["drop_reason"].value_counts()
@@ -257,21 +259,24 @@ def _empty_class_warnings(counts: pd.DataFrame) -> list[str]:
 
 def prepare_dataset(config: Config, out_dir: str | os.PathLike, overwrite: bool = False,
                     progress: bool = True,
-                    after_shard: Optional[Callable[[shards.ShardSpec], None]] = None) -> dict:
+                    after_shard: Optional[Callable[[shards.ShardSpec], None]] = None,
+                    on_event: events.EventSink = events.ignore) -> dict:
     """Runs the whole prepare job into `out_dir`; returns the summary (also saved as summary.json).
 
     The returned dict has `up_to_date: True` when the folder already held this finished dataset and
     nothing was done. `after_shard` is called after each newly written shard (used by tests; local
     runner only). An output folder that is, contains or lies inside the image root or a metadata file
     is refused (`--overwrite` or not), and only one process at a time may write `out_dir` (`locks`).
-    `out_dir` may be an object-store URL (`remote_output`).
+    `out_dir` may be an object-store URL (`remote_output`). With `progress`, the job's progress
+    (`events.Progress`, and the Beam runner's `Step`) goes to `on_event`.
     """
     check_inputs(config.data)
+    sink = on_event if progress else events.ignore
     if storage.is_url(out_dir):
         steps = remote_output.PrepareSteps(fingerprint, is_finished, prepare_locked)
-        return remote_output.prepare_remote(config, str(out_dir), overwrite, progress, steps)
+        return remote_output.prepare_remote(config, str(out_dir), overwrite, sink, steps)
     with dataset_job(out_dir, input_paths(config.data)):
-        return prepare_locked(config, Path(out_dir), str(out_dir), overwrite, progress, after_shard)
+        return prepare_locked(config, Path(out_dir), str(out_dir), overwrite, sink, after_shard)
 
 
 def input_paths(data: DataConfig) -> dict:
@@ -285,10 +290,11 @@ def dataset_job(out: str | os.PathLike, inputs: Optional[dict] = None) -> Output
     return OutputJob(out, "dataset", inputs=inputs or {}, done=run_folder.SUMMARY)
 
 
-def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, progress: bool,
+def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, progress: events.EventSink,
                    after_shard: Optional[Callable[[shards.ShardSpec], None]] = None) -> dict:
     """The prepare job with `out` locked: small outputs in the local folder `out`, shards and their
-    done records in `shard_dir` (the same folder, or the output URL when the output is remote)."""
+    done records in `shard_dir` (the same folder, or the output URL when the output is remote);
+    `progress` is the sink of its progress events (`events.ignore` for none)."""
     data = config.data
     started = time.perf_counter()
     fp = fingerprint(data)
@@ -299,8 +305,8 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
 
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    manifest, warnings = build_manifest(data)
-    manifest, examples, detections_report = crop_examples(manifest, data)
+    manifest, warnings = build_manifest(data, progress)
+    manifest, examples, detections_report = crop_examples(manifest, data, progress)
     timings["read_filter_split_s"] = time.perf_counter() - tick
 
     resumed = dataset_job(out).claim(fp, overwrite=overwrite)
@@ -315,10 +321,11 @@ def prepare_locked(config: Config, out: Path, shard_dir: str, overwrite: bool, p
     tick = time.perf_counter()
     plans = shards.plan_shards(examples, names, data.shard_size, data.seed)
     if data.runner == "beam":
-        records = beam_runner.write_shards(examples, plans, names, data, shard_dir, data.beam_options, progress)
+        records = beam_runner.write_shards(examples, plans, names, data, shard_dir, data.beam_options,
+                                           on_event=progress)
     else:
-        records = shards.write_shards(examples, plans, names, data, shard_dir, progress=progress,
-                                      after_shard=after_shard)
+        records = shards.write_shards(examples, plans, names, data, shard_dir, after_shard=after_shard,
+                                      on_event=progress)
     timings["shards_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()

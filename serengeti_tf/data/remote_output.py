@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from serengeti_tf import io_utils, run_folder
+from serengeti_tf import events, io_utils, run_folder
 from serengeti_tf.config import Config, DataConfig
 from serengeti_tf.data import storage
 from serengeti_tf.data.dataset import TFDS_NAME
@@ -38,10 +38,10 @@ class PrepareSteps:
     imports this module, so this module cannot import it)."""
     fingerprint: Callable[[DataConfig], dict]
     is_finished: Callable[[str, dict], bool]
-    prepare_locked: Callable[..., dict]  # (config, local folder, shard location, overwrite, progress)
+    prepare_locked: Callable[..., dict]  # (config, local folder, shard location, overwrite, progress sink)
 
 
-def prepare_remote(config: Config, url: str, overwrite: bool, progress: bool, steps: PrepareSteps) -> dict:
+def prepare_remote(config: Config, url: str, overwrite: bool, progress: events.EventSink, steps: PrepareSteps) -> dict:
     """`prepare.prepare_dataset` for an output URL (see the module docstring)."""
     refuse_overlap(url, config.data)
     url = url.rstrip("/")

@@ -33,8 +33,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from serengeti_tf import events
 from serengeti_tf.config import DataConfig
 from serengeti_tf.data import crops, images, storage
 from serengeti_tf.data.dataset import SPLITS, TFDS_NAME
@@ -247,12 +247,14 @@ def write_shard(out_dir: str | os.PathLike, spec: ShardSpec, digest: str, rows: 
 
 def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names: Sequence[str],
                  data: DataConfig, out_dir: str | os.PathLike, progress: bool = True,
-                 after_shard: Optional[Callable[[ShardSpec], None]] = None) -> dict[str, dict]:
+                 after_shard: Optional[Callable[[ShardSpec], None]] = None,
+                 on_event: events.EventSink = events.ignore) -> dict[str, dict]:
     """Writes every planned shard not already finished; returns file -> done record.
 
     A done record is `{"file", "split", "class", "num_examples", "num_bytes", "digest", "corrupt":
     [{"path", "error"}]}`. `after_shard` is called after each newly written shard (tests use it to
-    simulate an interruption). `out_dir` is a local folder or an object-store URL.
+    simulate an interruption). `out_dir` is a local folder or an object-store URL. With `progress`,
+    the images written are reported to `on_event` ("preparing images").
     """
     if not storage.is_url(out_dir):
         (Path(out_dir) / STATE_DIR).mkdir(parents=True, exist_ok=True)
@@ -263,7 +265,8 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
     total = sum(len(s.rows) for s in plans)
     remaining = sum(len(s.rows) for s, _ in todo)
     workers = min(resolve_workers(data.workers), max(1, math.ceil(remaining / CHUNK_SIZE)))
-    bar = _progress_bar(total, total - remaining, progress)
+    bar = events.Tracker(on_event if progress else events.ignore, "preparing images", total, "img",
+                         initial=total - remaining)
     executor = None
     if workers > 1 and todo:
         # spawn: workers import `images` only, never the parent's TensorFlow state.
@@ -277,11 +280,11 @@ def write_shards(manifest: pd.DataFrame, plans: Sequence[ShardSpec], class_names
             # islice: exactly this shard's results, so the next shard starts at its own first image.
             encoded = itertools.islice(flat, len(spec.rows))
             records[spec.file] = write_shard(out_dir, spec, digest, shard_rows(manifest, spec), encoded, labels,
-                                             on_image=lambda: bar.update(1))
+                                             on_image=bar.advance)
             if after_shard is not None:
                 after_shard(spec)
     finally:
-        bar.close()
+        bar.finish()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
     return {spec.file: records[spec.file] for spec in plans}
@@ -308,11 +311,6 @@ def exit_with_parent(parent_pid: int) -> None:
             os._exit(1)
 
         threading.Thread(target=watch, daemon=True).start()
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    return tqdm(total=total, initial=initial, unit="img", desc="preparing images", disable=not enabled,
-                dynamic_ncols=True)
 
 
 def _remove_stale_temp_files(out: Path) -> None:

@@ -165,7 +165,7 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     if (data_dir / "SnapshotSerengeti_v2_1_images.csv").is_file():
         on_event(events.Step("already written; reusing it", level=1))
     else:
-        write_demo_dataset(data_dir, seed=seed, long_tail=long_tail)
+        write_demo_dataset(data_dir, seed=seed, long_tail=long_tail, on_event=on_event)
     config.data.metadata = [str(data_dir / "SnapshotSerengeti_v2_1_images.csv"),
                             str(data_dir / "SnapshotSerengeti_v2_1_annotations.csv")]
     config.data.image_root = str(data_dir)
@@ -173,7 +173,7 @@ def _run_demo(out: Path, smoke: bool, overrides: Sequence[str], seed: int, minut
     config = cfg.validate(config)
 
     on_event(events.Step(f"2/3 prepare -> {prepared_dir}"))
-    summary = prepare_dataset(config, prepared_dir)
+    summary = prepare_dataset(config, prepared_dir, on_event=on_event)
     on_event(events.Step(format_summary(summary)))
 
     if throughput is not None and not any(o.startswith("train.epochs") for o in overrides):

@@ -32,9 +32,8 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from serengeti_tf import __version__
+from serengeti_tf import __version__, events
 from serengeti_tf import config as cfg
 from serengeti_tf.data.detections import write_md_file
 from serengeti_tf.demo.capture_plan import SITES, image_path, plan_captures
@@ -116,7 +115,7 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
                        image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
                        min_captures_per_class: int = DEFAULT_MIN_CAPTURES, overwrite: bool = False,
                        config: Optional[cfg.Config] = None, progress: bool = True,
-                       long_tail: Optional[LongTail] = None) -> dict:
+                       long_tail: Optional[LongTail] = None, on_event: events.EventSink = events.ignore) -> dict:
     """Writes the synthetic LILA-layout dataset into `out_dir`; returns a summary dict.
 
     Default: the paper's 52 classes at `scale` of Table 4. `long_tail` (the `demo` command's design,
@@ -125,7 +124,8 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
     A folder already holding this exact dataset (same arguments) is resumed: finished images are
     kept and the rest written. A folder holding anything else is refused unless `overwrite`.
     `config` (e.g. resolved from the demo preset) is saved as `out_dir/config.yaml` with
-    `data.metadata` and `data.image_root` pointing at the written files.
+    `data.metadata` and `data.image_root` pointing at the written files. With `progress`, the
+    images drawn are reported to `on_event`.
     """
     width, height = _check_arguments(scale, seed, image_size, min_captures_per_class)
     out = Path(out_dir)
@@ -140,7 +140,8 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
         plan = plan_captures(scale, seed, min_captures_per_class, long_tail)
         canvas = Canvas.of(width, height)
         scenes = {site: site_background(i, seed, canvas) for i, site in enumerate(SITES)}
-        written, skipped = _draw_images(out, plan, seed, canvas, scenes, progress)
+        written, skipped = _draw_images(out, plan, seed, canvas, scenes,
+                                        on_event if progress else events.ignore)
         summary = _summary(plan, scale, seed, (width, height), min_captures_per_class, long_tail)
         # Metadata last: a folder without it is visibly unfinished, and a rerun completes it.
         _write_metadata(out, plan, scale, seed, (width, height), {site: scene[1] for site, scene in scenes.items()})
@@ -154,15 +155,15 @@ def write_demo_dataset(out_dir: str | Path, scale: float = DEFAULT_SCALE, seed: 
 
 
 def _draw_images(out: Path, plan: pd.DataFrame, seed: int, canvas: Canvas,
-                 scenes: dict[str, tuple[np.ndarray, float]], progress: bool) -> tuple[int, int]:
+                 scenes: dict[str, tuple[np.ndarray, float]], progress: events.EventSink) -> tuple[int, int]:
     """Draws and writes every image not already on disk; returns (written, skipped)."""
     written = skipped = 0
-    bar = tqdm(total=int(plan["frames"].sum()), desc="demo-data images", unit="img", disable=not progress)
+    bar = events.Tracker(progress, "demo-data images", int(plan["frames"].sum()), "img")
     for index, cap in enumerate(plan.itertuples(index=False)):
         paths = [out / image_path(cap.site, cap.roll, cap.first_image + k) for k in range(cap.frames)]
         if all(p.exists() for p in paths):
             skipped += cap.frames
-            bar.update(cap.frames)
+            bar.advance(cap.frames)
             continue
         # One random stream per capture: a resumed run draws exactly what a fresh run would.
         rng = np.random.default_rng([seed, 1, index])
@@ -175,8 +176,8 @@ def _draw_images(out: Path, plan: pd.DataFrame, seed: int, canvas: Canvas,
                 written += 1
             else:
                 skipped += 1
-        bar.update(cap.frames)
-    bar.close()
+        bar.advance(cap.frames)
+    bar.finish()
     return written, skipped
 
 

@@ -29,11 +29,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 import serengeti_tf
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils, species
+from serengeti_tf import events, io_utils, species
 from serengeti_tf.data import crops, detections, images
 from serengeti_tf.data.sources import relative_posix
 from serengeti_tf.errors import UserError, setting
@@ -150,12 +149,13 @@ def _image_rows(chunk: pd.DataFrame, probs_per_image: list, class_names: Sequenc
 
 
 def classify_crop_batches(model, plan: pd.DataFrame, class_names: Sequence[str], stored_size: int, input_size: int,
-                          crop_config: cfg.CropConfig, top_k: int, batch_size: int, on_batch) -> None:
+                          crop_config: cfg.CropConfig, top_k: int, batch_size: int, on_batch,
+                          on_event: events.EventSink = events.ignore) -> None:
     """A batch of images at a time: cut their crops (threads), classify, combine per image, hand the
-    image rows, crop rows and skipped rows to `on_batch`."""
+    image rows, crop rows and skipped rows to `on_batch`; the images done go to `on_event`."""
     names = np.asarray(class_names, dtype=object)
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, \
-            tqdm(total=len(plan), desc="predict crops", unit="img") as bar:
+            events.Tracker(on_event, "predict crops", len(plan), "img") as bar:
         for start in range(0, len(plan), batch_size):
             chunk = plan.iloc[start:start + batch_size].copy()
             skipped = chunk[chunk["status"] == "skip"][["path", "error"]]
@@ -186,7 +186,7 @@ def classify_crop_batches(model, plan: pd.DataFrame, class_names: Sequence[str],
             todo["num_crops"] = [len(c[0]) for c in cut]
             image_rows = _image_rows(todo, per_image, class_names, top_k) if len(todo) else pd.DataFrame()
             on_batch(image_rows, crop_rows, skipped)
-            bar.update(len(chunk))
+            bar.advance(len(chunk))
 
 
 def _finish(paths: dict[str, Path], class_names: Sequence[str], top_k: int, has_captures: bool) -> dict[str, int]:
@@ -245,9 +245,11 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                        config: Optional[cfg.Config] = None, overwrite: bool = False, strip_prefix: str = "",
                        md_out: Optional[str | Path] = None, group_by_time: Optional[float] = None,
                        describe: Optional[Callable[[str], str]] = None,
-                       allow_outside_root: bool = False) -> dict[str, Any]:
-    """Classifies the detector crops of `inputs` (see the module doc). `crop_config` defaults to the
-    run's dataset settings, else `data.crops` defaults. Returns counts and the output paths.
+                       allow_outside_root: bool = False,
+                       on_event: events.EventSink = events.ignore) -> dict[str, Any]:
+    """Classifies the detector crops of `inputs` (see the module doc), progress to `on_event`.
+    `crop_config` defaults to the run's dataset settings, else `data.crops` defaults. Returns counts
+    and the output paths.
 
     `strip_prefix`: removed from the MD file's paths; `md_out`: also write the MD file with the
     classifications added; `describe(class name)`: its description there (a scientific name; None
@@ -325,7 +327,7 @@ def predict_detections(model_or_run: str | Path, inputs: str | Path | Sequence[s
                 _append(paths["partial_skipped"], skipped)
 
         classify_crop_batches(model, todo, resolved["class_names"], stored_size, input_size, crop_config, top_k,
-                              batch_size, on_batch)
+                              batch_size, on_batch, on_event)
         counts = _finish(paths, resolved["class_names"], top_k, has_captures)
         if config is not None:
             cfg.save_config(config, paths["config"].parent, name=paths["config"].name)

@@ -32,10 +32,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils
+from serengeti_tf import events, io_utils
 from serengeti_tf.data import dataset as ds
 from serengeti_tf.data import images
 from serengeti_tf.data.class_map import ClassMap, require_same_classes
@@ -313,12 +312,14 @@ def _append(path: Path, frame: pd.DataFrame) -> None:
 
 
 def classify_batches(model, frame: pd.DataFrame, class_names: Sequence[str], stored_size: int, input_size: int,
-                     top_k: int, batch_size: int, on_batch: Callable[[pd.DataFrame, pd.DataFrame], None]) -> None:
+                     top_k: int, batch_size: int, on_batch: Callable[[pd.DataFrame, pd.DataFrame], None],
+                     on_event: events.EventSink = events.ignore) -> None:
     """Reads `frame`'s images a batch at a time (decoding in threads) and hands each batch's
     predictions and skipped rows to `on_batch`. Probabilities are kept (column `probs`, space-
-    separated) only for rows with a capture id, for the capture averages."""
+    separated) only for rows with a capture id, for the capture averages. The images done are
+    reported to `on_event` ("predict")."""
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, \
-            tqdm(total=len(frame), desc="predict", unit="img") as bar:
+            events.Tracker(on_event, "predict", len(frame), "img") as bar:
         for start in range(0, len(frame), batch_size):
             chunk = frame.iloc[start:start + batch_size]
             loaded = list(pool.map(lambda f: _read_or_reason(Path(f), stored_size, input_size), chunk["file"]))
@@ -340,7 +341,7 @@ def classify_batches(model, frame: pd.DataFrame, class_names: Sequence[str], sto
                 predictions["probs"] = [" ".join(f"{p:.6g}" for p in row) if c else ""
                                         for row, c in zip(probs, kept["capture_id"])]
             on_batch(predictions, skipped)
-            bar.update(len(chunk))
+            bar.advance(len(chunk))
 
 
 def _finish(paths: dict[str, Path], class_names: Sequence[str], top_k: int, has_captures: bool,
@@ -429,12 +430,13 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
                    top_k: int = 5, batch_size: int = 32, capture_ids: Mapping[str, str] | str | Path | None = None,
                    classes: Optional[str | Path] = None, image_size: Optional[int] = None,
                    config: Optional[cfg.Config] = None, overwrite: bool = False,
-                   group_by_time: Optional[float] = None, allow_outside_root: bool = False) -> dict[str, Any]:
+                   group_by_time: Optional[float] = None, allow_outside_root: bool = False,
+                   on_event: events.EventSink = events.ignore) -> dict[str, Any]:
     """Classifies images with a run's model (or a `.keras` file + `classes`); see the module doc.
 
     Returns {"outputs": {name: path}, "images", "classified", "skipped", "captures", "skipped_files"
     (DataFrame path, error), "resumed": bool, "already_done": bool}. Unreadable files never stop
-    the job: they are listed in OUT.skipped.csv with the reason and logged.
+    the job: they are listed in OUT.skipped.csv with the reason and logged. Progress goes to `on_event`.
     """
     check_request(top_k, batch_size, image_size)
     paths = output_paths(out_csv)
@@ -474,7 +476,8 @@ def predict_images(model_or_run: str | Path, inputs: str | Path | Sequence[str |
             if len(skipped):
                 _append(paths["partial_skipped"], skipped)
 
-        classify_batches(model, todo, resolved["class_names"], stored_size, input_size, top_k, batch_size, on_batch)
+        classify_batches(model, todo, resolved["class_names"], stored_size, input_size, top_k, batch_size, on_batch,
+                         on_event)
         counts = _finish(paths, resolved["class_names"], top_k, has_captures)
         if config is not None:
             cfg.save_config(config, paths["config"].parent, name=paths["config"].name)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils, run_folder
+from serengeti_tf import events, io_utils, run_folder
 from serengeti_tf.choices import RECIPES, SAMPLERS
 from serengeti_tf.errors import UserError, setting
 from serengeti_tf.evaluate import paired
@@ -123,15 +123,16 @@ def run_row(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
 
 
 def collect_runs(run_dirs: Iterable[str | Path], split: str = "test", evaluate_missing: bool = False,
-                 config: Optional[cfg.Config] = None) -> pd.DataFrame:
-    """`run_row` for each run (evaluating the unevaluated ones first when `evaluate_missing`)."""
+                 config: Optional[cfg.Config] = None, on_event: events.EventSink = events.ignore) -> pd.DataFrame:
+    """`run_row` for each run (evaluating the unevaluated ones first when `evaluate_missing`, their
+    progress to `on_event`)."""
     rows = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise UserError(f"run folder not found: {run_dir}")
         if evaluate_missing and not RunFolder(run_dir).eval_dir(split).metrics.is_file():
-            evaluate_run(run_dir, config=config, split=split)
+            evaluate_run(run_dir, config=config, split=split, on_event=on_event)
         rows.append(run_row(run_dir, split))
     if not rows:
         raise UserError("compare: no run folders given")
@@ -510,7 +511,7 @@ def _run_links(rows: pd.DataFrame, out_dir: Path, split: str) -> pd.DataFrame:
 
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str = "test",
                  evaluate_missing: bool = False, config: Optional[cfg.Config] = None,
-                 overwrite: bool = False) -> dict[str, Any]:
+                 overwrite: bool = False, on_event: events.EventSink = events.ignore) -> dict[str, Any]:
     """The `compare` command: Tables 1-3 and per-class F1-change plots for evaluated runs.
 
     Runs must have `eval/metrics.json` (`serengeti-tf evaluate RUN`) unless `evaluate_missing`.
@@ -522,7 +523,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     job = OutputJob(out_dir, "report", inputs={"RUN_DIR": list(run_dirs)}, what="report folder")
     job.check_inputs()
     io_utils.refuse_other_kind(out_dir, "report")
-    rows = collect_runs(run_dirs, split, evaluate_missing, config)
+    rows = collect_runs(run_dirs, split, evaluate_missing, config, on_event)
     _check_one_run_per_seed(rows)
     fingerprint = {"kind": "serengeti-tf compare", "split": split,
                    "runs": sorted(str(Path(r).resolve()) for r in run_dirs)}

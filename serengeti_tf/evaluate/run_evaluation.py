@@ -16,10 +16,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from serengeti_tf import config as cfg
-from serengeti_tf import io_utils
+from serengeti_tf import events, io_utils
 from serengeti_tf.data import dataset as ds
 from serengeti_tf.data.class_map import require_same_classes
 from serengeti_tf.data.sampling import sampling_plan
@@ -49,14 +48,16 @@ log = logging.getLogger(__name__)
 
 
 def predict_split(model, dataset_dir: Path, split: str, config: cfg.Config,
-                  num_images: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Runs the model over a prepared split in stored order; returns (labels [N], probabilities [N, C])."""
+                  num_images: Optional[int] = None,
+                  on_event: events.EventSink = events.ignore) -> tuple[np.ndarray, np.ndarray]:
+    """Runs the model over a prepared split in stored order; returns (labels [N], probabilities [N, C]);
+    the batches done go to `on_event`."""
     from serengeti_tf.data import pipeline
     batch_size = config.eval.batch_size
     data = pipeline.make_eval_dataset(dataset_dir, split, config, batch_size=batch_size)
     total = math.ceil(num_images / batch_size) if num_images else None
-    logits, labels = predict_dataset(model, data, progress=lambda batches: tqdm(
-        batches, total=total, desc=f"evaluate {split}", unit="batch"))
+    logits, labels = predict_dataset(model, data, progress=lambda batches: events.track(
+        batches, on_event, f"evaluate {split}", total=total, unit="batch"))
     if not len(labels):
         raise UserError(f"evaluation: split '{split}' of {dataset_dir} holds no images")
     return labels, softmax(logits)
@@ -79,7 +80,7 @@ class EvaluationResult:
 
 def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split: Optional[str] = None,
                  dataset_dir: Optional[str | Path] = None, overwrite: bool = False,
-                 replace_stale: bool = False) -> EvaluationResult:
+                 replace_stale: bool = False, on_event: events.EventSink = events.ignore) -> EvaluationResult:
     """Evaluates a run's `model.keras` on a prepared split and writes `RUN_DIR/eval[_<split>]/`.
 
     `replace_stale`: an evaluation folder that serengeti-tf wrote for another model or other eval
@@ -95,7 +96,8 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
     Writes metrics.json (last, so its presence means complete), per_class.csv (Table 4 layout,
     plus count_train_phase1 = the phase-1 sampler's images per class, as in Tables 5 and 6),
     confusion_matrix.csv/.png, predictions.csv, captures.csv, groups.csv, config.yaml.
-    Returns an `EvaluationResult` (`summary_text`, `levels_text` and `per_class_text` render it).
+    Returns an `EvaluationResult` (`summary_text`, `levels_text` and `per_class_text` render it);
+    the prediction's progress goes to `on_event`.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -132,11 +134,11 @@ def evaluate_run(run_dir: str | Path, config: Optional[cfg.Config] = None, split
             log.info("%s already evaluated with the same model and settings; reading it", out.root)
             return EvaluationResult(out.root, io_utils.read_json(out.metrics),
                                     pd.read_csv(out.per_class, keep_default_na=False), skipped=True)
-        return _evaluate(run, out, run_config, lineage, data_dir, names, fingerprint["model_sha256"])
+        return _evaluate(run, out, run_config, lineage, data_dir, names, fingerprint["model_sha256"], on_event)
 
 
 def _evaluate(run: RunFolder, out: EvalFolder, run_config: cfg.Config, lineage: Lineage, data_dir: Path,
-              names: list[str], model_sha256: str) -> "EvaluationResult":
+              names: list[str], model_sha256: str, on_event: events.EventSink) -> "EvaluationResult":
     """The evaluation itself, into the claimed and locked `out`; metrics.json is written last."""
     from serengeti_tf.data import pipeline
     from serengeti_tf.models.resnet import load_model
@@ -146,7 +148,7 @@ def _evaluate(run: RunFolder, out: EvalFolder, run_config: cfg.Config, lineage: 
     train_counts = ds.train_counts(data_dir)
     model = load_model(run.model)
     meta = pipeline.split_metadata(data_dir, split)
-    labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta))
+    labels, probs = predict_split(model, data_dir, split, run_config, num_images=len(meta), on_event=on_event)
     if len(meta) != len(labels) or not np.array_equal(meta["label"].to_numpy(dtype=np.int64), labels):
         raise UserError(f"{data_dir}: split '{split}' metadata ({len(meta)} rows) does not match the "
                         f"images read ({len(labels)}); the prepared dataset may be incomplete")

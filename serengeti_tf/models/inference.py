@@ -45,7 +45,7 @@ def predict_dataset(model, dataset, forward: Optional[Callable] = None,
     """Outputs (float32 `[N, D]`) and labels (int64 `[N]`) of `model` over every `(x, y)` batch.
 
     `forward`: `inference_function(model)` for the compiled path (else `model(x, training=False)`
-    eagerly). `progress` wraps the batch iterator (e.g. a tqdm bar). An empty dataset gives
+    eagerly). `progress` wraps the batch iterator (e.g. `events.track`). An empty dataset gives
     `[0, D]` outputs, D the model's output width; callers that need images say so themselves.
     """
     forward = forward or (lambda x: model(x, training=False))

@@ -106,7 +106,7 @@ def _run_grid(config: cfg.Config, dataset_dir: Path, out_dir: Path, on_event: ev
             training.train(train_config, dataset_dir, run.run_dir, init_run=run.init_run, on_event=run_event,
                            recipe=recipe)
         result = run_evaluation.evaluate_run(run.run_dir, config=config, split=config.eval.split,
-                                         dataset_dir=dataset_dir, replace_stale=True)
+                                         dataset_dir=dataset_dir, replace_stale=True, on_event=on_event)
         if not done:
             grid.finish(index, run_files.read_state(run_files.RunPaths(run.run_dir)).epochs_done
                         if recipe.epochs_cut_by_early_stopping else None)

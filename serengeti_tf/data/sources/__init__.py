@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from serengeti_tf import events
 from serengeti_tf.choices import SOURCE_FORMATS
 from serengeti_tf.data import storage
 from serengeti_tf.data.sources.root import mark_outside_root
@@ -125,7 +126,7 @@ def detect_format(metadata: Sequence[str], image_root: str) -> str:
                     "the two LILA .csv files, one plain .csv, or none (class folders)")
 
 
-def read_source(data) -> pd.DataFrame:
+def read_source(data, on_event: events.EventSink = events.ignore) -> pd.DataFrame:
     """Reads `data.metadata` / `data.image_root` (a `config.DataConfig`) into the manifest table.
 
     Marks rows whose path leaves the image root (`outside_root`, unless `data.allow_outside_root`),
@@ -142,7 +143,7 @@ def read_source(data) -> pd.DataFrame:
                         f"metadata files, got {metadata}")
     if name != "folders" and not metadata:
         raise UserError(f"source_format '{name}' needs data.metadata (metadata file paths), got none")
-    frame = reader(metadata, data.image_root)
+    frame = reader(metadata, data.image_root, on_event=on_event)  # a reader may report its progress
     frame = finish_manifest(frame, name)
     # Every reader's paths pass the one containment check (root.py) before anything opens them.
     frame = mark_outside_root(frame, data.image_root, allow=getattr(data, "allow_outside_root", False))

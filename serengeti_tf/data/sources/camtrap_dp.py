@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from serengeti_tf import species
+from serengeti_tf import events, species
 from serengeti_tf.data.sources import lookup, read_metadata_csv, relative_posix, species_by_key
 from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
@@ -230,7 +230,8 @@ def _unique_media(tables: dict[str, pd.DataFrame], path) -> pd.DataFrame:
     return media
 
 
-def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: str | None = None) -> pd.DataFrame:
+def read_camtrap_dp(metadata: Sequence[str], image_root: str, scientific_names: str | None = None,
+                 on_event: events.EventSink = events.ignore) -> pd.DataFrame:
     """Reads one Camtrap DP package (its datapackage.json) into manifest columns (one row per media)."""
     if len(metadata) != 1:
         raise UserError(f"the Camtrap DP format takes one datapackage.json, got {list(metadata)}")

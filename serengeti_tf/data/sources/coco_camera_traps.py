@@ -26,8 +26,8 @@ from typing import Callable, Iterator, Sequence
 import ijson
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from serengeti_tf import events
 from serengeti_tf.data.sources import MAX_FRAME, fill_season, relative_posix
 from serengeti_tf.errors import UserError
 from serengeti_tf.species import canonical_species
@@ -86,10 +86,10 @@ class NonFiniteAsNull:
         return data
 
 
-def _stream_items(path: str, prefix: str, bar: tqdm) -> Iterator[dict]:
+def _stream_items(path: str, prefix: str, bar: events.Tracker) -> Iterator[dict]:
     """Yields each object under `prefix` (e.g. `images.item`), NaN-safe, updating `bar` by bytes."""
     with open(path, "rb") as raw:
-        stream = NonFiniteAsNull(raw, on_bytes=bar.update)
+        stream = NonFiniteAsNull(raw, on_bytes=bar.advance)
         try:
             yield from ijson.items(stream, prefix, use_float=True)
         except ijson.JSONError as err:
@@ -186,7 +186,7 @@ def _collect(items: Iterator[dict], row: Callable[[dict], tuple], columns: dict[
     return pd.DataFrame(out, copy=False)
 
 
-def _read_categories(path: str, bar: tqdm) -> dict[str, str] | None:
+def _read_categories(path: str, bar: events.Tracker) -> dict[str, str] | None:
     """Category id (as str) -> canonical name; None when the file has no `categories` list."""
     for categories in _stream_items(path, "categories", bar):
         if not isinstance(categories, list):
@@ -271,15 +271,15 @@ def _warn_unknown_categories(path: str, annotations: pd.DataFrame, used_ids: lis
     return count
 
 
-def read_coco(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
-    """Streams one COCO Camera Traps JSON file into manifest columns (one row per image)."""
+def read_coco(metadata: Sequence[str], image_root: str, on_event: events.EventSink = events.ignore) -> pd.DataFrame:
+    """Streams one COCO Camera Traps JSON file into manifest columns (one row per image), reporting
+    the bytes read (the file is read three times) to `on_event`."""
     if len(metadata) != 1:
         raise UserError(f"the COCO Camera Traps format takes one .json file, got {list(metadata)}")
     path = str(metadata[0])
     size = os.path.getsize(path)
     location, category, season, site = _Codes(), _Codes(), _Codes(), _Codes()
-    with tqdm(total=3 * size, unit="B", unit_scale=True, desc=f"reading {Path(path).name}",
-              mininterval=1.0, leave=False) as bar:
+    with events.Tracker(on_event, f"reading {Path(path).name}", 3 * size, "B", transient=True) as bar:
         images = _collect(_stream_items(path, "images.item", bar), _image_reader(location), _IMAGE_COLUMNS)
         if images.empty:
             raise UserError(f"{path} is not a COCO Camera Traps file: no 'images' list with entries")

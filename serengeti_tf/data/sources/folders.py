@@ -17,6 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from serengeti_tf import events
 from serengeti_tf.data.sources import canonical_series, lookup, species_by_key
 from serengeti_tf.data.sources.root import is_inside
 from serengeti_tf.errors import UserError
@@ -83,7 +84,8 @@ def _row(root: Path, image: Path, species_dir: str, station: str) -> dict:
     return row
 
 
-def read_folders(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
+def read_folders(metadata: Sequence[str], image_root: str,
+                 on_event: events.EventSink = events.ignore) -> pd.DataFrame:
     """Lists the class folders under `image_root` into manifest columns (one row per image file)."""
     root = Path(image_root)
     layout = detect_layout(root)

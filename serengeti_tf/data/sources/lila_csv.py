@@ -12,6 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from serengeti_tf import events
 from serengeti_tf.data.sources import (
     LILA_ANNOTATIONS_COLUMNS,
     LILA_IMAGES_COLUMNS,
@@ -58,7 +59,8 @@ def _site_season_from_capture(capture_ids: pd.Series) -> tuple[pd.Series, pd.Ser
     return parts[1].fillna(""), map_unique(parts[0].fillna(""), normalise_season)
 
 
-def read_lila_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
+def read_lila_csv(metadata: Sequence[str], image_root: str,
+                  on_event: events.EventSink = events.ignore) -> pd.DataFrame:
     """Reads the CSV pair into manifest columns (one row per image in the images CSV)."""
     images_csv, annotations_csv = identify_pair(metadata)
     images = read_metadata_csv(images_csv, usecols=["capture_id", "image_rank_in_capture", "image_path_rel"],

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from serengeti_tf import events
 from serengeti_tf.data.sources import (
     canonical_series,
     csv_header,
@@ -51,7 +52,8 @@ def find_columns(header: Sequence[str], source: str) -> dict[str, str]:
     return found
 
 
-def read_plain_csv(metadata: Sequence[str], image_root: str) -> pd.DataFrame:
+def read_plain_csv(metadata: Sequence[str], image_root: str,
+                   on_event: events.EventSink = events.ignore) -> pd.DataFrame:
     """Reads one path,label CSV into manifest columns (one row per distinct path)."""
     if len(metadata) != 1:
         raise UserError(f"the plain CSV format takes one .csv file, got {list(metadata)}")
