@@ -26,12 +26,12 @@ everything else is digested byte for byte):
      `.keras` the `date_saved` of `metadata.json` is dropped and the `shared_object_id`s of
      `config.json` (Python `id()`s of objects shared by layers, a memory address) are renumbered
      in order of appearance.
+  7. TensorBoard event files (`tensorboard/events.out.tfevents.<time>.<host>.<pid>...`): listed as
+     `tensorboard/events` and digested over their records with `wall_time` zeroed.
   8. A file's raw sha256 recorded elsewhere (lineage `init_model_sha256`, eval `model_sha256`, a
      feature cache's `source_sha256`) changes with the `.keras` file's save time (rule 6): every
      raw sha256 of a `.keras` file under the work folder is replaced, in text files and in zip
      members (ASCII or numpy's UTF-32), by that file's rule-6 digest (same length).
-  7. TensorBoard event files (`tensorboard/events.out.tfevents.<time>.<host>.<pid>...`): listed as
-     `tensorboard/events` and digested over their records with `wall_time` zeroed.
 `versions.json` is digested as is: both runs must use the same environment (same venv packages),
 and a different version there is a real difference. The console output is not digested (it prints
 wall times and an ETA); it is kept beside the outputs as `<work>/logs/<step>.txt`.
