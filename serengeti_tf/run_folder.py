@@ -101,13 +101,18 @@ def eval_dir_name(split: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RunFolder:
-    """A training run folder (`serengeti-tf train`); `train/runs.py` writes its resume state."""
+class _Folder:
+    """A folder of one kind: `root` (any path-like, kept as a Path) and, in subclasses, its files by name."""
 
     root: Path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+
+@dataclass(frozen=True)
+class RunFolder(_Folder):
+    """A training run folder (`serengeti-tf train`); `train/runs.py` writes its resume state."""
 
     config = property(lambda self: self.root / CONFIG)
     lineage = property(lambda self: self.root / LINEAGE)
@@ -146,13 +151,8 @@ def read_run_json(run_dir: str | os.PathLike, name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class DatasetFolder:
+class DatasetFolder(_Folder):
     """A prepared dataset folder (`serengeti-tf prepare`; its shards are named by `data/shards.py`)."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     config = property(lambda self: self.root / CONFIG)
     class_map = property(lambda self: self.root / CLASS_MAP)
@@ -167,13 +167,8 @@ class DatasetFolder:
 
 
 @dataclass(frozen=True)
-class EvalFolder:
+class EvalFolder(_Folder):
     """A run's evaluation of one split (`RUN/eval[_<split>]/`); `metrics.json` is written last."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     config = property(lambda self: self.root / CONFIG)
     metrics = property(lambda self: self.root / EVAL_METRICS)
@@ -188,13 +183,8 @@ class EvalFolder:
 
 
 @dataclass(frozen=True)
-class ExportFolder:
+class ExportFolder(_Folder):
     """An export folder (`serengeti-tf export`); it is staged whole and its fingerprint written last."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     model = property(lambda self: self.root / MODEL)
     saved_model = property(lambda self: self.root / SAVED_MODEL)
@@ -207,13 +197,8 @@ class ExportFolder:
 
 
 @dataclass(frozen=True)
-class PlanFolder:
+class PlanFolder(_Folder):
     """A sampling-plan folder (`serengeti-tf plan`): the per-class targets, their totals and the figure."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     config = property(lambda self: self.root / CONFIG)
     plan = property(lambda self: self.root / PLAN_CSV)
@@ -222,13 +207,8 @@ class PlanFolder:
 
 
 @dataclass(frozen=True)
-class ExperimentFolder:
+class ExperimentFolder(_Folder):
     """An experiment folder (`serengeti-tf experiment`): one run folder per planned run, the table, the report."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     config = property(lambda self: self.root / CONFIG)
     runs = property(lambda self: self.root / RUNS)
